@@ -1,0 +1,3 @@
+"""orthocli: score, prune and re-initialise convolutional filters by orthogonality (RePr)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from orthocli.cli import main
+
+main()

@@ -1,0 +1,315 @@
+"""Reading and writing checkpoints. The only module that touches checkpoint files.
+
+Reads, with no model class needed: torch.save files (zip and legacy pickle), dicts wrapping a
+state dict (Lightning, training scripts), safetensors, TorchScript archives, and -- only when the
+user trusts the file -- whole pickled nn.Modules. Writes atomically: temporary file, then rename.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from orthocli.errors import CheckpointError, InputFileError, OutputError, TrustError
+from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT_NAME = "orthocli"
+FORMAT_VERSION = 1
+
+# Keys that training scripts and frameworks use for the model's weights, most specific first.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net", "network", "weights", "params")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    format: str  # torch-zip | torch-legacy | safetensors | torchscript | module
+    state_dict: dict[str, "torch.Tensor"]
+    module: Any = None  # the nn.Module / ScriptModule when the file holds one
+    extras: dict = field(default_factory=dict)  # orthocli's own entries: arch, masks, config, history
+    key: str | None = None  # where the state dict sat inside a wrapping dict
+
+    def conv_layers(self) -> list[ConvLayer]:
+        if self.module is not None:
+            return convs_from_module(self.module)
+        arch = self.extras.get("arch")
+        if arch:
+            from orthocli.models import build_model
+
+            model = build_model(arch)
+            known = {layer.key: layer for layer in convs_from_module(model)}
+            return [
+                ConvLayer(layer.name, layer.key, self.state_dict[layer.key], layer.groups, layer.transposed, True)
+                for layer in known.values()
+                if layer.key in self.state_dict
+            ]
+        return convs_from_state_dict(self.state_dict)
+
+    def select_convs(self, include: list[str] | None = None, exclude: list[str] | None = None) -> list[ConvLayer]:
+        """The conv layers matching the globs; an error when there are none."""
+        found = self.conv_layers()
+        if not found:
+            raise CheckpointError(
+                f"{self.path}: no conv layers found (looked for 3-D to 5-D floating-point tensors named '*weight')"
+            )
+        chosen = select(found, include, exclude)
+        if not chosen:
+            names = ", ".join(layer.name for layer in found[:12]) + (", ..." if len(found) > 12 else "")
+            raise CheckpointError(f"no conv layer matches --layers/--exclude; the layers are: {names}")
+        return chosen
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory; give the checkpoint file inside it")
+    if not os.access(path, os.R_OK):
+        raise InputFileError(f"{path}: permission denied")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path}: file is empty; it is not a checkpoint")
+
+
+def _sniff(path: Path) -> str:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            raise InputFileError(f"{path}: damaged or truncated zip archive; re-save or re-download it") from None
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch-zip"
+        raise InputFileError(f"{path}: a zip archive, but not one written by torch.save or torch.jit.save")
+    if len(head) >= 9:
+        header_len = int.from_bytes(head[:8], "little")
+        if head[8:9] == b"{" and 2 <= header_len <= size - 8:
+            return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch-legacy"
+    raise InputFileError(
+        f"{path}: not a checkpoint; expected a torch.save file, a .safetensors file or a TorchScript archive"
+    )
+
+
+def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust, mmap=fmt == "torch-zip" or None)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "Weights only load failed" in msg:
+            found = re.search(r"(?:Unsupported global|Unsupported operand).*?: (?:GLOBAL )?([\w.]+)", msg)
+            what = f" ({found.group(1)})" if found else ""
+            raise TrustError(
+                f"{path}: holds pickled Python objects{what}; loading it would run code from the file. "
+                "If you trust where it came from, rerun with --trust"
+            ) from None
+        raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
+        if trust and isinstance(e, (AttributeError, ModuleNotFoundError)):
+            raise CheckpointError(f"{path}: the pickled model needs code that is not importable here ({_short(e)})") from None
+        raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
+    except Exception as e:  # unpickling with --trust can raise anything the file's code raises
+        if trust:
+            raise CheckpointError(f"{path}: loading the trusted pickle failed ({_short(e)})") from None
+        raise
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:160]
+
+
+def _tensor_dicts(obj: Any, prefix: str = "", depth: int = 0) -> Iterable[tuple[str, dict]]:
+    """Every str-keyed dict (up to 3 levels down) that holds tensors, with its dotted key."""
+    import torch
+
+    if depth > 3 or not isinstance(obj, dict):
+        return
+    if any(isinstance(v, torch.Tensor) for v in obj.values()):
+        yield prefix, obj
+    for k, v in obj.items():
+        if isinstance(k, str) and isinstance(v, dict):
+            yield from _tensor_dicts(v, f"{prefix}.{k}" if prefix else k, depth + 1)
+        elif isinstance(k, str) and isinstance(v, torch.nn.Module):
+            yield (f"{prefix}.{k}" if prefix else k), v
+
+
+def _has_conv(d: dict) -> bool:
+    import torch
+
+    return any(
+        isinstance(t, torch.Tensor) and str(k).endswith("weight") and 3 <= t.dim() <= 5 for k, t in d.items()
+    )
+
+
+def _only_tensors(d: dict) -> dict:
+    import torch
+
+    return {k: v for k, v in d.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+
+
+def _unwrap(obj: Any, path: Path, fmt: str, key: str | None) -> Checkpoint:
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return Checkpoint(path, "module", obj.state_dict(), module=obj)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or model")
+    if obj.get("format") == FORMAT_NAME:
+        extras = {k: v for k, v in obj.items() if k != "state_dict"}
+        return Checkpoint(path, fmt, _only_tensors(obj.get("state_dict", {})), extras=extras)
+    if key is not None:
+        node: Any = obj
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                found = ", ".join(k for k, _ in _tensor_dicts(obj) if k) or "none"
+                raise CheckpointError(f"{path}: no key '{key}'; keys holding tensors: {found}")
+            node = node[part]
+        if isinstance(node, torch.nn.Module):
+            return Checkpoint(path, "module", node.state_dict(), module=node, key=key)
+        if not isinstance(node, dict) or not _only_tensors(node):
+            raise CheckpointError(f"{path}: '{key}' holds no tensors; choose another --key")
+        return Checkpoint(path, fmt, _only_tensors(node), key=key)
+    found = list(_tensor_dicts(obj))
+    if not found:
+        raise CheckpointError(f"{path}: holds no tensors; it is not a model checkpoint")
+    with_conv = [(k, d) for k, d in found if isinstance(d, torch.nn.Module) or _has_conv(d)]
+    choices = with_conv or found
+    if len(choices) > 1:
+        # A wrapper with one well-known key beside optimizer state and the like is not ambiguous.
+        named = [(k, d) for k, d in choices if k.split(".")[-1] in _WRAPPER_KEYS]
+        if len(named) == 1:
+            choices = named
+    if len(choices) > 1:
+        names = ", ".join(repr(k or "<top level>") for k, _ in choices)
+        raise CheckpointError(f"{path}: holds several state dicts ({names}); choose one with --key")
+    k, d = choices[0]
+    if isinstance(d, torch.nn.Module):
+        return Checkpoint(path, "module", d.state_dict(), module=d, key=k)
+    return Checkpoint(path, fmt, _only_tensors(d), key=k or None)
+
+
+def _load_safetensors(path: Path) -> Checkpoint:
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputFileError(f"{path}: damaged or truncated safetensors file ({_short(e)})") from None
+    extras = {}
+    if FORMAT_NAME in meta:
+        try:
+            extras = json.loads(meta[FORMAT_NAME])
+        except ValueError:
+            raise InputFileError(f"{path}: its orthocli metadata is not valid JSON") from None
+    return Checkpoint(path, "safetensors", state, extras=extras)
+
+
+def _load_torchscript(path: Path) -> Checkpoint:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError, OSError) as e:
+        raise InputFileError(f"{path}: damaged TorchScript archive ({_short(e)})") from None
+    return Checkpoint(path, "torchscript", dict(module.state_dict()), module=module)
+
+
+def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False) -> Checkpoint:
+    """Read any supported checkpoint. Pickles run no code unless `trust` is set."""
+    p = Path(path)
+    _check_readable(p)
+    fmt = _sniff(p)
+    if fmt == "safetensors":
+        ckpt = _load_safetensors(p)
+    elif fmt == "torchscript":
+        ckpt = _load_torchscript(p)
+    else:
+        ckpt = _unwrap(_torch_load(p, fmt, trust), p, fmt, key)
+    return ckpt
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Refuse an output path before any work is done: the input itself, an existing file without
+    --force, a directory, or a folder that does not exist."""
+    p = Path(path)
+    for i in inputs:
+        ip = Path(i)
+        if p.resolve() == ip.resolve() or (ip.exists() and p.exists() and os.path.samefile(ip, p)):
+            raise OutputError(f"{p}: is the input file; write the result to another path")
+    if p.is_dir():
+        raise OutputError(f"{p}: is a directory; give a file name")
+    if p.exists() and not force:
+        raise OutputError(f"{p}: already exists; use --force to overwrite it")
+    if not p.parent.is_dir():
+        raise OutputError(f"{p.parent}: no such directory; create it first")
+    if not os.access(p.parent, os.W_OK):
+        raise OutputError(f"{p.parent}: directory is not writable")
+    return p
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, force: bool, inputs=()) -> Path:
+    """Write through a temporary file in the same folder, then rename: a reader never sees a
+    half-written file, and a failure or interruption leaves the old file (if any) in place."""
+    p = check_output(path, force=force, inputs=inputs)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except OSError as e:
+        _unlink(tmp)
+        raise OutputError(f"{p}: cannot write ({e.strerror or e}); check free space and permissions") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return p
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def make_payload(state_dict: dict, **extras: Any) -> dict:
+    """An orthocli checkpoint: a plain dict that torch.load(weights_only=True) reads. The weights
+    sit under "state_dict" with their original names; the rest describes how they were made."""
+    payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "state_dict": state_dict}
+    payload.update({k: v for k, v in extras.items() if v is not None})
+    return payload
+
+
+def save(path: str | os.PathLike, payload: dict, *, force: bool = False, inputs=()) -> Path:
+    import torch
+
+    return atomic_write(path, lambda f: torch.save(payload, f), force=force, inputs=inputs)

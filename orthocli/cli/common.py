@@ -1,0 +1,100 @@
+"""What every command shares: option aliases, output (human / JSON), and error handling.
+
+Imports typer, rich and the standard library only: `orthocli --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrthoError
+
+# --- option aliases, written once -------------------------------------------------------------
+CkptArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint: torch.save file (zip or legacy), .safetensors, or TorchScript archive.",
+        show_default=False,
+    ),
+]
+KeyOpt = Annotated[
+    Optional[str],
+    typer.Option("--key", help="Where the state dict sits in a wrapping dict, e.g. 'state_dict' or 'model.ema'.", show_default=False),
+]
+TrustOpt = Annotated[
+    bool,
+    typer.Option("--trust", help="Allow loading pickled Python objects (whole nn.Modules). This runs code from the file: only for files you trust."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
+LayersOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--layers", "-l", help="Only layers whose name matches this glob (repeatable), e.g. 'features.*'.", show_default=False),
+]
+ExcludeOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude", "-x", help="Skip layers whose name matches this glob (repeatable), e.g. 'conv1'.", show_default=False),
+]
+
+# Set by the app callback (--debug) or the environment; read when an error is caught.
+DEBUG = {"on": os.environ.get("ORTHOCLI_DEBUG", "") not in ("", "0")}
+
+
+def stderr() -> Console:
+    # Rich already drops colour when the stream is not a terminal or NO_COLOR is set.
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout() -> Console:
+    return Console(highlight=False)
+
+
+def print_json(doc: Any) -> None:
+    """Exactly one JSON document on stdout; NaN/Inf are a bug, never output."""
+    sys.stdout.write(json.dumps(doc, allow_nan=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def log(message: str) -> None:
+    stderr().print(message, markup=False)
+
+
+def fail(message: str, code: int) -> None:
+    stderr().print(f"Error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def command(app: typer.Typer, **settings: Any) -> Callable:
+    """Register a command whose library errors become one `Error: ...` line and an exit code."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, SystemExit):
+                raise
+            except OrthoError as e:
+                if DEBUG["on"]:
+                    raise
+                fail(str(e), e.exit_code)
+            except KeyboardInterrupt:
+                fail("interrupted", EXIT_INTERRUPTED)
+            except Exception as e:
+                if DEBUG["on"]:
+                    raise
+                fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)", EXIT_INTERNAL)
+
+        app.command(**settings)(run)
+        return run
+
+    return decorate

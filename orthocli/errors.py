@@ -1,0 +1,45 @@
+"""Typed errors. Each carries the process exit code the CLI uses; the table is in the README."""
+
+from __future__ import annotations
+
+# Exit codes, one per kind of failure, so scripts can tell them apart.
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1  # `score --fail-above`: the checkpoint is more redundant than allowed
+EXIT_USAGE = 2  # a bad option or argument (Typer/Click uses 2 as well)
+EXIT_INPUT = 3  # the input file cannot be read as a checkpoint
+EXIT_CHECKPOINT = 4  # it reads, but its content is unusable for the command
+EXIT_OUTPUT = 5  # the output cannot or must not be written
+EXIT_TRUST = 6  # loading would run code from the file and --trust was not given
+EXIT_DATA = 7  # training or test data cannot be used
+EXIT_INTERNAL = 70  # a bug in orthocli (EX_SOFTWARE)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class OrthoError(Exception):
+    """Base of every error orthocli reports to the user as one line."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UsageError(OrthoError):
+    exit_code = EXIT_USAGE
+
+
+class InputFileError(OrthoError):
+    exit_code = EXIT_INPUT
+
+
+class CheckpointError(OrthoError):
+    exit_code = EXIT_CHECKPOINT
+
+
+class OutputError(OrthoError):
+    exit_code = EXIT_OUTPUT
+
+
+class TrustError(OrthoError):
+    exit_code = EXIT_TRUST
+
+
+class DataError(OrthoError):
+    exit_code = EXIT_DATA

@@ -1,0 +1,72 @@
+"""Inter-filter orthogonality scores (step 2 of the method). Tensors in, tensors out.
+
+For a conv layer with J filters, each filter flattened to a row of W (J x k*k*c) and scaled to
+unit length, P = |W_hat W_hat^T - I| and score[f] = sum_j P[f, j] / J. Higher means the filter
+points where others already point: more redundant, dropped first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# A filter whose every weight is zero has no direction. It contributes nothing, so it is the
+# cheapest filter to drop; giving it 1.0 (a live filter scores at most (J-1)/J < 1) ranks it first.
+DEAD_SCORE = 1.0
+
+
+def filter_rows(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> torch.Tensor:
+    """Return the filters as rows, grouped: shape (groups, J / groups, fan_in).
+
+    A regular conv stores (out, in / groups, *kernel): filter f is weight[f]. A transposed conv
+    stores (in, out / groups, *kernel): output channel f of group g is weight[g*in/G:(g+1)*in/G, f].
+    Filters in different groups see different inputs, so they are only compared within a group.
+    """
+    if weight.dim() < 2:
+        raise ValueError(f"a conv weight has at least 2 dimensions, got shape {tuple(weight.shape)}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    kernel = weight.shape[2:]
+    if transposed:
+        cin, out_per_group = weight.shape[0], weight.shape[1]
+        if cin % groups:
+            raise ValueError(f"{cin} input channels do not split into {groups} groups")
+        w = weight.reshape(groups, cin // groups, out_per_group, *kernel).transpose(1, 2)
+        return w.reshape(groups, out_per_group, -1)
+    out = weight.shape[0]
+    if out % groups:
+        raise ValueError(f"{out} filters do not split into {groups} groups")
+    return weight.reshape(groups, out // groups, -1)
+
+
+def filter_count(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> int:
+    return weight.shape[1] * groups if transposed else weight.shape[0]
+
+
+def dead_filters(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> torch.Tensor:
+    """Boolean mask (J,) of filters whose weights are all zero, in output-channel order."""
+    rows = filter_rows(weight, groups=groups, transposed=transposed)
+    return (rows == 0).all(dim=-1).reshape(-1)
+
+
+def orthogonality_scores(
+    weight: torch.Tensor, *, groups: int = 1, transposed: bool = False
+) -> torch.Tensor:
+    """Score every filter of one conv layer; returns (J,) in output-channel order.
+
+    Computed in float32 at least (float64 stays float64). Raises ValueError on NaN/Inf weights.
+    """
+    rows = filter_rows(weight, groups=groups, transposed=transposed)
+    dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+    rows = rows.to(dtype)
+    if not torch.isfinite(rows).all():
+        raise ValueError("weights contain NaN or Inf")
+    norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True)
+    dead = norms.squeeze(-1) == 0
+    unit = rows / torch.where(dead.unsqueeze(-1), torch.ones_like(norms), norms)
+    gram = torch.bmm(unit, unit.transpose(1, 2)).abs_()
+    # |w.w - 1| on the diagonal is rounding noise for a live filter: it is exactly 0 by definition.
+    gram.diagonal(dim1=1, dim2=2).zero_()
+    per_group = gram.shape[-1]
+    scores = gram.sum(dim=-1) / per_group
+    scores[dead] = DEAD_SCORE
+    return scores.reshape(-1)
