@@ -1,0 +1,113 @@
+"""New values for dropped filters, orthogonal to what the layer already holds (step 4 of the method).
+
+The null space of [kept filters' current values; dropped filters' values before dropping] is found
+with a rank-revealing QR decomposition (Gram-Schmidt with column pivoting, then a complete
+Householder QR to extend the basis), so each new filter is orthogonal to every kept filter and to
+its own old value. Pure math: tensors and a torch.Generator in, tensors out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Below this residual norm (on unit-length constraint rows, in float64) a direction counts as
+# already spanned: dependent rows do not eat into the null space.
+RANK_TOL = 1e-9
+
+
+def row_space_basis(rows: torch.Tensor, tol: float = RANK_TOL) -> torch.Tensor:
+    """Orthonormal basis (D, r) of the span of `rows` (n, D), r = numerical rank.
+
+    Column-pivoted Gram-Schmidt: always take the constraint with the largest residual next, so a
+    dependent row is never mistaken for a new direction (unpivoted QR can be).
+    """
+    a = rows.to(torch.float64).T.clone()  # (D, n)
+    norms = torch.linalg.vector_norm(a, dim=0)
+    keep = norms > 0
+    a = a[:, keep] / norms[keep]
+    basis: list[torch.Tensor] = []
+    for _ in range(min(a.shape)):
+        residual = torch.linalg.vector_norm(a, dim=0)
+        j = int(torch.argmax(residual)) if residual.numel() else 0
+        if residual.numel() == 0 or residual[j] <= tol:
+            break
+        q = a[:, j] / residual[j]
+        for prev in basis:  # re-orthogonalise: Gram-Schmidt loses orthogonality otherwise
+            q = q - prev * (prev @ q)
+        q = q / torch.linalg.vector_norm(q)
+        basis.append(q)
+        a = a - torch.outer(q, q @ a)
+    d = rows.shape[1]
+    return torch.stack(basis, dim=1) if basis else torch.zeros(d, 0, dtype=torch.float64)
+
+
+def null_space_basis(rows: torch.Tensor, tol: float = RANK_TOL) -> torch.Tensor:
+    """Orthonormal basis (D, D - r) of the vectors orthogonal to every row of `rows` (n, D)."""
+    span = row_space_basis(rows, tol)
+    d, r = span.shape
+    if r == 0:
+        return torch.eye(d, dtype=torch.float64)
+    if r == d:
+        return torch.zeros(d, 0, dtype=torch.float64)
+    q, _ = torch.linalg.qr(span, mode="complete")  # first r columns span `span`, the rest its complement
+    return q[:, r:]
+
+
+@dataclass
+class NewFilters:
+    rows: torch.Tensor  # (k, D) float64, each of norm `scale`
+    null_space: int  # how many are orthogonal to kept filters and to the old values
+    kept_only: int  # orthogonal to kept filters only (no room for the old values too)
+    random: int  # plain random directions (no room at all: J >= D, e.g. a first layer)
+
+
+def _directions(basis: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k orthonormal random directions inside span(basis), as rows (k, D); k <= basis.shape[1]."""
+    coeff = torch.randn(basis.shape[1], k, generator=generator, dtype=torch.float64)
+    q, _ = torch.linalg.qr(basis @ coeff)  # (D, k), orthonormal, still inside span(basis)
+    return q.T
+
+
+def new_filters(
+    kept: torch.Tensor, old: torch.Tensor, *, scale: float, generator: torch.Generator
+) -> NewFilters:
+    """Values for the k = len(old) dropped filters of one layer (or one group of a grouped conv).
+
+    kept: (n, D) current values of the kept filters; old: (k, D) the dropped filters' values
+    before they were dropped. Falls back, and says so, when the layer lacks room:
+    1. null space of [kept; old] (the method);
+    2. null space of kept alone, for what does not fit in 1;
+    3. random directions (orthogonalised among themselves where possible) for the rest.
+    """
+    k, d = old.shape
+    out: list[torch.Tensor] = []
+    both = null_space_basis(torch.cat([kept, old]))
+    n1 = min(k, both.shape[1])
+    if n1:
+        out.append(_directions(both, n1, generator))
+    n2 = 0
+    if n1 < k:
+        # Orthogonal to the kept filters and to the new ones of step 1 (not to the old values).
+        only_kept = null_space_basis(torch.cat([kept, *out]))
+        n2 = min(k - n1, only_kept.shape[1])
+        if n2:
+            out.append(_directions(only_kept, n2, generator))
+    n3 = k - n1 - n2
+    if n3:
+        rand = torch.randn(n3, d, generator=generator, dtype=torch.float64)
+        out.append(rand / torch.linalg.vector_norm(rand, dim=1, keepdim=True))
+    rows = torch.cat(out) if out else torch.zeros(0, d, dtype=torch.float64)
+    return NewFilters(rows * scale, n1, n2, n3)
+
+
+def filter_scale(kept: torch.Tensor, old: torch.Tensor) -> float:
+    """Norm for the new filters: the mean norm of the kept filters, so a new filter starts at the
+    layer's typical scale (then the old values' mean norm, then 1/sqrt(D) when all are zero)."""
+    for rows in (kept, old):
+        norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1)
+        norms = norms[norms > 0]
+        if norms.numel():
+            return float(norms.mean())
+    return float(kept.shape[1] ** -0.5)

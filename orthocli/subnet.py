@@ -1,0 +1,154 @@
+"""Sub-networks: dropping filters, keeping them frozen while the rest trains, and re-introducing
+them orthogonally (steps 3-4 of the method). Works on state dicts in place, so the same code
+serves a bare checkpoint (`orthocli prune`/`reinit`) and a live model (`orthocli train`).
+
+A drop record, saved in the checkpoint under extras["prune"], is plain data:
+{"rule": {...}, "layers": {name: {"key", "groups", "transposed", "dropped": LongTensor,
+ "channels": [{"key", "dim", "role", "old": Tensor}]}}}
+"old" holds each channel tensor's values for the dropped filters before dropping.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from orthocli.banks import FilterBank
+from orthocli.errors import CheckpointError
+from orthocli.nullspace import filter_scale, new_filters
+from orthocli.scoring import filter_rows
+
+# What a dropped filter's tensors are set to (zero weight and bias: the filter is dead even where
+# the model is loaded without orthocli's masks) and what a re-introduced one starts from.
+_DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
+_FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
+
+
+def make_record(
+    state_dict: dict[str, torch.Tensor], banks: Iterable[FilterBank], drops: dict[str, torch.Tensor], rule: dict
+) -> dict:
+    """The drop record for `drops` (bank name -> filter indices), with the values before dropping."""
+    layers = {}
+    for bank in banks:
+        idx = drops.get(bank.name)
+        if idx is None or idx.numel() == 0:
+            continue
+        if bank.transposed and bank.groups > 1:
+            raise CheckpointError(f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with --exclude")
+        channels = []
+        for ch in bank.channels:
+            t = state_dict[ch.key]
+            channels.append({"key": ch.key, "dim": ch.dim, "role": ch.role, "old": t.index_select(ch.dim, idx).clone()})
+        layers[bank.name] = {
+            "key": bank.key, "groups": bank.groups, "transposed": bank.transposed,
+            "dropped": idx.clone(), "channels": channels,
+        }
+    return {"rule": rule, "layers": layers}
+
+
+def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
+    """Zero the dropped filters' weights, biases and BatchNorm affine parameters, in place."""
+    with torch.no_grad():
+        for layer in record["layers"].values():
+            for ch in layer["channels"]:
+                if ch["role"] in _DROPPED_VALUE:
+                    state_dict[ch["key"]].index_fill_(ch["dim"], layer["dropped"], _DROPPED_VALUE[ch["role"]])
+
+
+def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
+    """Set mask tensors (from `banks.masked_forward`) to 0 for dropped filters, 1 elsewhere."""
+    for name, m in masks.items():
+        m.fill_(1)
+        layer = record["layers"].get(name)
+        if layer is not None:
+            m.index_fill_(1, layer["dropped"], 0)
+
+
+class Freezer:
+    """Keeps dropped filters exactly where they are while the sub-network trains.
+
+    Zeroing their gradients is not enough: SGD momentum and weight decay, and Adam's moments,
+    move parameters whose gradient is zero. So after every optimizer step the saved values are
+    written back (bit-identical), and their gradients are zeroed before the step so that no new
+    optimizer state builds up for them.
+    """
+
+    def __init__(self, model: torch.nn.Module, record: dict) -> None:
+        tensors = dict(model.named_parameters())
+        tensors.update(dict(model.named_buffers()))
+        self.items = []
+        for layer in record["layers"].values():
+            idx = layer["dropped"].to(next(iter(tensors.values())).device)
+            for ch in layer["channels"]:
+                t = tensors[ch["key"]]
+                self.items.append((t, ch["dim"], idx, t.detach().index_select(ch["dim"], idx).clone()))
+
+    def zero_grads(self) -> None:
+        for t, dim, idx, _ in self.items:
+            if t.grad is not None:
+                t.grad.index_fill_(dim, idx, 0)
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for t, dim, idx, saved in self.items:
+                t.index_copy_(dim, idx, saved)
+
+
+def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: torch.Generator) -> dict[str, dict]:
+    """Give every dropped filter new values from the null space of [kept filters; its old value],
+    in place. Kept filters are not touched. Returns, per layer, how many filters came from the
+    null space and how many needed a fallback (see `nullspace.new_filters`)."""
+    report = {}
+    with torch.no_grad():
+        for name, layer in record["layers"].items():
+            weight = state_dict[layer["key"]]
+            dropped = layer["dropped"]
+            groups, transposed = layer["groups"], layer["transposed"]
+            old_weight = next(ch["old"] for ch in layer["channels"] if ch["role"] == "conv_weight")
+            rows = filter_rows(weight, groups=groups, transposed=transposed)  # (G, J/G, D)
+            per_group = rows.shape[1]
+            old_rows = (old_weight.transpose(0, 1) if transposed else old_weight).reshape(len(dropped), -1)
+            counts = {"dropped": len(dropped), "null_space": 0, "kept_only": 0, "random": 0}
+            for g in range(groups):
+                in_group = (dropped // per_group) == g
+                if not in_group.any():
+                    continue
+                local = dropped[in_group] % per_group
+                keep = torch.ones(per_group, dtype=torch.bool)
+                keep[local] = False
+                kept, old = rows[g][keep], old_rows[in_group]
+                made = new_filters(kept, old, scale=filter_scale(kept, old), generator=generator)
+                counts["null_space"] += made.null_space
+                counts["kept_only"] += made.kept_only
+                counts["random"] += made.random
+                _write_rows(weight, dropped[in_group], made.rows.to(weight.dtype), transposed)
+            for ch in layer["channels"]:
+                t = state_dict[ch["key"]]
+                if ch["role"] in _FRESH_VALUE:
+                    t.index_fill_(ch["dim"], dropped, _FRESH_VALUE[ch["role"]])
+                elif ch["role"] == "other":
+                    t.index_copy_(ch["dim"], dropped, ch["old"].to(t.dtype))
+            report[name] = counts
+    return report
+
+
+def _write_rows(weight: torch.Tensor, filters: torch.Tensor, rows: torch.Tensor, transposed: bool) -> None:
+    if transposed:  # (in, out, *k) with groups == 1: filter f is weight[:, f]
+        values = rows.reshape(len(filters), weight.shape[0], *weight.shape[2:]).transpose(0, 1)
+        weight.index_copy_(1, filters, values.contiguous())
+    else:
+        weight.index_copy_(0, filters, rows.reshape(len(filters), *weight.shape[1:]))
+
+
+def reset_optimizer_rows(optimizer: torch.optim.Optimizer, model: torch.nn.Module, record: dict) -> None:
+    """Zero the optimizer state (momentum, Adam moments) of re-introduced filters, so stale state
+    from before they were dropped does not push their new values."""
+    params = dict(model.named_parameters())
+    for layer in record["layers"].values():
+        for ch in layer["channels"]:
+            p = params.get(ch["key"])
+            state = optimizer.state.get(p) if p is not None else None
+            for value in (state or {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    value.index_fill_(ch["dim"], layer["dropped"].to(value.device), 0)
