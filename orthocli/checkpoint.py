@@ -53,6 +53,20 @@ class Checkpoint:
             ]
         return convs_from_state_dict(self.state_dict)
 
+    def model(self):
+        """The nn.Module these weights belong to, where known (trusted module, orthocli arch)."""
+        import torch
+
+        if isinstance(self.module, torch.nn.Module) and not isinstance(self.module, torch.jit.ScriptModule):
+            return self.module
+        if self.extras.get("arch"):
+            from orthocli.models import build_model
+
+            model = build_model(self.extras["arch"])
+            model.load_state_dict(self.state_dict)
+            return model
+        return None
+
     def select_convs(self, include: list[str] | None = None, exclude: list[str] | None = None) -> list[ConvLayer]:
         """The conv layers matching the globs; an error when there are none."""
         found = self.conv_layers()
@@ -114,6 +128,11 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg:
+            if fmt == "torch-legacy" and not _pickles_parse(path):
+                raise InputFileError(
+                    f"{path}: damaged or truncated checkpoint (its pickled data is cut short or corrupt); "
+                    "re-save or re-download it"
+                ) from None
             found = re.search(r"(?:Unsupported global|Unsupported operand).*?: (?:GLOBAL )?([\w.]+)", msg)
             what = f" ({found.group(1)})" if found else ""
             raise TrustError(
@@ -129,6 +148,24 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
         if trust:
             raise CheckpointError(f"{path}: loading the trusted pickle failed ({_short(e)})") from None
         raise
+
+
+def _pickles_parse(path: Path) -> bool:
+    """Whether the pickles a legacy torch.save file starts with (magic number, protocol, system
+    info, the object) parse to their end, without running anything. A file cut inside a class name
+    ("torch.Fl") otherwise reads as "needs --trust" rather than as damaged."""
+    import pickletools
+
+    with open(path, "rb") as f:
+        for _ in range(4):
+            if not f.peek(1):  # a plain pickle holds one
+                break
+            try:
+                for _op in pickletools.genops(f):
+                    pass
+            except Exception:
+                return False
+    return True
 
 
 def _short(e: BaseException) -> str:
@@ -151,12 +188,16 @@ def _tensor_dicts(obj: Any, prefix: str = "", depth: int = 0) -> Iterable[tuple[
             yield (f"{prefix}.{k}" if prefix else k), v
 
 
-def _has_conv(d: dict) -> bool:
+def _conv_keys(d: Any) -> set:
     import torch
 
-    return any(
-        isinstance(t, torch.Tensor) and str(k).endswith("weight") and 3 <= t.dim() <= 5 for k, t in d.items()
-    )
+    if isinstance(d, torch.nn.Module):
+        d = d.state_dict()
+    return {k for k, t in d.items() if isinstance(t, torch.Tensor) and str(k).endswith("weight") and 3 <= t.dim() <= 5}
+
+
+def _has_conv(d: dict) -> bool:
+    return bool(_conv_keys(d))
 
 
 def _only_tensors(d: dict) -> dict:
@@ -193,10 +234,13 @@ def _unwrap(obj: Any, path: Path, fmt: str, key: str | None) -> Checkpoint:
     with_conv = [(k, d) for k, d in found if isinstance(d, torch.nn.Module) or _has_conv(d)]
     choices = with_conv or found
     if len(choices) > 1:
-        # A wrapper with one well-known key beside optimizer state and the like is not ambiguous.
+        # A wrapper with one well-known key beside optimizer state and the like is not ambiguous;
+        # beside another copy of the same layers (an EMA, a teacher) it is: the user must choose.
         named = [(k, d) for k, d in choices if k.split(".")[-1] in _WRAPPER_KEYS]
         if len(named) == 1:
-            choices = named
+            layers = _conv_keys(named[0][1])
+            if not (layers and any(_conv_keys(d) == layers for k, d in choices if k != named[0][0])):
+                choices = named
     if len(choices) > 1:
         names = ", ".join(repr(k or "<top level>") for k, _ in choices)
         raise CheckpointError(f"{path}: holds several state dicts ({names}); choose one with --key")
@@ -249,6 +293,20 @@ def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False
     else:
         ckpt = _unwrap(_torch_load(p, fmt, trust), p, fmt, key)
     return ckpt
+
+
+def filter_banks(ckpt: Checkpoint) -> list:
+    """Per conv, the tensors indexed by its filters. With a known model, traced (BatchNorm and the
+    mask point included); otherwise each conv weight and its bias only."""
+    from orthocli.banks import banks_from_layers, banks_from_model
+
+    model = ckpt.model()
+    if model is not None:
+        try:
+            return banks_from_model(model)
+        except Exception as e:  # fx cannot trace every model (data-dependent control flow)
+            raise CheckpointError(f"{ckpt.path}: cannot trace the model with torch.fx ({_short(e)})") from None
+    return banks_from_layers(ckpt.conv_layers(), ckpt.state_dict)
 
 
 # ---------------------------------------------------------------------------------------------

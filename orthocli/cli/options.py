@@ -1,0 +1,22 @@
+"""Drop-rule options shared by `prune` and `train` (written once, used by both)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+RatioOpt = Annotated[float, typer.Option("--ratio", "-r", help="Fraction of the candidate filters to drop (0 < r < 1), cut by count.")]
+ThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--threshold", help="Instead of --ratio: drop every filter whose score is above this value.", show_default=False),
+]
+ScopeOpt = Annotated[
+    str,
+    typer.Option("--scope", help="'global': rank all candidate filters together (the authors' choice); 'layer': drop the ratio in each layer."),
+]
+MinKeepOpt = Annotated[int, typer.Option("--min-keep", min=1, help="Filters every layer keeps, whatever the ranking.")]
+SkipFirstOpt = Annotated[
+    bool,
+    typer.Option("--skip-first/--no-skip-first", help="Leave the first conv layer alone (its few-dimensional filters always look redundant)."),
+]
