@@ -1,4 +1,4 @@
-"""Build sample_models/data/digits.npz from scikit-learn's bundled copy of UCI digits.
+"""Build orthocli/data/digits.npz (the built-in data set) from scikit-learn's bundled copy of UCI digits.
 
 Source: UCI ML repository, "Optical Recognition of Handwritten Digits"
 (E. Alpaydin & C. Kaynak, 1998), licence CC BY 4.0.  scikit-learn ships its
@@ -13,7 +13,9 @@ Usage (numpy only; no scikit-learn import):
         /tmp/wheels/scikit_learn-1.9.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl
 
 The argument may be a scikit-learn wheel (the CSV is read from inside it) or a
-``digits.csv.gz`` file.  Output arrays:
+``digits.csv.gz`` file.  The output goes to ``orthocli/data/digits.npz`` (shipped
+inside the package; ``orthocli.data.default_data_path()``) unless ``--out`` says
+otherwise.  Output arrays:
 
     x       float32 (N_train, 1, 8, 8)  raw pixel values 0..16 (not normalised)
     y       int64   (N_train,)          labels 0..9
@@ -42,6 +44,8 @@ import numpy as np
 MEMBER = "sklearn/datasets/data/digits.csv.gz"
 SEED = 0
 TEST_FRACTION = 0.2
+# The package ships the file: <repo>/orthocli/data/digits.npz, two levels above this script's folder.
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "orthocli" / "data" / "digits.npz"
 
 
 def read_csv_gz_bytes(src: Path) -> bytes:
@@ -90,7 +94,7 @@ def save_npz_reproducible(path: Path, **arrays: np.ndarray) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("source", type=Path, help="scikit-learn wheel or digits.csv.gz")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "digits.npz")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default: {DEFAULT_OUT})")
     args = ap.parse_args(argv)
 
     gz = read_csv_gz_bytes(args.source)
