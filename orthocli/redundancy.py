@@ -50,14 +50,15 @@ class LayerScores:
 
 
 def score_layer(layer: ConvLayer) -> LayerScores:
-    from orthocli.scoring import dead_filters, orthogonality_scores
+    from orthocli.scoring import DEAD_SCORE, orthogonality_scores
 
     try:
         scores = orthogonality_scores(layer.weight, groups=layer.groups, transposed=layer.transposed)
     except ValueError as e:
         raise CheckpointError(f"layer '{layer.name}': {e}; the checkpoint is damaged or training diverged") from None
-    dead = dead_filters(layer.weight, groups=layer.groups, transposed=layer.transposed)
-    return LayerScores(layer, scores, [int(i) for i in dead.nonzero().flatten()])
+    # Only an all-zero filter scores DEAD_SCORE: a live one scores at most (J-1)/J.
+    dead = (scores == DEAD_SCORE).nonzero().flatten().tolist()
+    return LayerScores(layer, scores, dead)
 
 
 def score_layers(layers: list[ConvLayer]) -> list[LayerScores]:

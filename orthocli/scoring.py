@@ -58,15 +58,35 @@ def orthogonality_scores(
     rows = filter_rows(weight, groups=groups, transposed=transposed)
     dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
     rows = rows.to(dtype)
+    # One pass over the weights: the Gram matrix of the raw rows holds both the dot products and
+    # the squared norms, so no normalised copy of the layer is ever made.
+    gram = rows @ rows.transpose(1, 2)
+    sq = gram.diagonal(dim1=1, dim2=2)
+    dead = sq == 0
+    if not torch.isfinite(gram).all() or (dead.any() and (rows[dead] != 0).any()):
+        return _scores_rescaled(rows)  # overflow, underflow, or NaN/Inf weights: the careful path
+    norms = torch.sqrt(torch.where(dead, torch.ones_like(sq), sq))
+    cos = (gram / norms.unsqueeze(-1) / norms.unsqueeze(-2)).abs_()
+    return _finish(cos, dead)
+
+
+def _scores_rescaled(rows: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(rows).all():
         raise ValueError("weights contain NaN or Inf")
+    # Scale each row by its largest |weight| first: the norm of tiny (1e-25) or huge (1e20) float32
+    # weights would underflow to 0 or overflow to inf. Dead means all-zero, as in dead_filters().
+    peak = rows.abs().amax(dim=-1, keepdim=True) if rows.shape[-1] else rows.new_zeros(*rows.shape[:-1], 1)
+    dead = peak.squeeze(-1) == 0
+    rows = rows / torch.where(dead.unsqueeze(-1), torch.ones_like(peak), peak)
     norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True)
-    dead = norms.squeeze(-1) == 0
     unit = rows / torch.where(dead.unsqueeze(-1), torch.ones_like(norms), norms)
-    gram = torch.bmm(unit, unit.transpose(1, 2)).abs_()
+    return _finish((unit @ unit.transpose(1, 2)).abs_(), dead)
+
+
+def _finish(cos: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
     # |w.w - 1| on the diagonal is rounding noise for a live filter: it is exactly 0 by definition.
-    gram.diagonal(dim1=1, dim2=2).zero_()
-    per_group = gram.shape[-1]
-    scores = gram.sum(dim=-1) / per_group
+    cos.diagonal(dim1=1, dim2=2).zero_()
+    cos = torch.where(dead.unsqueeze(-1) | dead.unsqueeze(-2), torch.zeros_like(cos), cos)
+    scores = cos.sum(dim=-1) / cos.shape[-1]
     scores[dead] = DEAD_SCORE
     return scores.reshape(-1)
