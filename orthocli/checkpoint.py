@@ -144,10 +144,12 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
         if trust and isinstance(e, (AttributeError, ModuleNotFoundError)):
             raise CheckpointError(f"{path}: the pickled model needs code that is not importable here ({_short(e)})") from None
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
-    except Exception as e:  # unpickling with --trust can raise anything the file's code raises
-        if trust:
+    except Exception as e:
+        if trust:  # unpickling with --trust can raise anything the file's code raises
             raise CheckpointError(f"{path}: loading the trusted pickle failed ({_short(e)})") from None
-        raise
+        # The weights-only unpickler runs no code, so anything else it raises means a malformed
+        # file (torch itself raises AssertionError on some corrupt legacy files).
+        raise InputFileError(f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {_short(e)})") from None
 
 
 def _pickles_parse(path: Path) -> bool:
@@ -332,9 +334,13 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable[str |
     return p
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, force: bool, inputs=()) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Any], None], *, force: bool, inputs=(), check: Callable[[Path], None] | None = None
+) -> Path:
     """Write through a temporary file in the same folder, then rename: a reader never sees a
-    half-written file, and a failure or interruption leaves the old file (if any) in place."""
+    half-written file, and a failure or interruption leaves the old file (if any) in place.
+    `check`, if given, is called with the written temporary file before the rename; when it
+    raises, nothing is renamed and the temporary file is removed."""
     p = check_output(path, force=force, inputs=inputs)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
     try:
@@ -342,6 +348,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, force
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, p)
     except OSError as e:
         _unlink(tmp)
