@@ -52,6 +52,8 @@ class LayerScores:
 def score_layer(layer: ConvLayer) -> LayerScores:
     from orthocli.scoring import DEAD_SCORE, orthogonality_scores
 
+    if layer.filters == 0 or layer.fan_in == 0:
+        raise CheckpointError(f"layer '{layer.name}' has an empty weight (shape {list(layer.weight.shape)}); exclude it with --exclude")
     try:
         scores = orthogonality_scores(layer.weight, groups=layer.groups, transposed=layer.transposed)
     except ValueError as e:

@@ -32,8 +32,7 @@ def root(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on errors (also ORTHOCLI_DEBUG=1).")] = False,
 ) -> None:
-    if debug:
-        common.DEBUG["on"] = True
+    common.DEBUG["on"] = debug or common.debug_from_env()
 
 
 # Registering the commands: each module adds itself to `app`.

@@ -45,8 +45,12 @@ ExcludeOpt = Annotated[
     typer.Option("--exclude", "-x", help="Skip layers whose name matches this glob (repeatable), e.g. 'conv1'.", show_default=False),
 ]
 
-# Set by the app callback (--debug) or the environment; read when an error is caught.
-DEBUG = {"on": os.environ.get("ORTHOCLI_DEBUG", "") not in ("", "0")}
+# Set by the app callback from --debug or ORTHOCLI_DEBUG; read when an error is caught.
+DEBUG = {"on": False}
+
+
+def debug_from_env() -> bool:
+    return os.environ.get("ORTHOCLI_DEBUG", "") not in ("", "0")
 
 
 def stderr() -> Console:
@@ -73,6 +77,14 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _traceback() -> None:
+    """With --debug, the traceback goes to stderr; the exit code stays the documented one."""
+    if DEBUG["on"]:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+
+
 def command(app: typer.Typer, **settings: Any) -> Callable:
     """Register a command whose library errors become one `Error: ...` line and an exit code."""
 
@@ -84,14 +96,12 @@ def command(app: typer.Typer, **settings: Any) -> Callable:
             except (typer.Exit, typer.Abort, SystemExit):
                 raise
             except OrthoError as e:
-                if DEBUG["on"]:
-                    raise
+                _traceback()
                 fail(str(e), e.exit_code)
             except KeyboardInterrupt:
                 fail("interrupted", EXIT_INTERRUPTED)
             except Exception as e:
-                if DEBUG["on"]:
-                    raise
+                _traceback()
                 fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)", EXIT_INTERNAL)
 
         app.command(**settings)(run)

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny conv model, checkpoint writers, and the CLI runner."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from orthocli.cli import app, common
+
+DATA = Path(__file__).parent / "data"  # third-party checkpoints, see data/SOURCES.md
+
+
+def make_tiny_model(seed: int = 0) -> torch.nn.Module:
+    """conv1 (8 filters of 3x3x3), conv2 (16 filters, groups=2), fc (Linear, not a conv)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        OrderedDict(
+            conv1=torch.nn.Conv2d(3, 8, 3),
+            act=torch.nn.ReLU(),
+            conv2=torch.nn.Conv2d(8, 16, 3, groups=2),
+            pool=torch.nn.AdaptiveAvgPool2d(1),
+            flat=torch.nn.Flatten(),
+            fc=torch.nn.Linear(16, 4),
+        )
+    )
+
+
+@pytest.fixture
+def tiny_model() -> torch.nn.Module:
+    return make_tiny_model()
+
+
+@pytest.fixture
+def tiny_state_dict(tiny_model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in tiny_model.state_dict().items()}
+
+
+def save_checkpoint(obj, path: Path, fmt: str = "zip") -> Path:
+    """Write `obj` as a real checkpoint file. fmt: zip | legacy | safetensors | torchscript."""
+    if fmt == "zip":
+        torch.save(obj, path)
+    elif fmt == "legacy":
+        torch.save(obj, path, _use_new_zipfile_serialization=False)
+    elif fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in obj.items()}, str(path))
+    elif fmt == "torchscript":
+        torch.jit.save(torch.jit.script(obj), str(path))
+    else:
+        raise ValueError(fmt)
+    return path
+
+
+@pytest.fixture
+def save_ckpt(tmp_path):
+    """save_ckpt(obj, fmt="zip", name=None) -> path of the written file inside tmp_path."""
+
+    def save(obj, fmt: str = "zip", name: str | None = None) -> Path:
+        return save_checkpoint(obj, tmp_path / (name or f"model.{fmt}"), fmt)
+
+    return save
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    # `--debug` sets a module-level flag that outlives one in-process invocation.
+    monkeypatch.setitem(common.DEBUG, "on", False)
+
+
+@pytest.fixture
+def run_cli():
+    """run_cli(*args) invokes the real app in-process; the result has separate .stdout and .stderr."""
+
+    def run(*args, env: dict | None = None):
+        base = {"NO_COLOR": "1", "FORCE_COLOR": None, "COLUMNS": "200"}
+        return CliRunner().invoke(app, [str(a) for a in args], env={**base, **(env or {})})
+
+    return run
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA

@@ -1,0 +1,423 @@
+"""Reading checkpoints from real files: formats, wrappers, trust, damaged input, conv discovery."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from orthocli import checkpoint
+from orthocli.errors import (
+    EXIT_CHECKPOINT, EXIT_INPUT, EXIT_TRUST, CheckpointError, InputFileError, OrthoError, TrustError,
+)
+from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
+
+
+def conv_names(ckpt) -> list[str]:
+    return [layer.name for layer in ckpt.conv_layers()]
+
+
+def assert_same_tensors(got: dict, want: dict) -> None:
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+def assert_one_line_error(exc: OrthoError, path) -> None:
+    msg = str(exc)
+    assert str(path) in msg
+    assert "\n" not in msg
+
+
+# --- plain state dicts in every format -------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt,expected", [("zip", "torch-zip"), ("legacy", "torch-legacy"), ("safetensors", "safetensors")])
+def test_state_dict_formats(save_ckpt, tiny_state_dict, fmt, expected):
+    ckpt = checkpoint.load(save_ckpt(tiny_state_dict, fmt))
+    assert ckpt.format == expected
+    assert ckpt.module is None
+    assert_same_tensors(ckpt.state_dict, tiny_state_dict)
+    layers = ckpt.conv_layers()
+    assert [(l.name, l.key, tuple(l.weight.shape)) for l in layers] == [
+        ("conv1", "conv1.weight", (8, 3, 3, 3)),
+        ("conv2", "conv2.weight", (16, 4, 3, 3)),
+    ]
+    # A bare state dict records no groups or layout: both are assumed, and say so.
+    assert all(l.groups == 1 and not l.transposed and not l.known for l in layers)
+
+
+# --- dicts wrapping a state dict -------------------------------------------------------------
+
+
+def _optimizer_state(model) -> dict:
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    return opt.state_dict()
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_wrapped_state_dict(save_ckpt, tiny_state_dict, fmt):
+    ckpt = checkpoint.load(save_ckpt({"state_dict": tiny_state_dict}, fmt))
+    assert ckpt.key == "state_dict"
+    assert_same_tensors(ckpt.state_dict, tiny_state_dict)
+
+
+def test_training_script_wrapper_with_optimizer(save_ckpt, tiny_model):
+    sd = tiny_model.state_dict()
+    payload = {"model": sd, "optimizer": _optimizer_state(tiny_model), "epoch": 3}
+    ckpt = checkpoint.load(save_ckpt(payload))
+    assert ckpt.key == "model"
+    assert_same_tensors(ckpt.state_dict, sd)
+    assert conv_names(ckpt) == ["conv1", "conv2"]
+
+
+def test_lightning_like_wrapper(save_ckpt, tiny_state_dict):
+    sd = {f"model.{k}": v for k, v in tiny_state_dict.items()}
+    payload = {
+        "epoch": 7,
+        "global_step": 700,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": sd,
+        "hyper_parameters": {"lr": 0.01, "widths": [8, 16], "name": "tiny", "dropout": None},
+        "callbacks": {},
+    }
+    ckpt = checkpoint.load(save_ckpt(payload))
+    assert ckpt.key == "state_dict"
+    assert conv_names(ckpt) == ["model.conv1", "model.conv2"]
+
+
+def test_two_copies_of_the_model_are_ambiguous(save_ckpt, tiny_state_dict):
+    ema = {k: v + 1 for k, v in tiny_state_dict.items()}
+    path = save_ckpt({"model": tiny_state_dict, "ema": ema, "epoch": 3})
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load(path)
+    assert e.value.exit_code == EXIT_CHECKPOINT
+    assert "--key" in str(e.value) and "'model'" in str(e.value) and "'ema'" in str(e.value)
+    assert_one_line_error(e.value, path)
+    ckpt = checkpoint.load(path, key="ema")
+    assert ckpt.key == "ema"
+    assert_same_tensors(ckpt.state_dict, ema)
+    assert_same_tensors(checkpoint.load(path, key="model").state_dict, tiny_state_dict)
+
+
+def test_dotted_key(save_ckpt, tiny_state_dict):
+    ema = {k: v * 2 for k, v in tiny_state_dict.items()}
+    path = save_ckpt({"weights": {"raw": tiny_state_dict, "ema": ema}, "step": 10})
+    with pytest.raises(CheckpointError, match="--key"):
+        checkpoint.load(path)
+    ckpt = checkpoint.load(path, key="weights.ema")
+    assert ckpt.key == "weights.ema"
+    assert_same_tensors(ckpt.state_dict, ema)
+
+
+def test_bad_key(save_ckpt, tiny_state_dict):
+    path = save_ckpt({"state_dict": tiny_state_dict, "epoch": 3})
+    with pytest.raises(CheckpointError, match="no key 'nope'.*state_dict") as e:
+        checkpoint.load(path, key="nope")
+    assert_one_line_error(e.value, path)
+    with pytest.raises(CheckpointError, match="'epoch' holds no tensors"):
+        checkpoint.load(path, key="epoch")
+
+
+def test_no_tensors_at_all(save_ckpt):
+    path = save_ckpt({"epoch": 3, "config": {"lr": 0.1}})
+    with pytest.raises(CheckpointError, match="no tensors") as e:
+        checkpoint.load(path)
+    assert_one_line_error(e.value, path)
+
+
+def test_not_a_dict(save_ckpt):
+    path = save_ckpt([torch.zeros(2, 2, 3)])
+    with pytest.raises(CheckpointError, match="list") as e:
+        checkpoint.load(path)
+    assert_one_line_error(e.value, path)
+
+
+# --- TorchScript and whole modules: the layout is known ---------------------------------------
+
+
+class GroupedAndTransposed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.up = torch.nn.ConvTranspose2d(8, 6, 2, stride=2, groups=2)
+        self.head = torch.nn.Conv1d(6, 4, 1)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.up(self.dw(self.stem(x)))
+        return self.fc(self.head(y.flatten(2)).mean(-1))
+
+
+EXPECTED_KNOWN = [
+    ("stem", (8, 3, 3, 3), 1, False, 8),
+    ("dw", (8, 1, 3, 3), 8, False, 8),
+    ("up", (8, 3, 2, 2), 2, True, 6),
+    ("head", (4, 6, 1), 1, False, 4),
+]
+
+
+def _check_known_layers(layers: list[ConvLayer]) -> None:
+    got = [(l.name, tuple(l.weight.shape), l.groups, l.transposed, l.filters) for l in layers]
+    assert got == EXPECTED_KNOWN
+    assert all(l.known for l in layers)
+
+
+def test_torchscript(save_ckpt):
+    torch.manual_seed(0)
+    model = GroupedAndTransposed()
+    path = save_ckpt(model, "torchscript")
+    ckpt = checkpoint.load(path)
+    assert ckpt.format == "torchscript"
+    assert ckpt.module is not None
+    _check_known_layers(ckpt.conv_layers())
+    assert_same_tensors(ckpt.state_dict, model.state_dict())
+
+
+def test_whole_module_needs_trust(save_ckpt):
+    torch.manual_seed(0)
+    model = GroupedAndTransposed()
+    path = save_ckpt(torch.nn.Sequential(OrderedDict(net=model)), "zip")
+    with pytest.raises(TrustError) as e:
+        checkpoint.load(path)
+    assert e.value.exit_code == EXIT_TRUST
+    assert "--trust" in str(e.value)
+    assert_one_line_error(e.value, path)
+    ckpt = checkpoint.load(path, trust=True)
+    assert ckpt.format == "module"
+    layers = ckpt.conv_layers()
+    assert [l.name for l in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
+    assert [(l.groups, l.transposed) for l in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
+
+
+def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
+    path = save_ckpt({"model": tiny_model, "epoch": 1}, "legacy")
+    with pytest.raises(TrustError):
+        checkpoint.load(path)
+    ckpt = checkpoint.load(path, trust=True)
+    assert [(l.name, l.groups) for l in ckpt.conv_layers()] == [("conv1", 1), ("conv2", 2)]
+
+
+class _Payload:
+    """Unpickling this would create a file: proof that code from the file ran."""
+
+    marker = None
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "pickle"])
+def test_malicious_pickle_is_refused_without_running(tmp_path, tiny_state_dict, how):
+    marker = tmp_path / "pwned"
+    evil = _Payload()
+    evil.marker = marker
+    payload = {"state_dict": tiny_state_dict, "extra": evil}
+    path = tmp_path / "evil.pt"
+    if how == "pickle":
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=how == "zip")
+    assert not marker.exists()
+    with pytest.raises(TrustError) as e:
+        checkpoint.load(path)
+    assert not marker.exists()
+    assert e.value.exit_code == EXIT_TRUST
+    assert_one_line_error(e.value, path)
+
+
+# --- files that are not checkpoints -------------------------------------------------------------
+
+
+def _truncated(src, dst, keep: float):
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * keep)])
+    return dst
+
+
+def _random_bytes(path, seed: int):
+    rnd = random.Random(seed)
+    data = bytes(rnd.randrange(256) for _ in range(4096))
+    while data[:1] == b"\x80" or data[:2] == b"PK":  # those would be sniffed as pickle / zip
+        data = data[1:]
+    path.write_bytes(data)
+    return path
+
+
+def _foreign_zip(path):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("model/readme.txt", "not a torch file")
+    return path
+
+
+def _bad(tmp_path, tiny_state_dict, kind):
+    if kind == "missing":
+        return tmp_path / "does_not_exist.pt"
+    if kind == "directory":
+        (tmp_path / "ckpt_dir").mkdir()
+        return tmp_path / "ckpt_dir"
+    if kind == "empty":
+        (tmp_path / "empty.pt").touch()
+        return tmp_path / "empty.pt"
+    if kind.startswith("truncated"):
+        fmt, keep = kind.split("-")[1], float(kind.split("-")[2])
+        src = tmp_path / "whole.pt"
+        torch.save(tiny_state_dict, src, _use_new_zipfile_serialization=fmt == "zip")
+        return _truncated(src, tmp_path / "cut.pt", keep)
+    if kind.startswith("random"):
+        return _random_bytes(tmp_path / "noise.bin", int(kind[-1]))
+    if kind == "text":
+        (tmp_path / "notes.pt").write_text("epoch 3: loss 0.25\nconv1.weight = ...\n")
+        return tmp_path / "notes.pt"
+    if kind == "foreign-zip":
+        return _foreign_zip(tmp_path / "archive.pt")
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing", "directory", "empty",
+        "truncated-zip-0.5", "truncated-zip-0.99", "truncated-legacy-0.05", "truncated-legacy-0.5",
+        "truncated-legacy-0.99", "random-0", "random-1", "random-2", "text", "foreign-zip",
+    ],
+)
+def test_unreadable_input(tmp_path, tiny_state_dict, kind):
+    path = _bad(tmp_path, tiny_state_dict, kind)
+    with pytest.raises(InputFileError) as e:
+        checkpoint.load(path)
+    assert e.value.exit_code == EXIT_INPUT
+    assert_one_line_error(e.value, path)
+
+
+def test_truncated_safetensors(tmp_path, save_ckpt, tiny_state_dict):
+    path = _truncated(save_ckpt(tiny_state_dict, "safetensors"), tmp_path / "cut.safetensors", 0.7)
+    with pytest.raises(InputFileError) as e:
+        checkpoint.load(path)
+    assert_one_line_error(e.value, path)
+
+
+def test_truncated_torchscript(tmp_path, save_ckpt):
+    path = _truncated(save_ckpt(GroupedAndTransposed(), "torchscript"), tmp_path / "cut.jit", 0.6)
+    with pytest.raises(InputFileError) as e:
+        checkpoint.load(path)
+    assert_one_line_error(e.value, path)
+
+
+# --- conv discovery -------------------------------------------------------------------------
+
+
+def test_convs_from_state_dict_takes_3d_to_5d_float_weights_only():
+    sd = {
+        "a.weight": torch.zeros(4, 2, 3),
+        "b.weight": torch.zeros(4, 2, 3, 3),
+        "c.weight": torch.zeros(4, 2, 1, 3, 3),
+        "fc.weight": torch.zeros(4, 2),  # Linear
+        "bn.weight": torch.zeros(4),
+        "a.bias": torch.zeros(4, 2, 3),  # not a weight
+        "q.weight": torch.zeros(4, 2, 3, 3, dtype=torch.int8),  # quantised storage, not floats
+        "six.weight": torch.zeros(1, 1, 1, 1, 1, 1),
+        "basis": torch.zeros(4, 1, 8),
+        "weight": torch.zeros(2, 2, 2),  # a bare Conv1d's own state dict
+    }
+    assert [(l.name, l.key) for l in convs_from_state_dict(sd)] == [
+        ("a", "a.weight"), ("b", "b.weight"), ("c", "c.weight"), ("weight", "weight"),
+    ]
+
+
+def test_conv_layer_filters_and_fan_in():
+    model = GroupedAndTransposed()
+    by_name = {l.name: l for l in convs_from_module(model)}
+    # filters = output channels; fan_in = length of one filter = (in/groups) * prod(kernel)
+    assert (by_name["stem"].filters, by_name["stem"].fan_in) == (8, 27)
+    assert (by_name["dw"].filters, by_name["dw"].fan_in) == (8, 9)
+    assert (by_name["up"].filters, by_name["up"].fan_in) == (6, 4 * 4)
+    assert (by_name["head"].filters, by_name["head"].fan_in) == (4, 6)
+
+
+def test_select_globs():
+    sd = {f"{n}.weight": torch.zeros(2, 2, 3) for n in ["features.0", "features.3", "classifier.0", "conv1"]}
+    layers = convs_from_state_dict(sd)
+    names = lambda ls: [l.name for l in ls]  # noqa: E731
+    assert names(select(layers, None, None)) == ["features.0", "features.3", "classifier.0", "conv1"]
+    assert names(select(layers, ["features.*"], None)) == ["features.0", "features.3"]
+    assert names(select(layers, ["features.*", "conv?"], ["*.3"])) == ["features.0", "conv1"]
+    assert names(select(layers, None, ["conv1", "classifier.*"])) == ["features.0", "features.3"]
+    assert names(select(layers, ["Features.*"], None)) == []  # case-sensitive
+
+
+def test_select_convs_errors(save_ckpt):
+    path = save_ckpt({"fc.weight": torch.zeros(4, 8), "fc.bias": torch.zeros(4)})
+    with pytest.raises(CheckpointError, match="no conv layers") as e:
+        checkpoint.load(path).select_convs()
+    assert_one_line_error(e.value, path)
+    path = save_ckpt({"conv1.weight": torch.zeros(4, 2, 3)}, name="c.pt")
+    with pytest.raises(CheckpointError, match="no conv layer matches.*conv1"):
+        checkpoint.load(path).select_convs(["nothing*"], None)
+
+
+# --- real checkpoints trained by others (tests/data/SOURCES.md) ----------------------------
+
+
+REAL = {
+    "crepe_tiny.pt": ("torch-zip", [
+        ("conv1", (128, 1, 512, 1)), ("conv2", (16, 128, 64, 1)), ("conv3", (16, 16, 64, 1)),
+        ("conv4", (16, 16, 64, 1)), ("conv5", (32, 16, 64, 1)), ("conv6", (64, 32, 64, 1)),
+    ]),
+    "mtcnn_pnet.pt": ("torch-legacy", [
+        ("conv1", (10, 3, 3, 3)), ("conv2", (16, 10, 3, 3)), ("conv3", (32, 16, 3, 3)),
+        ("conv4_1", (2, 32, 1, 1)), ("conv4_2", (4, 32, 1, 1)),
+    ]),
+    "mtcnn_onet.pt": ("torch-legacy", [
+        ("conv1", (32, 3, 3, 3)), ("conv2", (64, 32, 3, 3)), ("conv3", (64, 64, 3, 3)), ("conv4", (128, 64, 2, 2)),
+    ]),
+    "lpips_alex.pth": ("torch-legacy", [
+        (f"lin{i}.model.1", (1, c, 1, 1)) for i, c in enumerate([64, 192, 384, 256, 256])
+    ]),
+    "silero_vad.jit": ("torchscript", [
+        (f"{m}.{n}", s)
+        for m, first_in in [("_model", 129), ("_model_8k", 65)]
+        for n, s in [
+            ("encoder.0.reparam_conv", (128, first_in, 3)), ("encoder.1.reparam_conv", (64, 128, 3)),
+            ("encoder.2.reparam_conv", (64, 64, 3)), ("encoder.3.reparam_conv", (128, 64, 3)),
+            ("decoder.decoder.2", (1, 128, 1)),
+        ]
+    ]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_checkpoints(data_dir, name):
+    fmt, expected = REAL[name]
+    ckpt = checkpoint.load(data_dir / name)
+    assert ckpt.format == fmt
+    layers = ckpt.conv_layers()
+    assert [(l.name, tuple(l.weight.shape)) for l in layers] == expected
+    assert all(l.groups == 1 and not l.transposed for l in layers)
+    assert all(torch.isfinite(l.weight).all() for l in layers)
+
+
+def test_silero_convs_come_from_the_torchscript_modules(data_dir):
+    ckpt = checkpoint.load(data_dir / "silero_vad.jit")
+    assert isinstance(ckpt.module, torch.jit.ScriptModule)
+    layers = ckpt.conv_layers()
+    assert all(l.known for l in layers)
+    mods = dict(ckpt.module.named_modules())
+    assert all(mods[l.name].original_name == "Conv1d" for l in layers)
+    # The STFT basis is a 3-D buffer used through F.conv1d, not a conv layer.
+    assert ckpt.state_dict["_model.stft.forward_basis_buffer"].dim() == 3
+    assert not any("stft" in l.name for l in layers)
+
+
+def test_real_linear_weights_are_not_convs(data_dir):
+    assert "classifier.weight" in checkpoint.load(data_dir / "crepe_tiny.pt").state_dict
+    onet = checkpoint.load(data_dir / "mtcnn_onet.pt")
+    assert "dense5.weight" in onet.state_dict
+    assert not any(l.name.startswith(("classifier", "dense")) for l in onet.conv_layers())
