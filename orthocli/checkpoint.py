@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +278,9 @@ def _load_torchscript(path: Path) -> Checkpoint:
     import torch
 
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.9+ marks jit.load deprecated; the files still exist
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as e:
         raise InputFileError(f"{path}: damaged TorchScript archive ({_short(e)})") from None
     return Checkpoint(path, "torchscript", dict(module.state_dict()), module=module)
