@@ -134,7 +134,7 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
                     f"{path}: damaged or truncated checkpoint (its pickled data is cut short or corrupt); "
                     "re-save or re-download it"
                 ) from None
-            found = re.search(r"(?:Unsupported global|Unsupported operand).*?: (?:GLOBAL )?([\w.]+)", msg)
+            found = re.search(r"GLOBAL ([\w.]+)", msg) or re.search(r"Unsupported (?:global|operand)\W+([\w.]+)", msg)
             what = f" ({found.group(1)})" if found else ""
             raise TrustError(
                 f"{path}: holds pickled Python objects{what}; loading it would run code from the file. "
@@ -345,7 +345,10 @@ def atomic_write(
     `check`, if given, is called with the written temporary file before the rename; when it
     raises, nothing is renamed and the temporary file is removed."""
     p = check_output(path, force=force, inputs=inputs)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    except OSError as e:
+        raise OutputError(f"{p}: cannot write ({e.strerror or e}); check the folder's permissions") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
