@@ -176,15 +176,22 @@ def _call_user(target: str, args: dict) -> nn.Module:
 
 
 def build_model(arch: dict) -> nn.Module:
-    """Rebuild a model from its recorded architecture dict."""
+    """Rebuild a model from its recorded architecture dict. A compact model (`orthocli export
+    --compact`) records `"widths"`: {conv name: filters kept}; the model is narrowed to them."""
     name, args = arch.get("name"), dict(arch.get("args", {}))
     if name == "convnet":
-        return ConvNet(**args)
-    if name == "resnet20":
-        return ResNet20(**args)
-    if name == "callable":
-        return _call_user(arch["target"], args)
-    raise CheckpointError(f"unknown architecture '{name}' recorded in the checkpoint")
+        model = ConvNet(**args)
+    elif name == "resnet20":
+        model = ResNet20(**args)
+    elif name == "callable":
+        model = _call_user(arch["target"], args)
+    else:
+        raise CheckpointError(f"unknown architecture '{name}' recorded in the checkpoint")
+    if arch.get("widths"):
+        from orthocli.compact import apply_widths
+
+        apply_widths(model, arch["widths"])
+    return model
 
 
 def arch_spec(name: str, *, in_channels: int, num_classes: int, input_shape: list[int], **options) -> dict:

@@ -1,12 +1,83 @@
-"""`orthocli export`."""
+"""`orthocli export`: a deployable file, checked by loading it back once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
 from orthocli.cli import app
-from orthocli.cli.common import command, fail
+from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
+
+EPILOG = (
+    "Example: orthocli export pruned.pt -o model.safetensors\n\n"
+    "Compact (dropped filters removed), rebuildable by orthocli: orthocli export pruned.pt -o small.pt --compact --format orthocli"
+)
+FORMAT_HELP = (
+    "safetensors | pt | torchscript | onnx | orthocli. Default: from the output's extension "
+    "(.safetensors, .pt/.pth/.bin, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli checkpoint."
+)
 
 
-@command(app)
-def export() -> None:
-    """Export a checkpoint for deployment (safetensors, pt, TorchScript, ONNX). [not built yet]"""
-    fail("'export' is not built yet", 70)
+@command(app, epilog=EPILOG)
+def export(
+    checkpoint: CkptArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the exported model.", show_default=False)],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-F", help=FORMAT_HELP, show_default=False)] = None,
+    compact: Annotated[
+        bool,
+        typer.Option("--compact", help="Physically remove the dropped filters (and the channels that read them); verified against the masked model."),
+    ] = False,
+    input_shape: Annotated[
+        Optional[str],
+        typer.Option("--input-shape", help="One sample's shape, channels first (e.g. 3,32,32), where the checkpoint does not record it.", show_default=False),
+    ] = None,
+    force: ForceOpt = False,
+    key: KeyOpt = None,
+    trust: TrustOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a checkpoint for deployment (safetensors, pt, TorchScript, ONNX), verified by loading it back."""
+    from orthocli.export import export as run_export
+    from orthocli.export import parse_shape
+
+    shape = parse_shape(input_shape) if input_shape is not None else None
+    doc = run_export(checkpoint, output, fmt=fmt, compact=compact, input_shape=shape, key=key, trust=trust, force=force)
+    if json_out:
+        print_json(doc)
+    else:
+        _render(doc)
+    for layer in (doc["compaction"] or {}).get("kept_width", []):
+        log(f"Note: {layer['name']} keeps its width: {layer['reason']}")
+    if doc["masked_max_abs_diff"]:
+        log(
+            f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: dropped "
+            "filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which keep the masks."
+        )
+    v = doc["verified"]
+    log(f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on {v['against']}")
+
+
+def _render(doc: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Export to {doc['format']}" + (" (compact)" if doc["compact"] else ""))
+    table.add_column("", justify="left")
+    if doc["before"] is not None:
+        table.add_column("before", justify="right")
+    table.add_column("after" if doc["before"] is not None else "exported", justify="right")
+    for row, fmt in (("params", "{:,}"), ("bytes", "{:,}"), ("ms", "{:.3f}")):
+        cells = [doc[side][row] for side in ("before", "after") if doc[side] is not None]
+        table.add_row(f"{row} (median of runs)" if row == "ms" else row, *("-" if c is None else fmt.format(c) for c in cells))
+    out = stdout()
+    out.print(table)
+    if doc["compaction"]:
+        layers = Table(title="Compacted layers")
+        for col in ("layer", "filters", "kept"):
+            layers.add_column(col, justify="left" if col == "layer" else "right")
+        for layer in doc["compaction"]["layers"]:
+            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]))
+        for layer in doc["compaction"]["kept_width"]:
+            layers.add_row(layer["name"], "", "full width")
+        out.print(layers)
