@@ -40,7 +40,7 @@ class FilterBank:
     mask_node: str | None = None  # fx node after which the channels are masked
 
 
-_PER_CHANNEL_MODULES = (
+PER_CHANNEL_MODULES = (
     nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Hardswish,
     nn.Hardtanh, nn.Mish, nn.Softplus, nn.Identity,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -48,12 +48,12 @@ _PER_CHANNEL_MODULES = (
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
     nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
 )
-_PER_CHANNEL_FUNCTIONS = {
+PER_CHANNEL_FUNCTIONS = {
     torch.relu, F.relu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.gelu, F.silu, F.leaky_relu,
     F.elu, F.relu6, F.hardswish, F.dropout, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d,
     F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
 }
-_PER_CHANNEL_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+PER_CHANNEL_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
 
 
 def _conv_channels(prefix: str, conv: nn.Module) -> list[Channel]:
@@ -91,11 +91,11 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
                         bank.channels += [Channel(p + "running_mean", 0, "bn_mean"), Channel(p + "running_var", 0, "bn_var")]
                 elif isinstance(mod, nn.PReLU) and mod.weight.numel() > 1:
                     bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
-                elif not isinstance(mod, _PER_CHANNEL_MODULES):
+                elif not isinstance(mod, PER_CHANNEL_MODULES):
                     break
-            elif nxt.op == "call_function" and nxt.target not in _PER_CHANNEL_FUNCTIONS:
+            elif nxt.op == "call_function" and nxt.target not in PER_CHANNEL_FUNCTIONS:
                 break
-            elif nxt.op == "call_method" and nxt.target not in _PER_CHANNEL_METHODS:
+            elif nxt.op == "call_method" and nxt.target not in PER_CHANNEL_METHODS:
                 break
             elif nxt.op not in ("call_module", "call_function", "call_method"):
                 break

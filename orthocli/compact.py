@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from orthocli.banks import _PER_CHANNEL_FUNCTIONS, _PER_CHANNEL_METHODS, _PER_CHANNEL_MODULES, banks_from_model
+from orthocli.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, banks_from_model
 from orthocli.errors import CheckpointError
 
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
@@ -135,11 +135,11 @@ def _consumers(start: fx.Node, modules: dict, layer: str) -> list[_Consumer]:
             if flat or _flatten_start(node, modules) != 1:
                 raise _KeepWidth(f"its channels are reshaped at {_describe(node)}")
             flat = True
-        elif isinstance(mod, _PER_CHANNEL_MODULES):
+        elif isinstance(mod, PER_CHANNEL_MODULES):
             pass
-        elif node.op == "call_function" and node.target in _PER_CHANNEL_FUNCTIONS:
+        elif node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS:
             pass
-        elif node.op == "call_method" and node.target in _PER_CHANNEL_METHODS:
+        elif node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
             pass
         elif combines:
             pass  # x * 2, x + 1: element-wise with a constant
