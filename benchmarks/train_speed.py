@@ -1,0 +1,85 @@
+"""Speed of `orthocli.training.train` (a benchmark, not a test). Prints two ratios, each measured in
+this one run on the same machine:
+
+1. standard-mode throughput of `train()` against a minimal hand-written PyTorch loop on the same
+   model, data, batch size and optimizer, both evaluating the validation set once per epoch
+   (goal: >= 0.95);
+2. wall time of a method run (3 cycles) against a standard run of the same number of epochs
+   (goal: <= 1.05).
+
+    .venv/bin/python benchmarks/train_speed.py [--epochs 40] [--width 32] [--threads 1] [--repeats 3]
+
+Runs alternate and the best of `--repeats` is kept, so other load on the machine counts less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from orthocli.data import prepare
+from orthocli.models import arch_spec, build_model, init_weights
+from orthocli.training import TrainConfig, set_seed, train
+
+
+def fresh_model(data, width: int):
+    set_seed(0)
+    model = build_model(arch_spec("convnet", in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), width=width))
+    init_weights(model, "relu")
+    return model
+
+
+def hand_loop(model, data, epochs: int, batch_size: int) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x, y = data.train.x, data.train.y
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch)).split(batch_size):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            (model(data.val.x).argmax(1) == data.val.y).float().mean().item()
+    return time.perf_counter() - t0
+
+
+def timed_train(model, data, cfg) -> float:
+    t0 = time.perf_counter()
+    train(model, data, cfg)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = prepare()
+    standard = TrainConfig(cycles=0, s1=args.epochs, patience=10**9, batch_size=args.batch_size)
+    s1 = max(1, args.epochs // 5)
+    method = TrainConfig(cycles=3, s1=s1, s2=max(1, s1 // 2), max_epochs=args.epochs, patience=10**9, batch_size=args.batch_size)
+    hand, std, rep = [], [], []
+    for _ in range(args.repeats):
+        hand.append(hand_loop(fresh_model(data, args.width), data, args.epochs, args.batch_size))
+        std.append(timed_train(fresh_model(data, args.width), data, standard))
+        rep.append(timed_train(fresh_model(data, args.width), data, method))
+    n = args.epochs * len(data.train)
+    print(f"digits, convnet width {args.width}, {args.epochs} epochs, batch {args.batch_size}, {torch.get_num_threads()} thread(s); best of {args.repeats}")
+    print(f"hand loop        {min(hand):7.2f} s  {n / min(hand):9.0f} samples/s")
+    print(f"train() standard {min(std):7.2f} s  {n / min(std):9.0f} samples/s  throughput ratio {min(hand) / min(std):.3f} (goal >= 0.95)")
+    print(f"train() RePr     {min(rep):7.2f} s  (3 cycles, S1 {s1}, S2 {method.s2})  wall ratio to standard {min(rep) / min(std):.3f} (goal <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()

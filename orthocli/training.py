@@ -1,0 +1,505 @@
+"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `plan()`, `train()`,
+`evaluate()`.
+
+The schedule (figure 1 of the paper), counted in epochs:
+
+    cycle 1: S1 standard epochs, then S2 sub-network epochs; cycle 2: S1, S2; ... cycle N: S1, S2;
+    then standard training until validation accuracy stops improving (`patience` epochs), capped
+    by `max_epochs` (every epoch counted), keeping the best weights of that last phase.
+
+At the first sub-network epoch of a cycle the current conv filters are scored and the most
+redundant ones dropped, with the same functions as `orthocli prune` (`pruning.plan_drops`,
+`subnet.make_record`, `subnet.apply_drops`). The sub-network trains through a masked trace of the
+model (`banks.masked_forward`: a dropped filter is masked where its channels are handed on, so it
+adds nothing to a residual sum while the skip path still carries that channel) and
+`subnet.Freezer` keeps the dropped filters bit-identical. After its last sub-network epoch the
+dropped filters are re-introduced from the null space (`subnet.reintroduce`, as `orthocli
+reinit`, with a generator seeded by (seed, cycle)) and their optimizer state is zeroed. Standard
+epochs train the plain model: no masks, no overhead.
+
+Reproducible: the data order of every epoch comes from a generator seeded by (seed, epoch), the
+learning rate is a pure function of the epoch, and the state file (`train(state_path=...)`) holds
+model, optimizer, global RNG, best weights so far, history, and the active drop record, so a
+resumed run continues exactly (bit for bit with `deterministic=True`).
+
+No printing, no paths other than the optional state file: progress goes to `callback(event)`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orthocli import checkpoint as ckpt_io
+from orthocli.banks import banks_from_model, masked_forward
+from orthocli.data import Arrays, DataSplits
+from orthocli.errors import CheckpointError, DataError, UsageError
+from orthocli.layers import convs_from_module
+from orthocli.pruning import make_rule, plan_drops
+from orthocli.selection import DropRule
+from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+
+STATE_KIND = "orthocli-train-state"
+STATE_VERSION = 1
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    # --- schedule, in epochs (the paper: S1 20, S2 10, N 3, 100 epochs in all) ---
+    s1: int = 20  # standard epochs before each drop (S1)
+    s2: int = 10  # sub-network epochs per cycle (S2); also what a pruned checkpoint trains for
+    cycles: int = 3  # drop / re-introduce cycles (N); 0 = plain training
+    max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
+    patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
+    # --- which filters drop: the rule of `orthocli prune` ---
+    ratio: float = 0.3  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    threshold: float | None = None  # instead of ratio: drop every filter scoring above this
+    scope: str = "global"  # "global": one ranking over all layers (the authors); "layer": per layer
+    min_keep: int = 1  # filters every layer keeps
+    layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
+    exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
+    skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    # --- optimisation ---
+    optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
+    lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 5e-4  # L2 penalty
+    # lr per epoch over max_epochs: "none" (constant), "cosine", "step" (x0.1 at 50% and 75%). Constant
+    # by default: a decaying lr leaves the filters re-introduced in the last cycle too little to recover.
+    schedule: str = "none"
+    batch_size: int = 64
+    loss: str = "ce"  # "ce" cross-entropy; "mse" the patent's E = 1/2 sum_k (softmax_k - onehot_k)^2, batch mean
+    # --- reproducibility and data ---
+    seed: int = 0  # model init, validation split, data order (per epoch), re-initialisation (per cycle)
+    deterministic: bool = False  # torch.use_deterministic_algorithms for the run
+    val_fraction: float = 0.1  # part of the training data held out for validation (0: no early stopping)
+    baseline: bool = False  # the control: same schedule and budget, nothing dropped
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise UsageError(message)
+
+        need(self.s1 >= 0 and self.s2 >= 0 and self.cycles >= 0, "--s1, --s2 and --cycles must be 0 or more")
+        need(self.cycles == 0 or self.s2 >= 1, "--s2 must be at least 1 when --cycles is above 0")
+        need(self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
+        need(self.optimizer in DEFAULT_LR, f"--optimizer must be 'sgd' or 'adam', got '{self.optimizer}'")
+        need(self.schedule in ("cosine", "step", "none"), f"--schedule must be 'cosine', 'step' or 'none', got '{self.schedule}'")
+        need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
+        need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")
+        self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
+        self.drop_rule()  # validates ratio / threshold / scope / min_keep
+        fixed = self.cycles * (self.s1 + self.s2)
+        need(
+            self.max_epochs is None or self.max_epochs >= fixed,
+            f"--max-epochs {self.max_epochs} is shorter than the cycles ({self.cycles} x ({self.s1} + {self.s2}) = {fixed} epochs); raise it or lower --cycles",
+        )
+
+    @property
+    def total_epochs(self) -> int:
+        return self.max_epochs if self.max_epochs is not None else self.cycles * (self.s1 + self.s2) + self.s1
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def drop_rule(self) -> DropRule:
+        return make_rule(self.ratio, self.threshold, self.scope, self.min_keep)  # as `orthocli prune`
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure helpers
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    phase: str  # "standard" (S1), "subnet" (S2), "final" (after the last cycle)
+    cycle: int | None  # 1-based; None in the final phase
+    drop_before: bool = False  # the cycle's filters are scored and dropped before this epoch
+    reinit_after: bool = False  # they are re-introduced after it
+
+
+def plan(cfg: TrainConfig, *, subnet_only: bool = False) -> list[EpochPlan]:
+    """What each epoch (0-based index) does, up to the cap; the final phase may stop early.
+    `subnet_only`: training a pruned checkpoint's sub-network, S2 epochs and nothing else."""
+    if subnet_only:
+        return [EpochPlan("subnet", None) for _ in range(cfg.s2)]
+    out = []
+    for c in range(1, cfg.cycles + 1):
+        out += [EpochPlan("standard", c) for _ in range(cfg.s1)]
+        out += [EpochPlan("subnet", c, drop_before=i == 0, reinit_after=i == cfg.s2 - 1) for i in range(cfg.s2)]
+    return out + [EpochPlan("final", None) for _ in range(cfg.total_epochs - len(out))]
+
+
+def lr_at(epoch: int, cfg: TrainConfig) -> float:
+    """Learning rate of 0-based `epoch`, over the whole budget (`total_epochs`)."""
+    total, peak = max(cfg.total_epochs, 1), cfg.peak_lr
+    if cfg.schedule == "cosine":
+        return peak * 0.5 * (1 + math.cos(math.pi * epoch / total))
+    if cfg.schedule == "step":
+        return peak * 0.1 ** ((epoch >= total // 2) + (epoch >= (3 * total) // 4))
+    return peak
+
+
+def sub_seed(seed: int, stream: int, index: int) -> int:
+    """An independent seed for (run seed, stream, index): data order is stream 1, re-init stream 2."""
+    return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
+    resumed run sees the same order. A last batch of one sample joins the one before (BatchNorm)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(sub_seed(seed, 1, epoch)))
+    parts = list(order.split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
+
+
+def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "mse":  # the patent's squared error on the outputs (softmax) against one-hot targets
+        def squared_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            t = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+            return 0.5 * (logits.softmax(1) - t).pow(2).sum(1).mean()
+
+        return squared_error
+    return F.cross_entropy
+
+
+def set_seed(seed: int) -> None:
+    """The one place that seeds the global RNGs (model init, dropout)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_fits(model: nn.Module, data: DataSplits) -> None:
+    """The model takes the data's samples and has an output per class; else DataError."""
+    x = data.train.x[:2]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        shape = "x".join(map(str, x.shape[1:]))
+        raise DataError(f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass ({str(e).splitlines()[0][:160]})") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise DataError(f"the model's output has shape {tuple(getattr(out, 'shape', ()))}; expected (batch, classes) logits")
+    if out.shape[1] < data.num_classes:
+        raise DataError(f"labels out of range: the data has {data.num_classes} classes (labels 0..{data.num_classes - 1}) but the model has {out.shape[1]} outputs")
+
+
+def evaluate(model: nn.Module, arrays: Arrays | None, loss: str = "ce", batch_size: int = 1024) -> tuple[float | None, float | None]:
+    """(mean loss, accuracy) of `model` on `arrays` in eval mode; (None, None) for no data."""
+    if arrays is None or len(arrays) == 0:
+        return None, None
+    model.eval()
+    criterion, total, correct = loss_fn(loss), 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(arrays), batch_size):
+            x, y = arrays.x[i : i + batch_size], arrays.y[i : i + batch_size]
+            logits = model(x)
+            total += float(criterion(logits, y)) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+    return total / len(arrays), correct / len(arrays)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.peak_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig) -> dict | None:
+    """Score the model's conv filters and zero the ones to drop, in place, exactly as `orthocli
+    prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
+    filter this cycle (the cycle then trains the whole network)."""
+    try:
+        plan = plan_drops(convs_from_module(model), cfg.drop_rule(), include=cfg.layers or None, exclude=cfg.exclude or None, skip_first=cfg.skip_first)
+    except UsageError:
+        if cfg.threshold is None:
+            raise
+        return None
+    state = model.state_dict()  # tensors share the parameters' storage: edits below are live
+    record = make_record(state, banks, plan.drops, plan.rule_dict())
+    apply_drops(state, record)
+    return record
+
+
+def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
+    """Before any training: the layer globs leave a layer to drop from and the ratio drops a filter.
+    (A --threshold is checked against each cycle's scores instead: a ratio of 0.5 stands in.)"""
+    rule = cfg.drop_rule() if cfg.threshold is None else make_rule(0.5, None, cfg.scope, cfg.min_keep)
+    plan_drops(convs_from_module(model), rule, include=cfg.layers or None, exclude=cfg.exclude or None, skip_first=cfg.skip_first)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the trained model, best weights of the final phase loaded
+    history: list[dict]  # one entry per epoch: epoch, phase, cycle, lr, loss, train_acc, val_loss, val_acc, seconds
+    cycles: list[dict]  # per cycle: val_before_drop, val_after_subnet, val_after_reinit, dropped, reintroduced, fallbacks
+    val_accuracy: float | None
+    test_accuracy: float | None
+    best_epoch: int | None  # epochs done when the kept weights were saved (None: the last weights)
+    stopped_early: bool
+    record: dict | None = None  # the drop record, when a pruned checkpoint's sub-network was trained
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    def summary(self) -> dict:
+        doc = {"val_accuracy": self.val_accuracy}
+        if self.test_accuracy is not None:
+            doc["test_accuracy"] = self.test_accuracy
+        doc.update(epochs=self.epochs, best_epoch=self.best_epoch, stopped_early=self.stopped_early)
+        doc["cycles"] = [{k: v for k, v in c.items() if k != "reintroduced"} for c in self.cycles]
+        return doc
+
+
+def train(
+    model: nn.Module,
+    data: DataSplits,
+    cfg: TrainConfig,
+    *,
+    record: dict | None = None,
+    callback: Callable[[dict], None] | None = None,
+    state_path: str | Path | None = None,
+    resume: bool = False,
+    state_every: float = 0.0,
+    meta: dict | None = None,
+) -> TrainResult:
+    """Train `model` in place with the RePr schedule (or, with `record` from a pruned checkpoint,
+    its sub-network for `cfg.s2` epochs). Calls `callback` with {"kind": "epoch", ...} after every
+    epoch and {"kind": "cycle", ..., "state_dict": ...} after every re-introduction. With
+    `state_path` the full training state is written there (atomically) at the end of an epoch,
+    at most every `state_every` seconds (0: every epoch) and always after the last one;
+    `resume=True` continues from it, exactly. `meta` is stored with it (see `read_state`)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(cfg.deterministic or previous)
+    try:
+        return _train(model, data, cfg, record, callback or (lambda event: None), state_path, resume, state_every, meta or {})
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train(model, data, cfg, given_record, callback, state_path, resume, state_every, meta) -> TrainResult:
+    check_fits(model, data)
+    subnet_only = given_record is not None
+    schedule = plan(cfg, subnet_only=subnet_only)
+    methodical = (cfg.cycles > 0 and not cfg.baseline) or subnet_only
+    banks = _banks(model) if methodical else []
+    if methodical and not subnet_only:
+        check_drop_options(model, cfg)
+    optimizer = _optimizer(model, cfg)
+    criterion = loss_fn(cfg.loss)
+    s = {  # everything the state file holds besides model and optimizer
+        "epoch": 0, "history": [], "cycles": [], "pending": None, "record": given_record,
+        "best": None, "bad": 0, "stopped_early": False, "finished": False,
+    }
+    if resume:
+        s = _load_state(state_path, model, optimizer, cfg)
+    net, freezer, traced = model, None, {}  # traced: the masked trace, built once, masks set per cycle
+    if s["record"] is not None and not s["finished"]:
+        net, freezer = _subnet(model, banks, s["record"], traced)
+
+    epoch, saved_at = s["epoch"], time.perf_counter()
+    while not s["finished"] and epoch < len(schedule):
+        step = schedule[epoch]
+        if step.phase == "final" and s["best"] is None and data.val is not None and len(data.val):
+            # the weights entering the final phase (after the last re-init) are a candidate too
+            s["best"] = _snapshot(model, _val_now(s, model, data, cfg), epoch)
+        if step.drop_before:  # score, drop, and train the sub-network from here
+            s["pending"] = {"cycle": step.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
+            if not cfg.baseline:
+                s["record"] = drop_filters(model, banks, cfg)
+                if s["record"] is not None:
+                    net, freezer = _subnet(model, banks, s["record"], traced)
+
+        # one epoch: lr -> forward/backward -> (freeze) -> step -> (restore) -> eval
+        t0, lr = time.perf_counter(), lr_at(epoch, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, train_acc = _train_epoch(net, optimizer, criterion, freezer, data.train, cfg, epoch)
+        val_loss, val_acc = evaluate(net, data.val, cfg.loss)
+        if step.reinit_after:  # re-introduce the dropped filters; back to the plain model
+            s["pending"]["val_after_subnet"] = val_acc
+            if s["record"] is not None:
+                _reintroduce(model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle))
+                s["record"], net, freezer = None, model, None
+            s["pending"]["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
+            s["cycles"].append(_cycle_entry(s.pop("pending")))
+            s["pending"] = None
+
+        # log, keep the best weights of the final phase, stop check, save the state
+        phase = "standard" if cfg.baseline and step.phase == "subnet" else step.phase
+        entry = {
+            "epoch": epoch + 1, "phase": phase, "cycle": step.cycle, "lr": lr, "loss": loss, "train_acc": train_acc,
+            "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - t0,
+        }
+        s["history"].append(entry)
+        if step.phase == "final" and val_acc is not None:
+            if val_acc > s["best"]["val"]:
+                s["best"], s["bad"] = _snapshot(model, val_acc, epoch + 1), 0
+            else:
+                s["bad"] += 1
+                s["stopped_early"] = s["bad"] >= cfg.patience
+        epoch = s["epoch"] = epoch + 1
+        s["finished"] = s["stopped_early"] or epoch >= len(schedule)
+        if s["finished"] and s["best"] is not None:
+            model.load_state_dict(s["best"]["state_dict"])
+        if state_path is not None and (s["finished"] or time.perf_counter() - saved_at >= state_every):
+            _save_state(state_path, model, optimizer, cfg, s, meta)
+            saved_at = time.perf_counter()
+        callback({"kind": "epoch", "total": len(schedule), **entry})
+        if step.reinit_after:
+            callback({"kind": "cycle", **s["cycles"][-1], "state_dict": model.state_dict()})
+
+    final_net = _subnet(model, banks, s["record"], traced)[0] if s["record"] is not None else model
+    return TrainResult(
+        model=model,
+        history=s["history"],
+        cycles=s["cycles"],
+        val_accuracy=evaluate(final_net, data.val, cfg.loss)[1],
+        test_accuracy=evaluate(final_net, data.test, cfg.loss)[1],
+        best_epoch=s["best"]["epoch"] if s["best"] else None,
+        stopped_early=s["stopped_early"],
+        record=s["record"],
+    )
+
+
+def _train_epoch(net, optimizer, criterion, freezer, train_set: Arrays, cfg: TrainConfig, epoch: int) -> tuple[float, float]:
+    """One pass over the training data; (mean loss, accuracy) as seen during the pass."""
+    net.train()
+    loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch):
+        x, y = train_set.x[idx], train_set.y[idx]
+        logits = net(x)
+        loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if freezer is not None:
+            freezer.zero_grads()  # no gradient, so no new optimizer state, for dropped filters
+        optimizer.step()
+        if freezer is not None:
+            freezer.restore()  # momentum / weight decay / Adam moved them anyway: write them back
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+    if not torch.isfinite(loss_sum):
+        raise UsageError(f"training diverged at epoch {epoch + 1} (the loss is not finite); lower --lr")
+    return float(loss_sum) / len(train_set), int(correct) / len(train_set)
+
+
+def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed: int) -> None:
+    report = reintroduce(model.state_dict(), record, torch.Generator().manual_seed(seed))
+    reset_optimizer_rows(optimizer, model, record)
+    pending["dropped"] = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
+    pending["reintroduced"] = report
+    pending["fallbacks"] = {n: {"kept_only": r["kept_only"], "random": r["random"]} for n, r in report.items() if r["kept_only"] or r["random"]}
+
+
+def _cycle_entry(pending: dict) -> dict:
+    keys = ("cycle", "val_before_drop", "val_after_subnet", "val_after_reinit", "dropped", "fallbacks", "reintroduced")
+    return {k: pending.get(k, {}) for k in keys}
+
+
+def _val_now(s: dict, model: nn.Module, data: DataSplits, cfg: TrainConfig) -> float | None:
+    """Val accuracy of the plain model's current weights: the last evaluation when it was of these
+    weights (a standard epoch, or a re-introduction), else evaluated now."""
+    if s["history"]:
+        last = s["history"][-1]
+        if last["phase"] != "subnet":
+            return last["val_acc"]
+        if s["cycles"] and s["cycles"][-1]["cycle"] == last["cycle"]:
+            return s["cycles"][-1]["val_after_reinit"]
+    return evaluate(model, data.val, cfg.loss)[1]
+
+
+def _banks(model: nn.Module) -> list:
+    try:
+        return banks_from_model(model)
+    except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
+        raise UsageError(f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable") from None
+
+
+def _subnet(model: nn.Module, banks: list, record: dict, traced: dict) -> tuple[nn.Module, Freezer]:
+    """The model masked by `record` (the trace shares the model's parameters), and its freezer."""
+    if not traced:
+        traced["net"], traced["masks"] = masked_forward(model, banks)
+    masks_from_record(record, traced["masks"])
+    return traced["net"], Freezer(model, record)
+
+
+def _snapshot(model: nn.Module, val: float, epoch: int) -> dict:
+    return {"val": val, "epoch": epoch, "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# The state file: everything needed to continue a run exactly
+
+
+def _save_state(path, model, optimizer, cfg, s, meta) -> None:
+    extras = {k: v for k, v in s.items()}
+    payload = ckpt_io.make_payload(
+        {k: v.detach() for k, v in model.state_dict().items()},
+        kind=STATE_KIND, state_version=STATE_VERSION, config=cfg.to_dict(), meta=meta,
+        optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), train=extras,
+    )
+    ckpt_io.save(path, payload, force=True)
+
+
+def read_state(path: str | Path) -> dict:
+    """The saved state's extras: config (a TrainConfig dict), meta, train (progress), ..."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no saved training state to resume; run without --resume to start")
+    ckpt = ckpt_io.load(p)
+    if ckpt.extras.get("kind") != STATE_KIND:
+        raise CheckpointError(f"{p}: not an orthocli training state file")
+    return {**ckpt.extras, "state_dict": ckpt.state_dict}
+
+
+def _load_state(path, model, optimizer, cfg) -> dict:
+    if path is None:
+        raise UsageError("resume needs the state file's path")
+    saved = read_state(path)
+    if saved["config"] != cfg.to_dict():
+        diff = sorted(k for k in cfg.to_dict() if saved["config"].get(k) != cfg.to_dict()[k])
+        raise UsageError(f"{path}: the state was saved with another configuration (differs in: {', '.join(diff)})")
+    model.load_state_dict(saved["state_dict"])
+    optimizer.load_state_dict(_copied(saved["optimizer"]))
+    torch.set_rng_state(saved["rng"].clone())
+    return _copied(saved["train"])
+
+
+def _copied(obj):
+    """Own copies of the tensors read from the file (it is memory-mapped and replaced every epoch)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copied(v) for v in obj)
+    return obj

@@ -1,0 +1,298 @@
+"""`orthocli train` through the real app: JSON, files written, options from TOML, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from orthocli import checkpoint as ckpt_io
+from orthocli.cli import train as train_cli
+from orthocli.models import build_model
+from orthocli.training import TrainConfig
+
+# A tiny, fast run: 120 digits, 4 filters per layer, 1 + 1 epochs per cycle.
+TINY = ["--max-samples", "120", "--width", "4", "--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3", "--batch-size", "32"]
+SUMMARY_KEYS = {"val_accuracy", "test_accuracy", "epochs", "best_epoch", "stopped_early", "cycles", "output"}
+CYCLE_KEYS = {"cycle", "val_before_drop", "val_after_subnet", "val_after_reinit", "dropped", "fallbacks"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: faster, and far faster on a busy machine
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def train_json(run_cli):
+    def run(*args):
+        result = run_cli("train", *TINY, *args, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return run
+
+
+def test_json_summary_and_files(train_json, tmp_path):
+    out = tmp_path / "m.pt"
+    doc = train_json("-o", out, "--metrics", tmp_path / "m.jsonl", "--save-cycles")
+    assert SUMMARY_KEYS <= doc.keys() and doc["output"] == str(out) and doc["epochs"] == 3
+    assert [set(c) for c in doc["cycles"]] == [CYCLE_KEYS] and doc["cycles"][0]["cycle"] == 1
+    assert sum(doc["cycles"][0]["dropped"].values()) > 0
+    assert 0 <= doc["val_accuracy"] <= 1 and 0 <= doc["test_accuracy"] <= 1
+
+    ckpt = ckpt_io.load(out)  # self-describing: rebuilds its own model
+    model = build_model(ckpt.extras["arch"])
+    model.load_state_dict(ckpt.state_dict)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert ckpt.extras["config"]["s1"] == 1 and ckpt.extras["config"]["width"] == 4
+    assert len(ckpt.extras["history"]) == 3 and ckpt.extras["data"]["num_classes"] == 10
+    assert "prune" not in ckpt.extras  # re-introduced: a whole network again
+
+    lines = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in lines] == [1, 2, 3] and {e["run"] for e in lines} == {"repr"}
+    assert {"phase", "cycle", "loss", "train_acc", "val_acc", "lr"} <= lines[0].keys()
+    assert ckpt_io.load(tmp_path / "m.cycle1.pt").extras["cycle"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.cycle1.pt", "m.jsonl", "m.pt"]  # no state left
+
+
+def test_baseline_has_the_same_keys(train_json, tmp_path):
+    doc = train_json("-o", tmp_path / "m.pt", "--baseline")
+    base = doc["baseline"]
+    assert set(base) == SUMMARY_KEYS and base["output"] == str(tmp_path / "m.baseline.pt")
+    assert [set(c) for c in base["cycles"]] == [CYCLE_KEYS] and base["cycles"][0]["dropped"] == {}
+    assert base["epochs"] == doc["epochs"]
+    assert ckpt_io.load(tmp_path / "m.baseline.pt").extras["role"] == "baseline"
+
+
+def test_table_output(run_cli, tmp_path):
+    result = run_cli("train", *TINY, "-o", tmp_path / "m.pt", "--baseline")
+    assert result.exit_code == 0, result.stderr
+    for text in ("RePr cycles", "before drop", "test accuracy", "baseline", "difference"):
+        assert text in result.stdout
+    assert "RePr cycle 1: val" in result.stderr  # no terminal: one line per cycle instead of a bar
+
+
+def test_resnet20_and_sigmoid_mse(train_json, tmp_path):
+    doc = train_json("-o", tmp_path / "r.pt", "--arch", "resnet20", "--scope", "layer", "--activation", "sigmoid", "--loss", "mse")
+    assert doc["epochs"] == 3 and doc["config"]["arch"] == "resnet20" and doc["config"]["loss"] == "mse"
+    assert build_model(ckpt_io.load(tmp_path / "r.pt").extras["arch"]).__class__.__name__ == "ResNet20"
+
+
+def test_default_output_goes_to_runs(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("train", *TINY, "--cycles", "0", "--max-epochs", "1")
+    assert result.exit_code == 0, result.stderr
+    written = list((tmp_path / "runs").glob("convnet-*.pt"))
+    assert len(written) == 1 and written[0].name.endswith("Z.pt")
+
+
+def test_options_from_toml_and_flags_win(run_cli, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('cycles = 0\nmax-epochs = 2\noptimizer = "adam"\nexclude = ["features.conv3"]\nwidth = 5\nmax_samples = 100\n')
+    result = run_cli("train", "--config", cfg, "--width", "3", "--json", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    c = doc["config"]
+    assert (c["cycles"], c["max_epochs"], c["optimizer"], c["exclude"], c["width"]) == (0, 2, "adam", ["features.conv3"], 3)
+    assert doc["epochs"] == 2
+
+
+@pytest.mark.parametrize("text", ["cylces = 2\n", 'optimizer = "rmsprop"\n', "s1 = [\n"])
+def test_bad_toml_is_a_usage_error(run_cli, tmp_path, text):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    result = run_cli("train", *TINY, "-o", tmp_path / "m.pt", "--config", cfg)
+    assert result.exit_code == 2 and result.stderr.startswith("Error: --config")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, monkeypatch):
+    args = [*TINY, "--s2", "2", "--cycles", "2", "--max-epochs", "8", "--deterministic", "--baseline", "--metrics"]
+    full = run_cli("train", *args, tmp_path / "full.jsonl", "-o", tmp_path / "full.pt", "--json")
+    assert full.exit_code == 0, full.stderr
+
+    monkeypatch.setattr(train_cli, "STATE_EVERY", 0.0)
+    real = train_cli._Run.on_event
+
+    def interrupt(self, role, event, arch):
+        real(self, role, event, arch)
+        if role == "baseline" and event["kind"] == "epoch" and event["epoch"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli._Run, "on_event", interrupt)
+    out = tmp_path / "run.pt"
+    first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out)
+    assert first.exit_code == 130 and f"orthocli train -o {out} --resume" in first.stderr
+    assert (tmp_path / "run.pt.state").exists() and (tmp_path / "run.baseline.pt.state").exists()
+    assert not (tmp_path / "run.baseline.pt").exists()
+
+    monkeypatch.setattr(train_cli._Run, "on_event", real)
+    again = run_cli("train", "-o", out, "--resume", "--json")
+    assert again.exit_code == 0, again.stderr
+    for name in ("", ".baseline"):
+        a, b = ckpt_io.load(tmp_path / f"full{name}.pt"), ckpt_io.load(tmp_path / f"run{name}.pt")
+        assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in text.splitlines()]  # noqa: E731
+    assert strip((tmp_path / "run.jsonl").read_text()) == strip((tmp_path / "full.jsonl").read_text())
+    assert not list(tmp_path.glob("*.state"))
+
+
+def test_resume_without_state(run_cli, tmp_path):
+    result = run_cli("train", "-o", tmp_path / "m.pt", "--resume")
+    assert result.exit_code == 2 and "no saved training state" in result.stderr
+
+
+def test_pruned_checkpoint_trains_the_sub_network(train_json, tmp_path):
+    from orthocli.banks import banks_from_model
+    from orthocli.training import drop_filters
+
+    train_json("-o", tmp_path / "m.pt", "--cycles", "0", "--max-epochs", "1")
+    ckpt = ckpt_io.load(tmp_path / "m.pt")
+    model = build_model(ckpt.extras["arch"])
+    model.load_state_dict(ckpt.state_dict)
+    record = drop_filters(model, banks_from_model(model), TrainConfig(ratio=0.5))
+    pruned = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt_io.save(tmp_path / "p.pt", ckpt_io.make_payload(pruned, arch=ckpt.extras["arch"], prune=record))
+
+    doc = train_json(tmp_path / "p.pt", "--s2", "2", "-o", tmp_path / "s.pt")
+    assert doc["epochs"] == 2 and doc["cycles"] == []
+    out = ckpt_io.load(tmp_path / "s.pt")
+    assert set(out.extras["prune"]["layers"]) == set(record["layers"])  # `orthocli reinit` can follow
+    for name, layer in record["layers"].items():
+        key = layer["key"]
+        idx = layer["dropped"]
+        assert torch.equal(out.state_dict[key][idx], pruned[key][idx])  # frozen
+        assert not torch.equal(out.state_dict[key], pruned[key])  # the rest trained
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--arch", "vgg"], 2, "unknown architecture 'vgg'"),
+        (["--arch", "no_such_pkg.mod:fn"], 2, "cannot import"),
+        (["--optimizer", "rmsprop"], 2, ""),
+        (["--max-epochs", "1", "--cycles", "2"], 2, "shorter than the cycles"),
+        (["--arch", "resnet20", "--depth", "3"], 2, "does not take depth"),
+    ],
+)
+def test_bad_options(run_cli, tmp_path, args, code, message):
+    result = run_cli("train", *TINY, *args, "-o", tmp_path / "m.pt")
+    assert result.exit_code == code and message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _npz(path, x, y, **more):
+    np.savez(path, x=np.asarray(x, dtype=np.float32), y=np.asarray(y), **more)
+    return path
+
+
+def test_bad_data_exit_7_and_nothing_written(run_cli, train_json, tmp_path):
+    rng = np.random.default_rng(0)
+    out = tmp_path / "out"
+    out.mkdir()
+    empty = _npz(tmp_path / "empty.npz", np.zeros((0, 1, 8, 8)), np.zeros(0, dtype=np.int64))
+    labels = _npz(tmp_path / "labels.npz", rng.normal(size=(30, 1, 8, 8)), rng.integers(0, 3, 30), x_test=rng.normal(size=(5, 1, 8, 8)), y_test=np.array([0, 1, 2, 7, 1]))
+    colour = _npz(tmp_path / "colour.npz", rng.normal(size=(40, 3, 8, 8)), np.arange(40) % 10)
+    many = _npz(tmp_path / "many.npz", rng.normal(size=(60, 1, 8, 8)), np.arange(60) % 12)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
+    base = tmp_path / "base.pt"
+    train_json("-o", base, "--cycles", "0", "--max-epochs", "1")
+    cases = [
+        (["--data", empty], "empty"),
+        (["--data", labels], "test labels out of range"),
+        (["--data", tmp_path / "junk.npz"], "damaged"),
+        ([base, "--data", colour], "does not fit the model"),  # a 1-channel model, 3-channel data
+        ([base, "--data", many], "labels out of range"),  # 10 outputs, 12 classes
+    ]
+    for args, message in cases:
+        result = run_cli("train", *TINY, *args, "-o", out / "m.pt", "--metrics", out / "m.jsonl")
+        assert result.exit_code == 7, (args, result.stderr)
+        assert message in result.stderr and result.stderr.splitlines()[-1].startswith("Error: ")
+        assert list(out.iterdir()) == [], args
+
+
+def test_existing_output_needs_force(run_cli, tmp_path):
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"keep me")
+    result = run_cli("train", *TINY, "-o", out, "--metrics", tmp_path / "m.jsonl")
+    assert result.exit_code == 5 and "--force" in result.stderr
+    assert out.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    assert run_cli("train", *TINY, "-o", out, "--force").exit_code == 0
+
+
+def test_plot_without_matplotlib_is_a_clear_error(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    result = run_cli("train", *TINY, "-o", tmp_path / "m.pt", "--plot", tmp_path / "p.png")
+    assert result.exit_code == 2
+    assert "--plot needs matplotlib: pip install 'orthocli[plot]'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_defaults_are_the_train_config_defaults():
+    import inspect
+
+    params = inspect.signature(train_cli.train.__wrapped__).parameters
+    defaults = TrainConfig()
+    for name in TrainConfig.__dataclass_fields__:
+        if name in ("layers", "exclude"):
+            assert params[name].default is None and getattr(defaults, name) == []
+        else:
+            assert params[name].default == getattr(defaults, name), name
+
+
+def test_help_does_not_import_torch():
+    code = "import sys\nfrom orthocli.cli import app\ntry:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("False"), out.stderr
+
+
+def test_user_architecture_by_import_path(train_json, tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "from torch import nn\n\n"
+        "def small(in_channels, num_classes, input_shape, width=5):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),\n"
+        "                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    doc = train_json("--arch", "my_models:small", "-o", tmp_path / "u.pt")
+    assert doc["epochs"] == 3 and list(doc["cycles"][0]["dropped"]) == ["2"]  # the first conv is skipped
+    arch = ckpt_io.load(tmp_path / "u.pt").extras["arch"]
+    assert arch["target"] == "my_models:small" and arch["args"]["width"] == 4
+
+
+def test_start_from_checkpoints(train_json, tmp_path):
+    train_json("-o", tmp_path / "a.pt", "--cycles", "0", "--max-epochs", "2")
+    a = ckpt_io.load(tmp_path / "a.pt")
+    doc = train_json(tmp_path / "a.pt", "-o", tmp_path / "b.pt", "--cycles", "0", "--max-epochs", "1")  # arch from the file
+    assert doc["config"]["checkpoint"] == str(tmp_path / "a.pt")
+    assert ckpt_io.load(tmp_path / "b.pt").extras["arch"] == a.extras["arch"]
+
+    ckpt_io.save(tmp_path / "bare.pt", dict(a.state_dict))  # a bare state dict: --arch says how to build it
+    assert train_json(tmp_path / "bare.pt", "-o", tmp_path / "c.pt", "--arch", "convnet", "--cycles", "0", "--max-epochs", "1")["epochs"] == 1
+
+
+def test_bare_state_dict_needs_arch(run_cli, tmp_path):
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, tmp_path / "bare.pt")
+    result = run_cli("train", *TINY, tmp_path / "bare.pt", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 4 and "give --arch" in result.stderr
+    result = run_cli("train", *TINY, tmp_path / "bare.pt", "--arch", "convnet", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 4 and "do not fit the architecture" in result.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_prune_train_reinit_compose(run_cli, train_json, tmp_path):
+    """The separate steps chain: a pruned checkpoint trains its sub-network, and reinit follows."""
+    train_json("-o", tmp_path / "a.pt", "--cycles", "0", "--max-epochs", "1")
+    assert run_cli("prune", tmp_path / "a.pt", "-o", tmp_path / "p.pt", "--ratio", "0.5").exit_code == 0
+    doc = train_json(tmp_path / "p.pt", "--s2", "1", "-o", tmp_path / "s.pt")
+    assert doc["epochs"] == 1
+    result = run_cli("reinit", tmp_path / "s.pt", "-o", tmp_path / "r.pt", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sum(layer["dropped"] for layer in json.loads(result.stdout)["layers"]) > 0
