@@ -356,6 +356,7 @@ def atomic_write(
             os.fsync(f.fileno())
         if check is not None:
             check(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result is an ordinary file
         os.replace(tmp, p)
     except OSError as e:
         _unlink(tmp)
@@ -364,6 +365,12 @@ def atomic_write(
         _unlink(tmp)
         raise
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _unlink(path: str) -> None:

@@ -167,3 +167,15 @@ def test_reinit_reports_fallback_for_a_first_layer_without_room(run_cli, tmp_pat
     assert layers["c"]["fallback"] is True and layers["c"]["null_space"] == 0
     assert layers["d"]["fallback"] is False
     assert "No room in the null space" in res.stderr and "c" in res.stderr
+
+
+def test_outputs_are_ordinary_files_respecting_umask(run_cli, onet, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert run_cli("prune", onet, "-o", tmp_path / "p.pt").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "p.pt").stat().st_mode) == 0o644
