@@ -90,7 +90,7 @@ def train(
     force: ForceOpt = False,
     save_cycles: Annotated[bool, _opt("--save-cycles", panel=OUT, help="Also write OUT.cycle<k>.pt after each re-introduction.")] = False,
     metrics: Annotated[Optional[Path], _opt("--metrics", panel=OUT, help="Write one JSON line per epoch to this file.", show_default=False)] = None,
-    plot: Annotated[Optional[Path], _opt("--plot", panel=OUT, help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli[plot]').", show_default=False)] = None,
+    plot: Annotated[Optional[Path], _opt("--plot", panel=OUT, help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').", show_default=False)] = None,
     config: Annotated[Optional[Path], _opt("--config", panel=OUT, help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50); command-line flags win.", show_default=False)] = None,
     resume: Annotated[bool, _opt("--resume", panel=OUT, help="Continue the interrupted run that writes -o OUT (from OUT.state, with its saved options).")] = False,
     key: KeyOpt = None,
