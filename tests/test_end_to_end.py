@@ -1,0 +1,53 @@
+"""The README's tour, step by step, on the shipped sample model: score -> prune -> train
+(sub-network) -> reinit -> train -> export, each step reading the previous step's file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+SAMPLE = Path(__file__).parent.parent / "sample_models"
+
+
+def run_json(run_cli, *args):
+    res = run_cli(*args, "--json")
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_the_tour_on_the_sample_model(run_cli, tmp_path):
+    doc = run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")
+    assert [layer["name"] for layer in doc["layers"]] == ["features.conv1", "features.conv2", "features.conv3"]
+    assert all(layer["layout_known"] for layer in doc["layers"])  # the metadata records the arch
+    assert doc == run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")  # deterministic
+
+    plan = run_json(run_cli, "prune", SAMPLE / "digits_convnet.pt", "-o", tmp_path / "pruned.pt")
+    assert plan["total"]["dropped"] == int(0.3 * 64)  # conv2 + conv3; conv1 skipped
+
+    small = ["--threads", "1", "--max-samples", "300"]
+    sub = run_json(run_cli, "train", tmp_path / "pruned.pt", "--s2", "2", "-o", tmp_path / "sub.pt", *small)
+    assert sub["epochs"] == 2
+    pruned, trained = torch.load(tmp_path / "pruned.pt", weights_only=True), torch.load(tmp_path / "sub.pt", weights_only=True)
+    assert "prune" in trained  # still a sub-network: reinit can follow
+    for name, layer in pruned["prune"]["layers"].items():
+        w0, w1 = pruned["state_dict"][layer["key"]], trained["state_dict"][layer["key"]]
+        assert torch.equal(w0[layer["dropped"]], w1[layer["dropped"]])  # frozen
+        assert not torch.equal(w0, w1)  # the rest trained
+
+    report = run_json(run_cli, "reinit", tmp_path / "sub.pt", "-o", tmp_path / "reinit.pt")
+    assert sum(layer["dropped"] for layer in report["layers"]) == plan["total"]["dropped"]
+
+    final = run_json(run_cli, "train", tmp_path / "reinit.pt", "--cycles", "0", "--max-epochs", "3", "-o", tmp_path / "final.pt", *small)
+    assert final["epochs"] <= 3 and final["test_accuracy"] > 0.5
+
+    exported = run_json(run_cli, "export", tmp_path / "final.pt", "-o", tmp_path / "model.safetensors")
+    assert exported["verified"]["max_abs_diff"] <= 1e-4
+    from orthocli.models import ConvNet
+
+    state = load_file(str(tmp_path / "model.safetensors"))
+    arch = torch.load(tmp_path / "final.pt", weights_only=True)["arch"]
+    model = ConvNet(**arch["args"])
+    model.load_state_dict(state, strict=True)  # loads into the plain model class
