@@ -101,7 +101,7 @@ def _sniff(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError):
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
             raise InputFileError(f"{path}: damaged or truncated zip archive; re-save or re-download it") from None
         if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
@@ -125,7 +125,9 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust, mmap=fmt == "torch-zip" or None)
+        with warnings.catch_warnings():  # a damaged file makes torch warn before it fails: one line only
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=not trust, mmap=fmt == "torch-zip" or None)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg:
@@ -389,6 +391,21 @@ def make_payload(state_dict: dict, **extras: Any) -> dict:
 
 
 def save(path: str | os.PathLike, payload: dict, *, force: bool = False, inputs=()) -> Path:
+    """Write an orthocli checkpoint atomically; tensors are moved to the CPU first, so a file
+    written on a GPU loads anywhere."""
     import torch
 
-    return atomic_write(path, lambda f: torch.save(payload, f), force=force, inputs=inputs)
+    cpu_payload = _to_cpu(payload)
+    return atomic_write(path, lambda f: torch.save(cpu_payload, f), force=force, inputs=inputs)
+
+
+def _to_cpu(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu() if obj.device.type != "cpu" else obj
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

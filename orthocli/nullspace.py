@@ -1,9 +1,10 @@
 """New values for dropped filters, orthogonal to what the layer already holds (step 4 of the method).
 
-The null space of [kept filters' current values; dropped filters' values before dropping] is found
-with a rank-revealing QR decomposition (Gram-Schmidt with column pivoting, then a complete
-Householder QR to extend the basis), so each new filter is orthogonal to every kept filter and to
-its own old value. Pure math: tensors and a torch.Generator in, tensors out.
+The span of [kept filters' current values; dropped filters' values before dropping] is found with
+a rank-revealing QR decomposition (Gram-Schmidt with column pivoting); seeded random vectors are
+projected onto its orthogonal complement (the null space) and orthonormalised with a Householder
+QR, so each new filter is orthogonal to every kept filter, to its own old value and to the other
+new filters. `null_space_basis` extends the span to a basis of the null space with a complete QR. Pure math: tensors and a torch.Generator in, tensors out.
 """
 
 from __future__ import annotations
@@ -63,11 +64,24 @@ class NewFilters:
     random: int  # plain random directions (no room at all: J >= D, e.g. a first layer)
 
 
-def _directions(basis: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k orthonormal random directions inside span(basis), as rows (k, D); k <= basis.shape[1]."""
-    coeff = torch.randn(basis.shape[1], k, generator=generator, dtype=torch.float64)
-    q, _ = torch.linalg.qr(basis @ coeff)  # (D, k), orthonormal, still inside span(basis)
-    return q.T
+def _project_out(span: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """`vectors` (D, m) with their components inside span(span) removed, twice for accuracy."""
+    for _ in range(2):
+        vectors = vectors - span @ (span.T @ vectors)
+    return vectors
+
+
+def _directions(span: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """The seeded random `draws` (D, m) projected onto the orthogonal complement of `span` and
+    orthonormalised by QR, as rows (m, D); m <= D - span.shape[1].
+
+    Projecting fixed random vectors, rather than combining a basis of the null space, makes the
+    result depend only on the subspace, not on which basis a decomposition happened to return:
+    tiny differences in the kept filters (another device, another process) give tiny differences
+    in the new filters, not different ones."""
+    q, _ = torch.linalg.qr(_project_out(span, draws))
+    q = _project_out(span, q)  # QR's rounding can leak back into the span: remove it, renormalise
+    return (q / torch.linalg.vector_norm(q, dim=0, keepdim=True)).T
 
 
 def new_filters(
@@ -81,22 +95,24 @@ def new_filters(
     2. null space of kept alone, for what does not fit in 1;
     3. random directions (orthogonalised among themselves where possible) for the rest.
     """
+    kept, old = kept.detach().cpu().to(torch.float64), old.detach().cpu().to(torch.float64)
     k, d = old.shape
+    draws = torch.randn(d, k, generator=generator, dtype=torch.float64)
     out: list[torch.Tensor] = []
-    both = null_space_basis(torch.cat([kept, old]))
-    n1 = min(k, both.shape[1])
+    span = row_space_basis(torch.cat([kept, old]))
+    n1 = min(k, d - span.shape[1])
     if n1:
-        out.append(_directions(both, n1, generator))
+        out.append(_directions(span, draws[:, :n1]))
     n2 = 0
     if n1 < k:
         # Orthogonal to the kept filters and to the new ones of step 1 (not to the old values).
-        only_kept = null_space_basis(torch.cat([kept, *out]))
-        n2 = min(k - n1, only_kept.shape[1])
+        span = row_space_basis(torch.cat([kept, *out]))
+        n2 = min(k - n1, d - span.shape[1])
         if n2:
-            out.append(_directions(only_kept, n2, generator))
+            out.append(_directions(span, draws[:, n1 : n1 + n2]))
     n3 = k - n1 - n2
     if n3:
-        rand = torch.randn(n3, d, generator=generator, dtype=torch.float64)
+        rand = draws[:, n1 + n2 :].T
         out.append(rand / torch.linalg.vector_norm(rand, dim=1, keepdim=True))
     rows = torch.cat(out) if out else torch.zeros(0, d, dtype=torch.float64)
     return NewFilters(rows * scale, n1, n2, n3)

@@ -39,10 +39,10 @@ def make_record(
         channels = []
         for ch in bank.channels:
             t = state_dict[ch.key]
-            channels.append({"key": ch.key, "dim": ch.dim, "role": ch.role, "old": t.index_select(ch.dim, idx).clone()})
+            channels.append({"key": ch.key, "dim": ch.dim, "role": ch.role, "old": t.detach().index_select(ch.dim, idx.to(t.device)).cpu()})
         layers[bank.name] = {
             "key": bank.key, "groups": bank.groups, "transposed": bank.transposed,
-            "dropped": idx.clone(), "channels": channels,
+            "dropped": idx.detach().cpu().clone(), "channels": channels,
         }
     return {"rule": rule, "layers": layers}
 
@@ -53,7 +53,8 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
         for layer in record["layers"].values():
             for ch in layer["channels"]:
                 if ch["role"] in _DROPPED_VALUE:
-                    state_dict[ch["key"]].index_fill_(ch["dim"], layer["dropped"], _DROPPED_VALUE[ch["role"]])
+                    t = state_dict[ch["key"]]
+                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), _DROPPED_VALUE[ch["role"]])
 
 
 def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
@@ -62,7 +63,7 @@ def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
         m.fill_(1)
         layer = record["layers"].get(name)
         if layer is not None:
-            m.index_fill_(1, layer["dropped"], 0)
+            m.index_fill_(1, layer["dropped"].to(m.device), 0)
 
 
 class Freezer:
@@ -79,9 +80,9 @@ class Freezer:
         tensors.update(dict(model.named_buffers()))
         self.items = []
         for layer in record["layers"].values():
-            idx = layer["dropped"].to(next(iter(tensors.values())).device)
             for ch in layer["channels"]:
                 t = tensors[ch["key"]]
+                idx = layer["dropped"].to(t.device)
                 self.items.append((t, ch["dim"], idx, t.detach().index_select(ch["dim"], idx).clone()))
 
     def zero_grads(self) -> None:
@@ -103,7 +104,7 @@ def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: to
     with torch.no_grad():
         for name, layer in record["layers"].items():
             weight = state_dict[layer["key"]]
-            dropped = layer["dropped"]
+            dropped = layer["dropped"].cpu()
             groups, transposed = layer["groups"], layer["transposed"]
             old_weight = next(ch["old"] for ch in layer["channels"] if ch["role"] == "conv_weight")
             rows = filter_rows(weight, groups=groups, transposed=transposed)  # (G, J/G, D)
@@ -117,18 +118,19 @@ def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: to
                 local = dropped[in_group] % per_group
                 keep = torch.ones(per_group, dtype=torch.bool)
                 keep[local] = False
-                kept, old = rows[g][keep], old_rows[in_group]
+                # the null space is computed on the CPU in float64, whatever device trains
+                kept, old = rows[g][keep.to(rows.device)].cpu(), old_rows[in_group].cpu()
                 made = new_filters(kept, old, scale=filter_scale(kept, old), generator=generator)
                 counts["null_space"] += made.null_space
                 counts["kept_only"] += made.kept_only
                 counts["random"] += made.random
-                _write_rows(weight, dropped[in_group], made.rows.to(weight.dtype), transposed)
+                _write_rows(weight, dropped[in_group].to(weight.device), made.rows.to(weight.device, weight.dtype), transposed)
             for ch in layer["channels"]:
                 t = state_dict[ch["key"]]
                 if ch["role"] in _FRESH_VALUE:
-                    t.index_fill_(ch["dim"], dropped, _FRESH_VALUE[ch["role"]])
+                    t.index_fill_(ch["dim"], dropped.to(t.device), _FRESH_VALUE[ch["role"]])
                 elif ch["role"] == "other":
-                    t.index_copy_(ch["dim"], dropped, ch["old"].to(t.dtype))
+                    t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
             report[name] = counts
     return report
 

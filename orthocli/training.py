@@ -27,6 +27,7 @@ No printing, no paths other than the optional state file: progress goes to `call
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -43,6 +44,7 @@ from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, DataSplits
 from orthocli.errors import CheckpointError, DataError, UsageError
+from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.layers import convs_from_module
 from orthocli.pruning import make_rule, plan_drops
 from orthocli.selection import DropRule
@@ -161,12 +163,13 @@ def sub_seed(seed: int, stream: int, index: int) -> int:
     return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
 
 
-def batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
     """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
-    resumed run sees the same order. A last batch of one sample joins the one before (BatchNorm)."""
+    resumed run sees the same order. A last batch of one sample (BatchNorm), or of fewer samples
+    than processes (each rank needs one), joins the one before."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(sub_seed(seed, 1, epoch)))
     parts = list(order.split(batch_size))
-    if len(parts) > 1 and len(parts[-1]) == 1:
+    if len(parts) > 1 and len(parts[-1]) < max(2, world_size):
         parts[-2:] = [torch.cat(parts[-2:])]
     return parts
 
@@ -216,7 +219,7 @@ def evaluate(model: nn.Module, arrays: Arrays | None, loss: str = "ce", batch_si
     with torch.no_grad():
         for i in range(0, len(arrays), batch_size):
             x, y = arrays.x[i : i + batch_size], arrays.y[i : i + batch_size]
-            logits = model(x)
+            logits = model(x).float()
             total += float(criterion(logits, y)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
     return total / len(arrays), correct / len(arrays)
@@ -228,7 +231,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.peak_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig) -> dict | None:
+def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | None = None) -> dict | None:
     """Score the model's conv filters and zero the ones to drop, in place, exactly as `orthocli
     prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
     filter this cycle (the cycle then trains the whole network)."""
@@ -238,8 +241,12 @@ def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig) -> dict | None
         if cfg.threshold is None:
             raise
         return None
+    drops = plan.drops
+    if rt is not None and rt.distributed:  # decided once, on rank 0, the same on every rank
+        chosen = broadcast_object(rt, {k: v.tolist() for k, v in drops.items()})
+        drops = {k: torch.tensor(v, dtype=torch.long) for k, v in chosen.items()}
     state = model.state_dict()  # tensors share the parameters' storage: edits below are live
-    record = make_record(state, banks, plan.drops, plan.rule_dict())
+    record = make_record(state, banks, drops, plan.rule_dict())
     apply_drops(state, record)
     return record
 
@@ -290,22 +297,35 @@ def train(
     resume: bool = False,
     state_every: float = 0.0,
     meta: dict | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train `model` in place with the RePr schedule (or, with `record` from a pruned checkpoint,
     its sub-network for `cfg.s2` epochs). Calls `callback` with {"kind": "epoch", ...} after every
     epoch and {"kind": "cycle", ..., "state_dict": ...} after every re-introduction. With
     `state_path` the full training state is written there (atomically) at the end of an epoch,
     at most every `state_every` seconds (0: every epoch) and always after the last one;
-    `resume=True` continues from it, exactly. `meta` is stored with it (see `read_state`)."""
+    `resume=True` continues from it, exactly. `meta` is stored with it (see `read_state`).
+
+    `runtime` (`runtime.setup()`) says where to train: the device, mixed precision, and under
+    torchrun the process group. Each rank trains on its share of every batch; drop decisions and
+    re-initialised values come from rank 0; only rank 0 calls `callback` and writes the state.
+    Default: the CPU, fp32, one process."""
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(cfg.deterministic or previous)
     try:
-        return _train(model, data, cfg, record, callback or (lambda event: None), state_path, resume, state_every, meta or {})
+        rt = runtime or Runtime(torch.device("cpu"))
+        if not rt.is_main:
+            callback, state_path_to_write = None, None
+        else:
+            state_path_to_write = state_path
+        return _train(model, data, cfg, record, callback or (lambda event: None), state_path, state_path_to_write, resume, state_every, meta or {}, rt)
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
-def _train(model, data, cfg, given_record, callback, state_path, resume, state_every, meta) -> TrainResult:
+def _train(model, data, cfg, given_record, callback, state_path, write_state_to, resume, state_every, meta, rt) -> TrainResult:
+    model.to(rt.device)
+    data = _on_device(data, rt.device)
     check_fits(model, data)
     subnet_only = given_record is not None
     schedule = plan(cfg, subnet_only=subnet_only)
@@ -314,7 +334,9 @@ def _train(model, data, cfg, given_record, callback, state_path, resume, state_e
     if methodical and not subnet_only:
         check_drop_options(model, cfg)
     optimizer = _optimizer(model, cfg)
-    criterion = loss_fn(cfg.loss)
+    criterion, scaler = loss_fn(cfg.loss), rt.grad_scaler()
+    if rt.distributed:  # every rank starts from rank 0's weights
+        broadcast_tensors(rt, list(model.state_dict().values()))
     s = {  # everything the state file holds besides model and optimizer
         "epoch": 0, "history": [], "cycles": [], "pending": None, "record": given_record,
         "best": None, "bad": 0, "stopped_early": False, "finished": False,
@@ -334,7 +356,7 @@ def _train(model, data, cfg, given_record, callback, state_path, resume, state_e
         if step.drop_before:  # score, drop, and train the sub-network from here
             s["pending"] = {"cycle": step.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
             if not cfg.baseline:
-                s["record"] = drop_filters(model, banks, cfg)
+                s["record"] = drop_filters(model, banks, cfg, rt)
                 if s["record"] is not None:
                     net, freezer = _subnet(model, banks, s["record"], traced)
 
@@ -342,12 +364,14 @@ def _train(model, data, cfg, given_record, callback, state_path, resume, state_e
         t0, lr = time.perf_counter(), lr_at(epoch, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, train_acc = _train_epoch(net, optimizer, criterion, freezer, data.train, cfg, epoch)
+        loss, train_acc = _train_epoch(net, optimizer, criterion, freezer, data.train, cfg, epoch, rt, scaler)
+        if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
+            broadcast_tensors(rt, list(model.buffers()))
         val_loss, val_acc = evaluate(net, data.val, cfg.loss)
         if step.reinit_after:  # re-introduce the dropped filters; back to the plain model
             s["pending"]["val_after_subnet"] = val_acc
             if s["record"] is not None:
-                _reintroduce(model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle))
+                _reintroduce(model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle), rt)
                 s["record"], net, freezer = None, model, None
             s["pending"]["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
             s["cycles"].append(_cycle_entry(s.pop("pending")))
@@ -370,8 +394,8 @@ def _train(model, data, cfg, given_record, callback, state_path, resume, state_e
         s["finished"] = s["stopped_early"] or epoch >= len(schedule)
         if s["finished"] and s["best"] is not None:
             model.load_state_dict(s["best"]["state_dict"])
-        if state_path is not None and (s["finished"] or time.perf_counter() - saved_at >= state_every):
-            _save_state(state_path, model, optimizer, cfg, s, meta)
+        if write_state_to is not None and (s["finished"] or time.perf_counter() - saved_at >= state_every):
+            _save_state(write_state_to, model, optimizer, cfg, s, meta)
             saved_at = time.perf_counter()
         callback({"kind": "epoch", "total": len(schedule), **entry})
         if step.reinit_after:
@@ -390,30 +414,50 @@ def _train(model, data, cfg, given_record, callback, state_path, resume, state_e
     )
 
 
-def _train_epoch(net, optimizer, criterion, freezer, train_set: Arrays, cfg: TrainConfig, epoch: int) -> tuple[float, float]:
-    """One pass over the training data; (mean loss, accuracy) as seen during the pass."""
+def _train_epoch(net, optimizer, criterion, freezer, train_set: Arrays, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None) -> tuple[float, float]:
+    """One pass over the training data; (mean loss, accuracy) as seen during the pass.
+
+    Under torchrun each rank takes every world_size-th sample of each (global) batch; its loss is
+    weighted by its share and the gradients summed over ranks, so an update equals the one a
+    single process makes on the whole batch."""
     net.train()
-    loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
-    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch):
-        x, y = train_set.x[idx], train_set.y[idx]
-        logits = net(x)
-        loss = criterion(logits, y)
+    params = [p for p in net.parameters() if p.requires_grad]
+    loss_sum = torch.zeros((), device=rt.device)
+    correct = torch.zeros((), dtype=torch.long, device=rt.device)
+    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size):
+        share = idx[rt.rank :: rt.world_size].to(rt.device)
+        x, y = train_set.x[share], train_set.y[share]
+        with rt.autocast():
+            logits = net(x)
+        loss = criterion(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        weighted = loss * (len(share) / len(idx)) if rt.distributed else loss
+        (scaler.scale(weighted) if scaler is not None else weighted).backward()
+        if rt.distributed:
+            sum_gradients(rt, params)
         if freezer is not None:
             freezer.zero_grads()  # no gradient, so no new optimizer state, for dropped filters
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         if freezer is not None:
             freezer.restore()  # momentum / weight decay / Adam moved them anyway: write them back
-        loss_sum += loss.detach() * len(y)
+        loss_sum += loss.detach() * len(share)
         correct += (logits.detach().argmax(1) == y).sum()
+    if rt.distributed:
+        loss_sum, correct = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct)
     if not torch.isfinite(loss_sum):
         raise UsageError(f"training diverged at epoch {epoch + 1} (the loss is not finite); lower --lr")
     return float(loss_sum) / len(train_set), int(correct) / len(train_set)
 
 
-def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed: int) -> None:
-    report = reintroduce(model.state_dict(), record, torch.Generator().manual_seed(seed))
+def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime) -> None:
+    state = model.state_dict()
+    report = reintroduce(state, record, torch.Generator().manual_seed(seed))
+    if rt.distributed:  # the new values are rank 0's on every rank
+        broadcast_tensors(rt, [state[ch["key"]] for layer in record["layers"].values() for ch in layer["channels"]])
     reset_optimizer_rows(optimizer, model, record)
     pending["dropped"] = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
     pending["reintroduced"] = report
@@ -442,6 +486,14 @@ def _banks(model: nn.Module) -> list:
         return banks_from_model(model)
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable") from None
+
+
+def _on_device(data: DataSplits, device: torch.device) -> DataSplits:
+    """The data on the training device (moved once: these data sets fit in memory)."""
+    if device.type == "cpu":
+        return data
+    move = lambda a: None if a is None else Arrays(a.x.to(device), a.y.to(device))  # noqa: E731
+    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
 
 
 def _subnet(model: nn.Module, banks: list, record: dict, traced: dict) -> tuple[nn.Module, Freezer]:

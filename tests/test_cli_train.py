@@ -296,3 +296,16 @@ def test_train_prune_train_reinit_compose(run_cli, train_json, tmp_path):
     result = run_cli("reinit", tmp_path / "s.pt", "-o", tmp_path / "r.pt", "--json")
     assert result.exit_code == 0, result.stderr
     assert sum(layer["dropped"] for layer in json.loads(result.stdout)["layers"]) > 0
+
+
+def test_plot_draws_both_runs_with_the_subnetwork_phases_shaded(run_cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run_cli("train", *TINY, "--baseline", "-o", tmp_path / "m.pt", "--plot", tmp_path / "p.png", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["plot"] == str(tmp_path / "p.png")
+    png = (tmp_path / "p.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(tmp_path / "p.png")
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 600

@@ -185,8 +185,8 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
     seen = {}
     real_drop = training.drop_filters
 
-    def spy(model, banks, cfg):
-        record = real_drop(model, banks, cfg)
+    def spy(model, banks, cfg, rt=None):
+        record = real_drop(model, banks, cfg, rt)
         seen.update(model=model, record=record, frozen=_dropped_values(model, record), kept=clone_state(model))
         return record
 

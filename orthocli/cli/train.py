@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -35,6 +34,7 @@ DATA = "Data"
 SCHED = "Schedule"
 OPT = "Optimisation"
 OUT = "Outputs"
+HW = "Hardware"
 
 # Seconds between two saves of the training state (at the end of an epoch; the last epoch always):
 # saving after every epoch of a small model would cost more than the epoch itself.
@@ -85,6 +85,8 @@ def train(
     seed: Annotated[int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")] = 0,
     threads: Annotated[Optional[int], _opt("--threads", panel=OPT, min=1, help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).", show_default=False)] = None,
     deterministic: Annotated[bool, _opt("--deterministic", panel=OPT, help="Deterministic algorithms only (exactly repeatable, also across --resume).")] = False,
+    device: Annotated[str, _opt("--device", panel=HW, help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process its own).")] = "auto",
+    precision: Annotated[str, _opt("--precision", panel=HW, help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient scaler). auto: bf16 on a CUDA GPU that has it, else fp32.")] = "auto",
     baseline: Annotated[bool, _opt("--baseline", panel=OUT, help="Also train a control with the same budget, seed and data order, dropping nothing; compare side by side.")] = False,
     output: OutOpt = None,
     force: ForceOpt = False,
@@ -116,6 +118,13 @@ def train(
 
 
 def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError("--config needs Python 3.11, or the tomli package on Python 3.10: pip install tomli") from None
     try:
         from click.core import ParameterSource
     except ImportError:  # typer >= 0.24 carries its own copy of click
@@ -174,6 +183,8 @@ class _Run:
         cfg = TrainConfig(**{k: v for k, v in o.items() if k in fields and k not in ("layers", "exclude")}, layers=o["layers"] or [], exclude=o["exclude"] or [])
         if o["plot"] is not None:
             _need_matplotlib()
+        if o["output"] is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError("under torchrun give -o/--output: every process must write to (rank 0) or read from the same path")
         output = o["output"] or _default_output(o["arch"] or "convnet")
         meta = {
             "output": str(output), "checkpoint": str(o["checkpoint"]) if o["checkpoint"] else None, "key": o["key"],
@@ -181,6 +192,7 @@ class _Run:
             "data": str(o["data"]) if o["data"] else None, "test_data": str(o["test_data"]) if o["test_data"] else None,
             "max_samples": o["max_samples"], "threads": o["threads"], "baseline": o["baseline"], "save_cycles": o["save_cycles"],
             "metrics": str(o["metrics"]) if o["metrics"] else None, "plot": str(o["plot"]) if o["plot"] else None,
+            "device": o["device"], "precision": o["precision"],
         }
         run = cls(o, cfg, meta, resume=False)
         state = _state_path(output)
@@ -196,7 +208,7 @@ class _Run:
         if o["output"] is None:
             raise UsageError("--resume needs -o/--output: the output path of the interrupted run")
         saved = read_state(_state_path(o["output"]))
-        meta = saved["meta"]
+        meta = {**saved["meta"], "device": o["device"], "precision": o["precision"]}  # a run may move
         if meta.get("role") == "baseline":
             raise UsageError("give -o the method run's output, not the baseline's")
         log(f"Resuming {o['output']} with its saved options (options given now are ignored, except --json)")
@@ -256,14 +268,21 @@ class _Run:
 
     # -- training ------------------------------------------------------------------------------
     def train_all(self) -> None:
+        from orthocli.runtime import setup
+
         if self.meta.get("threads"):
             import torch
 
             torch.set_num_threads(self.meta["threads"])
+        self.rt = setup(self.meta.get("device", "auto"), self.meta.get("precision", "auto"), deterministic=self.cfg.deterministic)
         data = self.prepared_data()
         self.data = data
-        log(f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val" + (f", {len(data.test)} test" if data.test is not None else "") + f"; writing {self.output}")
-        with _Progress() as progress:
+        if self.rt.is_main:
+            hw = self.rt.describe()
+            log(f"Training on {hw['name']} ({hw['device']}, {hw['precision']})" + (f", {hw['world_size']} processes" if self.rt.distributed else ""))
+        if self.rt.is_main:
+            log(f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val" + (f", {len(data.test)} test" if data.test is not None else "") + f"; writing {self.output}")
+        with _Progress(enabled=self.rt.is_main) as progress:
             self.progress = progress
             self.train_one("repr", data)
             if self.meta["baseline"]:
@@ -284,8 +303,9 @@ class _Run:
         if self.resume and role == "repr" and not resume:
             raise UsageError(f"{state}: no saved training state to resume")
         self.progress.start(role, cfg)
-        result = train(model, data, cfg, record=record, callback=lambda e: self.on_event(role, e, arch), state_path=state, resume=resume, state_every=STATE_EVERY, meta={**self.meta, "role": role})
-        self.write_model(output, result, arch, cfg, role)
+        result = train(model, data, cfg, record=record, callback=lambda e: self.on_event(role, e, arch), state_path=state, resume=resume, state_every=STATE_EVERY, meta={**self.meta, "role": role}, runtime=self.rt)
+        if self.rt.is_main:
+            self.write_model(output, result, arch, cfg, role)
         self.results[role] = (result, output)
 
     def on_event(self, role: str, event: dict, arch) -> None:
@@ -314,7 +334,7 @@ class _Run:
     def resolved(self) -> dict:
         """The configuration as option names -> values: enough to repeat the run (--config)."""
         m = self.meta
-        doc = {"checkpoint": m["checkpoint"], "arch": m["arch_name"], **m["arch_options"], "data": m["data"], "test_data": m["test_data"], "max_samples": m["max_samples"], "threads": m.get("threads")}
+        doc = {"checkpoint": m["checkpoint"], "arch": m["arch_name"], **m["arch_options"], "data": m["data"], "test_data": m["test_data"], "max_samples": m["max_samples"], "threads": m.get("threads"), "device": m.get("device", "auto"), "precision": m.get("precision", "auto")}
         doc.update(self.cfg.to_dict())
         doc["baseline"] = m["baseline"]
         return doc
@@ -334,6 +354,11 @@ class _Run:
         ckpt_io.save(output, payload, force=True)  # outputs were checked before training
 
     def finish(self) -> None:
+        from orthocli.runtime import teardown
+
+        teardown(self.rt)
+        if not self.rt.is_main:  # only rank 0 writes and reports
+            return
         if self.metrics_file is not None:
             self.metrics_file.close()
         if self.meta["plot"]:
@@ -352,6 +377,7 @@ class _Run:
         if "baseline" in self.results:
             b, b_out = self.results["baseline"]
             doc["baseline"] = {**b.summary(), "output": str(b_out)}
+        doc["runtime"] = self.rt.describe()
         doc["config"] = self.resolved()
         doc["data"] = self.data_extras()
         if self.meta["metrics"]:
@@ -436,9 +462,10 @@ class _Progress:
 
     PHASES = {"standard": "standard", "subnet": "sub-net", "final": "final"}
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.console = stderr()
-        self.enabled = self.console.is_terminal and not os.environ.get("NO_COLOR")
+        self.quiet = not enabled  # another rank than 0: rank 0 reports
+        self.enabled = enabled and self.console.is_terminal and not os.environ.get("NO_COLOR")
         self.bar = None
         self.tasks: dict[str, Any] = {}
 
@@ -470,6 +497,8 @@ class _Progress:
         self.bar.update(self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats)
 
     def cycle(self, role: str, c: dict) -> None:
+        if self.quiet:
+            return
         (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, c), markup=False)
 
 
