@@ -64,13 +64,13 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
             raise UsageError("--device mps: no Apple GPU (MPS) is available here; use --device cpu or auto")
         return torch.device("mps")
     if spec == "cuda" or spec.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: CUDA is not available here (no GPU, or a CPU build of torch); use --device cpu or auto")
         index = local_rank if spec == "cuda" else spec.partition(":")[2]
         try:
             index = int(index)
         except ValueError:
             raise UsageError(f"--device {spec}: expected {DEVICES}") from None
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: CUDA is not available here (no GPU, or a CPU build of torch); use --device cpu or auto")
         if not 0 <= index < torch.cuda.device_count():
             raise UsageError(f"--device {spec}: there are {torch.cuda.device_count()} CUDA devices (0..{torch.cuda.device_count() - 1})")
         return torch.device("cuda", index)
