@@ -96,10 +96,11 @@ class Freezer:
                 t.index_copy_(dim, idx, saved)
 
 
-def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: torch.Generator) -> dict[str, dict]:
+def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: torch.Generator, scale: float = 1.0) -> dict[str, dict]:
     """Give every dropped filter new values from the null space of [kept filters; its old value],
     in place. Kept filters are not touched. Returns, per layer, how many filters came from the
-    null space and how many needed a fallback (see `nullspace.new_filters`)."""
+    null space and how many needed a fallback (see `nullspace.new_filters`). Each new filter's
+    norm is `scale` times the mean norm of the layer's kept filters (`nullspace.filter_scale`)."""
     report = {}
     with torch.no_grad():
         for name, layer in record["layers"].items():
@@ -120,7 +121,7 @@ def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: to
                 keep[local] = False
                 # the null space is computed on the CPU in float64, whatever device trains
                 kept, old = rows[g][keep.to(rows.device)].cpu(), old_rows[in_group].cpu()
-                made = new_filters(kept, old, scale=filter_scale(kept, old), generator=generator)
+                made = new_filters(kept, old, scale=scale * filter_scale(kept, old), generator=generator)
                 counts["null_space"] += made.null_space
                 counts["kept_only"] += made.kept_only
                 counts["random"] += made.random

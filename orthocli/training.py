@@ -86,6 +86,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms for the run
     val_fraction: float = 0.1  # part of the training data held out for validation (0: no early stopping)
     baseline: bool = False  # the control: same schedule and budget, nothing dropped
+    reinit_scale: float = 1.0  # norm of a re-introduced filter, as a multiple of the layer's mean kept-filter norm
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -100,6 +101,7 @@ class TrainConfig:
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
         need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")
         self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
         self.drop_rule()  # validates ratio / threshold / scope / min_keep
@@ -371,7 +373,7 @@ def _train(model, data, cfg, given_record, callback, state_path, write_state_to,
         if step.reinit_after:  # re-introduce the dropped filters; back to the plain model
             s["pending"]["val_after_subnet"] = val_acc
             if s["record"] is not None:
-                _reintroduce(model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle), rt)
+                _reintroduce(model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle), rt, cfg.reinit_scale)
                 s["record"], net, freezer = None, model, None
             s["pending"]["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
             s["cycles"].append(_cycle_entry(s.pop("pending")))
@@ -453,9 +455,9 @@ def _train_epoch(net, optimizer, criterion, freezer, train_set: Arrays, cfg: Tra
     return float(loss_sum) / len(train_set), int(correct) / len(train_set)
 
 
-def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime) -> None:
+def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, scale: float) -> None:
     state = model.state_dict()
-    report = reintroduce(state, record, torch.Generator().manual_seed(seed))
+    report = reintroduce(state, record, torch.Generator().manual_seed(seed), scale)
     if rt.distributed:  # the new values are rank 0's on every rank
         broadcast_tensors(rt, [state[ch["key"]] for layer in record["layers"].values() for ch in layer["channels"]])
     reset_optimizer_rows(optimizer, model, record)

@@ -179,3 +179,19 @@ def test_outputs_are_ordinary_files_respecting_umask(run_cli, onet, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "p.pt").stat().st_mode) == 0o644
+
+
+def test_reinit_scale_sets_the_new_filters_norm(run_cli, onet, tmp_path):
+    assert run_cli("prune", onet, "-o", tmp_path / "p.pt", "--scope", "layer").exit_code == 0
+    res = run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt", "--reinit-scale", "0.5", "--json")
+    assert res.exit_code == 0, res.stderr
+    pruned, after = load_payload(tmp_path / "p.pt"), load_payload(tmp_path / "r.pt")
+    assert after["reinit"]["scale"] == 0.5
+    for name, layer in pruned["prune"]["layers"].items():
+        rows = filter_rows(after["state_dict"][layer["key"]])[0]
+        dropped = layer["dropped"].tolist()
+        kept = [f for f in range(len(rows)) if f not in dropped]
+        want = 0.5 * float(rows[kept].norm(dim=1).mean())
+        assert torch.allclose(rows[dropped].norm(dim=1), torch.full((len(dropped),), want), rtol=1e-4)
+    assert run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r2.pt", "--reinit-scale", "0").exit_code == 2
+    assert not (tmp_path / "r2.pt").exists()

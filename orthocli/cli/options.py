@@ -20,3 +20,7 @@ SkipFirstOpt = Annotated[
     bool,
     typer.Option("--skip-first/--no-skip-first", help="Leave the first conv layer alone (its few-dimensional filters always look redundant)."),
 ]
+ReinitScaleOpt = Annotated[
+    float,
+    typer.Option("--reinit-scale", help="Norm of a re-introduced filter, as a multiple of the mean norm of its layer's kept filters."),
+]

@@ -8,6 +8,7 @@ import typer
 
 from orthocli.cli import app
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, print_json, stdout
+from orthocli.cli.options import ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 
@@ -17,6 +18,7 @@ def reinit(
     checkpoint: CkptArg,
     output: OutOpt,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the random directions inside the null space.")] = 0,
+    scale: ReinitScaleOpt = 1.0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -24,17 +26,19 @@ def reinit(
     import torch
 
     from orthocli import checkpoint as ckpt_io
-    from orthocli.errors import CheckpointError
+    from orthocli.errors import CheckpointError, UsageError
     from orthocli.subnet import reintroduce
 
+    if not scale > 0:
+        raise UsageError(f"--reinit-scale must be positive, got {scale}")
     ckpt_io.check_output(output, force=force, inputs=[checkpoint])
     ckpt = ckpt_io.load(checkpoint)
     record = ckpt.extras.get("prune")
     if not record:
         raise CheckpointError(f"{checkpoint}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
-    report = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(seed))
+    report = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(seed), scale)
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
-    extras["reinit"] = {"seed": seed, "layers": report}
+    extras["reinit"] = {"seed": seed, "scale": scale, "layers": report}
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[checkpoint])
     layers = [{"name": name, **counts, "fallback": counts["null_space"] < counts["dropped"]} for name, counts in report.items()]
     if json_out:

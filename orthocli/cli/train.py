@@ -22,7 +22,7 @@ from orthocli.cli import app
 from orthocli.cli.common import (
     ExcludeOpt, ForceOpt, JsonOpt, KeyOpt, LayersOpt, OutOpt, TrustOpt, command, fail, log, print_json, stderr, stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
 from orthocli.errors import EXIT_INTERRUPTED, OutputError, UsageError
 
 EPILOG = (
@@ -76,6 +76,7 @@ def train(
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     skip_first: SkipFirstOpt = True,
+    reinit_scale: ReinitScaleOpt = 1.0,
     optimizer: Annotated[Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")] = "sgd",
     lr: Annotated[Optional[float], _opt("--lr", panel=OPT, min=0.0, help="Peak learning rate. Default: 0.01 sgd, 0.001 adam.", show_default=False)] = None,
     momentum: Annotated[float, _opt("--momentum", panel=OPT, min=0.0, help="SGD momentum.")] = 0.9,
