@@ -350,6 +350,13 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     assert [b.name for b in banks_from_model(model)] == ["features.conv1", "features.conv2", "features.conv3"]
+    # and through `orthocli train`, RePr cycles included, keeping its compact widths
+    res = run_cli("train", out, "--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3", "--max-samples", "200",
+                  "--threads", "1", "-o", tmp_path / "retrained.pt", "--json")
+    assert res.exit_code == 0, res.stderr
+    retrained = checkpoint.load(tmp_path / "retrained.pt")
+    assert retrained.extras["arch"]["widths"] == {"features.conv1": 6, "features.conv2": 5, "features.conv3": 7}
+    assert [layer.filters for layer in retrained.conv_layers()] == [6, 5, 7]
 
 
 def test_compact_safetensors_and_torchscript(run_cli, pruned, tmp_path):
