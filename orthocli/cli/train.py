@@ -36,8 +36,8 @@ OPT = "Optimisation"
 OUT = "Outputs"
 HW = "Hardware"
 
-# Seconds between two saves of the training state (at the end of an epoch; the last epoch always):
-# saving after every epoch of a small model would cost more than the epoch itself.
+# Default seconds between two saves of the training state (at the end of an epoch; the last epoch
+# always): saving after every epoch of a small model would cost more than the epoch itself.
 STATE_EVERY = 5.0
 
 # Options that describe how the model is built (not fields of TrainConfig).
@@ -95,6 +95,7 @@ def train(
     metrics: Annotated[Optional[Path], _opt("--metrics", panel=OUT, help="Write one JSON line per epoch to this file.", show_default=False)] = None,
     plot: Annotated[Optional[Path], _opt("--plot", panel=OUT, help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').", show_default=False)] = None,
     config: Annotated[Optional[Path], _opt("--config", panel=OUT, help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50); command-line flags win.", show_default=False)] = None,
+    state_every: Annotated[float, _opt("--state-every", panel=OUT, min=0.0, help="Seconds between saves of the training state for --resume (at the end of an epoch; 0: every epoch).")] = STATE_EVERY,
     resume: Annotated[bool, _opt("--resume", panel=OUT, help="Continue the interrupted run that writes -o OUT (from OUT.state, with its saved options).")] = False,
     key: KeyOpt = None,
     trust: TrustOpt = False,
@@ -110,7 +111,7 @@ def train(
     except KeyboardInterrupt:
         if _state_path(run.output).exists():
             fail(f"interrupted; continue with: orthocli train -o {run.output} --resume", EXIT_INTERRUPTED)
-        fail(f"interrupted before the first state was saved (every {STATE_EVERY:g} s); nothing to resume", EXIT_INTERRUPTED)
+        fail(f"interrupted before the first state was saved (every {opts['state_every']:g} s); nothing to resume", EXIT_INTERRUPTED)
     run.finish()
 
 
@@ -304,7 +305,7 @@ class _Run:
         if self.resume and role == "repr" and not resume:
             raise UsageError(f"{state}: no saved training state to resume")
         self.progress.start(role, cfg)
-        result = train(model, data, cfg, record=record, callback=lambda e: self.on_event(role, e, arch), state_path=state, resume=resume, state_every=STATE_EVERY, meta={**self.meta, "role": role}, runtime=self.rt)
+        result = train(model, data, cfg, record=record, callback=lambda e: self.on_event(role, e, arch), state_path=state, resume=resume, state_every=self.opts["state_every"], meta={**self.meta, "role": role}, runtime=self.rt)
         if self.rt.is_main:
             self.write_model(output, result, arch, cfg, role)
         self.results[role] = (result, output)
