@@ -118,7 +118,6 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, 
     full = run_cli("train", *args, tmp_path / "full.jsonl", "-o", tmp_path / "full.pt", "--json")
     assert full.exit_code == 0, full.stderr
 
-    monkeypatch.setattr(train_cli, "STATE_EVERY", 0.0)
     real = train_cli._Run.on_event
 
     def interrupt(self, role, event, arch):
@@ -128,7 +127,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, 
 
     monkeypatch.setattr(train_cli._Run, "on_event", interrupt)
     out = tmp_path / "run.pt"
-    first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out)
+    first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out, "--state-every", "0")
     assert first.exit_code == 130 and f"orthocli train -o {out} --resume" in first.stderr
     assert (tmp_path / "run.pt.state").exists() and (tmp_path / "run.baseline.pt.state").exists()
     assert not (tmp_path / "run.baseline.pt").exists()
