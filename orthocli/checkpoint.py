@@ -63,10 +63,16 @@ class Checkpoint:
         if self.extras.get("arch"):
             from orthocli.models import build_model
 
-            model = build_model(self.extras["arch"])
-            model.load_state_dict(self.state_dict)
-            return model
+            return load_weights(build_model(self.extras["arch"]), self.state_dict, self.path, self.extras["arch"])
         return None
+
+    def check_finite(self) -> None:
+        """Refuse NaN or Inf weights before training or exporting them (score reports per layer)."""
+        import torch
+
+        for key, t in self.state_dict.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{self.path}: '{key}' holds NaN or Inf values; the checkpoint is damaged or its training diverged")
 
     def select_convs(self, include: list[str] | None = None, exclude: list[str] | None = None) -> list[ConvLayer]:
         """The conv layers matching the globs; an error when there are none."""
@@ -300,6 +306,17 @@ def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False
     else:
         ckpt = _unwrap(_torch_load(p, fmt, trust), p, fmt, key)
     return ckpt
+
+
+def load_weights(model, state_dict: dict, path, arch: dict | None = None):
+    """`model` with `state_dict` loaded (strict); a mismatch is one clear CheckpointError."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        lines = [line.strip().rstrip(".") for line in str(e).splitlines()[1:] if line.strip()]
+        name = (arch or {}).get("target") or (arch or {}).get("name") or type(model).__name__
+        raise CheckpointError(f"{path}: its weights do not fit the architecture {name} ({'; '.join(lines)[:300]})") from None
+    return model
 
 
 def filter_banks(ckpt: Checkpoint) -> list:

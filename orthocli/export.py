@@ -111,10 +111,8 @@ class Plan:
 
 
 def _source_model(ckpt) -> Any:
-    try:
-        model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else ckpt.model()
-    except RuntimeError as e:
-        raise CheckpointError(f"{ckpt.path}: the weights do not fit the recorded architecture ({_short(e)})") from None
+    ckpt.check_finite()
+    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else ckpt.model()
     return model.eval() if model is not None else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import shutil
 
 import pytest
@@ -27,71 +28,97 @@ def pruned_pt(tmp_path, model_pt, run_cli):
     return out
 
 
-def writers(model_pt, pruned_pt, out):
+@pytest.fixture
+def sample_pt(tmp_path):
+    """The shipped sample model: an orthocli checkpoint that records its architecture."""
+    from pathlib import Path
+
+    return shutil.copy(Path(__file__).parent.parent / "sample_models" / "digits_convnet.pt", tmp_path / "sample.pt")
+
+
+QUICK_TRAIN = ["--cycles", "0", "--max-epochs", "1", "--max-samples", "100", "--threads", "1"]
+WRITERS = ["prune", "reinit", "train", "export"]
+ALL = ["score", *WRITERS]
+
+
+def writers(model_pt, pruned_pt, out, sample_pt=None):
     """Each command that writes a file, as CLI arguments."""
     return {
         "prune": ["prune", model_pt, "-o", out],
         "reinit": ["reinit", pruned_pt, "-o", out],
+        "train": ["train", sample_pt, *QUICK_TRAIN, "-o", out],
+        "export": ["export", sample_pt, "--format", "pt", "-o", out],
     }
 
 
+def command_on(command, ckpt, out):
+    """`command` reading `ckpt` (and writing `out` where it writes)."""
+    return {
+        "score": ["score", ckpt],
+        "prune": ["prune", ckpt, "-o", out],
+        "reinit": ["reinit", ckpt, "-o", out],
+        "train": ["train", ckpt, *QUICK_TRAIN, "-o", out],
+        "export": ["export", ckpt, "--format", "pt", "-o", out],
+    }[command]
+
+
 def assert_one_line_error(res, code, *texts):
+    """The error is the last line on stderr, one line; progress lines (train) may come before."""
     assert res.exit_code == code, (res.exit_code, res.stderr)
-    assert res.stderr.startswith("Error: ") and res.stderr.count("\n") == 1, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines and lines[-1].startswith("Error: ") and res.stderr.count("Error: ") == 1, res.stderr
     assert "Traceback" not in res.stderr
     for t in texts:
-        assert t in res.stderr
+        assert t in lines[-1]
 
 
-@pytest.mark.parametrize("command", ["prune", "reinit"])
-def test_full_disk_leaves_nothing_behind(run_cli, monkeypatch, tmp_path, model_pt, pruned_pt, command):
-    before = {p: digest(p) for p in (model_pt, pruned_pt)}
-    real_save = torch.save
+@pytest.mark.parametrize("command", WRITERS)
+def test_full_disk_leaves_nothing_behind(run_cli, monkeypatch, tmp_path, model_pt, pruned_pt, sample_pt, command):
+    before = {p: digest(p) for p in (model_pt, pruned_pt, sample_pt)}
 
-    def full_disk(obj, f, *a, **k):
-        f.write(b"partial bytes")  # some of it got out before the disk filled up
+    def full_disk(fd):  # the data went into the page cache; the disk refuses it on flush
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     out = tmp_path / "out.pt"
-    res = run_cli(*writers(model_pt, pruned_pt, out)[command])
-    monkeypatch.setattr(torch, "save", real_save)
-    assert_one_line_error(res, 5, "No space left on device", str(out))
+    res = run_cli(*writers(model_pt, pruned_pt, out, sample_pt)[command])
+    monkeypatch.undo()
+    assert_one_line_error(res, 5, "No space left on device")
     assert not out.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
     assert {p: digest(p) for p in before} == before
 
 
-@pytest.mark.parametrize("command", ["prune", "reinit"])
-def test_interrupted_write_leaves_the_old_output(run_cli, monkeypatch, tmp_path, model_pt, pruned_pt, command):
+@pytest.mark.parametrize("command", WRITERS)
+def test_interrupted_write_leaves_the_old_output(run_cli, monkeypatch, tmp_path, model_pt, pruned_pt, sample_pt, command):
     out = tmp_path / "out.pt"
     out.write_bytes(b"previous result")
 
-    def interrupted(obj, f, *a, **k):
-        f.write(b"half")
+    def interrupted(fd):  # Ctrl-C while the file is being written out
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torch, "save", interrupted)
-    res = run_cli(*writers(model_pt, pruned_pt, out)[command], "--force")
+    monkeypatch.setattr(os, "fsync", interrupted)
+    res = run_cli(*writers(model_pt, pruned_pt, out, sample_pt)[command], "--force")
+    monkeypatch.undo()
     assert res.exit_code == 130 and "interrupted" in res.stderr
     assert out.read_bytes() == b"previous result"
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
-@pytest.mark.parametrize("command", ["prune", "reinit"])
+@pytest.mark.parametrize("command", WRITERS)
 @pytest.mark.parametrize(
     "where, text",
     [("missing/dir/out.pt", "no such directory"), ("/proc/orthocli-out.pt", "cannot write"), (".", "is a directory")],
 )
-def test_unwritable_outputs(run_cli, tmp_path, model_pt, pruned_pt, command, where, text):
+def test_unwritable_outputs(run_cli, tmp_path, model_pt, pruned_pt, sample_pt, command, where, text):
     out = tmp_path / where if not where.startswith("/") else where
-    res = run_cli(*writers(model_pt, pruned_pt, out)[command])
+    res = run_cli(*writers(model_pt, pruned_pt, out, sample_pt)[command])
     assert res.exit_code == 5, res.stderr
     assert text in res.stderr or "not writable" in res.stderr
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("command", ["score", "prune", "reinit"])
+@pytest.mark.parametrize("command", ALL)
 @pytest.mark.parametrize(
     "content, code",
     [
@@ -105,10 +132,25 @@ def test_unwritable_outputs(run_cli, tmp_path, model_pt, pruned_pt, command, whe
 def test_bad_input_files(run_cli, tmp_path, command, content, code):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(content)
-    args = {"score": ["score", bad], "prune": ["prune", bad, "-o", tmp_path / "o.pt"], "reinit": ["reinit", bad, "-o", tmp_path / "o.pt"]}
-    res = run_cli(*args[command])
+    res = run_cli(*command_on(command, bad, tmp_path / "o.pt"))
     assert_one_line_error(res, code, str(bad))
     assert bad.read_bytes() == content
+    assert not (tmp_path / "o.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "export", "prune"])
+def test_nan_weights_and_mismatched_shapes_in_a_model_checkpoint(run_cli, tmp_path, sample_pt, command):
+    good = torch.load(sample_pt, weights_only=True)
+    nan = {**good, "state_dict": {**good["state_dict"]}}
+    nan["state_dict"]["features.conv2.weight"] = good["state_dict"]["features.conv2.weight"].clone()
+    nan["state_dict"]["features.conv2.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(nan, tmp_path / "nan.pt")
+    odd = {**good, "state_dict": {**good["state_dict"], "features.conv2.weight": torch.randn(16, 32, 3, 3)}}
+    torch.save(odd, tmp_path / "odd.pt")
+    res = run_cli(*command_on(command, tmp_path / "nan.pt", tmp_path / "o.pt"))
+    assert_one_line_error(res, 4, "NaN or Inf", "features.conv2")
+    res = run_cli(*command_on(command, tmp_path / "odd.pt", tmp_path / "o.pt"))
+    assert_one_line_error(res, 4, "do not fit the architecture", "features.conv2.weight")
     assert not (tmp_path / "o.pt").exists()
 
 
@@ -134,8 +176,8 @@ def test_a_crafted_pickle_never_runs(run_cli, tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"state_dict": {"c.weight": torch.randn(2, 1, 3, 3)}, "payload": Evil()}, tmp_path / "evil.pt")
-    for args in (["score"], ["prune", "-o", tmp_path / "o.pt"], ["reinit", "-o", tmp_path / "o.pt"]):
-        res = run_cli(args[0], tmp_path / "evil.pt", *args[1:])
+    for command in ALL:
+        res = run_cli(*command_on(command, tmp_path / "evil.pt", tmp_path / "o.pt"))
         assert_one_line_error(res, 6, "--trust", "run code")
         assert "os.system" in res.stderr or "posix.system" in res.stderr
     assert not marker.exists()

@@ -279,11 +279,9 @@ class _Run:
         self.rt = setup(self.meta.get("device", "auto"), self.meta.get("precision", "auto"), deterministic=self.cfg.deterministic)
         data = self.prepared_data()
         self.data = data
-        if self.rt.is_main:
-            hw = self.rt.describe()
-            log(f"Training on {hw['name']} ({hw['device']}, {hw['precision']})" + (f", {hw['world_size']} processes" if self.rt.distributed else ""))
-        if self.rt.is_main:
-            log(f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val" + (f", {len(data.test)} test" if data.test is not None else "") + f"; writing {self.output}")
+        hw = self.rt.describe()
+        self.banner = [f"Training on {hw['name']} ({hw['device']}, {hw['precision']})" + (f", {hw['world_size']} processes" if self.rt.distributed else "")]
+        self.banner.append(f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val" + (f", {len(data.test)} test" if data.test is not None else "") + f"; writing {self.output}")
         with _Progress(enabled=self.rt.is_main) as progress:
             self.progress = progress
             self.train_one("repr", data)
@@ -298,6 +296,10 @@ class _Run:
         output = self.output if role == "repr" else _sibling(self.output, "baseline")
         cfg = dataclasses.replace(self.cfg, baseline=role == "baseline")
         model, arch, record = self.model(data)
+        if self.rt.is_main and self.banner:  # once the model is built: bad input fails silently before
+            for line in self.banner:
+                log(line)
+            self.banner = []
         if record is not None and self.meta["baseline"]:
             raise UsageError("--baseline compares whole schedules; it does not apply to a pruned checkpoint's sub-network")
         state = _state_path(output)
@@ -421,13 +423,9 @@ def _from_checkpoint(meta: dict, data):
     if arch is None and meta["arch_name"]:
         opts = {k: v for k, v in meta["arch_options"].items() if v is not None}
         arch = arch_spec(meta["arch_name"], in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **opts)
+    ck.check_finite()
     if arch is not None:
-        model = build_model(arch)
-        try:
-            model.load_state_dict(ck.state_dict)
-        except RuntimeError as e:
-            lines = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
-            raise CheckpointError(f"{path}: its weights do not fit the architecture {arch.get('name')} ({'; '.join(lines)[:300]})") from None
+        model = ckpt_io.load_weights(build_model(arch), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:
