@@ -29,6 +29,14 @@ import time
 from multiprocessing import get_context
 
 ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
+# Settings that only change what the method drops and re-introduces: configurations differing only
+# in these share one control per seed. Any other setting (optimizer, schedule, epochs) gets a
+# control of its own with the same setting, so every comparison has the same budget.
+DROP_KEYS = ("ratio", "threshold", "scope", "min_keep", "skip_first", "layers", "exclude", "reinit_scale")
+
+
+def control_key(overrides: dict) -> str:
+    return json.dumps({k: v for k, v in sorted(overrides.items()) if k not in DROP_KEYS})
 
 
 def grid(name: str) -> list[tuple[str, dict]]:
@@ -98,7 +106,8 @@ def main() -> None:
     data = None if args.data == "digits" else args.data
     configs = grid(args.grid)
     common = {"data": data, "arch": args.arch, "base": base}
-    jobs = [{**common, "label": "control", "overrides": {}, "seed": s, "baseline": True} for s in range(args.seeds)]
+    controls = {control_key(o): {k: v for k, v in o.items() if k not in DROP_KEYS} for _, o in configs}
+    jobs = [{**common, "label": f"control {key}", "overrides": o, "seed": s, "baseline": True} for key, o in controls.items() for s in range(args.seeds)]
     jobs += [{**common, "label": label, "overrides": o, "seed": s, "baseline": False} for label, o in configs for s in range(args.seeds)]
     t0 = time.perf_counter()
     with get_context("spawn").Pool(args.jobs) as pool:
@@ -107,15 +116,15 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in runs)
-    control = {r["seed"]: r["test_accuracy"] for r in runs if r["baseline"]}
     cmd = "python benchmarks/bench_accuracy.py " + " ".join(sys.argv[1:])
     print(f"`{cmd}`  ")
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, {args.seeds} seeds, {len(runs)} runs in {elapsed / 60:.1f} min; "
           f"data {args.data}, arch {args.arch}, base {base or 'defaults'}; test accuracy (%), mean ± sd over seeds\n")
     print("| configuration | RePr | control | difference (paired) | RePr better |")
     print("| --- | --- | --- | --- | --- |")
-    ctl = list(control.values())
-    for label, _ in configs:
+    for label, overrides in configs:
+        control = {r["seed"]: r["test_accuracy"] for r in runs if r["label"] == f"control {control_key(overrides)}"}
+        ctl = list(control.values())
         mine = {r["seed"]: r["test_accuracy"] for r in runs if r["label"] == label}
         diffs = [100 * (mine[s] - control[s]) for s in mine]
         acc = [100 * v for v in mine.values()]
