@@ -502,17 +502,28 @@ class _Progress:
         (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, c), markup=False)
 
 
+def _short_names(names: list[str]) -> dict[str, str]:
+    """Layer names without the dotted prefix they all share ("features.conv2" -> "conv2")."""
+    parts = [n.split(".") for n in dict.fromkeys(names)]
+    common = 0
+    while parts and all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return {".".join(p): ".".join(p[common:]) for p in parts}
+
+
 def _render(doc: dict) -> None:
     from rich.table import Table
 
     out = stdout()
     if doc["cycles"]:
         table = Table(title="RePr cycles (validation accuracy)")
-        for col in ("cycle", "before drop", "after sub-net", "after re-init", "re-introduced per layer", "fallbacks"):
-            table.add_column(col, justify="left" if col.startswith(("re-", "fall")) else "right", overflow="fold")
+        for col in ("cycle", "before drop", "after S2", "after reinit", "re-introduced", "fallbacks"):
+            left = col.startswith(("re-", "fall"))
+            table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+        short = _short_names([n for c in doc["cycles"] for n in c["dropped"]])
         for c in doc["cycles"]:
-            per_layer = ", ".join(f"{n} {k}" for n, k in c["dropped"].items()) or "-"
-            fallbacks = ", ".join(f"{n}: {v['kept_only']} kept-only, {v['random']} random" for n, v in c["fallbacks"].items()) or "none"
+            per_layer = " ".join(f"{short[n]}:{k}" for n, k in c["dropped"].items()) or "-"
+            fallbacks = ", ".join(f"{short.get(n, n)}: {v['kept_only']} kept-only, {v['random']} random" for n, v in c["fallbacks"].items()) or "none"
             table.add_row(str(c["cycle"]), _pct(c["val_before_drop"]), _pct(c["val_after_subnet"]), _pct(c["val_after_reinit"]), per_layer, fallbacks)
         out.print(table)
     runs = [("RePr", doc)] + ([("baseline", doc["baseline"])] if "baseline" in doc else [])
