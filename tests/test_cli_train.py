@@ -12,6 +12,7 @@ import torch
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import train as train_cli
+from orthocli.run import TrainRun
 from orthocli.models import build_model
 from orthocli.training import TrainConfig
 
@@ -118,21 +119,21 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, 
     full = run_cli("train", *args, tmp_path / "full.jsonl", "-o", tmp_path / "full.pt", "--json")
     assert full.exit_code == 0, full.stderr
 
-    real = train_cli._Run.on_event
+    real = TrainRun.on_event
 
     def interrupt(self, role, event, arch):
         real(self, role, event, arch)
         if role == "baseline" and event["kind"] == "epoch" and event["epoch"] == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cli._Run, "on_event", interrupt)
+    monkeypatch.setattr(TrainRun, "on_event", interrupt)
     out = tmp_path / "run.pt"
     first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out, "--state-every", "0")
     assert first.exit_code == 130 and f"orthocli train -o {out} --resume" in first.stderr
     assert (tmp_path / "run.pt.state").exists() and (tmp_path / "run.baseline.pt.state").exists()
     assert not (tmp_path / "run.baseline.pt").exists()
 
-    monkeypatch.setattr(train_cli._Run, "on_event", real)
+    monkeypatch.setattr(TrainRun, "on_event", real)
     again = run_cli("train", "-o", out, "--resume", "--json")
     assert again.exit_code == 0, again.stderr
     for name in ("", ".baseline"):

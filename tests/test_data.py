@@ -99,7 +99,7 @@ def _png_folder(tmp_path: Path, mode: str) -> tuple[Path, np.ndarray, np.ndarray
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    root, xs, ys = tmp_path / "imgs", [], []
+    root, xs = tmp_path / "imgs", []
     for name, label in [("cat", 2), ("ant", 0), ("bee", 1)]:  # created out of order; labels follow names
         (root / name).mkdir(parents=True)
         for i in range(3):

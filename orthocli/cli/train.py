@@ -1,18 +1,10 @@
-"""`orthocli train`: the whole method in one command (build or load a model, train it with the
-RePr schedule on real data, write the converged model). Training itself is `orthocli.training`.
-
-Files a run writes, next to -o OUT.pt: OUT.pt (the trained model), OUT.baseline.pt (--baseline),
-OUT.cycle<k>.pt (--save-cycles, after each re-introduction), and while it runs OUT.pt.state (and
-OUT.baseline.pt.state): the training state at the end of an epoch (saved at most every STATE_EVERY
-seconds, and after the last epoch), which --resume reads and which is removed once every output
-is written.
-"""
+"""`orthocli train`: parses the options (and --config TOML), hands them to `orthocli.run.TrainRun`
+(which builds the model and data, trains and writes the files), and renders progress and the
+summary. Training itself is `orthocli.training`."""
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -23,7 +15,8 @@ from orthocli.cli.common import (
     ExcludeOpt, ForceOpt, JsonOpt, KeyOpt, LayersOpt, OutOpt, TrustOpt, command, fail, log, print_json, stderr, stdout,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
-from orthocli.errors import EXIT_INTERRUPTED, OutputError, UsageError
+from orthocli.errors import EXIT_INTERRUPTED, UsageError
+from orthocli.run import STATE_EVERY
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/digits.pt --plot runs/digits.png\n\n"
@@ -36,12 +29,6 @@ OPT = "Optimisation"
 OUT = "Outputs"
 HW = "Hardware"
 
-# Default seconds between two saves of the training state (at the end of an epoch; the last epoch
-# always): saving after every epoch of a small model would cost more than the epoch itself.
-STATE_EVERY = 5.0
-
-# Options that describe how the model is built (not fields of TrainConfig).
-ARCH_OPTIONS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 
 
 def _opt(*names: str, panel: str, **kw: Any) -> Any:
@@ -105,14 +92,23 @@ def train(
     opts = {k: v for k, v in locals().items() if k != "ctx"}
     if config is not None:
         opts = _with_toml(ctx, opts, config)
-    run = _Run.resumed(opts) if opts["resume"] else _Run.fresh(opts)
+    from orthocli.run import TrainRun, state_path
+
+    reporter = _Progress()
+    run = TrainRun.resumed(opts, reporter) if opts["resume"] else TrainRun.fresh(opts, reporter)
     try:
         run.train_all()
     except KeyboardInterrupt:
-        if _state_path(run.output).exists():
+        if state_path(run.output).exists():
             fail(f"interrupted; continue with: orthocli train -o {run.output} --resume", EXIT_INTERRUPTED)
         fail(f"interrupted before the first state was saved (every {opts['state_every']:g} s); nothing to resume", EXIT_INTERRUPTED)
-    run.finish()
+    doc = run.close()
+    if doc is None:  # not rank 0
+        return
+    if opts["json_out"]:
+        print_json(doc)
+    else:
+        _render(doc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,294 +150,6 @@ def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# One invocation: the method run and, with --baseline, the control
-
-
-def _sibling(output: Path, tag: str) -> Path:
-    return output.with_name(f"{output.stem}.{tag}{output.suffix or '.pt'}")
-
-
-def _state_path(output: Path) -> Path:
-    return output.with_name(output.name + ".state")
-
-
-class _Run:
-    """Resolved options, data, outputs; trains the method run and the baseline, writes the files."""
-
-    def __init__(self, opts: dict, cfg, meta: dict, resume: bool) -> None:
-        self.opts, self.cfg, self.meta, self.resume = opts, cfg, meta, resume
-        self.output = Path(meta["output"])
-        self.results: dict[str, Any] = {}
-        self.metrics_file = None
-        self.saved_history: dict[str, list] = {}  # per role, the epochs a resumed run already did
-
-    # -- building ------------------------------------------------------------------------------
-    @classmethod
-    def fresh(cls, o: dict) -> "_Run":
-        from orthocli.training import TrainConfig
-
-        fields = set(TrainConfig.__dataclass_fields__)
-        cfg = TrainConfig(**{k: v for k, v in o.items() if k in fields and k not in ("layers", "exclude")}, layers=o["layers"] or [], exclude=o["exclude"] or [])
-        if o["plot"] is not None:
-            _need_matplotlib()
-        if o["output"] is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise UsageError("under torchrun give -o/--output: every process must write to (rank 0) or read from the same path")
-        output = o["output"] or _default_output(o["arch"] or "convnet")
-        meta = {
-            "output": str(output), "checkpoint": str(o["checkpoint"]) if o["checkpoint"] else None, "key": o["key"],
-            "trust": o["trust"], "arch_name": o["arch"], "arch_options": {k: o[k] for k in ARCH_OPTIONS},
-            "data": str(o["data"]) if o["data"] else None, "test_data": str(o["test_data"]) if o["test_data"] else None,
-            "max_samples": o["max_samples"], "threads": o["threads"], "baseline": o["baseline"], "save_cycles": o["save_cycles"],
-            "metrics": str(o["metrics"]) if o["metrics"] else None, "plot": str(o["plot"]) if o["plot"] else None,
-            "device": o["device"], "precision": o["precision"],
-        }
-        run = cls(o, cfg, meta, resume=False)
-        state = _state_path(output)
-        if state.exists() and not o["force"]:
-            raise OutputError(f"{state}: an interrupted run's state is here; continue it with --resume, or start over with --force")
-        run.check_outputs(force=o["force"])
-        return run
-
-    @classmethod
-    def resumed(cls, o: dict) -> "_Run":
-        from orthocli.training import TrainConfig, read_state
-
-        if o["output"] is None:
-            raise UsageError("--resume needs -o/--output: the output path of the interrupted run")
-        saved = read_state(_state_path(o["output"]))
-        meta = {**saved["meta"], "device": o["device"], "precision": o["precision"]}  # a run may move
-        if meta.get("role") == "baseline":
-            raise UsageError("give -o the method run's output, not the baseline's")
-        log(f"Resuming {o['output']} with its saved options (options given now are ignored, except --json)")
-        cfg = TrainConfig(**{**saved["config"], "baseline": False})
-        run = cls(o, cfg, meta, resume=True)
-        run.saved_history["repr"] = saved["train"]["history"]
-        baseline_state = _state_path(_sibling(Path(o["output"]), "baseline"))
-        if meta["baseline"] and baseline_state.exists():
-            run.saved_history["baseline"] = read_state(baseline_state)["train"]["history"]
-        if meta["plot"]:
-            _need_matplotlib()
-        run.check_outputs(force=True)
-        return run
-
-    def paths(self) -> list[Path]:
-        m, out = self.meta, self.output
-        paths = [out]
-        if m["baseline"]:
-            paths.append(_sibling(out, "baseline"))
-        if m["save_cycles"]:
-            paths += [_sibling(out, f"cycle{c}") for c in range(1, self.cfg.cycles + 1)]
-        paths += [Path(p) for p in (m["metrics"], m["plot"]) if p]
-        return paths
-
-    def check_outputs(self, force: bool) -> None:
-        from orthocli import checkpoint as ckpt_io
-
-        inputs = [p for p in (self.meta["checkpoint"], self.meta["data"], self.meta["test_data"]) if p]
-        paths = self.paths()
-        if len(set(map(os.path.abspath, paths))) < len(paths):
-            raise UsageError("two outputs share one path; give --metrics, --plot and -o different files")
-        for p in paths:
-            ckpt_io.check_output(p, force=force, inputs=inputs)
-
-    def prepared_data(self):
-        from orthocli.data import prepare
-
-        m = self.meta
-        return prepare(m["data"], test_path=m["test_data"], val_fraction=self.cfg.val_fraction, seed=self.cfg.seed, max_samples=m["max_samples"])
-
-    def model(self, data):
-        """A fresh model (seeded) or the starting checkpoint's; its arch dict (None for a pickled
-        module) and drop record (None unless the checkpoint is pruned)."""
-        from orthocli.models import arch_spec, build_model, init_weights
-        from orthocli.training import set_seed
-
-        m = self.meta
-        set_seed(self.cfg.seed)
-        if m["checkpoint"] is None:
-            opts = {k: v for k, v in m["arch_options"].items() if v is not None}
-            arch = arch_spec(m["arch_name"] or "convnet", in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **opts)
-            model = build_model(arch)
-            if arch["name"] != "callable":
-                init_weights(model, opts.get("activation", "relu"))
-            return model, arch, None
-        return _from_checkpoint(m, data)
-
-    # -- training ------------------------------------------------------------------------------
-    def train_all(self) -> None:
-        from orthocli.runtime import setup
-
-        if self.meta.get("threads"):
-            import torch
-
-            torch.set_num_threads(self.meta["threads"])
-        self.rt = setup(self.meta.get("device", "auto"), self.meta.get("precision", "auto"), deterministic=self.cfg.deterministic)
-        data = self.prepared_data()
-        self.data = data
-        hw = self.rt.describe()
-        self.banner = [f"Training on {hw['name']} ({hw['device']}, {hw['precision']})" + (f", {hw['world_size']} processes" if self.rt.distributed else "")]
-        self.banner.append(f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val" + (f", {len(data.test)} test" if data.test is not None else "") + f"; writing {self.output}")
-        with _Progress(enabled=self.rt.is_main) as progress:
-            self.progress = progress
-            self.train_one("repr", data)
-            if self.meta["baseline"]:
-                self.train_one("baseline", data)
-
-    def train_one(self, role: str, data) -> None:
-        import dataclasses
-
-        from orthocli.training import train
-
-        output = self.output if role == "repr" else _sibling(self.output, "baseline")
-        cfg = dataclasses.replace(self.cfg, baseline=role == "baseline")
-        model, arch, record = self.model(data)
-        if self.rt.is_main and self.banner:  # once the model is built: bad input fails silently before
-            for line in self.banner:
-                log(line)
-            self.banner = []
-        if record is not None and self.meta["baseline"]:
-            raise UsageError("--baseline compares whole schedules; it does not apply to a pruned checkpoint's sub-network")
-        state = _state_path(output)
-        resume = self.resume and state.exists()
-        if self.resume and role == "repr" and not resume:
-            raise UsageError(f"{state}: no saved training state to resume")
-        self.progress.start(role, cfg)
-        result = train(model, data, cfg, record=record, callback=lambda e: self.on_event(role, e, arch), state_path=state, resume=resume, state_every=self.opts["state_every"], meta={**self.meta, "role": role}, runtime=self.rt)
-        if self.rt.is_main:
-            self.write_model(output, result, arch, cfg, role)
-        self.results[role] = (result, output)
-
-    def on_event(self, role: str, event: dict, arch) -> None:
-        if event["kind"] == "epoch":
-            self.progress.update(role, event)
-            if self.meta["metrics"]:
-                self.log_metrics(role, event)
-        elif event["kind"] == "cycle":
-            self.progress.cycle(role, event)
-            if role == "repr" and self.meta["save_cycles"]:
-                from orthocli import checkpoint as ckpt_io
-
-                path = _sibling(self.output, f"cycle{event['cycle']}")
-                sd = {k: v.detach().clone() for k, v in event["state_dict"].items()}
-                ckpt_io.save(path, ckpt_io.make_payload(sd, arch=arch, config=self.resolved(), data=self.data_extras(), cycle=event["cycle"]), force=True)
-
-    def log_metrics(self, role: str, event: dict) -> None:
-        if self.metrics_file is None:  # opened at the first epoch: bad input writes nothing
-            self.metrics_file = open(self.meta["metrics"], "w")
-            for r, history in self.saved_history.items():  # a resumed run: what the state files hold
-                self.metrics_file.writelines(_metric_line(r, e) for e in history)
-        self.metrics_file.write(_metric_line(role, event))
-        self.metrics_file.flush()
-
-    # -- outputs -------------------------------------------------------------------------------
-    def resolved(self) -> dict:
-        """The configuration as option names -> values: enough to repeat the run (--config)."""
-        m = self.meta
-        doc = {"checkpoint": m["checkpoint"], "arch": m["arch_name"], **m["arch_options"], "data": m["data"], "test_data": m["test_data"], "max_samples": m["max_samples"], "threads": m.get("threads"), "device": m.get("device", "auto"), "precision": m.get("precision", "auto")}
-        doc.update(self.cfg.to_dict())
-        doc["baseline"] = m["baseline"]
-        return doc
-
-    def data_extras(self) -> dict:
-        d = self.data
-        return {"source": d.source, "mean": d.mean, "std": d.std, "num_classes": d.num_classes, "in_channels": d.in_channels, "input_shape": list(d.spatial_shape)}
-
-    def write_model(self, output: Path, result, arch, cfg, role: str) -> None:
-        from orthocli import checkpoint as ckpt_io
-
-        sd = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
-        payload = ckpt_io.make_payload(
-            sd, arch=arch, config=self.resolved(), history=result.history, data=self.data_extras(),
-            summary=result.summary(), role=role, prune=result.record,
-        )
-        ckpt_io.save(output, payload, force=True)  # outputs were checked before training
-
-    def finish(self) -> None:
-        from orthocli.runtime import teardown
-
-        teardown(self.rt)
-        if not self.rt.is_main:  # only rank 0 writes and reports
-            return
-        if self.metrics_file is not None:
-            self.metrics_file.close()
-        if self.meta["plot"]:
-            _plot(Path(self.meta["plot"]), {r: res.history for r, (res, _) in self.results.items()})
-        for _, output in self.results.values():
-            _state_path(output).unlink(missing_ok=True)
-        doc = self.document()
-        if self.opts["json_out"]:
-            print_json(doc)
-        else:
-            _render(doc)
-
-    def document(self) -> dict:
-        result, output = self.results["repr"]
-        doc = {**result.summary(), "output": str(output)}
-        if "baseline" in self.results:
-            b, b_out = self.results["baseline"]
-            doc["baseline"] = {**b.summary(), "output": str(b_out)}
-        doc["runtime"] = self.rt.describe()
-        doc["config"] = self.resolved()
-        doc["data"] = self.data_extras()
-        if self.meta["metrics"]:
-            doc["metrics"] = self.meta["metrics"]
-        if self.meta["plot"]:
-            doc["plot"] = self.meta["plot"]
-        return doc
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _default_output(arch: str) -> Path:
-    name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in arch.split(":")[-1]) or "model"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    runs = Path("runs")
-    runs.mkdir(exist_ok=True)
-    return runs / f"{name}-{stamp}.pt"
-
-
-def _need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'orthocli[plot]'") from None
-
-
-def _from_checkpoint(meta: dict, data):
-    import torch
-
-    from orthocli import checkpoint as ckpt_io
-    from orthocli.errors import CheckpointError
-    from orthocli.models import arch_spec, build_model
-
-    path = meta["checkpoint"]
-    ck = ckpt_io.load(path, key=meta["key"], trust=meta["trust"])
-    arch = ck.extras.get("arch")
-    if arch is None and meta["arch_name"]:
-        opts = {k: v for k, v in meta["arch_options"].items() if v is not None}
-        arch = arch_spec(meta["arch_name"], in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **opts)
-    ck.check_finite()
-    if arch is not None:
-        model = ckpt_io.load_weights(build_model(arch), ck.state_dict, path, arch)
-    elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
-        model = ck.module.float()
-    elif ck.module is not None:
-        raise CheckpointError(f"{path}: a TorchScript archive cannot be trained; start from its state dict with --arch")
-    else:
-        raise CheckpointError(f"{path}: records no architecture; give --arch (and its options) to build the model for these weights")
-    return model, arch, ck.extras.get("prune")
-
-
-def _metric_line(role: str, event: dict) -> str:
-    keep = ("epoch", "phase", "cycle", "lr", "loss", "train_acc", "val_loss", "val_acc", "seconds")
-    doc = {"run": role, **{k: event.get(k) for k in keep}}
-    doc = {k: (None if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) else v) for k, v in doc.items()}
-    return json.dumps(doc) + "\n"
-
-
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -462,15 +170,18 @@ class _Progress:
 
     PHASES = {"standard": "standard", "subnet": "sub-net", "final": "final"}
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self) -> None:
         self.console = stderr()
-        self.quiet = not enabled  # another rank than 0: rank 0 reports
-        self.enabled = enabled and self.console.is_terminal and not os.environ.get("NO_COLOR")
+        self.quiet = False  # set on ranks other than 0: rank 0 reports
         self.bar = None
         self.tasks: dict[str, Any] = {}
 
+    def log(self, text: str) -> None:
+        if not self.quiet:
+            log(text)
+
     def __enter__(self) -> "_Progress":
-        if self.enabled:
+        if not self.quiet and self.console.is_terminal and not os.environ.get("NO_COLOR"):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(
@@ -543,32 +254,3 @@ def _render(doc: dict) -> None:
     table.add_row("epochs", *(str(r["epochs"]) for _, r in runs), *([""] if len(runs) > 1 else []))
     table.add_row("output", *(r["output"] for _, r in runs), *([""] if len(runs) > 1 else []))
     out.print(table)
-
-
-def _plot(path: Path, histories: dict[str, list]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from orthocli import checkpoint as ckpt_io
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    shaded = False
-    for e in histories.get("repr", []):
-        if e["phase"] == "subnet":
-            ax.axvspan(e["epoch"] - 1, e["epoch"], color="tab:orange", alpha=0.15, lw=0, label=None if shaded else "sub-network (S2)")
-            shaded = True
-    styles = {"repr": ("RePr", "tab:blue", "-"), "baseline": ("baseline (no drops)", "tab:gray", "--")}
-    for role, history in histories.items():
-        points = [(e["epoch"], 100 * e["val_acc"]) for e in history if e["val_acc"] is not None]
-        if points:
-            label, color, style = styles[role]
-            ax.plot(*zip(*points), style, color=color, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    ckpt_io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), force=True)
-    plt.close(fig)

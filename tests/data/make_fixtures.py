@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import shutil
 import sys
 import warnings
 import zipfile
