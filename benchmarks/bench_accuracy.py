@@ -12,7 +12,8 @@ and writes every run as a JSON line to --out.
 
 Grids: full = scope {global, layer} x first layer {skipped, dropped from} x ratio {0.1, 0.3, 0.5};
 small = the same at ratio 0.3; knobs = the default configuration with one setting changed at a
-time (re-init scale, lr schedule, optimizer, S2 length). `--set key=value` changes the base
+time (re-init scale, lr schedule, optimizer, S2 length); defaults = the candidates for
+train's defaults. `--set key=value` changes the base
 configuration of every run (TrainConfig fields, or width/depth/batchnorm/activation).
 """
 
@@ -57,7 +58,13 @@ def grid(name: str) -> list[tuple[str, dict]]:
             ("S2 = 5 epochs", {"s2": 5}),
             ("per-layer, ratio 0.1", {"scope": "layer", "ratio": 0.1}),
         ]
-    raise SystemExit(f"unknown grid {name!r}: full, small, knobs")
+    if name == "defaults":  # the candidates for train's defaults, after full/small/knobs
+        return [
+            ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global"}),
+            ("layer, first layer skipped, 0.3, scale 1", {"scope": "layer"}),
+            ("layer, first layer skipped, 0.3, scale 0.5", {"scope": "layer", "reinit_scale": 0.5}),
+        ]
+    raise SystemExit(f"unknown grid {name!r}: full, small, knobs, defaults")
 
 
 def run_one(job: dict) -> dict:
