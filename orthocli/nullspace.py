@@ -21,27 +21,34 @@ RANK_TOL = 1e-9
 def row_space_basis(rows: torch.Tensor, tol: float = RANK_TOL) -> torch.Tensor:
     """Orthonormal basis (D, r) of the span of `rows` (n, D), r = numerical rank.
 
-    Column-pivoted Gram-Schmidt: always take the constraint with the largest residual next, so a
-    dependent row is never mistaken for a new direction (unpivoted QR can be).
+    Independent rows (every diagonal entry of R above the tolerance) take one Householder QR.
+    Otherwise column-pivoted Gram-Schmidt: always take the constraint with the largest residual
+    next, so a dependent row is never mistaken for a new direction (unpivoted QR can be).
     """
     a = rows.to(torch.float64).T.clone()  # (D, n)
+    d = a.shape[0]
     norms = torch.linalg.vector_norm(a, dim=0)
     keep = norms > 0
     a = a[:, keep] / norms[keep]
-    basis: list[torch.Tensor] = []
-    for _ in range(min(a.shape)):
+    if 0 < a.shape[1] <= d:  # the common case, independent rows: one Householder QR is the basis
+        q, r_ = torch.linalg.qr(a)
+        if bool((r_.diagonal().abs() > tol).all()):
+            return q
+    basis = torch.zeros(d, min(a.shape), dtype=torch.float64)
+    r = 0
+    while r < basis.shape[1]:
         residual = torch.linalg.vector_norm(a, dim=0)
-        j = int(torch.argmax(residual)) if residual.numel() else 0
-        if residual.numel() == 0 or residual[j] <= tol:
+        j = int(torch.argmax(residual))
+        if residual[j] <= tol:
             break
         q = a[:, j] / residual[j]
-        for prev in basis:  # re-orthogonalise: Gram-Schmidt loses orthogonality otherwise
-            q = q - prev * (prev @ q)
+        prev = basis[:, :r]
+        q = q - prev @ (prev.T @ q)  # re-orthogonalise: Gram-Schmidt loses orthogonality otherwise
         q = q / torch.linalg.vector_norm(q)
-        basis.append(q)
+        basis[:, r] = q
+        r += 1
         a = a - torch.outer(q, q @ a)
-    d = rows.shape[1]
-    return torch.stack(basis, dim=1) if basis else torch.zeros(d, 0, dtype=torch.float64)
+    return basis[:, :r].clone()
 
 
 def null_space_basis(rows: torch.Tensor, tol: float = RANK_TOL) -> torch.Tensor:
