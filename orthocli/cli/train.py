@@ -58,7 +58,7 @@ def train(
     patience: Annotated[int, _opt("--patience", panel=SCHED, min=1, help="After the cycles: stop after this many epochs without a better val accuracy.")] = 10,
     ratio: RatioOpt = 0.3,
     threshold: ThresholdOpt = None,
-    scope: ScopeOpt = "global",
+    scope: ScopeOpt = "layer",
     min_keep: MinKeepOpt = 1,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
