@@ -309,3 +309,17 @@ def test_plot_draws_both_runs_with_the_subnetwork_phases_shaded(run_cli, tmp_pat
 
     pixels = matplotlib.image.imread(tmp_path / "p.png")
     assert pixels.shape[0] > 300 and pixels.shape[1] > 600
+
+
+def test_a_trusted_pickled_module_trains_only_with_trust(run_cli, tmp_path):
+    from orthocli.models import ConvNet
+
+    torch.save(ConvNet(1, 10, [8, 8], width=8), tmp_path / "whole.pt")
+    refused = run_cli("train", tmp_path / "whole.pt", *TINY, "-o", tmp_path / "w.pt")
+    assert refused.exit_code == 6 and "--trust" in refused.stderr
+    assert not (tmp_path / "w.pt").exists()
+    res = run_cli("train", tmp_path / "whole.pt", "--trust", *TINY, "-o", tmp_path / "w.pt", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["epochs"] == 3 and sum(doc["cycles"][0]["dropped"].values()) > 0
+    assert set(torch.load(tmp_path / "w.pt", weights_only=True)["state_dict"]) == set(ConvNet(1, 10, [8, 8], width=8).state_dict())
