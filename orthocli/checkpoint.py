@@ -37,22 +37,26 @@ class Checkpoint:
     module: Any = None  # the nn.Module / ScriptModule when the file holds one
     extras: dict = field(default_factory=dict)  # orthocli's own entries: arch, masks, config, history
     key: str | None = None  # where the state dict sat inside a wrapping dict
+    _built: Any = field(default=None, repr=False, compare=False)
 
     def conv_layers(self) -> list[ConvLayer]:
         if self.module is not None:
             return convs_from_module(self.module)
-        arch = self.extras.get("arch")
-        if arch:
-            from orthocli.models import build_model
-
-            model = build_model(arch)
-            known = {layer.key: layer for layer in convs_from_module(model)}
+        if self.extras.get("arch"):  # the layout from the architecture, the weights from the file
             return [
                 ConvLayer(layer.name, layer.key, self.state_dict[layer.key], layer.groups, layer.transposed, True)
-                for layer in known.values()
+                for layer in convs_from_module(self._architecture())
                 if layer.key in self.state_dict
             ]
         return convs_from_state_dict(self.state_dict)
+
+    def _architecture(self):
+        """The recorded architecture, built once per checkpoint (layers, banks and model share it)."""
+        if self._built is None:
+            from orthocli.models import build_model
+
+            self._built = build_model(self.extras["arch"])
+        return self._built
 
     def model(self):
         """The nn.Module these weights belong to, where known (trusted module, orthocli arch)."""
@@ -61,9 +65,7 @@ class Checkpoint:
         if isinstance(self.module, torch.nn.Module) and not isinstance(self.module, torch.jit.ScriptModule):
             return self.module
         if self.extras.get("arch"):
-            from orthocli.models import build_model
-
-            return load_weights(build_model(self.extras["arch"]), self.state_dict, self.path, self.extras["arch"])
+            return load_weights(self._architecture(), self.state_dict, self.path, self.extras["arch"])
         return None
 
     def check_finite(self) -> None:
@@ -207,10 +209,6 @@ def _conv_keys(d: Any) -> set:
     return {k for k, t in d.items() if isinstance(t, torch.Tensor) and str(k).endswith("weight") and 3 <= t.dim() <= 5}
 
 
-def _has_conv(d: dict) -> bool:
-    return bool(_conv_keys(d))
-
-
 def _only_tensors(d: dict) -> dict:
     import torch
 
@@ -242,7 +240,7 @@ def _unwrap(obj: Any, path: Path, fmt: str, key: str | None) -> Checkpoint:
     found = list(_tensor_dicts(obj))
     if not found:
         raise CheckpointError(f"{path}: holds no tensors; it is not a model checkpoint")
-    with_conv = [(k, d) for k, d in found if isinstance(d, torch.nn.Module) or _has_conv(d)]
+    with_conv = [(k, d) for k, d in found if isinstance(d, torch.nn.Module) or _conv_keys(d)]
     choices = with_conv or found
     if len(choices) > 1:
         # A wrapper with one well-known key beside optimizer state and the like is not ambiguous;

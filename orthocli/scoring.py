@@ -38,10 +38,6 @@ def filter_rows(weight: torch.Tensor, *, groups: int = 1, transposed: bool = Fal
     return weight.reshape(groups, out // groups, -1)
 
 
-def filter_count(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> int:
-    return weight.shape[1] * groups if transposed else weight.shape[0]
-
-
 def dead_filters(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> torch.Tensor:
     """Boolean mask (J,) of filters whose weights are all zero, in output-channel order."""
     rows = filter_rows(weight, groups=groups, transposed=transposed)
