@@ -80,13 +80,24 @@ def run_one(job: dict) -> dict:
     cfg_opts = {k: v for k, v in {**job["base"], **job["overrides"]}.items() if k not in ARCH_KEYS}
     cfg = TrainConfig(**cfg_opts, seed=job["seed"], baseline=job["baseline"])
     set_seed(job["seed"])
-    arch = arch_spec(job["arch"], in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **arch_opts)
+    arch = arch_spec(
+        job["arch"],
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        input_shape=list(data.spatial_shape),
+        **arch_opts,
+    )
     model = build_model(arch)
     init_weights(model, arch_opts.get("activation", "relu"))
     t0 = time.perf_counter()
     result = train(model, data, cfg)
-    return {**{k: job[k] for k in ("label", "seed", "baseline")}, "test_accuracy": result.test_accuracy,
-            "val_accuracy": result.val_accuracy, "epochs": result.epochs, "seconds": time.perf_counter() - t0}
+    return {
+        **{k: job[k] for k in ("label", "seed", "baseline")},
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "epochs": result.epochs,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def parse_value(text: str):
@@ -114,8 +125,16 @@ def main() -> None:
     configs = grid(args.grid)
     common = {"data": data, "arch": args.arch, "base": base}
     controls = {control_key(o): {k: v for k, v in o.items() if k not in DROP_KEYS} for _, o in configs}
-    jobs = [{**common, "label": f"control {key}", "overrides": o, "seed": s, "baseline": True} for key, o in controls.items() for s in range(args.seeds)]
-    jobs += [{**common, "label": label, "overrides": o, "seed": s, "baseline": False} for label, o in configs for s in range(args.seeds)]
+    jobs = [
+        {**common, "label": f"control {key}", "overrides": o, "seed": s, "baseline": True}
+        for key, o in controls.items()
+        for s in range(args.seeds)
+    ]
+    jobs += [
+        {**common, "label": label, "overrides": o, "seed": s, "baseline": False}
+        for label, o in configs
+        for s in range(args.seeds)
+    ]
     t0 = time.perf_counter()
     with get_context("spawn").Pool(args.jobs) as pool:
         runs = pool.map(run_one, jobs, chunksize=1)
@@ -125,8 +144,10 @@ def main() -> None:
             f.writelines(json.dumps(r) + "\n" for r in runs)
     cmd = "python benchmarks/bench_accuracy.py " + " ".join(sys.argv[1:])
     print(f"`{cmd}`  ")
-    print(f"{platform.machine()}, {os.cpu_count()} CPUs, {args.seeds} seeds, {len(runs)} runs in {elapsed / 60:.1f} min; "
-          f"data {args.data}, arch {args.arch}, base {base or 'defaults'}; test accuracy (%), mean ± sd over seeds\n")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.seeds} seeds, {len(runs)} runs in {elapsed / 60:.1f} min; "
+        f"data {args.data}, arch {args.arch}, base {base or 'defaults'}; test accuracy (%), mean ± sd over seeds\n"
+    )
     print("| configuration | RePr | control | difference (paired) | RePr better |")
     print("| --- | --- | --- | --- | --- |")
     for label, overrides in configs:
@@ -136,8 +157,10 @@ def main() -> None:
         diffs = [100 * (mine[s] - control[s]) for s in mine]
         acc = [100 * v for v in mine.values()]
         sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
-        print(f"| {label} | {statistics.mean(acc):.2f} ± {sd(acc):.2f} | {100 * statistics.mean(ctl):.2f} ± {100 * sd(ctl):.2f} "
-              f"| {statistics.mean(diffs):+.2f} ± {sd(diffs):.2f} | {sum(d > 0 for d in diffs)}/{len(diffs)} |")
+        print(
+            f"| {label} | {statistics.mean(acc):.2f} ± {sd(acc):.2f} | {100 * statistics.mean(ctl):.2f} ± {100 * sd(ctl):.2f} "
+            f"| {statistics.mean(diffs):+.2f} ± {sd(diffs):.2f} | {sum(d > 0 for d in diffs)}/{len(diffs)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,12 @@ def main() -> None:
     print(f"command: python benchmarks/bench_score.py {args.checkpoint} --repeats {args.repeats}")
     print(f"orthocli score --json   median {statistics.median(t_ours):.3f} s   peak RSS {max(m_ours) / 1024:.0f} MiB")
     print(f"plain PyTorch script    median {statistics.median(t_plain):.3f} s   peak RSS {max(m_plain) / 1024:.0f} MiB")
-    print(f"time ratio (orthocli / plain): {statistics.median(t_ours) / statistics.median(t_plain):.3f}  (goal <= 1.15)")
-    print(f"peak memory beyond the plain script: {(max(m_ours) - max(m_plain)) / 1024:.0f} MiB (checkpoint is {size / 2**20:.0f} MiB)")
+    print(
+        f"time ratio (orthocli / plain): {statistics.median(t_ours) / statistics.median(t_plain):.3f}  (goal <= 1.15)"
+    )
+    print(
+        f"peak memory beyond the plain script: {(max(m_ours) - max(m_plain)) / 1024:.0f} MiB (checkpoint is {size / 2**20:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

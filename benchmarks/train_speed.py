@@ -29,7 +29,15 @@ from orthocli.training import TrainConfig, set_seed, train
 
 def fresh_model(data, width: int):
     set_seed(0)
-    model = build_model(arch_spec("convnet", in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), width=width))
+    model = build_model(
+        arch_spec(
+            "convnet",
+            in_channels=data.in_channels,
+            num_classes=data.num_classes,
+            input_shape=list(data.spatial_shape),
+            width=width,
+        )
+    )
     init_weights(model, "relu")
     return model
 
@@ -73,16 +81,24 @@ def device_compare(args) -> None:
         set_seed(0)
         return build_model(arch_spec("resnet20", in_channels=1, num_classes=10, input_shape=[32, 32]))
 
-    runs = {"cpu fp32": Runtime(torch.device("cpu")), "cuda fp32": Runtime(torch.device("cuda")), "cuda bf16": Runtime(torch.device("cuda"), "bf16")}
+    runs = {
+        "cpu fp32": Runtime(torch.device("cpu")),
+        "cuda fp32": Runtime(torch.device("cuda")),
+        "cuda bf16": Runtime(torch.device("cuda"), "bf16"),
+    }
     times = {k: [] for k in runs}
     timed_train(model(), data, cfg, runs["cuda fp32"])  # warm-up: CUDA context, kernels
     for _ in range(args.repeats):
         for name, rt in runs.items():
             times[name].append(timed_train(model(), data, cfg, rt))
     n = args.epochs * len(data.train)
-    print(f"{torch.cuda.get_device_name(0)}; resnet20 on digits 32x32, {args.epochs} epochs, batch 128; best of {args.repeats}")
+    print(
+        f"{torch.cuda.get_device_name(0)}; resnet20 on digits 32x32, {args.epochs} epochs, batch 128; best of {args.repeats}"
+    )
     for name, t in times.items():
-        print(f"{name:10} {min(t):7.2f} s  {n / min(t):9.0f} samples/s  speed-up over cpu {min(times['cpu fp32']) / min(t):6.2f}x")
+        print(
+            f"{name:10} {min(t):7.2f} s  {n / min(t):9.0f} samples/s  speed-up over cpu {min(times['cpu fp32']) / min(t):6.2f}x"
+        )
 
 
 def main() -> None:
@@ -103,17 +119,25 @@ def main() -> None:
     data = prepare()
     standard = TrainConfig(cycles=0, s1=args.epochs, patience=10**9, batch_size=args.batch_size)
     s1 = max(1, args.epochs // 5)
-    method = TrainConfig(cycles=3, s1=s1, s2=max(1, s1 // 2), max_epochs=args.epochs, patience=10**9, batch_size=args.batch_size)
+    method = TrainConfig(
+        cycles=3, s1=s1, s2=max(1, s1 // 2), max_epochs=args.epochs, patience=10**9, batch_size=args.batch_size
+    )
     hand, std, rep = [], [], []
     for _ in range(args.repeats):
         hand.append(hand_loop(fresh_model(data, args.width), data, args.epochs, args.batch_size))
         std.append(timed_train(fresh_model(data, args.width), data, standard))
         rep.append(timed_train(fresh_model(data, args.width), data, method))
     n = args.epochs * len(data.train)
-    print(f"digits, convnet width {args.width}, {args.epochs} epochs, batch {args.batch_size}, {torch.get_num_threads()} thread(s); best of {args.repeats}")
+    print(
+        f"digits, convnet width {args.width}, {args.epochs} epochs, batch {args.batch_size}, {torch.get_num_threads()} thread(s); best of {args.repeats}"
+    )
     print(f"hand loop        {min(hand):7.2f} s  {n / min(hand):9.0f} samples/s")
-    print(f"train() standard {min(std):7.2f} s  {n / min(std):9.0f} samples/s  throughput ratio {min(hand) / min(std):.3f} (goal >= 0.95)")
-    print(f"train() RePr     {min(rep):7.2f} s  (3 cycles, S1 {s1}, S2 {method.s2})  wall ratio to standard {min(rep) / min(std):.3f} (goal <= 1.05)")
+    print(
+        f"train() standard {min(std):7.2f} s  {n / min(std):9.0f} samples/s  throughput ratio {min(hand) / min(std):.3f} (goal >= 0.95)"
+    )
+    print(
+        f"train() RePr     {min(rep):7.2f} s  (3 cycles, S1 {s1}, S2 {method.s2})  wall ratio to standard {min(rep) / min(std):.3f} (goal <= 1.05)"
+    )
 
 
 if __name__ == "__main__":

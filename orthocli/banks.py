@@ -41,17 +41,59 @@ class FilterBank:
 
 
 PER_CHANNEL_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Hardswish,
-    nn.Hardtanh, nn.Mish, nn.Softplus, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Mish,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
 )
 PER_CHANNEL_FUNCTIONS = {
-    torch.relu, F.relu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.gelu, F.silu, F.leaky_relu,
-    F.elu, F.relu6, F.hardswish, F.dropout, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d,
-    F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    torch.relu,
+    F.relu,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.gelu,
+    F.silu,
+    F.leaky_relu,
+    F.elu,
+    F.relu6,
+    F.hardswish,
+    F.dropout,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
 }
 PER_CHANNEL_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
 
@@ -75,7 +117,9 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
             continue
         conv = modules[node.target]
         prefix = f"{node.target}."
-        bank = FilterBank(node.target, f"{prefix}weight", conv.groups, bool(conv.transposed), _conv_channels(prefix, conv))
+        bank = FilterBank(
+            node.target, f"{prefix}weight", conv.groups, bool(conv.transposed), _conv_channels(prefix, conv)
+        )
         cur = node
         while len(cur.users) == 1:
             nxt = next(iter(cur.users))
@@ -88,16 +132,15 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
                     if mod.affine:
                         bank.channels += [Channel(p + "weight", 0, "bn_weight"), Channel(p + "bias", 0, "bn_bias")]
                     if mod.track_running_stats:
-                        bank.channels += [Channel(p + "running_mean", 0, "bn_mean"), Channel(p + "running_var", 0, "bn_var")]
+                        bank.channels += [
+                            Channel(p + "running_mean", 0, "bn_mean"),
+                            Channel(p + "running_var", 0, "bn_var"),
+                        ]
                 elif isinstance(mod, nn.PReLU) and mod.weight.numel() > 1:
                     bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
                 elif not isinstance(mod, PER_CHANNEL_MODULES):
                     break
-            elif nxt.op == "call_function" and nxt.target not in PER_CHANNEL_FUNCTIONS:
-                break
-            elif nxt.op == "call_method" and nxt.target not in PER_CHANNEL_METHODS:
-                break
-            elif nxt.op not in ("call_module", "call_function", "call_method"):
+            elif nxt.op == "call_function" and nxt.target not in PER_CHANNEL_FUNCTIONS or nxt.op == "call_method" and nxt.target not in PER_CHANNEL_METHODS or nxt.op not in ("call_module", "call_function", "call_method"):
                 break
             cur = nxt
         bank.mask_node = cur.name
@@ -132,7 +175,9 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
         channels = weight.shape[1] * bank.groups if bank.transposed else weight.shape[0]
         spatial = weight.dim() - 2
         attr = f"_orthocli_mask_{i}"
-        gm.register_buffer(attr, torch.ones(1, channels, *([1] * spatial), device=weight.device, dtype=weight.dtype), persistent=False)
+        gm.register_buffer(
+            attr, torch.ones(1, channels, *([1] * spatial), device=weight.device, dtype=weight.dtype), persistent=False
+        )
         masks[bank.name] = getattr(gm, attr)
         with gm.graph.inserting_after(node):
             get = gm.graph.get_attr(attr)

@@ -12,9 +12,10 @@ import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from orthocli.errors import CheckpointError, InputFileError, OutputError, TrustError
 from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
@@ -33,7 +34,7 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net"
 class Checkpoint:
     path: Path
     format: str  # torch-zip | torch-legacy | safetensors | torchscript | module
-    state_dict: dict[str, "torch.Tensor"]
+    state_dict: dict[str, torch.Tensor]
     module: Any = None  # the nn.Module / ScriptModule when the file holds one
     extras: dict = field(default_factory=dict)  # orthocli's own entries: arch, masks, config, history
     key: str | None = None  # where the state dict sat inside a wrapping dict
@@ -74,7 +75,9 @@ class Checkpoint:
 
         for key, t in self.state_dict.items():
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise CheckpointError(f"{self.path}: '{key}' holds NaN or Inf values; the checkpoint is damaged or its training diverged")
+                raise CheckpointError(
+                    f"{self.path}: '{key}' holds NaN or Inf values; the checkpoint is damaged or its training diverged"
+                )
 
     def select_convs(self, include: list[str] | None = None, exclude: list[str] | None = None) -> list[ConvLayer]:
         """The conv layers matching the globs; an error when there are none."""
@@ -153,7 +156,9 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
         if trust and isinstance(e, (AttributeError, ModuleNotFoundError)):
-            raise CheckpointError(f"{path}: the pickled model needs code that is not importable here ({_short(e)})") from None
+            raise CheckpointError(
+                f"{path}: the pickled model needs code that is not importable here ({_short(e)})"
+            ) from None
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
     except Exception as e:
         if trust:  # unpickling with --trust can raise anything the file's code raises
@@ -313,7 +318,9 @@ def load_weights(model, state_dict: dict, path, arch: dict | None = None):
     except RuntimeError as e:
         lines = [line.strip().rstrip(".") for line in str(e).splitlines()[1:] if line.strip()]
         name = (arch or {}).get("target") or (arch or {}).get("name") or type(model).__name__
-        raise CheckpointError(f"{path}: its weights do not fit the architecture {name} ({'; '.join(lines)[:300]})") from None
+        raise CheckpointError(
+            f"{path}: its weights do not fit the architecture {name} ({'; '.join(lines)[:300]})"
+        ) from None
     return model
 
 
@@ -355,7 +362,12 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable[str |
 
 
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[Any], None], *, force: bool, inputs=(), check: Callable[[Path], None] | None = None
+    path: str | os.PathLike,
+    write: Callable[[Any], None],
+    *,
+    force: bool,
+    inputs=(),
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write through a temporary file in the same folder, then rename: a reader never sees a
     half-written file, and a failure or interruption leaves the old file (if any) in place.

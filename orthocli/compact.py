@@ -70,7 +70,9 @@ def _flatten_start(node: fx.Node, modules: dict) -> int | None:
     if node.op == "call_module" and isinstance(modules.get(node.target), nn.Flatten):
         m = modules[node.target]
         return m.start_dim if m.end_dim == -1 else None
-    if (node.op == "call_function" and node.target is torch.flatten) or (node.op == "call_method" and node.target == "flatten"):
+    if (node.op == "call_function" and node.target is torch.flatten) or (
+        node.op == "call_method" and node.target == "flatten"
+    ):
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         return start if end == -1 else None
@@ -135,11 +137,7 @@ def _consumers(start: fx.Node, modules: dict, layer: str) -> list[_Consumer]:
             if flat or _flatten_start(node, modules) != 1:
                 raise _KeepWidth(f"its channels are reshaped at {_describe(node)}")
             flat = True
-        elif isinstance(mod, PER_CHANNEL_MODULES):
-            pass
-        elif node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS:
-            pass
-        elif node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
+        elif isinstance(mod, PER_CHANNEL_MODULES) or node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS or node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
             pass
         elif combines:
             pass  # x * 2, x + 1: element-wise with a constant
@@ -188,7 +186,9 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport
         gm = fx.symbolic_trace(model)
         banks = {b.name: b for b in banks_from_model(model)}
     except Exception as e:  # data-dependent control flow and the like
-        raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({str(e).splitlines()[0][:160]})") from None
+        raise CheckpointError(
+            f"--compact: cannot trace the model with torch.fx ({str(e).splitlines()[0][:160]})"
+        ) from None
     nodes = {n.name: n for n in gm.graph.nodes}
     modules = dict(model.named_modules())
     report = CompactReport()
@@ -203,14 +203,18 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport
         if idx.numel() == 0:
             continue
         if int(idx.max()) >= filters or int(idx.min()) < 0:
-            raise CheckpointError(f"--compact: layer '{name}' has {filters} filters; the drop record names filter {int(idx.max())}")
+            raise CheckpointError(
+                f"--compact: layer '{name}' has {filters} filters; the drop record names filter {int(idx.max())}"
+            )
         if conv.groups > 1:
             raise CheckpointError(
                 f"--compact: layer '{name}' is a grouped conv (groups={conv.groups}); removing some of its filters would "
                 "unbalance its groups. Exclude it when pruning, or export without --compact"
             )
         if idx.numel() == filters:
-            raise CheckpointError(f"--compact: the drop record drops all {filters} filters of layer '{name}'; nothing would be left")
+            raise CheckpointError(
+                f"--compact: the drop record drops all {filters} filters of layer '{name}'; nothing would be left"
+            )
         keep = torch.ones(filters, dtype=torch.bool)
         keep[idx] = False
         keep = keep.nonzero().flatten()

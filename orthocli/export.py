@@ -52,8 +52,14 @@ from orthocli.errors import CheckpointError, UsageError
 
 FORMATS = ("safetensors", "pt", "torchscript", "onnx", "orthocli")
 SUFFIXES = {
-    ".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".bin": "pt",
-    ".ts": "torchscript", ".jit": "torchscript", ".torchscript": "torchscript", ".onnx": "onnx",
+    ".safetensors": "safetensors",
+    ".pt": "pt",
+    ".pth": "pt",
+    ".bin": "pt",
+    ".ts": "torchscript",
+    ".jit": "torchscript",
+    ".torchscript": "torchscript",
+    ".onnx": "onnx",
 }
 VERIFY_TOL = 1e-4  # max abs difference between the loaded file's output and the source model's
 COMPACT_TOL = 1e-5  # max abs difference between the compact model and the masked one
@@ -257,8 +263,13 @@ def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), _quiet("torch.onnx"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model, (probe,), dynamo=True, input_names=["input"], output_names=["output"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+                model,
+                (probe,),
+                dynamo=True,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                verbose=False,
             )
     except Exception as e:
         raise CheckpointError(f"cannot export the model to ONNX ({_short(e)})") from None
@@ -323,7 +334,12 @@ def _verify(fmt: str, path: Path, plan: Plan, probe: torch.Tensor | None) -> tup
         runnable, state, got_meta = _load_back(fmt, path)
         if fmt == "safetensors":
             json.loads(got_meta[ckpt_io.FORMAT_NAME])
-        if runnable is None and probe is not None and plan.model is not None and not isinstance(plan.model, torch.jit.ScriptModule):
+        if (
+            runnable is None
+            and probe is not None
+            and plan.model is not None
+            and not isinstance(plan.model, torch.jit.ScriptModule)
+        ):
             runnable = _rebuild(plan, got_meta.get("arch") if fmt == "orthocli" else plan.arch)
             runnable.load_state_dict(state, strict=True)
         if runnable is not None:
@@ -331,9 +347,13 @@ def _verify(fmt: str, path: Path, plan: Plan, probe: torch.Tensor | None) -> tup
     except CheckpointError:
         raise
     except Exception as e:
-        raise CheckpointError(f"verification failed: the written {fmt} file does not load back ({_short(e)}); nothing was written") from None
+        raise CheckpointError(
+            f"verification failed: the written {fmt} file does not load back ({_short(e)}); nothing was written"
+        ) from None
     if set(state) != set(plan.state_dict):
-        raise CheckpointError("verification failed: the written file's keys differ from the source; nothing was written")
+        raise CheckpointError(
+            "verification failed: the written file's keys differ from the source; nothing was written"
+        )
     return max((_diff(state[k], plan.state_dict[k]) for k in state), default=0.0), "tensors"
 
 
@@ -426,7 +446,9 @@ def export(
     compact_doc = None if report is None else {**report.to_json(), "source": str(source)}
     data = _serialize(fmt, plan, ckpt, compact_doc, probe)
     result: dict = {}
-    ckpt_io.atomic_write(output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, plan, probe, result))
+    ckpt_io.atomic_write(
+        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, plan, probe, result)
+    )
 
     timed = [model, plan.model] if compact else [plan.model]
     ms = median_ms(timed, probe) if probe is not None and plan.model is not None else [None] * len(timed)
@@ -463,7 +485,9 @@ def _masked_or_none(model, dropped: dict, probe, *, required: bool):
         raise
     except Exception as e:  # fx cannot trace every model
         if required:
-            raise CheckpointError(f"cannot trace the model with torch.fx to apply its drop masks ({_short(e)})") from None
+            raise CheckpointError(
+                f"cannot trace the model with torch.fx to apply its drop masks ({_short(e)})"
+            ) from None
         return None
 
 
@@ -488,15 +512,21 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
     what = f"{ckpt.path} is a bare state dict ({ckpt.format})"
     fix = "give an orthocli checkpoint (it records the architecture) or a whole pickled model with --trust"
     if model is None and fmt in _NEEDS_MODEL:
-        raise CheckpointError(f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}")
+        raise CheckpointError(
+            f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}"
+        )
     if not compact:
         return
     if model is None:
         raise CheckpointError(f"--compact needs the model architecture: {what}; {fix}")
     if isinstance(model, torch.jit.ScriptModule):
-        raise CheckpointError(f"--compact needs a Python model: {ckpt.path} is a TorchScript archive, which torch.fx cannot trace")
+        raise CheckpointError(
+            f"--compact needs a Python model: {ckpt.path} is a TorchScript archive, which torch.fx cannot trace"
+        )
     if not dropped:
-        raise CheckpointError(f"--compact: {ckpt.path} drops no filters (no drop record); prune it first with 'orthocli prune'")
+        raise CheckpointError(
+            f"--compact: {ckpt.path} drops no filters (no drop record); prune it first with 'orthocli prune'"
+        )
     if fmt == "orthocli" and not arch:
         raise CheckpointError(
             f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} records none; "

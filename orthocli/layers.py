@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
 _CONV_TYPES = {
-    "Conv1d": False, "Conv2d": False, "Conv3d": False,
-    "ConvTranspose1d": True, "ConvTranspose2d": True, "ConvTranspose3d": True,
+    "Conv1d": False,
+    "Conv2d": False,
+    "Conv3d": False,
+    "ConvTranspose1d": True,
+    "ConvTranspose2d": True,
+    "ConvTranspose3d": True,
 }
 
 
@@ -21,7 +26,7 @@ class ConvLayer:
 
     name: str
     key: str
-    weight: "torch.Tensor"
+    weight: torch.Tensor
     groups: int = 1
     transposed: bool = False
     # True where the module was seen (TorchScript, trusted module, orthocli architecture);
@@ -44,7 +49,7 @@ def _layer_name(key: str) -> str:
     return key[: -len(".weight")] if key.endswith(".weight") else key
 
 
-def convs_from_state_dict(state_dict: dict[str, "torch.Tensor"]) -> list[ConvLayer]:
+def convs_from_state_dict(state_dict: dict[str, torch.Tensor]) -> list[ConvLayer]:
     """Every floating-point tensor named `*weight` with 3 to 5 dimensions is taken as a regular
     (not transposed) conv weight with groups=1: a bare state dict records nothing more."""
     layers = []

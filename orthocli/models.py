@@ -130,7 +130,9 @@ class ResNet20(nn.Module):
         self.act1 = _activation(activation)
         stages, cin = [], width
         for s, w in enumerate((width, 2 * width, 4 * width)):
-            stage = [BasicBlock(dims, cin if b == 0 else w, w, 2 if (s and b == 0) else 1, activation) for b in range(blocks)]
+            stage = [
+                BasicBlock(dims, cin if b == 0 else w, w, 2 if (s and b == 0) else 1, activation) for b in range(blocks)
+            ]
             stages.append(nn.Sequential(*stage))
             cin = w
         self.layer1, self.layer2, self.layer3 = stages
@@ -166,7 +168,9 @@ def _call_user(target: str, args: dict) -> nn.Module:
     try:
         fn = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as e:
-        raise UsageError(f"--arch '{target}': cannot import it ({e}); is the package installed or on PYTHONPATH?") from None
+        raise UsageError(
+            f"--arch '{target}': cannot import it ({e}); is the package installed or on PYTHONPATH?"
+        ) from None
     params = inspect.signature(fn).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     model = fn(**{k: v for k, v in args.items() if accepts_any or k in params})

@@ -91,9 +91,7 @@ def _directions(span: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
     return (q / torch.linalg.vector_norm(q, dim=0, keepdim=True)).T
 
 
-def new_filters(
-    kept: torch.Tensor, old: torch.Tensor, *, scale: float, generator: torch.Generator
-) -> NewFilters:
+def new_filters(kept: torch.Tensor, old: torch.Tensor, *, scale: float, generator: torch.Generator) -> NewFilters:
     """Values for the k = len(old) dropped filters of one layer (or one group of a grouped conv).
 
     kept: (n, D) current values of the kept filters; old: (k, D) the dropped filters' values

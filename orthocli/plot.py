@@ -19,7 +19,14 @@ def plot_history(path: Path, histories: dict[str, list]) -> None:
     shaded = False
     for e in histories.get("repr", []):
         if e["phase"] == "subnet":
-            ax.axvspan(e["epoch"] - 1, e["epoch"], color="tab:orange", alpha=0.15, lw=0, label=None if shaded else "sub-network (S2)")
+            ax.axvspan(
+                e["epoch"] - 1,
+                e["epoch"],
+                color="tab:orange",
+                alpha=0.15,
+                lw=0,
+                label=None if shaded else "sub-network (S2)",
+            )
             shaded = True
     styles = {"repr": ("RePr", "tab:blue", "-"), "baseline": ("baseline (no drops)", "tab:gray", "--")}
     for role, history in histories.items():

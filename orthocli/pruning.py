@@ -35,13 +35,15 @@ class DropPlan:
         layers = []
         for c in self.candidates:
             idx = self.drops.get(c.layer.name, torch.zeros(0, dtype=torch.long))
-            layers.append({
-                "name": c.layer.name,
-                "filters": c.layer.filters,
-                "dropped": idx.tolist(),
-                "kept": c.layer.filters - len(idx),
-                "dropped_scores": c.scores[idx].tolist(),
-            })
+            layers.append(
+                {
+                    "name": c.layer.name,
+                    "filters": c.layer.filters,
+                    "dropped": idx.tolist(),
+                    "kept": c.layer.filters - len(idx),
+                    "dropped_scores": c.scores[idx].tolist(),
+                }
+            )
         return {
             "rule": self.rule_dict(),
             "layers": layers,
@@ -101,5 +103,7 @@ def make_rule(ratio: float | None, threshold: float | None, scope: str, min_keep
     try:
         return DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep)
     except ValueError as e:
-        text = str(e).replace("ratio must", "--ratio must").replace("min_keep", "--min-keep").replace("scope", "--scope")
+        text = (
+            str(e).replace("ratio must", "--ratio must").replace("min_keep", "--min-keep").replace("scope", "--scope")
+        )
         raise UsageError(text) from None

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 @dataclass
 class LayerScores:
     layer: ConvLayer
-    scores: "torch.Tensor"  # (J,), output-channel order
+    scores: torch.Tensor  # (J,), output-channel order
     dead: list[int]  # all-zero filters
 
     @property
@@ -53,7 +53,9 @@ def score_layer(layer: ConvLayer) -> LayerScores:
     from orthocli.scoring import DEAD_SCORE, orthogonality_scores
 
     if layer.filters == 0 or layer.fan_in == 0:
-        raise CheckpointError(f"layer '{layer.name}' has an empty weight (shape {list(layer.weight.shape)}); exclude it with --exclude")
+        raise CheckpointError(
+            f"layer '{layer.name}' has an empty weight (shape {list(layer.weight.shape)}); exclude it with --exclude"
+        )
     try:
         scores = orthogonality_scores(layer.weight, groups=layer.groups, transposed=layer.transposed)
     except ValueError as e:

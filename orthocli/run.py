@@ -27,7 +27,6 @@ STATE_EVERY = 5.0
 ARCH_OPTIONS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 
 
-
 def sibling(output: Path, tag: str) -> Path:
     return output.with_name(f"{output.stem}.{tag}{output.suffix or '.pt'}")
 
@@ -51,33 +50,51 @@ class TrainRun:
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
-    def fresh(cls, o: dict, reporter) -> "TrainRun":
+    def fresh(cls, o: dict, reporter) -> TrainRun:
         from orthocli.training import TrainConfig
 
         fields = set(TrainConfig.__dataclass_fields__)
-        cfg = TrainConfig(**{k: v for k, v in o.items() if k in fields and k not in ("layers", "exclude")}, layers=o["layers"] or [], exclude=o["exclude"] or [])
+        cfg = TrainConfig(
+            **{k: v for k, v in o.items() if k in fields and k not in ("layers", "exclude")},
+            layers=o["layers"] or [],
+            exclude=o["exclude"] or [],
+        )
         if o["plot"] is not None:
             need_matplotlib()
         if o["output"] is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise UsageError("under torchrun give -o/--output: every process must write to (rank 0) or read from the same path")
+            raise UsageError(
+                "under torchrun give -o/--output: every process must write to (rank 0) or read from the same path"
+            )
         output = o["output"] or default_output(o["arch"] or "convnet")
         meta = {
-            "output": str(output), "checkpoint": str(o["checkpoint"]) if o["checkpoint"] else None, "key": o["key"],
-            "trust": o["trust"], "arch_name": o["arch"], "arch_options": {k: o[k] for k in ARCH_OPTIONS},
-            "data": str(o["data"]) if o["data"] else None, "test_data": str(o["test_data"]) if o["test_data"] else None,
-            "max_samples": o["max_samples"], "threads": o["threads"], "baseline": o["baseline"], "save_cycles": o["save_cycles"],
-            "metrics": str(o["metrics"]) if o["metrics"] else None, "plot": str(o["plot"]) if o["plot"] else None,
-            "device": o["device"], "precision": o["precision"],
+            "output": str(output),
+            "checkpoint": str(o["checkpoint"]) if o["checkpoint"] else None,
+            "key": o["key"],
+            "trust": o["trust"],
+            "arch_name": o["arch"],
+            "arch_options": {k: o[k] for k in ARCH_OPTIONS},
+            "data": str(o["data"]) if o["data"] else None,
+            "test_data": str(o["test_data"]) if o["test_data"] else None,
+            "max_samples": o["max_samples"],
+            "threads": o["threads"],
+            "baseline": o["baseline"],
+            "save_cycles": o["save_cycles"],
+            "metrics": str(o["metrics"]) if o["metrics"] else None,
+            "plot": str(o["plot"]) if o["plot"] else None,
+            "device": o["device"],
+            "precision": o["precision"],
         }
         run = cls(o, cfg, meta, resume=False, reporter=reporter)
         state = state_path(output)
         if state.exists() and not o["force"]:
-            raise OutputError(f"{state}: an interrupted run's state is here; continue it with --resume, or start over with --force")
+            raise OutputError(
+                f"{state}: an interrupted run's state is here; continue it with --resume, or start over with --force"
+            )
         run.check_outputs(force=o["force"])
         return run
 
     @classmethod
-    def resumed(cls, o: dict, reporter) -> "TrainRun":
+    def resumed(cls, o: dict, reporter) -> TrainRun:
         from orthocli.training import TrainConfig, read_state
 
         if o["output"] is None:
@@ -122,7 +139,13 @@ class TrainRun:
         from orthocli.data import prepare
 
         m = self.meta
-        return prepare(m["data"], test_path=m["test_data"], val_fraction=self.cfg.val_fraction, seed=self.cfg.seed, max_samples=m["max_samples"])
+        return prepare(
+            m["data"],
+            test_path=m["test_data"],
+            val_fraction=self.cfg.val_fraction,
+            seed=self.cfg.seed,
+            max_samples=m["max_samples"],
+        )
 
     def model(self, data):
         """A fresh model (seeded) or the starting checkpoint's; its arch dict (None for a pickled
@@ -134,7 +157,13 @@ class TrainRun:
         set_seed(self.cfg.seed)
         if m["checkpoint"] is None:
             opts = {k: v for k, v in m["arch_options"].items() if v is not None}
-            arch = arch_spec(m["arch_name"] or "convnet", in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **opts)
+            arch = arch_spec(
+                m["arch_name"] or "convnet",
+                in_channels=data.in_channels,
+                num_classes=data.num_classes,
+                input_shape=list(data.spatial_shape),
+                **opts,
+            )
             model = build_model(arch)
             if arch["name"] != "callable":
                 init_weights(model, opts.get("activation", "relu"))
@@ -149,12 +178,21 @@ class TrainRun:
             import torch
 
             torch.set_num_threads(self.meta["threads"])
-        self.rt = setup(self.meta.get("device", "auto"), self.meta.get("precision", "auto"), deterministic=self.cfg.deterministic)
+        self.rt = setup(
+            self.meta.get("device", "auto"), self.meta.get("precision", "auto"), deterministic=self.cfg.deterministic
+        )
         data = self.prepared_data()
         self.data = data
         hw = self.rt.describe()
-        self.banner = [f"Training on {hw['name']} ({hw['device']}, {hw['precision']})" + (f", {hw['world_size']} processes" if self.rt.distributed else "")]
-        self.banner.append(f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val" + (f", {len(data.test)} test" if data.test is not None else "") + f"; writing {self.output}")
+        self.banner = [
+            f"Training on {hw['name']} ({hw['device']}, {hw['precision']})"
+            + (f", {hw['world_size']} processes" if self.rt.distributed else "")
+        ]
+        self.banner.append(
+            f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val"
+            + (f", {len(data.test)} test" if data.test is not None else "")
+            + f"; writing {self.output}"
+        )
         self.reporter.quiet = not self.rt.is_main
         with self.reporter:
             self.train_one("repr", data)
@@ -174,13 +212,26 @@ class TrainRun:
                 self.reporter.log(line)
             self.banner = []
         if record is not None and self.meta["baseline"]:
-            raise UsageError("--baseline compares whole schedules; it does not apply to a pruned checkpoint's sub-network")
+            raise UsageError(
+                "--baseline compares whole schedules; it does not apply to a pruned checkpoint's sub-network"
+            )
         state = state_path(output)
         resume = self.resume and state.exists()
         if self.resume and role == "repr" and not resume:
             raise UsageError(f"{state}: no saved training state to resume")
         self.reporter.start(role, cfg)
-        result = train(model, data, cfg, record=record, callback=lambda e: self.on_event(role, e, arch), state_path=state, resume=resume, state_every=self.opts["state_every"], meta={**self.meta, "role": role}, runtime=self.rt)
+        result = train(
+            model,
+            data,
+            cfg,
+            record=record,
+            callback=lambda e: self.on_event(role, e, arch),
+            state_path=state,
+            resume=resume,
+            state_every=self.opts["state_every"],
+            meta={**self.meta, "role": role},
+            runtime=self.rt,
+        )
         if self.rt.is_main:
             self.write_model(output, result, arch, cfg, role)
         self.results[role] = (result, output)
@@ -197,7 +248,13 @@ class TrainRun:
 
                 path = sibling(self.output, f"cycle{event['cycle']}")
                 sd = {k: v.detach().clone() for k, v in event["state_dict"].items()}
-                ckpt_io.save(path, ckpt_io.make_payload(sd, arch=arch, config=self.resolved(), data=self.data_extras(), cycle=event["cycle"]), force=True)
+                ckpt_io.save(
+                    path,
+                    ckpt_io.make_payload(
+                        sd, arch=arch, config=self.resolved(), data=self.data_extras(), cycle=event["cycle"]
+                    ),
+                    force=True,
+                )
 
     def log_metrics(self, role: str, event: dict) -> None:
         if self.metrics_file is None:  # opened at the first epoch: bad input writes nothing
@@ -211,22 +268,45 @@ class TrainRun:
     def resolved(self) -> dict:
         """The configuration as option names -> values: enough to repeat the run (--config)."""
         m = self.meta
-        doc = {"checkpoint": m["checkpoint"], "arch": m["arch_name"], **m["arch_options"], "data": m["data"], "test_data": m["test_data"], "max_samples": m["max_samples"], "threads": m.get("threads"), "device": m.get("device", "auto"), "precision": m.get("precision", "auto")}
+        doc = {
+            "checkpoint": m["checkpoint"],
+            "arch": m["arch_name"],
+            **m["arch_options"],
+            "data": m["data"],
+            "test_data": m["test_data"],
+            "max_samples": m["max_samples"],
+            "threads": m.get("threads"),
+            "device": m.get("device", "auto"),
+            "precision": m.get("precision", "auto"),
+        }
         doc.update(self.cfg.to_dict())
         doc["baseline"] = m["baseline"]
         return doc
 
     def data_extras(self) -> dict:
         d = self.data
-        return {"source": d.source, "mean": d.mean, "std": d.std, "num_classes": d.num_classes, "in_channels": d.in_channels, "input_shape": list(d.spatial_shape)}
+        return {
+            "source": d.source,
+            "mean": d.mean,
+            "std": d.std,
+            "num_classes": d.num_classes,
+            "in_channels": d.in_channels,
+            "input_shape": list(d.spatial_shape),
+        }
 
     def write_model(self, output: Path, result, arch, cfg, role: str) -> None:
         from orthocli import checkpoint as ckpt_io
 
         sd = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
         payload = ckpt_io.make_payload(
-            sd, arch=arch, config=self.resolved(), history=result.history, data=self.data_extras(),
-            summary=result.summary(), role=role, prune=result.record,
+            sd,
+            arch=arch,
+            config=self.resolved(),
+            history=result.history,
+            data=self.data_extras(),
+            summary=result.summary(),
+            role=role,
+            prune=result.record,
         )
         ckpt_io.save(output, payload, force=True)  # outputs were checked before training
 
@@ -295,7 +375,13 @@ def model_from_checkpoint(meta: dict, data):
     arch = ck.extras.get("arch")
     if arch is None and meta["arch_name"]:
         opts = {k: v for k, v in meta["arch_options"].items() if v is not None}
-        arch = arch_spec(meta["arch_name"], in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **opts)
+        arch = arch_spec(
+            meta["arch_name"],
+            in_channels=data.in_channels,
+            num_classes=data.num_classes,
+            input_shape=list(data.spatial_shape),
+            **opts,
+        )
     ck.check_finite()
     if arch is not None:
         model = ckpt_io.load_weights(build_model(arch), ck.state_dict, path, arch)
@@ -304,12 +390,17 @@ def model_from_checkpoint(meta: dict, data):
     elif ck.module is not None:
         raise CheckpointError(f"{path}: a TorchScript archive cannot be trained; start from its state dict with --arch")
     else:
-        raise CheckpointError(f"{path}: records no architecture; give --arch (and its options) to build the model for these weights")
+        raise CheckpointError(
+            f"{path}: records no architecture; give --arch (and its options) to build the model for these weights"
+        )
     return model, arch, ck.extras.get("prune")
 
 
 def metric_line(role: str, event: dict) -> str:
     keep = ("epoch", "phase", "cycle", "lr", "loss", "train_acc", "val_loss", "val_acc", "seconds")
     doc = {"run": role, **{k: event.get(k) for k in keep}}
-    doc = {k: (None if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) else v) for k, v in doc.items()}
+    doc = {
+        k: (None if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) else v)
+        for k, v in doc.items()
+    }
     return json.dumps(doc) + "\n"

@@ -44,9 +44,7 @@ def dead_filters(weight: torch.Tensor, *, groups: int = 1, transposed: bool = Fa
     return (rows == 0).all(dim=-1).reshape(-1)
 
 
-def orthogonality_scores(
-    weight: torch.Tensor, *, groups: int = 1, transposed: bool = False
-) -> torch.Tensor:
+def orthogonality_scores(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> torch.Tensor:
     """Score every filter of one conv layer; returns (J,) in output-channel order.
 
     Computed in float32 at least (float64 stays float64). Raises ValueError on NaN/Inf weights.

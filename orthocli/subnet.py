@@ -10,7 +10,7 @@ A drop record, saved in the checkpoint under extras["prune"], is plain data:
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -35,14 +35,26 @@ def make_record(
         if idx is None or idx.numel() == 0:
             continue
         if bank.transposed and bank.groups > 1:
-            raise CheckpointError(f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with --exclude")
+            raise CheckpointError(
+                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with --exclude"
+            )
         channels = []
         for ch in bank.channels:
             t = state_dict[ch.key]
-            channels.append({"key": ch.key, "dim": ch.dim, "role": ch.role, "old": t.detach().index_select(ch.dim, idx.to(t.device)).cpu()})
+            channels.append(
+                {
+                    "key": ch.key,
+                    "dim": ch.dim,
+                    "role": ch.role,
+                    "old": t.detach().index_select(ch.dim, idx.to(t.device)).cpu(),
+                }
+            )
         layers[bank.name] = {
-            "key": bank.key, "groups": bank.groups, "transposed": bank.transposed,
-            "dropped": idx.detach().cpu().clone(), "channels": channels,
+            "key": bank.key,
+            "groups": bank.groups,
+            "transposed": bank.transposed,
+            "dropped": idx.detach().cpu().clone(),
+            "channels": channels,
         }
     return {"rule": rule, "layers": layers}
 
@@ -96,7 +108,9 @@ class Freezer:
                 t.index_copy_(dim, idx, saved)
 
 
-def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: torch.Generator, scale: float = 1.0) -> dict[str, dict]:
+def reintroduce(
+    state_dict: dict[str, torch.Tensor], record: dict, generator: torch.Generator, scale: float = 1.0
+) -> dict[str, dict]:
     """Give every dropped filter new values from the null space of [kept filters; its old value],
     in place. Kept filters are not touched. Returns, per layer, how many filters came from the
     null space and how many needed a fallback (see `nullspace.new_filters`). Each new filter's
@@ -125,7 +139,9 @@ def reintroduce(state_dict: dict[str, torch.Tensor], record: dict, generator: to
                 counts["null_space"] += made.null_space
                 counts["kept_only"] += made.kept_only
                 counts["random"] += made.random
-                _write_rows(weight, dropped[in_group].to(weight.device), made.rows.to(weight.device, weight.dtype), transposed)
+                _write_rows(
+                    weight, dropped[in_group].to(weight.device), made.rows.to(weight.device, weight.dtype), transposed
+                )
             for ch in layer["channels"]:
                 t = state_dict[ch["key"]]
                 if ch["role"] in _FRESH_VALUE:

@@ -31,9 +31,9 @@ import dataclasses
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,9 +44,9 @@ from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, DataSplits
 from orthocli.errors import CheckpointError, DataError, UsageError
-from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.layers import convs_from_module
 from orthocli.pruning import make_rule, plan_drops
+from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.selection import DropRule
 from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
 
@@ -97,7 +97,10 @@ class TrainConfig:
         need(self.cycles == 0 or self.s2 >= 1, "--s2 must be at least 1 when --cycles is above 0")
         need(self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
         need(self.optimizer in DEFAULT_LR, f"--optimizer must be 'sgd' or 'adam', got '{self.optimizer}'")
-        need(self.schedule in ("cosine", "step", "none"), f"--schedule must be 'cosine', 'step' or 'none', got '{self.schedule}'")
+        need(
+            self.schedule in ("cosine", "step", "none"),
+            f"--schedule must be 'cosine', 'step' or 'none', got '{self.schedule}'",
+        )
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
@@ -178,6 +181,7 @@ def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1)
 
 def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "mse":  # the patent's squared error on the outputs (softmax) against one-hot targets
+
         def squared_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             t = F.one_hot(y, logits.shape[1]).to(logits.dtype)
             return 0.5 * (logits.softmax(1) - t).pow(2).sum(1).mean()
@@ -203,16 +207,24 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
             out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         shape = "x".join(map(str, x.shape[1:]))
-        raise DataError(f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass ({str(e).splitlines()[0][:160]})") from None
+        raise DataError(
+            f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass ({str(e).splitlines()[0][:160]})"
+        ) from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise DataError(f"the model's output has shape {tuple(getattr(out, 'shape', ()))}; expected (batch, classes) logits")
+        raise DataError(
+            f"the model's output has shape {tuple(getattr(out, 'shape', ()))}; expected (batch, classes) logits"
+        )
     if out.shape[1] < data.num_classes:
-        raise DataError(f"labels out of range: the data has {data.num_classes} classes (labels 0..{data.num_classes - 1}) but the model has {out.shape[1]} outputs")
+        raise DataError(
+            f"labels out of range: the data has {data.num_classes} classes (labels 0..{data.num_classes - 1}) but the model has {out.shape[1]} outputs"
+        )
 
 
-def evaluate(model: nn.Module, arrays: Arrays | None, loss: str = "ce", batch_size: int = 1024) -> tuple[float | None, float | None]:
+def evaluate(
+    model: nn.Module, arrays: Arrays | None, loss: str = "ce", batch_size: int = 1024
+) -> tuple[float | None, float | None]:
     """(mean loss, accuracy) of `model` on `arrays` in eval mode; (None, None) for no data."""
     if arrays is None or len(arrays) == 0:
         return None, None
@@ -238,7 +250,13 @@ def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | 
     prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
     filter this cycle (the cycle then trains the whole network)."""
     try:
-        plan = plan_drops(convs_from_module(model), cfg.drop_rule(), include=cfg.layers or None, exclude=cfg.exclude or None, skip_first=cfg.skip_first)
+        plan = plan_drops(
+            convs_from_module(model),
+            cfg.drop_rule(),
+            include=cfg.layers or None,
+            exclude=cfg.exclude or None,
+            skip_first=cfg.skip_first,
+        )
     except UsageError:
         if cfg.threshold is None:
             raise
@@ -257,7 +275,13 @@ def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
     """Before any training: the layer globs leave a layer to drop from and the ratio drops a filter.
     (A --threshold is checked against each cycle's scores instead: a ratio of 0.5 stands in.)"""
     rule = cfg.drop_rule() if cfg.threshold is None else make_rule(0.5, None, cfg.scope, cfg.min_keep)
-    plan_drops(convs_from_module(model), rule, include=cfg.layers or None, exclude=cfg.exclude or None, skip_first=cfg.skip_first)
+    plan_drops(
+        convs_from_module(model),
+        rule,
+        include=cfg.layers or None,
+        exclude=cfg.exclude or None,
+        skip_first=cfg.skip_first,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +292,9 @@ def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
 class TrainResult:
     model: nn.Module  # the trained model, best weights of the final phase loaded
     history: list[dict]  # one entry per epoch: epoch, phase, cycle, lr, loss, train_acc, val_loss, val_acc, seconds
-    cycles: list[dict]  # per cycle: val_before_drop, val_after_subnet, val_after_reinit, dropped, reintroduced, fallbacks
+    cycles: list[
+        dict
+    ]  # per cycle: val_before_drop, val_after_subnet, val_after_reinit, dropped, reintroduced, fallbacks
     val_accuracy: float | None
     test_accuracy: float | None
     best_epoch: int | None  # epochs done when the kept weights were saved (None: the last weights)
@@ -320,12 +346,26 @@ def train(
             callback, state_path_to_write = None, None
         else:
             state_path_to_write = state_path
-        return _train(model, data, cfg, record, callback or (lambda event: None), state_path, state_path_to_write, resume, state_every, meta or {}, rt)
+        return _train(
+            model,
+            data,
+            cfg,
+            record,
+            callback or (lambda event: None),
+            state_path,
+            state_path_to_write,
+            resume,
+            state_every,
+            meta or {},
+            rt,
+        )
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
-def _train(model, data, cfg, given_record, callback, state_path, write_state_to, resume, state_every, meta, rt) -> TrainResult:
+def _train(
+    model, data, cfg, given_record, callback, state_path, write_state_to, resume, state_every, meta, rt
+) -> TrainResult:
     model.to(rt.device)
     data = _on_device(data, rt.device)
     check_fits(model, data)
@@ -340,8 +380,15 @@ def _train(model, data, cfg, given_record, callback, state_path, write_state_to,
     if rt.distributed:  # every rank starts from rank 0's weights
         broadcast_tensors(rt, list(model.state_dict().values()))
     s = {  # everything the state file holds besides model and optimizer
-        "epoch": 0, "history": [], "cycles": [], "pending": None, "record": given_record,
-        "best": None, "bad": 0, "stopped_early": False, "finished": False,
+        "epoch": 0,
+        "history": [],
+        "cycles": [],
+        "pending": None,
+        "record": given_record,
+        "best": None,
+        "bad": 0,
+        "stopped_early": False,
+        "finished": False,
     }
     if resume:
         s = _load_state(state_path, model, optimizer, cfg)
@@ -373,7 +420,9 @@ def _train(model, data, cfg, given_record, callback, state_path, write_state_to,
         if step.reinit_after:  # re-introduce the dropped filters; back to the plain model
             s["pending"]["val_after_subnet"] = val_acc
             if s["record"] is not None:
-                _reintroduce(model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle), rt, cfg.reinit_scale)
+                _reintroduce(
+                    model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle), rt, cfg.reinit_scale
+                )
                 s["record"], net, freezer = None, model, None
             s["pending"]["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
             s["cycles"].append(_cycle_entry(s.pop("pending")))
@@ -382,8 +431,15 @@ def _train(model, data, cfg, given_record, callback, state_path, write_state_to,
         # log, keep the best weights of the final phase, stop check, save the state
         phase = "standard" if cfg.baseline and step.phase == "subnet" else step.phase
         entry = {
-            "epoch": epoch + 1, "phase": phase, "cycle": step.cycle, "lr": lr, "loss": loss, "train_acc": train_acc,
-            "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - t0,
+            "epoch": epoch + 1,
+            "phase": phase,
+            "cycle": step.cycle,
+            "lr": lr,
+            "loss": loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": time.perf_counter() - t0,
         }
         s["history"].append(entry)
         if step.phase == "final" and val_acc is not None:
@@ -416,7 +472,9 @@ def _train(model, data, cfg, given_record, callback, state_path, write_state_to,
     )
 
 
-def _train_epoch(net, optimizer, criterion, freezer, train_set: Arrays, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None) -> tuple[float, float]:
+def _train_epoch(
+    net, optimizer, criterion, freezer, train_set: Arrays, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
+) -> tuple[float, float]:
     """One pass over the training data; (mean loss, accuracy) as seen during the pass.
 
     Under torchrun each rank takes every world_size-th sample of each (global) batch; its loss is
@@ -455,7 +513,9 @@ def _train_epoch(net, optimizer, criterion, freezer, train_set: Arrays, cfg: Tra
     return float(loss_sum) / len(train_set), int(correct) / len(train_set)
 
 
-def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, scale: float) -> None:
+def _reintroduce(
+    model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, scale: float
+) -> None:
     state = model.state_dict()
     report = reintroduce(state, record, torch.Generator().manual_seed(seed), scale)
     if rt.distributed:  # the new values are rank 0's on every rank
@@ -463,7 +523,11 @@ def _reintroduce(model: nn.Module, optimizer, record: dict, pending: dict, seed:
     reset_optimizer_rows(optimizer, model, record)
     pending["dropped"] = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
     pending["reintroduced"] = report
-    pending["fallbacks"] = {n: {"kept_only": r["kept_only"], "random": r["random"]} for n, r in report.items() if r["kept_only"] or r["random"]}
+    pending["fallbacks"] = {
+        n: {"kept_only": r["kept_only"], "random": r["random"]}
+        for n, r in report.items()
+        if r["kept_only"] or r["random"]
+    }
 
 
 def _cycle_entry(pending: dict) -> dict:
@@ -487,7 +551,9 @@ def _banks(model: nn.Module) -> list:
     try:
         return banks_from_model(model)
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
-        raise UsageError(f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable") from None
+        raise UsageError(
+            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
+        ) from None
 
 
 def _on_device(data: DataSplits, device: torch.device) -> DataSplits:
@@ -518,8 +584,13 @@ def _save_state(path, model, optimizer, cfg, s, meta) -> None:
     extras = {k: v for k, v in s.items()}
     payload = ckpt_io.make_payload(
         {k: v.detach() for k, v in model.state_dict().items()},
-        kind=STATE_KIND, state_version=STATE_VERSION, config=cfg.to_dict(), meta=meta,
-        optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), train=extras,
+        kind=STATE_KIND,
+        state_version=STATE_VERSION,
+        config=cfg.to_dict(),
+        meta=meta,
+        optimizer=optimizer.state_dict(),
+        rng=torch.get_rng_state(),
+        train=extras,
     )
     ckpt_io.save(path, payload, force=True)
 

@@ -21,7 +21,10 @@ def main(out_dir: str) -> None:
     init_weights(model, "relu")
     cfg = TrainConfig(s1=1, s2=1, cycles=1, max_epochs=3, batch_size=64, deterministic=True, ratio=0.3)
     result = train(model, data, cfg, runtime=rt)
-    torch.save({"state_dict": result.model.state_dict(), "cycles": result.cycles, "world": rt.world_size}, os.path.join(out_dir, f"rank{rt.rank}.pt"))
+    torch.save(
+        {"state_dict": result.model.state_dict(), "cycles": result.cycles, "world": rt.world_size},
+        os.path.join(out_dir, f"rank{rt.rank}.pt"),
+    )
     teardown(rt)
 
 

@@ -12,7 +12,13 @@ import torch
 
 from orthocli import checkpoint
 from orthocli.errors import (
-    EXIT_CHECKPOINT, EXIT_INPUT, EXIT_TRUST, CheckpointError, InputFileError, OrthoError, TrustError,
+    EXIT_CHECKPOINT,
+    EXIT_INPUT,
+    EXIT_TRUST,
+    CheckpointError,
+    InputFileError,
+    OrthoError,
+    TrustError,
 )
 from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
 
@@ -36,7 +42,9 @@ def assert_one_line_error(exc: OrthoError, path) -> None:
 # --- plain state dicts in every format -------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt,expected", [("zip", "torch-zip"), ("legacy", "torch-legacy"), ("safetensors", "safetensors")])
+@pytest.mark.parametrize(
+    "fmt,expected", [("zip", "torch-zip"), ("legacy", "torch-legacy"), ("safetensors", "safetensors")]
+)
 def test_state_dict_formats(save_ckpt, tiny_state_dict, fmt, expected):
     ckpt = checkpoint.load(save_ckpt(tiny_state_dict, fmt))
     assert ckpt.format == expected
@@ -284,9 +292,19 @@ def _bad(tmp_path, tiny_state_dict, kind):
 @pytest.mark.parametrize(
     "kind",
     [
-        "missing", "directory", "empty",
-        "truncated-zip-0.5", "truncated-zip-0.99", "truncated-legacy-0.05", "truncated-legacy-0.5",
-        "truncated-legacy-0.99", "random-0", "random-1", "random-2", "text", "foreign-zip",
+        "missing",
+        "directory",
+        "empty",
+        "truncated-zip-0.5",
+        "truncated-zip-0.99",
+        "truncated-legacy-0.05",
+        "truncated-legacy-0.5",
+        "truncated-legacy-0.99",
+        "random-0",
+        "random-1",
+        "random-2",
+        "text",
+        "foreign-zip",
     ],
 )
 def test_unreadable_input(tmp_path, tiny_state_dict, kind):
@@ -328,7 +346,10 @@ def test_convs_from_state_dict_takes_3d_to_5d_float_weights_only():
         "weight": torch.zeros(2, 2, 2),  # a bare Conv1d's own state dict
     }
     assert [(l.name, l.key) for l in convs_from_state_dict(sd)] == [
-        ("a", "a.weight"), ("b", "b.weight"), ("c", "c.weight"), ("weight", "weight"),
+        ("a", "a.weight"),
+        ("b", "b.weight"),
+        ("c", "c.weight"),
+        ("weight", "weight"),
     ]
 
 
@@ -367,29 +388,54 @@ def test_select_convs_errors(save_ckpt):
 
 
 REAL = {
-    "crepe_tiny.pt": ("torch-zip", [
-        ("conv1", (128, 1, 512, 1)), ("conv2", (16, 128, 64, 1)), ("conv3", (16, 16, 64, 1)),
-        ("conv4", (16, 16, 64, 1)), ("conv5", (32, 16, 64, 1)), ("conv6", (64, 32, 64, 1)),
-    ]),
-    "mtcnn_pnet.pt": ("torch-legacy", [
-        ("conv1", (10, 3, 3, 3)), ("conv2", (16, 10, 3, 3)), ("conv3", (32, 16, 3, 3)),
-        ("conv4_1", (2, 32, 1, 1)), ("conv4_2", (4, 32, 1, 1)),
-    ]),
-    "mtcnn_onet.pt": ("torch-legacy", [
-        ("conv1", (32, 3, 3, 3)), ("conv2", (64, 32, 3, 3)), ("conv3", (64, 64, 3, 3)), ("conv4", (128, 64, 2, 2)),
-    ]),
-    "lpips_alex.pth": ("torch-legacy", [
-        (f"lin{i}.model.1", (1, c, 1, 1)) for i, c in enumerate([64, 192, 384, 256, 256])
-    ]),
-    "silero_vad.jit": ("torchscript", [
-        (f"{m}.{n}", s)
-        for m, first_in in [("_model", 129), ("_model_8k", 65)]
-        for n, s in [
-            ("encoder.0.reparam_conv", (128, first_in, 3)), ("encoder.1.reparam_conv", (64, 128, 3)),
-            ("encoder.2.reparam_conv", (64, 64, 3)), ("encoder.3.reparam_conv", (128, 64, 3)),
-            ("decoder.decoder.2", (1, 128, 1)),
-        ]
-    ]),
+    "crepe_tiny.pt": (
+        "torch-zip",
+        [
+            ("conv1", (128, 1, 512, 1)),
+            ("conv2", (16, 128, 64, 1)),
+            ("conv3", (16, 16, 64, 1)),
+            ("conv4", (16, 16, 64, 1)),
+            ("conv5", (32, 16, 64, 1)),
+            ("conv6", (64, 32, 64, 1)),
+        ],
+    ),
+    "mtcnn_pnet.pt": (
+        "torch-legacy",
+        [
+            ("conv1", (10, 3, 3, 3)),
+            ("conv2", (16, 10, 3, 3)),
+            ("conv3", (32, 16, 3, 3)),
+            ("conv4_1", (2, 32, 1, 1)),
+            ("conv4_2", (4, 32, 1, 1)),
+        ],
+    ),
+    "mtcnn_onet.pt": (
+        "torch-legacy",
+        [
+            ("conv1", (32, 3, 3, 3)),
+            ("conv2", (64, 32, 3, 3)),
+            ("conv3", (64, 64, 3, 3)),
+            ("conv4", (128, 64, 2, 2)),
+        ],
+    ),
+    "lpips_alex.pth": (
+        "torch-legacy",
+        [(f"lin{i}.model.1", (1, c, 1, 1)) for i, c in enumerate([64, 192, 384, 256, 256])],
+    ),
+    "silero_vad.jit": (
+        "torchscript",
+        [
+            (f"{m}.{n}", s)
+            for m, first_in in [("_model", 129), ("_model_8k", 65)]
+            for n, s in [
+                ("encoder.0.reparam_conv", (128, first_in, 3)),
+                ("encoder.1.reparam_conv", (64, 128, 3)),
+                ("encoder.2.reparam_conv", (64, 64, 3)),
+                ("encoder.3.reparam_conv", (128, 64, 3)),
+                ("decoder.decoder.2", (1, 128, 1)),
+            ]
+        ],
+    ),
 }
 
 

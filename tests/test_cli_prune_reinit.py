@@ -80,7 +80,15 @@ def test_prune_with_a_known_architecture_masks_batchnorm_too(run_cli, tmp_path):
     args = {"in_channels": 1, "num_classes": 10, "input_shape": [8, 8], "width": 8, "batchnorm": True}
     model = ConvNet(**args)
     torch.nn.init.uniform_(model.features.bn2.bias, 0.5, 1.0)
-    torch.save({"format": "orthocli", "format_version": 1, "state_dict": model.state_dict(), "arch": {"name": "convnet", "args": args}}, tmp_path / "m.pt")
+    torch.save(
+        {
+            "format": "orthocli",
+            "format_version": 1,
+            "state_dict": model.state_dict(),
+            "arch": {"name": "convnet", "args": args},
+        },
+        tmp_path / "m.pt",
+    )
     res = run_cli("prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--scope", "layer", "--ratio", "0.5", "--json")
     assert res.exit_code == 0, res.stderr
     out = load_payload(tmp_path / "p.pt")
@@ -161,7 +169,10 @@ def test_reinit_reports_fallback_for_a_first_layer_without_room(run_cli, tmp_pat
     torch.manual_seed(0)
     sd = {"c.weight": torch.randn(40, 3, 3, 3), "d.weight": torch.randn(8, 40, 3, 3)}
     torch.save(sd, tmp_path / "m.pt")
-    assert run_cli("prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--no-skip-first", "--scope", "layer").exit_code == 0
+    assert (
+        run_cli("prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--no-skip-first", "--scope", "layer").exit_code
+        == 0
+    )
     res = run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt", "--json")
     layers = {layer["name"]: layer for layer in json.loads(res.stdout)["layers"]}
     assert layers["c"]["fallback"] is True and layers["c"]["null_space"] == 0

@@ -16,8 +16,18 @@ from orthocli import __version__
 from orthocli.scoring import DEAD_SCORE, orthogonality_scores
 
 LAYER_KEYS = {
-    "name", "key", "shape", "filters", "groups", "transposed", "layout_known", "overcomplete",
-    "mean", "max", "dead", "scores",
+    "name",
+    "key",
+    "shape",
+    "filters",
+    "groups",
+    "transposed",
+    "layout_known",
+    "overcomplete",
+    "mean",
+    "max",
+    "dead",
+    "scores",
 }
 
 
@@ -114,7 +124,11 @@ def test_known_values_dead_and_identical_filters(run_cli, save_ckpt):
     assert doc["summary"]["dead"] == 1
     # The dead filter ranks first, then the identical ones, ties in layer then filter order.
     assert [(e["layer"], e["filter"]) for e in doc["most_redundant"][:5]] == [
-        ("gap", 1), ("same", 0), ("same", 1), ("same", 2), ("same", 3),
+        ("gap", 1),
+        ("same", 0),
+        ("same", 1),
+        ("same", 2),
+        ("same", 3),
     ]
 
 
@@ -274,7 +288,10 @@ def test_pickled_module_exit_6_then_trust(run_cli, save_ckpt, tiny_model):
     path = save_ckpt(tiny_model)
     assert_error(run_cli("score", path), 6, str(path), "--trust")
     doc = score_json(run_cli, path, "--trust")
-    assert [(l["name"], l["groups"], l["layout_known"]) for l in doc["layers"]] == [("conv1", 1, True), ("conv2", 2, True)]
+    assert [(l["name"], l["groups"], l["layout_known"]) for l in doc["layers"]] == [
+        ("conv1", 1, True),
+        ("conv2", 2, True),
+    ]
     want = orthogonality_scores(tiny_model.conv2.weight.detach(), groups=2).tolist()
     assert doc["layers"][1]["scores"] == pytest.approx(want, abs=1e-6)
 

@@ -26,7 +26,15 @@ def torchrun(nproc: int, *args, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={free_port()}", *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        *map(str, args),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
 
 
@@ -55,12 +63,37 @@ def test_two_processes_match_one_process_on_the_same_global_batch(runs):
     assert single["world"] == 1
     assert [c["dropped"] for c in dist["cycles"]] == [c["dropped"] for c in single["cycles"]]
     for k, v in single["state_dict"].items():
-        assert torch.allclose(dist["state_dict"][k], v, atol=1e-4, rtol=1e-4), (k, (dist["state_dict"][k] - v).abs().max())
+        assert torch.allclose(dist["state_dict"][k], v, atol=1e-4, rtol=1e-4), (
+            k,
+            (dist["state_dict"][k] - v).abs().max(),
+        )
 
 
 def test_torchrun_cli_only_rank_zero_writes_and_reports(tmp_path):
-    args = ["-m", "orthocli", "train", "--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3",
-            "--max-samples", "200", "--width", "8", "--threads", "1", "--device", "cpu", "--json", "-o", tmp_path / "m.pt"]
+    args = [
+        "-m",
+        "orthocli",
+        "train",
+        "--s1",
+        "1",
+        "--s2",
+        "1",
+        "--cycles",
+        "1",
+        "--max-epochs",
+        "3",
+        "--max-samples",
+        "200",
+        "--width",
+        "8",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        "-o",
+        tmp_path / "m.pt",
+    ]
     res = torchrun(2, *args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads(res.stdout)  # exactly one JSON document: rank 1 printed nothing

@@ -30,7 +30,10 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
     small = ["--threads", "1", "--max-samples", "300"]
     sub = run_json(run_cli, "train", tmp_path / "pruned.pt", "--s2", "2", "-o", tmp_path / "sub.pt", *small)
     assert sub["epochs"] == 2
-    pruned, trained = torch.load(tmp_path / "pruned.pt", weights_only=True), torch.load(tmp_path / "sub.pt", weights_only=True)
+    pruned, trained = (
+        torch.load(tmp_path / "pruned.pt", weights_only=True),
+        torch.load(tmp_path / "sub.pt", weights_only=True),
+    )
     assert "prune" in trained  # still a sub-network: reinit can follow
     for name, layer in pruned["prune"]["layers"].items():
         w0, w1 = pruned["state_dict"][layer["key"]], trained["state_dict"][layer["key"]]
@@ -40,7 +43,18 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
     report = run_json(run_cli, "reinit", tmp_path / "sub.pt", "-o", tmp_path / "reinit.pt")
     assert sum(layer["dropped"] for layer in report["layers"]) == plan["total"]["dropped"]
 
-    final = run_json(run_cli, "train", tmp_path / "reinit.pt", "--cycles", "0", "--max-epochs", "3", "-o", tmp_path / "final.pt", *small)
+    final = run_json(
+        run_cli,
+        "train",
+        tmp_path / "reinit.pt",
+        "--cycles",
+        "0",
+        "--max-epochs",
+        "3",
+        "-o",
+        tmp_path / "final.pt",
+        *small,
+    )
     assert final["epochs"] <= 3 and final["test_accuracy"] > 0.5
 
     exported = run_json(run_cli, "export", tmp_path / "final.pt", "-o", tmp_path / "model.safetensors")

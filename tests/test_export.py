@@ -83,9 +83,21 @@ def make_sigmoid_residual_net(**kwargs) -> nn.Module:
     return SigmoidResidualNet(**kwargs)
 
 
-USER_ARCH = {"name": "callable", "target": "test_export:make_user_net", "args": {"in_channels": 1, "num_classes": 4, "input_shape": [6, 6], "width": 6}}
-DW_ARCH = {"name": "callable", "target": "test_export:make_depthwise_net", "args": {"in_channels": 1, "num_classes": 3, "input_shape": [6, 6]}}
-SIGRES_ARCH = {"name": "callable", "target": "test_export:make_sigmoid_residual_net", "args": {"in_channels": 1, "num_classes": 3, "input_shape": [6, 6]}}
+USER_ARCH = {
+    "name": "callable",
+    "target": "test_export:make_user_net",
+    "args": {"in_channels": 1, "num_classes": 4, "input_shape": [6, 6], "width": 6},
+}
+DW_ARCH = {
+    "name": "callable",
+    "target": "test_export:make_depthwise_net",
+    "args": {"in_channels": 1, "num_classes": 3, "input_shape": [6, 6]},
+}
+SIGRES_ARCH = {
+    "name": "callable",
+    "target": "test_export:make_sigmoid_residual_net",
+    "args": {"in_channels": 1, "num_classes": 3, "input_shape": [6, 6]},
+}
 
 
 def convnet_arch(**over) -> dict:
@@ -221,7 +233,9 @@ def test_onnx_round_trip(run_cli, pruned, tmp_path):
 
 def test_onnx_missing_is_a_usage_error(run_cli, pruned, tmp_path, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "onnxscript") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "onnxscript") else real(name, *a)
+    )
     result = run_cli("export", pruned, "-o", tmp_path / "m.onnx")
     assert result.exit_code == 2
     assert "pip install 'orthocli[onnx]'" in result.stderr
@@ -250,21 +264,25 @@ def convnet_params(widths: list[int], cin: int, kernel: int, bn: bool, spatial: 
 CASES = {
     # name: (arch, drops, expected parameters removed)
     "convnet-bn": (
-        convnet_arch(), CONVNET_DROPS,
+        convnet_arch(),
+        CONVNET_DROPS,
         convnet_params([8, 8, 8], 1, 9, True, 1, 10) - convnet_params([6, 5, 7], 1, 9, True, 1, 10),
     ),
     "convnet-sigmoid-no-bn": (
-        convnet_arch(activation="sigmoid", batchnorm=False), CONVNET_DROPS,
+        convnet_arch(activation="sigmoid", batchnorm=False),
+        CONVNET_DROPS,
         convnet_params([8, 8, 8], 1, 9, False, 1, 10) - convnet_params([6, 5, 7], 1, 9, False, 1, 10),
     ),
     "convnet-conv1d": (  # 16 -> 8 -> 4 -> 2: each conv3 channel is a block of 2 classifier inputs
-        convnet_arch(input_shape=[16]), {"features.conv2": [1], "features.conv3": [0, 4, 6]},
+        convnet_arch(input_shape=[16]),
+        {"features.conv2": [1], "features.conv3": [0, 4, 6]},
         convnet_params([8, 8, 8], 1, 3, True, 2, 10) - convnet_params([8, 7, 5], 1, 3, True, 2, 10),
     ),
     # inner conv1 of each block: d * (cin*9 [conv1] + 2 [bn1] + cout*9 [conv2 input]); see test below
     "resnet20": (RESNET_ARCH, "all-one", 1422),
     "user": (
-        USER_ARCH, {"c1": [0, 2], "c2": [5]},
+        USER_ARCH,
+        {"c1": [0, 2], "c2": [5]},
         # c1: 2*(9+1) + bn 2*2 + c2 inputs 2*6*9; c2: 1*(4*9+1) + fc block 36*4
         2 * 10 + 4 + 2 * 6 * 9 + (4 * 9 + 1) + 36 * 4,
     ),
@@ -310,7 +328,10 @@ def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
     src = save_pruned(tmp_path / "r.pt", SIGRES_ARCH, {"c1": [0], "c2": [1]})
     result = run_cli("export", src, "-o", tmp_path / "r.safetensors", "--compact")
     assert result.exit_code == 4
-    assert "differs from the masked sub-network" in result.stderr and "c1: its channels meet another tensor at 'add'" in result.stderr
+    assert (
+        "differs from the masked sub-network" in result.stderr
+        and "c1: its channels meet another tensor at 'add'" in result.stderr
+    )
     assert not (tmp_path / "r.safetensors").exists()
 
 
@@ -325,7 +346,16 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     out = tmp_path / "small.pt"
     doc = export_json(run_cli, pruned, "-o", out, "--compact", "--format", "orthocli")
     assert set(doc) == {
-        "checkpoint", "format", "output", "compact", "verified", "dropped_filters", "masked_max_abs_diff", "before", "after", "compaction",
+        "checkpoint",
+        "format",
+        "output",
+        "compact",
+        "verified",
+        "dropped_filters",
+        "masked_max_abs_diff",
+        "before",
+        "after",
+        "compaction",
     }
     assert doc["before"]["params"] - doc["after"]["params"] == CASES["convnet-bn"][2]
     assert doc["after"]["bytes"] == out.stat().st_size < doc["before"]["bytes"]
@@ -351,8 +381,25 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert losses[-1] < losses[0]
     assert [b.name for b in banks_from_model(model)] == ["features.conv1", "features.conv2", "features.conv3"]
     # and through `orthocli train`, RePr cycles included, keeping its compact widths
-    res = run_cli("train", out, "--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3", "--max-samples", "200",
-                  "--threads", "1", "-o", tmp_path / "retrained.pt", "--json")
+    res = run_cli(
+        "train",
+        out,
+        "--s1",
+        "1",
+        "--s2",
+        "1",
+        "--cycles",
+        "1",
+        "--max-epochs",
+        "3",
+        "--max-samples",
+        "200",
+        "--threads",
+        "1",
+        "-o",
+        tmp_path / "retrained.pt",
+        "--json",
+    )
     assert res.exit_code == 0, res.stderr
     retrained = checkpoint.load(tmp_path / "retrained.pt")
     assert retrained.extras["arch"]["widths"] == {"features.conv1": 6, "features.conv2": 5, "features.conv3": 7}
@@ -445,8 +492,10 @@ def test_failed_verification_leaves_no_file(run_cli, pruned, tmp_path, monkeypat
 
 
 def test_export_help_does_not_import_torch():
-    code = "import sys; from orthocli.cli import app; from typer.testing import CliRunner; " \
-           "r = CliRunner().invoke(app, ['export', '--help']); assert r.exit_code == 0, r.output; " \
-           "assert '--compact' in r.output; print('torch' in sys.modules)"
+    code = (
+        "import sys; from orthocli.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['export', '--help']); assert r.exit_code == 0, r.output; "
+        "assert '--compact' in r.output; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -90,7 +90,9 @@ def test_full_disk_leaves_nothing_behind(run_cli, monkeypatch, tmp_path, model_p
 
 
 @pytest.mark.parametrize("command", WRITERS)
-def test_interrupted_write_leaves_the_old_output(run_cli, monkeypatch, tmp_path, model_pt, pruned_pt, sample_pt, command):
+def test_interrupted_write_leaves_the_old_output(
+    run_cli, monkeypatch, tmp_path, model_pt, pruned_pt, sample_pt, command
+):
     out = tmp_path / "out.pt"
     out.write_bytes(b"previous result")
 

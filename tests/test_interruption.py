@@ -13,8 +13,28 @@ import time
 import pytest
 import torch
 
-ARGS = ["train", "--s1", "2", "--s2", "2", "--cycles", "2", "--max-epochs", "9", "--max-samples", "900", "--width", "16",
-        "--threads", "1", "--deterministic", "--state-every", "0", "--batch-size", "32"]
+ARGS = [
+    "train",
+    "--s1",
+    "2",
+    "--s2",
+    "2",
+    "--cycles",
+    "2",
+    "--max-epochs",
+    "9",
+    "--max-samples",
+    "900",
+    "--width",
+    "16",
+    "--threads",
+    "1",
+    "--deterministic",
+    "--state-every",
+    "0",
+    "--batch-size",
+    "32",
+]
 
 
 def orthocli(*args) -> list[str]:
@@ -38,7 +58,9 @@ def readable_files(folder):
 def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp_path):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     ref_dir.mkdir(), run_dir.mkdir()
-    done = subprocess.run(orthocli(*ARGS, "-o", ref_dir / "m.pt"), capture_output=True, text=True, env=env(), timeout=300)
+    done = subprocess.run(
+        orthocli(*ARGS, "-o", ref_dir / "m.pt"), capture_output=True, text=True, env=env(), timeout=300
+    )
     assert done.returncode == 0, done.stderr
 
     out, state = run_dir / "m.pt", run_dir / "m.pt.state"
@@ -57,7 +79,9 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
         readable_files(run_dir)
         resume = ["--resume"] if state.exists() else []
         resumed += bool(resume)
-        proc = subprocess.Popen(orthocli(*ARGS, "-o", out, *resume), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
+        proc = subprocess.Popen(
+            orthocli(*ARGS, "-o", out, *resume), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env()
+        )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
     assert kills >= 1 and resumed >= 1, (kills, resumed)

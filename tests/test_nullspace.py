@@ -72,7 +72,7 @@ def test_filter_scale_is_the_mean_kept_norm():
 @pytest.mark.parametrize("groups, transposed", [(1, False), (2, False), (1, True)])
 def test_reintroduce_keeps_kept_filters_bit_identical_and_orthogonal(groups, transposed):
     torch.manual_seed(0)
-    conv = (torch.nn.ConvTranspose2d(8, 12, 3) if transposed else torch.nn.Conv2d(8, 12, 3, groups=groups))
+    conv = torch.nn.ConvTranspose2d(8, 12, 3) if transposed else torch.nn.Conv2d(8, 12, 3, groups=groups)
     sd = {"c.weight": conv.weight.detach().clone(), "c.bias": conv.bias.detach().clone()}
     layer = ConvLayer("c", "c.weight", sd["c.weight"], groups, transposed, True)
     drops = {"c": torch.tensor([1, 7, 8])}
@@ -90,7 +90,10 @@ def test_reintroduce_keeps_kept_filters_bit_identical_and_orthogonal(groups, tra
     assert sd["c.bias"][drops["c"]].abs().sum() == 0
     from orthocli.scoring import filter_rows
 
-    rows, old_rows = filter_rows(w, groups=groups, transposed=transposed).reshape(12, -1), filter_rows(before, groups=groups, transposed=transposed).reshape(12, -1)
+    rows, old_rows = (
+        filter_rows(w, groups=groups, transposed=transposed).reshape(12, -1),
+        filter_rows(before, groups=groups, transposed=transposed).reshape(12, -1),
+    )
     per_group = 12 // groups
     for f in (1, 7, 8):
         same_group = [j for j in kept if j // per_group == f // per_group]

@@ -62,8 +62,26 @@ def test_cli_refuses_cuda_here_before_writing_anything(run_cli, tmp_path):
 def test_cuda_training_with_amp_writes_a_cpu_loadable_checkpoint(run_cli, tmp_path, precision):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
-    res = run_cli("train", "--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3", "--width", "8",
-                  "--device", "cuda", "--precision", precision, "-o", tmp_path / "m.pt", "--json")
+    res = run_cli(
+        "train",
+        "--s1",
+        "1",
+        "--s2",
+        "1",
+        "--cycles",
+        "1",
+        "--max-epochs",
+        "3",
+        "--width",
+        "8",
+        "--device",
+        "cuda",
+        "--precision",
+        precision,
+        "-o",
+        tmp_path / "m.pt",
+        "--json",
+    )
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["runtime"]["device"].startswith("cuda") and doc["runtime"]["precision"] == precision

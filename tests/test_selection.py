@@ -22,7 +22,13 @@ def random_scores(sizes, seed, ties=False):
 
 
 @settings(max_examples=60, deadline=None)
-@given(sizes=layer_sizes, ratio=st.floats(0.01, 0.99), seed=st.integers(0, 10_000), ties=st.booleans(), min_keep=st.integers(1, 3))
+@given(
+    sizes=layer_sizes,
+    ratio=st.floats(0.01, 0.99),
+    seed=st.integers(0, 10_000),
+    ties=st.booleans(),
+    min_keep=st.integers(1, 3),
+)
 def test_global_drops_the_highest_scores_by_count(sizes, ratio, seed, ties, min_keep):
     scores = random_scores(sizes, seed, ties)
     drops = choose_drops(scores, DropRule(ratio=ratio, scope="global", min_keep=min_keep))
@@ -61,7 +67,11 @@ def test_ties_break_by_layer_then_filter_and_never_change_the_count():
 def test_threshold_drops_scores_strictly_above_it():
     scores = [torch.tensor([0.1, 0.5, 0.9, 0.5])]
     assert choose_drops(scores, DropRule(ratio=None, threshold=0.5))[0].tolist() == [2]
-    assert choose_drops(scores, DropRule(ratio=None, threshold=0.05))[0].tolist() == [1, 2, 3]  # min_keep=1 keeps the lowest
+    assert choose_drops(scores, DropRule(ratio=None, threshold=0.05))[0].tolist() == [
+        1,
+        2,
+        3,
+    ]  # min_keep=1 keeps the lowest
 
 
 def test_min_keep_holds_against_global_ranking():

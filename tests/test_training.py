@@ -36,7 +36,13 @@ def digits():
 
 def convnet(data, seed=0, **options):
     training.set_seed(seed)
-    arch = arch_spec("convnet", in_channels=data.in_channels, num_classes=data.num_classes, input_shape=list(data.spatial_shape), **{"width": 6, **options})
+    arch = arch_spec(
+        "convnet",
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        input_shape=list(data.spatial_shape),
+        **{"width": 6, **options},
+    )
     model = build_model(arch)
     init_weights(model, options.get("activation", "relu"))
     return model
@@ -55,7 +61,9 @@ def clone_state(model) -> dict:
 
 def test_plan_places_drops_and_reinits():
     steps = plan(TrainConfig(s1=2, s2=2, cycles=2))
-    assert [s.phase for s in steps] == ["standard"] * 2 + ["subnet"] * 2 + ["standard"] * 2 + ["subnet"] * 2 + ["final"] * 2
+    assert [s.phase for s in steps] == ["standard"] * 2 + ["subnet"] * 2 + ["standard"] * 2 + ["subnet"] * 2 + [
+        "final"
+    ] * 2
     assert [i for i, s in enumerate(steps) if s.drop_before] == [2, 6]
     assert [i for i, s in enumerate(steps) if s.reinit_after] == [3, 7]
     assert [s.cycle for s in steps[:8]] == [1, 1, 1, 1, 2, 2, 2, 2]
@@ -72,8 +80,19 @@ def test_plan_budget_counts_every_epoch():
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(max_epochs=5, s1=2, s2=1, cycles=2), dict(cycles=1, s2=0), dict(optimizer="rmsprop"), dict(loss="hinge"),
-     dict(schedule="linear"), dict(ratio=1.5), dict(scope="net"), dict(min_keep=0), dict(batch_size=0), dict(patience=0), dict(lr=-1.0)],
+    [
+        dict(max_epochs=5, s1=2, s2=1, cycles=2),
+        dict(cycles=1, s2=0),
+        dict(optimizer="rmsprop"),
+        dict(loss="hinge"),
+        dict(schedule="linear"),
+        dict(ratio=1.5),
+        dict(scope="net"),
+        dict(min_keep=0),
+        dict(batch_size=0),
+        dict(patience=0),
+        dict(lr=-1.0),
+    ],
 )
 def test_bad_config_is_a_usage_error(bad):
     with pytest.raises(UsageError):
@@ -118,7 +137,16 @@ def test_train_follows_the_plan(digits, monkeypatch):
     cfg = TrainConfig(s1=1, s2=2, cycles=2, max_epochs=8, patience=100, batch_size=32)
     result = train(convnet(digits), digits, cfg, callback=events.append)
     epochs = [e for e in events if e["kind"] == "epoch"]
-    assert [e["phase"] for e in epochs] == ["standard", "subnet", "subnet", "standard", "subnet", "subnet", "final", "final"]
+    assert [e["phase"] for e in epochs] == [
+        "standard",
+        "subnet",
+        "subnet",
+        "standard",
+        "subnet",
+        "subnet",
+        "final",
+        "final",
+    ]
     assert [e["epoch"] for e in epochs] == list(range(1, 9)) and result.epochs == 8
     # (what, epochs reported before it): drops before epochs 2 and 5, re-inits at the end of epochs 3 and 6
     assert calls == [("drop", 1), ("reinit", 2), ("drop", 4), ("reinit", 5)]
@@ -152,7 +180,9 @@ def test_best_epoch_is_the_best_validation_accuracy(digits):
     snaps = {}
     model = convnet(digits)
     cfg = TrainConfig(cycles=0, max_epochs=6, patience=100, lr=0.2, schedule="none", batch_size=32)
-    result = train(model, digits, cfg, callback=lambda e: snaps.update({e["epoch"]: (e["val_acc"], clone_state(model))}))
+    result = train(
+        model, digits, cfg, callback=lambda e: snaps.update({e["epoch"]: (e["val_acc"], clone_state(model))})
+    )
     accs = [snaps[e][0] for e in range(1, 7)]
     best = max(range(6), key=lambda i: (accs[i], -i)) + 1  # first epoch with the best accuracy
     assert result.best_epoch == best
@@ -201,8 +231,17 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
     monkeypatch.setattr(training, "drop_filters", spy)
     monkeypatch.setattr(training, "reintroduce", lambda *a: check() or real_reint(*a))  # after the last S2 epoch
 
-    cfg = TrainConfig(s1=1, s2=3, cycles=1, max_epochs=4, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 0.01,
-                      momentum=0.9, weight_decay=0.05, batch_size=32)
+    cfg = TrainConfig(
+        s1=1,
+        s2=3,
+        cycles=1,
+        max_epochs=4,
+        optimizer=optimizer,
+        lr=0.05 if optimizer == "sgd" else 0.01,
+        momentum=0.9,
+        weight_decay=0.05,
+        batch_size=32,
+    )
     model = convnet(digits, batchnorm=True)
     train(model, digits, cfg, callback=check)
     assert checks == [True, True, True]
@@ -259,7 +298,11 @@ def test_masked_convnet_equals_the_physically_smaller_one():
     torch.manual_seed(0)
     model = ConvNet(2, 5, [9, 9], width=6, depth=3, activation="sigmoid", batchnorm=True).eval()
     _randomise_bn(model, gen)
-    drops = {"features.conv1": _filters(6, 0, 4), "features.conv2": _filters(6, 1, 2, 5), "features.conv3": _filters(6, 3)}
+    drops = {
+        "features.conv1": _filters(6, 0, 4),
+        "features.conv2": _filters(6, 1, 2, 5),
+        "features.conv3": _filters(6, 3),
+    }
     x = torch.randn(4, 2, 9, 9, generator=gen)
     original = {k: v.clone() for k, v in model.state_dict().items()}
     net = _masked(model, drops)
@@ -270,7 +313,16 @@ def test_masked_convnet_equals_the_physically_smaller_one():
         keep = _kept(6, drops[f"features.conv{i}"])
         p = lambda name: original[f"features.{name}"]  # noqa: E731
         h = F.conv2d(h, p(f"conv{i}.weight")[keep][:, cols], p(f"conv{i}.bias")[keep], padding=1)
-        h = F.batch_norm(h, p(f"bn{i}.running_mean")[keep], p(f"bn{i}.running_var")[keep], p(f"bn{i}.weight")[keep], p(f"bn{i}.bias")[keep], False, 0.0, 1e-5)
+        h = F.batch_norm(
+            h,
+            p(f"bn{i}.running_mean")[keep],
+            p(f"bn{i}.running_var")[keep],
+            p(f"bn{i}.weight")[keep],
+            p(f"bn{i}.bias")[keep],
+            False,
+            0.0,
+            1e-5,
+        )
         h = F.max_pool2d(torch.sigmoid(h), 2)
         cols = keep
     spatial = h.shape[2] * h.shape[3]
@@ -298,7 +350,16 @@ def test_masked_resnet_equals_removed_filters_with_the_skip_path_kept():
         """Only the kept filters are computed; the removed ones are absent, read as zero channels."""
         keep = _kept(original[f"{conv}.weight"].shape[0], drops[conv])
         y = F.conv2d(h, original[f"{conv}.weight"][keep], stride=stride, padding=1)
-        y = F.batch_norm(y, original[f"{bn}.running_mean"][keep], original[f"{bn}.running_var"][keep], original[f"{bn}.weight"][keep], original[f"{bn}.bias"][keep], False, 0.0, 1e-5)
+        y = F.batch_norm(
+            y,
+            original[f"{bn}.running_mean"][keep],
+            original[f"{bn}.running_var"][keep],
+            original[f"{bn}.weight"][keep],
+            original[f"{bn}.bias"][keep],
+            False,
+            0.0,
+            1e-5,
+        )
         return y, keep
 
     def scatter(y, keep, channels):
@@ -332,7 +393,9 @@ class Stop(KeyboardInterrupt):
 
 @pytest.mark.parametrize("stop_after", [2, 5, 7])  # in S2 of cycle 1, in S2 of cycle 2, in the final phase
 def test_resume_reaches_the_uninterrupted_result(digits, tmp_path, stop_after):
-    cfg = TrainConfig(s1=1, s2=2, cycles=2, max_epochs=9, patience=100, batch_size=32, deterministic=True, weight_decay=0.01)
+    cfg = TrainConfig(
+        s1=1, s2=2, cycles=2, max_epochs=9, patience=100, batch_size=32, deterministic=True, weight_decay=0.01
+    )
     full = convnet(digits, batchnorm=True)
     expected = train(full, digits, cfg)
 
@@ -357,7 +420,9 @@ def test_resume_refuses_another_configuration(digits, tmp_path):
     state = tmp_path / "s.state"
     train(convnet(digits), digits, TrainConfig(cycles=0, max_epochs=1, batch_size=32), state_path=state)
     with pytest.raises(UsageError, match="batch_size"):
-        train(convnet(digits), digits, TrainConfig(cycles=0, max_epochs=1, batch_size=16), state_path=state, resume=True)
+        train(
+            convnet(digits), digits, TrainConfig(cycles=0, max_epochs=1, batch_size=16), state_path=state, resume=True
+        )
 
 
 # --- end to end, bad input -----------------------------------------------------------------------

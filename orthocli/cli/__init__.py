@@ -36,11 +36,11 @@ def root(
 
 
 # Registering the commands: each module adds itself to `app`.
-from orthocli.cli import score as _score  # noqa: E402,F401
+from orthocli.cli import export as _export  # noqa: E402,F401
 from orthocli.cli import prune as _prune  # noqa: E402,F401
 from orthocli.cli import reinit as _reinit  # noqa: E402,F401
+from orthocli.cli import score as _score  # noqa: E402,F401
 from orthocli.cli import train as _train  # noqa: E402,F401
-from orthocli.cli import export as _export  # noqa: E402,F401
 
 
 def main() -> None:

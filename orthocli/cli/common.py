@@ -9,8 +9,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -27,22 +28,39 @@ CkptArg = Annotated[
 ]
 KeyOpt = Annotated[
     Optional[str],
-    typer.Option("--key", help="Where the state dict sits in a wrapping dict, e.g. 'state_dict' or 'model.ema'.", show_default=False),
+    typer.Option(
+        "--key",
+        help="Where the state dict sits in a wrapping dict, e.g. 'state_dict' or 'model.ema'.",
+        show_default=False,
+    ),
 ]
 TrustOpt = Annotated[
     bool,
-    typer.Option("--trust", help="Allow loading pickled Python objects (whole nn.Modules). This runs code from the file: only for files you trust."),
+    typer.Option(
+        "--trust",
+        help="Allow loading pickled Python objects (whole nn.Modules). This runs code from the file: only for files you trust.",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
 LayersOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--layers", "-l", help="Only layers whose name matches this glob (repeatable), e.g. 'features.*'.", show_default=False),
+    typer.Option(
+        "--layers",
+        "-l",
+        help="Only layers whose name matches this glob (repeatable), e.g. 'features.*'.",
+        show_default=False,
+    ),
 ]
 ExcludeOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--exclude", "-x", help="Skip layers whose name matches this glob (repeatable), e.g. 'conv1'.", show_default=False),
+    typer.Option(
+        "--exclude",
+        "-x",
+        help="Skip layers whose name matches this glob (repeatable), e.g. 'conv1'.",
+        show_default=False,
+    ),
 ]
 
 # Set by the app callback from --debug or ORTHOCLI_DEBUG; read when an error is caught.
@@ -102,7 +120,10 @@ def command(app: typer.Typer, **settings: Any) -> Callable:
                 fail("interrupted", EXIT_INTERRUPTED)
             except Exception as e:
                 _traceback()
-                fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)", EXIT_INTERNAL)
+                fail(
+                    f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
+                    EXIT_INTERNAL,
+                )
 
         app.command(**settings)(run)
         return run

@@ -23,15 +23,24 @@ FORMAT_HELP = (
 @command(app, epilog=EPILOG)
 def export(
     checkpoint: CkptArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the exported model.", show_default=False)],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the exported model.", show_default=False)
+    ],
     fmt: Annotated[Optional[str], typer.Option("--format", "-F", help=FORMAT_HELP, show_default=False)] = None,
     compact: Annotated[
         bool,
-        typer.Option("--compact", help="Physically remove the dropped filters (and the channels that read them); verified against the masked model."),
+        typer.Option(
+            "--compact",
+            help="Physically remove the dropped filters (and the channels that read them); verified against the masked model.",
+        ),
     ] = False,
     input_shape: Annotated[
         Optional[str],
-        typer.Option("--input-shape", help="One sample's shape, channels first (e.g. 3,32,32), where the checkpoint does not record it.", show_default=False),
+        typer.Option(
+            "--input-shape",
+            help="One sample's shape, channels first (e.g. 3,32,32), where the checkpoint does not record it.",
+            show_default=False,
+        ),
     ] = None,
     force: ForceOpt = False,
     key: KeyOpt = None,
@@ -56,7 +65,9 @@ def export(
             "filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which keep the masks."
         )
     v = doc["verified"]
-    log(f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on {v['against']}")
+    log(
+        f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on {v['against']}"
+    )
 
 
 def _render(doc: dict) -> None:
@@ -69,7 +80,9 @@ def _render(doc: dict) -> None:
     table.add_column("after" if doc["before"] is not None else "exported", justify="right")
     for row, fmt in (("params", "{:,}"), ("bytes", "{:,}"), ("ms", "{:.3f}")):
         cells = [doc[side][row] for side in ("before", "after") if doc[side] is not None]
-        table.add_row(f"{row} (median of runs)" if row == "ms" else row, *("-" if c is None else fmt.format(c) for c in cells))
+        table.add_row(
+            f"{row} (median of runs)" if row == "ms" else row, *("-" if c is None else fmt.format(c) for c in cells)
+        )
     out = stdout()
     out.print(table)
     if doc["compaction"]:

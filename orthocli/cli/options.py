@@ -6,21 +6,34 @@ from typing import Annotated, Optional
 
 import typer
 
-RatioOpt = Annotated[float, typer.Option("--ratio", "-r", help="Fraction of the candidate filters to drop (0 < r < 1), cut by count.")]
+RatioOpt = Annotated[
+    float, typer.Option("--ratio", "-r", help="Fraction of the candidate filters to drop (0 < r < 1), cut by count.")
+]
 ThresholdOpt = Annotated[
     Optional[float],
-    typer.Option("--threshold", help="Instead of --ratio: drop every filter whose score is above this value.", show_default=False),
+    typer.Option(
+        "--threshold", help="Instead of --ratio: drop every filter whose score is above this value.", show_default=False
+    ),
 ]
 ScopeOpt = Annotated[
     str,
-    typer.Option("--scope", help="'global': rank all candidate filters together (the authors' choice); 'layer': drop the ratio in each layer."),
+    typer.Option(
+        "--scope",
+        help="'global': rank all candidate filters together (the authors' choice); 'layer': drop the ratio in each layer.",
+    ),
 ]
 MinKeepOpt = Annotated[int, typer.Option("--min-keep", min=1, help="Filters every layer keeps, whatever the ranking.")]
 SkipFirstOpt = Annotated[
     bool,
-    typer.Option("--skip-first/--no-skip-first", help="Leave the first conv layer alone (its few-dimensional filters always look redundant)."),
+    typer.Option(
+        "--skip-first/--no-skip-first",
+        help="Leave the first conv layer alone (its few-dimensional filters always look redundant).",
+    ),
 ]
 ReinitScaleOpt = Annotated[
     float,
-    typer.Option("--reinit-scale", help="Norm of a re-introduced filter, as a multiple of the mean norm of its layer's kept filters."),
+    typer.Option(
+        "--reinit-scale",
+        help="Norm of a re-introduced filter, as a multiple of the mean norm of its layer's kept filters.",
+    ),
 ]

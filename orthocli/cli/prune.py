@@ -9,7 +9,17 @@ import typer
 
 from orthocli.cli import app
 from orthocli.cli.common import (
-    CkptArg, ExcludeOpt, ForceOpt, JsonOpt, KeyOpt, LayersOpt, TrustOpt, command, log, print_json, stdout,
+    CkptArg,
+    ExcludeOpt,
+    ForceOpt,
+    JsonOpt,
+    KeyOpt,
+    LayersOpt,
+    TrustOpt,
+    command,
+    log,
+    print_json,
+    stdout,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
 from orthocli.errors import UsageError
@@ -23,7 +33,9 @@ EPILOG = (
 @command(app, epilog=EPILOG)
 def prune(
     checkpoint: CkptArg,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)
+    ] = None,
     ratio: RatioOpt = 0.3,
     threshold: ThresholdOpt = None,
     scope: ScopeOpt = "global",
@@ -56,7 +68,12 @@ def prune(
         record = make_record(ckpt.state_dict, ckpt_io.filter_banks(ckpt), plan.drops, plan.rule_dict())
         apply_drops(ckpt.state_dict, record)
         extras = ckpt.extras or {"source": {"path": str(checkpoint), "format": ckpt.format, "key": ckpt.key}}
-        ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **{**extras, "prune": record}), force=force, inputs=[checkpoint])
+        ckpt_io.save(
+            output,
+            ckpt_io.make_payload(ckpt.state_dict, **{**extras, "prune": record}),
+            force=force,
+            inputs=[checkpoint],
+        )
     if json_out:
         print_json(doc)
     else:
@@ -68,7 +85,9 @@ def prune(
 def _render(doc: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} ranking)")
+    table = Table(
+        title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} ranking)"
+    )
     for col in ("layer", "filters", "dropped", "kept", "dropped filters"):
         table.add_column(col, justify="left" if col in ("layer", "dropped filters") else "right", overflow="fold")
     for layer in doc["layers"]:

@@ -40,14 +40,19 @@ def reinit(
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
     extras["reinit"] = {"seed": seed, "scale": scale, "layers": report}
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[checkpoint])
-    layers = [{"name": name, **counts, "fallback": counts["null_space"] < counts["dropped"]} for name, counts in report.items()]
+    layers = [
+        {"name": name, **counts, "fallback": counts["null_space"] < counts["dropped"]}
+        for name, counts in report.items()
+    ]
     if json_out:
         print_json({"checkpoint": str(checkpoint), "output": str(output), "seed": seed, "layers": layers})
     else:
         _render(layers)
     fell_back = [layer["name"] for layer in layers if layer["fallback"]]
     if fell_back:
-        log(f"No room in the null space for every filter in: {', '.join(fell_back)} (see the kept_only / random columns)")
+        log(
+            f"No room in the null space for every filter in: {', '.join(fell_back)} (see the kept_only / random columns)"
+        )
     log(f"Wrote {output}")
 
 
@@ -58,5 +63,11 @@ def _render(layers: list[dict]) -> None:
     for col in ("layer", "re-introduced", "null space", "kept only", "random"):
         table.add_column(col, justify="left" if col == "layer" else "right", overflow="fold")
     for layer in layers:
-        table.add_row(layer["name"], str(layer["dropped"]), str(layer["null_space"]), str(layer["kept_only"]), str(layer["random"]))
+        table.add_row(
+            layer["name"],
+            str(layer["dropped"]),
+            str(layer["null_space"]),
+            str(layer["kept_only"]),
+            str(layer["random"]),
+        )
     stdout().print(table)

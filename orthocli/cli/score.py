@@ -8,7 +8,16 @@ import typer
 
 from orthocli.cli import app
 from orthocli.cli.common import (
-    CkptArg, ExcludeOpt, JsonOpt, KeyOpt, LayersOpt, TrustOpt, command, log, print_json, stdout,
+    CkptArg,
+    ExcludeOpt,
+    JsonOpt,
+    KeyOpt,
+    LayersOpt,
+    TrustOpt,
+    command,
+    log,
+    print_json,
+    stdout,
 )
 from orthocli.errors import EXIT_GATE_FAILED
 
@@ -23,10 +32,18 @@ def score(
     checkpoint: CkptArg,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
-    top: Annotated[int, typer.Option("--top", "-k", min=0, help="How many of the most redundant filters to list.")] = 10,
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=0, help="How many of the most redundant filters to list.")
+    ] = 10,
     fail_above: Annotated[
         Optional[float],
-        typer.Option("--fail-above", min=0.0, max=1.0, help="Exit with code 1 when any scored layer's mean score is above this bound.", show_default=False),
+        typer.Option(
+            "--fail-above",
+            min=0.0,
+            max=1.0,
+            help="Exit with code 1 when any scored layer's mean score is above this bound.",
+            show_default=False,
+        ),
     ] = None,
     key: KeyOpt = None,
     trust: TrustOpt = False,
@@ -78,7 +95,15 @@ def _render(results, worst) -> None:
     from rich.table import Table
 
     table = Table(title="Filter redundancy per conv layer (score: 0 = orthogonal, higher = redundant)")
-    for col, justify in [("layer", "left"), ("shape", "left"), ("filters", "right"), ("mean", "right"), ("max", "right"), ("dead", "right"), ("note", "left")]:
+    for col, justify in [
+        ("layer", "left"),
+        ("shape", "left"),
+        ("filters", "right"),
+        ("mean", "right"),
+        ("max", "right"),
+        ("dead", "right"),
+        ("note", "left"),
+    ]:
         table.add_column(col, justify=justify, overflow="fold")
     for r in results:
         notes = []
@@ -89,7 +114,15 @@ def _render(results, worst) -> None:
         if r.overcomplete:
             notes.append("more filters than dimensions")
         shape = "x".join(str(d) for d in r.layer.weight.shape)
-        table.add_row(r.layer.name, shape, str(r.layer.filters), f"{r.mean:.4f}", f"{r.max:.4f}", str(len(r.dead)), ", ".join(notes))
+        table.add_row(
+            r.layer.name,
+            shape,
+            str(r.layer.filters),
+            f"{r.mean:.4f}",
+            f"{r.max:.4f}",
+            str(len(r.dead)),
+            ", ".join(notes),
+        )
     out = stdout()
     out.print(table)
     if worst:

@@ -12,7 +12,19 @@ import typer
 
 from orthocli.cli import app
 from orthocli.cli.common import (
-    ExcludeOpt, ForceOpt, JsonOpt, KeyOpt, LayersOpt, OutOpt, TrustOpt, command, fail, log, print_json, stderr, stdout,
+    ExcludeOpt,
+    ForceOpt,
+    JsonOpt,
+    KeyOpt,
+    LayersOpt,
+    OutOpt,
+    TrustOpt,
+    command,
+    fail,
+    log,
+    print_json,
+    stderr,
+    stdout,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
 from orthocli.errors import EXIT_INTERRUPTED, UsageError
@@ -30,7 +42,6 @@ OUT = "Outputs"
 HW = "Hardware"
 
 
-
 def _opt(*names: str, panel: str, **kw: Any) -> Any:
     return typer.Option(*names, rich_help_panel=panel, **kw)
 
@@ -38,24 +49,122 @@ def _opt(*names: str, panel: str, **kw: Any) -> Any:
 @command(app, epilog=EPILOG)
 def train(
     ctx: typer.Context,
-    checkpoint: Annotated[Optional[Path], typer.Argument(help="Start from this checkpoint (any orthocli checkpoint; a pruned one trains its sub-network for --s2 epochs). Default: a new model.", show_default=False)] = None,
-    arch: Annotated[Optional[str], _opt("--arch", panel=ARCH, help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape and the options below it accepts). Default: convnet.", show_default=False)] = None,
-    width: Annotated[Optional[int], _opt("--width", panel=ARCH, min=1, help="Filters per conv layer (resnet20: of the first stage). Default: 32 convnet, 16 resnet20.", show_default=False)] = None,
-    depth: Annotated[Optional[int], _opt("--depth", panel=ARCH, min=1, help="convnet: conv blocks. Default: 3.", show_default=False)] = None,
-    kernel: Annotated[Optional[int], _opt("--kernel", panel=ARCH, min=1, help="convnet: kernel size. Default: 3.", show_default=False)] = None,
-    pool: Annotated[Optional[Literal["max", "avg", "none"]], _opt("--pool", panel=ARCH, help="convnet: pooling after each block. Default: max.", show_default=False)] = None,
-    batchnorm: Annotated[Optional[bool], _opt("--batchnorm/--no-batchnorm", panel=ARCH, help="convnet: BatchNorm after each conv. Default: no.", show_default=False)] = None,
-    activation: Annotated[Literal["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "silu"], _opt("--activation", panel=ARCH, help="Activation (sigmoid: the patent's). Built-in models start He-normal, Xavier-normal for sigmoid/tanh; a callable keeps its own init.")] = "relu",
-    loss: Annotated[Literal["ce", "mse"], _opt("--loss", panel=ARCH, help="ce: cross-entropy; mse: the patent's E = 1/2 sum (softmax - one-hot)^2.")] = "ce",
-    data: Annotated[Optional[Path], _opt("--data", panel=DATA, help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder. Default: built-in UCI digits.", show_default=False)] = None,
-    test_data: Annotated[Optional[Path], _opt("--test-data", panel=DATA, help="Separate test set (replaces one stored with --data).", show_default=False)] = None,
-    val_fraction: Annotated[float, _opt("--val-fraction", panel=DATA, min=0.0, max=0.9, help="Part of the training data held out for validation and early stopping.")] = 0.1,
-    max_samples: Annotated[Optional[int], _opt("--max-samples", panel=DATA, min=1, help="Use at most this many training samples (stratified).", show_default=False)] = None,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="Start from this checkpoint (any orthocli checkpoint; a pruned one trains its sub-network for --s2 epochs). Default: a new model.",
+            show_default=False,
+        ),
+    ] = None,
+    arch: Annotated[
+        Optional[str],
+        _opt(
+            "--arch",
+            panel=ARCH,
+            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape and the options below it accepts). Default: convnet.",
+            show_default=False,
+        ),
+    ] = None,
+    width: Annotated[
+        Optional[int],
+        _opt(
+            "--width",
+            panel=ARCH,
+            min=1,
+            help="Filters per conv layer (resnet20: of the first stage). Default: 32 convnet, 16 resnet20.",
+            show_default=False,
+        ),
+    ] = None,
+    depth: Annotated[
+        Optional[int], _opt("--depth", panel=ARCH, min=1, help="convnet: conv blocks. Default: 3.", show_default=False)
+    ] = None,
+    kernel: Annotated[
+        Optional[int], _opt("--kernel", panel=ARCH, min=1, help="convnet: kernel size. Default: 3.", show_default=False)
+    ] = None,
+    pool: Annotated[
+        Optional[Literal["max", "avg", "none"]],
+        _opt("--pool", panel=ARCH, help="convnet: pooling after each block. Default: max.", show_default=False),
+    ] = None,
+    batchnorm: Annotated[
+        Optional[bool],
+        _opt(
+            "--batchnorm/--no-batchnorm",
+            panel=ARCH,
+            help="convnet: BatchNorm after each conv. Default: no.",
+            show_default=False,
+        ),
+    ] = None,
+    activation: Annotated[
+        Literal["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "silu"],
+        _opt(
+            "--activation",
+            panel=ARCH,
+            help="Activation (sigmoid: the patent's). Built-in models start He-normal, Xavier-normal for sigmoid/tanh; a callable keeps its own init.",
+        ),
+    ] = "relu",
+    loss: Annotated[
+        Literal["ce", "mse"],
+        _opt("--loss", panel=ARCH, help="ce: cross-entropy; mse: the patent's E = 1/2 sum (softmax - one-hot)^2."),
+    ] = "ce",
+    data: Annotated[
+        Optional[Path],
+        _opt(
+            "--data",
+            panel=DATA,
+            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder. Default: built-in UCI digits.",
+            show_default=False,
+        ),
+    ] = None,
+    test_data: Annotated[
+        Optional[Path],
+        _opt(
+            "--test-data", panel=DATA, help="Separate test set (replaces one stored with --data).", show_default=False
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float,
+        _opt(
+            "--val-fraction",
+            panel=DATA,
+            min=0.0,
+            max=0.9,
+            help="Part of the training data held out for validation and early stopping.",
+        ),
+    ] = 0.1,
+    max_samples: Annotated[
+        Optional[int],
+        _opt(
+            "--max-samples",
+            panel=DATA,
+            min=1,
+            help="Use at most this many training samples (stratified).",
+            show_default=False,
+        ),
+    ] = None,
     s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = 20,
     s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = 10,
-    cycles: Annotated[int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")] = 3,
-    max_epochs: Annotated[Optional[int], _opt("--max-epochs", panel=SCHED, min=1, help="Cap on all epochs. Default: cycles*(s1+s2) + s1.", show_default=False)] = None,
-    patience: Annotated[int, _opt("--patience", panel=SCHED, min=1, help="After the cycles: stop after this many epochs without a better val accuracy.")] = 10,
+    cycles: Annotated[
+        int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")
+    ] = 3,
+    max_epochs: Annotated[
+        Optional[int],
+        _opt(
+            "--max-epochs",
+            panel=SCHED,
+            min=1,
+            help="Cap on all epochs. Default: cycles*(s1+s2) + s1.",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        int,
+        _opt(
+            "--patience",
+            panel=SCHED,
+            min=1,
+            help="After the cycles: stop after this many epochs without a better val accuracy.",
+        ),
+    ] = 10,
     ratio: RatioOpt = 0.3,
     threshold: ThresholdOpt = None,
     scope: ScopeOpt = "layer",
@@ -64,26 +173,113 @@ def train(
     exclude: ExcludeOpt = None,
     skip_first: SkipFirstOpt = True,
     reinit_scale: ReinitScaleOpt = 1.0,
-    optimizer: Annotated[Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")] = "sgd",
-    lr: Annotated[Optional[float], _opt("--lr", panel=OPT, min=0.0, help="Peak learning rate. Default: 0.01 sgd, 0.001 adam.", show_default=False)] = None,
+    optimizer: Annotated[
+        Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")
+    ] = "sgd",
+    lr: Annotated[
+        Optional[float],
+        _opt("--lr", panel=OPT, min=0.0, help="Peak learning rate. Default: 0.01 sgd, 0.001 adam.", show_default=False),
+    ] = None,
     momentum: Annotated[float, _opt("--momentum", panel=OPT, min=0.0, help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, _opt("--weight-decay", panel=OPT, min=0.0, help="L2 penalty.")] = 5e-4,
-    schedule: Annotated[Literal["cosine", "step", "none"], _opt("--schedule", panel=OPT, help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves the last re-introduced filters little lr to recover.")] = "none",
+    schedule: Annotated[
+        Literal["cosine", "step", "none"],
+        _opt(
+            "--schedule",
+            panel=OPT,
+            help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves the last re-introduced filters little lr to recover.",
+        ),
+    ] = "none",
     batch_size: Annotated[int, _opt("--batch-size", panel=OPT, min=1, help="Mini-batch size.")] = 64,
-    seed: Annotated[int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")] = 0,
-    threads: Annotated[Optional[int], _opt("--threads", panel=OPT, min=1, help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).", show_default=False)] = None,
-    deterministic: Annotated[bool, _opt("--deterministic", panel=OPT, help="Deterministic algorithms only (exactly repeatable, also across --resume).")] = False,
-    device: Annotated[str, _opt("--device", panel=HW, help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process its own).")] = "auto",
-    precision: Annotated[str, _opt("--precision", panel=HW, help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient scaler). auto: bf16 on a CUDA GPU that has it, else fp32.")] = "auto",
-    baseline: Annotated[bool, _opt("--baseline", panel=OUT, help="Also train a control with the same budget, seed and data order, dropping nothing; compare side by side.")] = False,
+    seed: Annotated[
+        int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")
+    ] = 0,
+    threads: Annotated[
+        Optional[int],
+        _opt(
+            "--threads",
+            panel=OPT,
+            min=1,
+            help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).",
+            show_default=False,
+        ),
+    ] = None,
+    deterministic: Annotated[
+        bool,
+        _opt(
+            "--deterministic",
+            panel=OPT,
+            help="Deterministic algorithms only (exactly repeatable, also across --resume).",
+        ),
+    ] = False,
+    device: Annotated[
+        str,
+        _opt(
+            "--device",
+            panel=HW,
+            help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process its own).",
+        ),
+    ] = "auto",
+    precision: Annotated[
+        str,
+        _opt(
+            "--precision",
+            panel=HW,
+            help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient scaler). auto: bf16 on a CUDA GPU that has it, else fp32.",
+        ),
+    ] = "auto",
+    baseline: Annotated[
+        bool,
+        _opt(
+            "--baseline",
+            panel=OUT,
+            help="Also train a control with the same budget, seed and data order, dropping nothing; compare side by side.",
+        ),
+    ] = False,
     output: OutOpt = None,
     force: ForceOpt = False,
-    save_cycles: Annotated[bool, _opt("--save-cycles", panel=OUT, help="Also write OUT.cycle<k>.pt after each re-introduction.")] = False,
-    metrics: Annotated[Optional[Path], _opt("--metrics", panel=OUT, help="Write one JSON line per epoch to this file.", show_default=False)] = None,
-    plot: Annotated[Optional[Path], _opt("--plot", panel=OUT, help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').", show_default=False)] = None,
-    config: Annotated[Optional[Path], _opt("--config", panel=OUT, help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50); command-line flags win.", show_default=False)] = None,
-    state_every: Annotated[float, _opt("--state-every", panel=OUT, min=0.0, help="Seconds between saves of the training state for --resume (at the end of an epoch; 0: every epoch).")] = STATE_EVERY,
-    resume: Annotated[bool, _opt("--resume", panel=OUT, help="Continue the interrupted run that writes -o OUT (from OUT.state, with its saved options).")] = False,
+    save_cycles: Annotated[
+        bool, _opt("--save-cycles", panel=OUT, help="Also write OUT.cycle<k>.pt after each re-introduction.")
+    ] = False,
+    metrics: Annotated[
+        Optional[Path],
+        _opt("--metrics", panel=OUT, help="Write one JSON line per epoch to this file.", show_default=False),
+    ] = None,
+    plot: Annotated[
+        Optional[Path],
+        _opt(
+            "--plot",
+            panel=OUT,
+            help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        _opt(
+            "--config",
+            panel=OUT,
+            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50); command-line flags win.",
+            show_default=False,
+        ),
+    ] = None,
+    state_every: Annotated[
+        float,
+        _opt(
+            "--state-every",
+            panel=OUT,
+            min=0.0,
+            help="Seconds between saves of the training state for --resume (at the end of an epoch; 0: every epoch).",
+        ),
+    ] = STATE_EVERY,
+    resume: Annotated[
+        bool,
+        _opt(
+            "--resume",
+            panel=OUT,
+            help="Continue the interrupted run that writes -o OUT (from OUT.state, with its saved options).",
+        ),
+    ] = False,
     key: KeyOpt = None,
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
@@ -101,7 +297,10 @@ def train(
     except KeyboardInterrupt:
         if state_path(run.output).exists():
             fail(f"interrupted; continue with: orthocli train -o {run.output} --resume", EXIT_INTERRUPTED)
-        fail(f"interrupted before the first state was saved (every {opts['state_every']:g} s); nothing to resume", EXIT_INTERRUPTED)
+        fail(
+            f"interrupted before the first state was saved (every {opts['state_every']:g} s); nothing to resume",
+            EXIT_INTERRUPTED,
+        )
     doc = run.close()
     if doc is None:  # not rank 0
         return
@@ -122,7 +321,9 @@ def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
         try:
             import tomli as tomllib
         except ImportError:
-            raise UsageError("--config needs Python 3.11, or the tomli package on Python 3.10: pip install tomli") from None
+            raise UsageError(
+                "--config needs Python 3.11, or the tomli package on Python 3.10: pip install tomli"
+            ) from None
     try:
         from click.core import ParameterSource
     except ImportError:  # typer >= 0.24 carries its own copy of click
@@ -180,13 +381,17 @@ class _Progress:
         if not self.quiet:
             log(text)
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if not self.quiet and self.console.is_terminal and not os.environ.get("NO_COLOR"):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(), console=self.console,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                console=self.console,
             )
             self.bar.__enter__()
         return self
@@ -205,7 +410,9 @@ class _Progress:
         where = self.PHASES.get(e["phase"], e["phase"]) + (f" {e['cycle']}" if e["cycle"] else "")
         label = "RePr" if role == "repr" else "baseline"
         stats = f"loss {e['loss']:.4f}  acc {_pct(e['train_acc'])}  val {_pct(e['val_acc'])}"
-        self.bar.update(self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats)
+        self.bar.update(
+            self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats
+        )
 
     def cycle(self, role: str, c: dict) -> None:
         if self.quiet:
@@ -234,8 +441,21 @@ def _render(doc: dict) -> None:
         short = _short_names([n for c in doc["cycles"] for n in c["dropped"]])
         for c in doc["cycles"]:
             per_layer = " ".join(f"{short[n]}:{k}" for n, k in c["dropped"].items()) or "-"
-            fallbacks = ", ".join(f"{short.get(n, n)}: {v['kept_only']} kept-only, {v['random']} random" for n, v in c["fallbacks"].items()) or "none"
-            table.add_row(str(c["cycle"]), _pct(c["val_before_drop"]), _pct(c["val_after_subnet"]), _pct(c["val_after_reinit"]), per_layer, fallbacks)
+            fallbacks = (
+                ", ".join(
+                    f"{short.get(n, n)}: {v['kept_only']} kept-only, {v['random']} random"
+                    for n, v in c["fallbacks"].items()
+                )
+                or "none"
+            )
+            table.add_row(
+                str(c["cycle"]),
+                _pct(c["val_before_drop"]),
+                _pct(c["val_after_subnet"]),
+                _pct(c["val_after_reinit"]),
+                per_layer,
+                fallbacks,
+            )
         out.print(table)
     runs = [("RePr", doc)] + ([("baseline", doc["baseline"])] if "baseline" in doc else [])
     table = Table(title="Result" + (" (same budget, seed and data order)" if len(runs) > 1 else ""))
@@ -249,7 +469,11 @@ def _render(doc: dict) -> None:
         if k not in doc:
             continue
         values = [r.get(k) for _, r in runs]
-        diff = [f"{100 * (values[0] - values[1]):+.1f} pts"] if len(runs) > 1 and None not in values else ([] if len(runs) == 1 else ["-"])
+        diff = (
+            [f"{100 * (values[0] - values[1]):+.1f} pts"]
+            if len(runs) > 1 and None not in values
+            else ([] if len(runs) == 1 else ["-"])
+        )
         table.add_row(label, *map(_pct, values), *diff)
     table.add_row("epochs", *(str(r["epochs"]) for _, r in runs), *([""] if len(runs) > 1 else []))
     table.add_row("output", *(r["output"] for _, r in runs), *([""] if len(runs) > 1 else []))
