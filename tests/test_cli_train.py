@@ -130,6 +130,20 @@ def test_options_from_toml_and_flags_win(run_cli, tmp_path):
     assert doc["epochs"] == 2
 
 
+def test_toml_applies_with_click_installed_next_to_typer(run_cli, tmp_path):
+    """Typer >= 0.24 carries its own click; an installed click (the test extra has one, as have most
+    environments) once made every option look given on the command line, so the TOML was ignored."""
+    import click  # noqa: F401  (importable and imported, as in an environment with huggingface_hub or flask)
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("cycles = 0\nmax_epochs = 1\nbatch_size = 16\nseed = 3\nwidth = 5\nmax_samples = 60\n")
+    result = run_cli("train", "--config", cfg, "--seed", "4", "--json", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 0, result.stderr
+    c = json.loads(result.stdout)["config"]
+    assert (c["cycles"], c["max_epochs"], c["batch_size"], c["width"], c["max_samples"]) == (0, 1, 16, 5, 60)
+    assert c["seed"] == 4  # the flag wins
+
+
 @pytest.mark.parametrize("text", ["cylces = 2\n", 'optimizer = "rmsprop"\n', "s1 = [\n"])
 def test_bad_toml_is_a_usage_error(run_cli, tmp_path, text):
     cfg = tmp_path / "run.toml"
@@ -190,7 +204,7 @@ def test_pruned_checkpoint_trains_the_sub_network(train_json, tmp_path):
     assert doc["epochs"] == 2 and doc["cycles"] == []
     out = ckpt_io.load(tmp_path / "s.pt")
     assert set(out.extras["prune"]["layers"]) == set(record["layers"])  # `orthocli reinit` can follow
-    for name, layer in record["layers"].items():
+    for layer in record["layers"].values():
         key = layer["key"]
         idx = layer["dropped"]
         assert torch.equal(out.state_dict[key][idx], pruned[key][idx])  # frozen

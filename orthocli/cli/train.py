@@ -325,11 +325,6 @@ def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
                 "--config needs Python 3.11, or the tomli package on Python 3.10: pip install tomli"
             ) from None
     try:
-        from click.core import ParameterSource
-    except ImportError:  # typer >= 0.24 carries its own copy of click
-        from typer._click.core import ParameterSource
-
-    try:
         table = tomllib.loads(path.read_text())
     except OSError as e:
         raise UsageError(f"--config {path}: cannot read it ({e.strerror or e})") from None
@@ -342,13 +337,20 @@ def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
         if name not in params or name == "config":
             known = ", ".join(sorted(n for n in params if n != "config"))
             raise UsageError(f"--config {path}: unknown option '{raw}'; the options are: {known}")
-        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
-            continue  # given on the command line: the flag wins
+        if _given(ctx, name):
+            continue  # given on the command line (or in the environment): the flag wins
         try:
             out[name] = params[name].process_value(ctx, value)
         except Exception as e:  # the parser's own check of the value (choices, ranges, types)
             raise UsageError(f"--config {path}: bad value for '{raw}': {getattr(e, 'message', e)}") from None
     return out
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name`. Compared by the source's name, never by importing click's
+    enum: Typer >= 0.24 carries its own copy of click, and an installed click's enum never equals it."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _pct(v: float | None) -> str:
