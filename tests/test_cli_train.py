@@ -12,8 +12,8 @@ import torch
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import train as train_cli
+from orthocli.experiment import DataOptions, Experiment, HardwareOptions, ModelOptions, OutputOptions
 from orthocli.models import build_model
-from orthocli.run import TrainRun
 from orthocli.training import TrainConfig
 
 # A tiny, fast run: 120 digits, 4 filters per layer, 1 + 1 epochs per cycle.
@@ -158,21 +158,21 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, 
     full = run_cli("train", *args, tmp_path / "full.jsonl", "-o", tmp_path / "full.pt", "--json")
     assert full.exit_code == 0, full.stderr
 
-    real = TrainRun.on_event
+    real = Experiment.on_event
 
     def interrupt(self, role, event, arch):
         real(self, role, event, arch)
         if role == "baseline" and event["kind"] == "epoch" and event["epoch"] == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(TrainRun, "on_event", interrupt)
+    monkeypatch.setattr(Experiment, "on_event", interrupt)
     out = tmp_path / "run.pt"
     first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out, "--state-every", "0")
     assert first.exit_code == 130 and f"orthocli train -o {out} --resume" in first.stderr
     assert (tmp_path / "run.pt.state").exists() and (tmp_path / "run.baseline.pt.state").exists()
     assert not (tmp_path / "run.baseline.pt").exists()
 
-    monkeypatch.setattr(TrainRun, "on_event", real)
+    monkeypatch.setattr(Experiment, "on_event", real)
     again = run_cli("train", "-o", out, "--resume", "--json")
     assert again.exit_code == 0, again.stderr
     for name in ("", ".baseline"):
@@ -280,16 +280,19 @@ def test_plot_without_matplotlib_is_a_clear_error(run_cli, tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_defaults_are_the_train_config_defaults():
+def test_cli_defaults_are_the_typed_options_defaults():
+    import dataclasses
     import inspect
 
     params = inspect.signature(train_cli.train.__wrapped__).parameters
-    defaults = TrainConfig()
-    for name in TrainConfig.__dataclass_fields__:
+    for name, default in TrainConfig().to_dict().items():  # by option name: --schedule is lr_schedule
         if name in ("layers", "exclude"):
-            assert params[name].default is None and getattr(defaults, name) == []
+            assert params[name].default is None and default == []
         else:
-            assert params[name].default == getattr(defaults, name), name
+            assert params[name].default == default, name
+    for options in (ModelOptions, DataOptions, OutputOptions, HardwareOptions):
+        for f in dataclasses.fields(options):
+            assert params[f.name].default == f.default, f.name
 
 
 def test_help_does_not_import_torch():

@@ -1,4 +1,5 @@
-"""`orthocli train`: parses the options (and --config TOML), hands them to `orthocli.run.TrainRun`
+"""`orthocli train`: parses the options (and --config TOML) into the typed options of
+`orthocli.experiment` and `orthocli.training.TrainConfig`, hands them to `experiment.Experiment`
 (which builds the model and data, trains and writes the files), and renders progress and the
 summary. Training itself is `orthocli.training`."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
@@ -28,7 +29,10 @@ from orthocli.cli.common import (
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
 from orthocli.errors import EXIT_INTERRUPTED, UsageError
-from orthocli.run import STATE_EVERY
+from orthocli.experiment import STATE_EVERY
+
+if TYPE_CHECKING:
+    from orthocli.training import TrainConfig
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/digits.pt --plot runs/digits.png\n\n"
@@ -285,26 +289,90 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train with the RePr schedule: train, drop redundant filters, train the sub-network, re-introduce them orthogonally, repeat."""
-    opts = {k: v for k, v in locals().items() if k != "ctx"}
-    if config is not None:
-        opts = _with_toml(ctx, opts, config)
-    from orthocli.run import TrainRun, state_path
+    if config is not None:  # once more, with the file's values for the options not given on the command line
+        return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
+    from orthocli.experiment import (
+        DataOptions,
+        Experiment,
+        HardwareOptions,
+        ModelOptions,
+        OutputOptions,
+        Reporter,
+        state_path,
+    )
+    from orthocli.training import TrainConfig
 
-    reporter = _Progress()
-    run = TrainRun.resumed(opts, reporter) if opts["resume"] else TrainRun.fresh(opts, reporter)
+    reporter: Reporter = _Progress()
+    hardware = HardwareOptions(device=device, precision=precision, threads=threads)
+    if resume:
+        run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
+    else:
+        cfg = TrainConfig(
+            s1=s1,
+            s2=s2,
+            cycles=cycles,
+            max_epochs=max_epochs,
+            patience=patience,
+            ratio=ratio,
+            threshold=threshold,
+            scope=scope,
+            min_keep=min_keep,
+            layers=list(layers or []),
+            exclude=list(exclude or []),
+            skip_first=skip_first,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=schedule,
+            batch_size=batch_size,
+            loss=loss,
+            seed=seed,
+            deterministic=deterministic,
+            val_fraction=val_fraction,
+            baseline=baseline,
+            reinit_scale=reinit_scale,
+        )
+        run = Experiment.fresh(
+            cfg,
+            model=ModelOptions(
+                checkpoint=_path(checkpoint),
+                key=key,
+                trust=trust,
+                arch=arch,
+                width=width,
+                depth=depth,
+                kernel=kernel,
+                pool=pool,
+                batchnorm=batchnorm,
+                activation=activation,
+            ),
+            data=DataOptions(data=_path(data), test_data=_path(test_data), max_samples=max_samples),
+            outputs=OutputOptions(
+                output=_path(output),
+                baseline=baseline,
+                save_cycles=save_cycles,
+                metrics=_path(metrics),
+                plot=_path(plot),
+            ),
+            hardware=hardware,
+            force=force,
+            state_every=state_every,
+            reporter=reporter,
+        )
     try:
         run.train_all()
     except KeyboardInterrupt:
         if state_path(run.output).exists():
             fail(f"interrupted; continue with: orthocli train -o {run.output} --resume", EXIT_INTERRUPTED)
         fail(
-            f"interrupted before the first state was saved (every {opts['state_every']:g} s); nothing to resume",
+            f"interrupted before the first state was saved (every {state_every:g} s); nothing to resume",
             EXIT_INTERRUPTED,
         )
     doc = run.close()
     if doc is None:  # not rank 0
         return
-    if opts["json_out"]:
+    if json_out:
         print_json(doc)
     else:
         _render(doc)
@@ -314,7 +382,14 @@ def train(
 # Options from TOML
 
 
-def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:
+    """The values the file at `path` gives for options not given on the command line, by parameter
+    name, checked by the options' own parsers; UsageError for an unreadable file, an unknown key or
+    a bad value."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -331,7 +406,7 @@ def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"--config {path}: not valid TOML ({e})") from None
     params = {p.name: p for p in ctx.command.params}
-    out = dict(opts)
+    out = {}
     for raw, value in table.items():
         name = {"json": "json_out"}.get(raw.replace("-", "_"), raw.replace("-", "_"))
         if name not in params or name == "config":
@@ -369,7 +444,8 @@ def _cycle_line(role: str, c: dict) -> str:
 
 
 class _Progress:
-    """Rich progress bar on stderr when it is a terminal (and NO_COLOR unset); otherwise one line per cycle and run."""
+    """The `experiment.Reporter` of the CLI: a Rich progress bar on stderr when it is a terminal (and NO_COLOR
+    unset); otherwise one line per cycle and run."""
 
     PHASES = {"standard": "standard", "subnet": "sub-net", "final": "final"}
 
@@ -402,11 +478,12 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def start(self, role: str, cfg) -> None:
+    def start(self, role: str, cfg: TrainConfig) -> None:
         if self.bar is not None:
             self.tasks[role] = self.bar.add_task(role, total=cfg.total_epochs, stats="")
 
-    def update(self, role: str, e: dict) -> None:
+    def update(self, role: str, event: dict) -> None:
+        e = event
         if self.bar is None:
             return
         where = self.PHASES.get(e["phase"], e["phase"]) + (f" {e['cycle']}" if e["cycle"] else "")
@@ -416,10 +493,10 @@ class _Progress:
             self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats
         )
 
-    def cycle(self, role: str, c: dict) -> None:
+    def cycle(self, role: str, entry: dict) -> None:
         if self.quiet:
             return
-        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, c), markup=False)
+        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, entry), markup=False)
 
 
 def _short_names(names: list[str]) -> dict[str, str]:
