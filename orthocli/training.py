@@ -367,7 +367,7 @@ class LoopState:
     def from_dict(cls, doc: dict) -> LoopState:
         names = {f.name for f in fields(cls)}
         if set(doc) != names:
-            raise CheckpointError(f"the state file's progress has keys {sorted(doc)}; expected {sorted(names)}")
+            raise ValueError(f"its progress has keys {sorted(doc)}; expected {sorted(names)}")
         best = doc["best"]
         return cls(**{**doc, "best": None if best is None else Best(**best)})
 
@@ -677,7 +677,7 @@ def read_state(path: str | Path) -> SavedState:
         config = TrainConfig.from_dict(extras["config"])
         loop = LoopState.from_dict(extras["train"])
         return SavedState(config, extras["meta"], loop, ckpt.state_dict, extras["optimizer"], extras["rng"])
-    except (KeyError, TypeError, UsageError) as e:
+    except (KeyError, TypeError, ValueError, UsageError) as e:
         raise CheckpointError(f"{p}: a damaged training state file ({e}); start the run over with --force") from None
 
 

@@ -380,3 +380,52 @@ def test_a_trusted_pickled_module_trains_only_with_trust(run_cli, tmp_path):
     assert set(torch.load(tmp_path / "w.pt", weights_only=True)["state_dict"]) == set(
         ConvNet(1, 10, [8, 8], width=8).state_dict()
     )
+
+
+def test_run_meta_round_trips_and_a_damaged_one_is_named(tmp_path):
+    from pathlib import Path
+
+    from orthocli.errors import CheckpointError
+    from orthocli.experiment import RunMeta
+
+    meta = RunMeta(
+        model=ModelOptions(checkpoint=Path("a.pt"), arch="convnet", width=4, batchnorm=True, activation="tanh"),
+        data=DataOptions(data=Path("d.npz"), max_samples=50),
+        outputs=OutputOptions(output=Path("m.pt"), baseline=True, metrics=Path("m.jsonl")),
+        hardware=HardwareOptions(device="cpu", threads=2),
+        role="baseline",
+    )
+    doc = meta.to_dict()
+    assert json.loads(json.dumps(doc)) == doc  # plain values only
+    assert RunMeta.from_dict(doc, tmp_path / "s") == meta
+    with pytest.raises(CheckpointError, match="s.state: the saved options are damaged.*arch_options"):
+        RunMeta.from_dict({k: v for k, v in doc.items() if k != "arch_options"}, tmp_path / "s.state")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.update(state_version=99), "a training state of version 99"),
+        (lambda p: p["meta"].pop("output"), "the saved options are damaged"),
+        (lambda p: p["train"].pop("best"), "a damaged training state file"),
+    ],
+)
+def test_resume_from_a_damaged_state_file(run_cli, tmp_path, monkeypatch, damage, message):
+    real = Experiment.on_event
+
+    def interrupt(self, role, event, arch):
+        real(self, role, event, arch)
+        if event["kind"] == "epoch" and event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Experiment, "on_event", interrupt)
+    out = tmp_path / "m.pt"
+    assert run_cli("train", *TINY, "-o", out, "--state-every", "0").exit_code == 130
+    state = tmp_path / "m.pt.state"
+    payload = torch.load(state, weights_only=True)
+    damage(payload)
+    torch.save(payload, state)
+    monkeypatch.setattr(Experiment, "on_event", real)
+    result = run_cli("train", "-o", out, "--resume")
+    assert result.exit_code == 4 and message in result.stderr, result.stderr
+    assert not out.exists()
