@@ -429,3 +429,32 @@ def test_resume_from_a_damaged_state_file(run_cli, tmp_path, monkeypatch, damage
     result = run_cli("train", "-o", out, "--resume")
     assert result.exit_code == 4 and message in result.stderr, result.stderr
     assert not out.exists()
+
+
+def test_help_groups_the_options_in_panels_and_flags_show_no_type(run_cli):
+    import re
+
+    result = run_cli("train", "--help")
+    assert result.exit_code == 0
+    panels: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        title = re.match(r"╭─ (.+?) ─", line)
+        if title:
+            current = panels.setdefault(title.group(1), [])
+        elif option := re.match(r"│ (--[\w-]+)", line):
+            current.append(option.group(1))
+    expected = {
+        "Schedule": ["--s1", "--s2", "--cycles", "--max-epochs", "--patience"],
+        "Which filters drop": ["--ratio", "--threshold", "--scope", "--min-keep", "--layers", "--exclude"],
+        "Model": ["--arch", "--width", "--activation", "--loss", "--key", "--trust"],
+        "Data": ["--data", "--test-data", "--val-fraction", "--max-samples"],
+        "Optimisation": ["--optimizer", "--lr", "--schedule", "--batch-size", "--seed", "--deterministic"],
+        "Hardware": ["--device", "--precision", "--threads"],
+        "Output": ["--output", "--force", "--baseline", "--metrics", "--config", "--resume", "--json"],
+    }
+    assert [p for p in panels if p in expected] == list(expected)  # in this order
+    for panel, options in expected.items():
+        assert set(options) <= set(panels[panel]), panel
+    assert sum(map(len, panels.values())) >= 40 and panels["Options"] == ["--help"]
+    assert "<bool>" not in result.stdout
+    assert re.search(r"--force\s+-f\s+Overwrite", result.stdout)  # a flag: no type between name and help

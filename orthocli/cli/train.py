@@ -22,6 +22,7 @@ from orthocli.cli.common import (
     TrustOpt,
     command,
     fail,
+    in_panel,
     log,
     print_json,
     stderr,
@@ -38,12 +39,29 @@ EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/digits.pt --plot runs/digits.png\n\n"
     "Continue an interrupted run: orthocli train -o runs/digits.pt --resume"
 )
+# Help panels, in this order (Typer orders them by their first option in the signature)
+SCHED = "Schedule"
+DROP = "Which filters drop"
 ARCH = "Model"
 DATA = "Data"
-SCHED = "Schedule"
 OPT = "Optimisation"
-OUT = "Outputs"
 HW = "Hardware"
+OUT = "Output"
+
+# The shared options, in this command's panels
+DropRatio = in_panel(RatioOpt, DROP)
+DropThreshold = in_panel(ThresholdOpt, DROP)
+DropScope = in_panel(ScopeOpt, DROP)
+DropMinKeep = in_panel(MinKeepOpt, DROP)
+DropLayers = in_panel(LayersOpt, DROP)
+DropExclude = in_panel(ExcludeOpt, DROP)
+DropSkipFirst = in_panel(SkipFirstOpt, DROP)
+DropReinitScale = in_panel(ReinitScaleOpt, DROP)
+ModelKey = in_panel(KeyOpt, ARCH)
+ModelTrust = in_panel(TrustOpt, ARCH)
+Output = in_panel(OutOpt, OUT)
+OutputForce = in_panel(ForceOpt, OUT)
+OutputJson = in_panel(JsonOpt, OUT)
 
 
 def _opt(*names: str, panel: str, **kw: Any) -> Any:
@@ -56,16 +74,53 @@ def train(
     checkpoint: Annotated[
         Optional[Path],
         typer.Argument(
-            help="Start from this checkpoint (any orthocli checkpoint; a pruned one trains its sub-network for --s2 epochs). Default: a new model.",
+            help="Start from this checkpoint (any orthocli checkpoint; a pruned one trains its sub-network for --s2"
+            " epochs). Default: a new model.",
             show_default=False,
         ),
     ] = None,
+    # -- schedule
+    s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = 20,
+    s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = 10,
+    cycles: Annotated[
+        int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")
+    ] = 3,
+    max_epochs: Annotated[
+        Optional[int],
+        _opt(
+            "--max-epochs",
+            panel=SCHED,
+            min=1,
+            help="Cap on all epochs. Default: cycles*(s1+s2) + s1.",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        int,
+        _opt(
+            "--patience",
+            panel=SCHED,
+            min=1,
+            help="After the cycles: stop after this many epochs without a better val accuracy.",
+        ),
+    ] = 10,
+    # -- which filters drop (and how they come back)
+    ratio: DropRatio = 0.3,
+    threshold: DropThreshold = None,
+    scope: DropScope = "layer",
+    min_keep: DropMinKeep = 1,
+    layers: DropLayers = None,
+    exclude: DropExclude = None,
+    skip_first: DropSkipFirst = True,
+    reinit_scale: DropReinitScale = 1.0,
+    # -- model
     arch: Annotated[
         Optional[str],
         _opt(
             "--arch",
             panel=ARCH,
-            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape and the options below it accepts). Default: convnet.",
+            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape"
+            " and the options below it accepts). Default: convnet.",
             show_default=False,
         ),
     ] = None,
@@ -103,19 +158,24 @@ def train(
         _opt(
             "--activation",
             panel=ARCH,
-            help="Activation (sigmoid: the patent's). Built-in models start He-normal, Xavier-normal for sigmoid/tanh; a callable keeps its own init.",
+            help="Activation (sigmoid: the patent's). Built-in models start He-normal, Xavier-normal for"
+            " sigmoid/tanh; a callable keeps its own init.",
         ),
     ] = "relu",
     loss: Annotated[
         Literal["ce", "mse"],
         _opt("--loss", panel=ARCH, help="ce: cross-entropy; mse: the patent's E = 1/2 sum (softmax - one-hot)^2."),
     ] = "ce",
+    key: ModelKey = None,
+    trust: ModelTrust = False,
+    # -- data
     data: Annotated[
         Optional[Path],
         _opt(
             "--data",
             panel=DATA,
-            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder. Default: built-in UCI digits.",
+            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder."
+            " Default: built-in UCI digits.",
             show_default=False,
         ),
     ] = None,
@@ -145,38 +205,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = 20,
-    s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = 10,
-    cycles: Annotated[
-        int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")
-    ] = 3,
-    max_epochs: Annotated[
-        Optional[int],
-        _opt(
-            "--max-epochs",
-            panel=SCHED,
-            min=1,
-            help="Cap on all epochs. Default: cycles*(s1+s2) + s1.",
-            show_default=False,
-        ),
-    ] = None,
-    patience: Annotated[
-        int,
-        _opt(
-            "--patience",
-            panel=SCHED,
-            min=1,
-            help="After the cycles: stop after this many epochs without a better val accuracy.",
-        ),
-    ] = 10,
-    ratio: RatioOpt = 0.3,
-    threshold: ThresholdOpt = None,
-    scope: ScopeOpt = "layer",
-    min_keep: MinKeepOpt = 1,
-    layers: LayersOpt = None,
-    exclude: ExcludeOpt = None,
-    skip_first: SkipFirstOpt = True,
-    reinit_scale: ReinitScaleOpt = 1.0,
+    # -- optimisation
     optimizer: Annotated[
         Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")
     ] = "sgd",
@@ -191,23 +220,14 @@ def train(
         _opt(
             "--schedule",
             panel=OPT,
-            help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves the last re-introduced filters little lr to recover.",
+            help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves"
+            " the last re-introduced filters little lr to recover.",
         ),
     ] = "none",
     batch_size: Annotated[int, _opt("--batch-size", panel=OPT, min=1, help="Mini-batch size.")] = 64,
     seed: Annotated[
         int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")
     ] = 0,
-    threads: Annotated[
-        Optional[int],
-        _opt(
-            "--threads",
-            panel=OPT,
-            min=1,
-            help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).",
-            show_default=False,
-        ),
-    ] = None,
     deterministic: Annotated[
         bool,
         _opt(
@@ -216,12 +236,14 @@ def train(
             help="Deterministic algorithms only (exactly repeatable, also across --resume).",
         ),
     ] = False,
+    # -- hardware
     device: Annotated[
         str,
         _opt(
             "--device",
             panel=HW,
-            help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process its own).",
+            help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process"
+            " its own).",
         ),
     ] = "auto",
     precision: Annotated[
@@ -229,19 +251,32 @@ def train(
         _opt(
             "--precision",
             panel=HW,
-            help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient scaler). auto: bf16 on a CUDA GPU that has it, else fp32.",
+            help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient"
+            " scaler). auto: bf16 on a CUDA GPU that has it, else fp32.",
         ),
     ] = "auto",
+    threads: Annotated[
+        Optional[int],
+        _opt(
+            "--threads",
+            panel=HW,
+            min=1,
+            help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).",
+            show_default=False,
+        ),
+    ] = None,
+    # -- output
+    output: Output = None,
+    force: OutputForce = False,
     baseline: Annotated[
         bool,
         _opt(
             "--baseline",
             panel=OUT,
-            help="Also train a control with the same budget, seed and data order, dropping nothing; compare side by side.",
+            help="Also train a control with the same budget, seed and data order, dropping nothing; compare side"
+            " by side.",
         ),
     ] = False,
-    output: OutOpt = None,
-    force: ForceOpt = False,
     save_cycles: Annotated[
         bool, _opt("--save-cycles", panel=OUT, help="Also write OUT.cycle<k>.pt after each re-introduction.")
     ] = False,
@@ -263,7 +298,8 @@ def train(
         _opt(
             "--config",
             panel=OUT,
-            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50); command-line flags win.",
+            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50);"
+            " command-line flags win.",
             show_default=False,
         ),
     ] = None,
@@ -284,11 +320,10 @@ def train(
             help="Continue the interrupted run that writes -o OUT (from OUT.state, with its saved options).",
         ),
     ] = False,
-    key: KeyOpt = None,
-    trust: TrustOpt = False,
-    json_out: JsonOpt = False,
+    json_out: OutputJson = False,
 ) -> None:
-    """Train with the RePr schedule: train, drop redundant filters, train the sub-network, re-introduce them orthogonally, repeat."""
+    """Train with the RePr schedule: train, drop redundant filters, train the sub-network, re-introduce them
+    orthogonally, repeat."""
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
     from orthocli.experiment import (
