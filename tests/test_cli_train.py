@@ -178,7 +178,10 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, 
     for name in ("", ".baseline"):
         a, b = ckpt_io.load(tmp_path / f"full{name}.pt"), ckpt_io.load(tmp_path / f"run{name}.pt")
         assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-    strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in text.splitlines()]  # noqa: E731
+
+    def strip(text):
+        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in text.splitlines()]
+
     assert strip((tmp_path / "run.jsonl").read_text()) == strip((tmp_path / "full.jsonl").read_text())
     assert not list(tmp_path.glob("*.state"))
 
@@ -296,7 +299,10 @@ def test_cli_defaults_are_the_typed_options_defaults():
 
 
 def test_help_does_not_import_torch():
-    code = "import sys\nfrom orthocli.cli import app\ntry:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys\nfrom orthocli.cli import app\ntry:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().endswith("False"), out.stderr
 
@@ -305,7 +311,8 @@ def test_user_architecture_by_import_path(train_json, tmp_path, monkeypatch):
     (tmp_path / "my_models.py").write_text(
         "from torch import nn\n\n"
         "def small(in_channels, num_classes, input_shape, width=5):\n"
-        "    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),\n"
+        "                         nn.Conv2d(width, width, 3, padding=1),\n"
         "                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))

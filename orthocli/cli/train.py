@@ -470,7 +470,10 @@ def _pct(v: float | None) -> str:
 def _cycle_line(role: str, c: dict) -> str:
     label = "baseline" if role == "baseline" else "RePr"
     dropped = sum(c["dropped"].values())
-    text = f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
+    text = (
+        f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop"
+        f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
+    )
     if dropped:
         text += f"; {dropped} filters dropped and re-introduced"
     if c["fallbacks"]:
