@@ -136,11 +136,14 @@ def test_toml_applies_with_click_installed_next_to_typer(run_cli, tmp_path):
     import click  # noqa: F401  (importable and imported, as in an environment with huggingface_hub or flask)
 
     cfg = tmp_path / "run.toml"
-    cfg.write_text("cycles = 0\nmax_epochs = 1\nbatch_size = 16\nseed = 3\nwidth = 5\nmax_samples = 60\n")
+    cfg.write_text(
+        'cycles = 0\nmax_epochs = 1\nbatch_size = 16\nseed = 3\nwidth = 5\nmax_samples = 60\nschedule = "step"\n'
+    )
     result = run_cli("train", "--config", cfg, "--seed", "4", "--json", "-o", tmp_path / "m.pt")
     assert result.exit_code == 0, result.stderr
     c = json.loads(result.stdout)["config"]
     assert (c["cycles"], c["max_epochs"], c["batch_size"], c["width"], c["max_samples"]) == (0, 1, 16, 5, 60)
+    assert c["schedule"] == "step" and json.loads(result.stdout)["epochs"] == 1
     assert c["seed"] == 4  # the flag wins
 
 
