@@ -87,6 +87,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # part of the training data held out for validation (0: no early stopping)
     baseline: bool = False  # the control: same schedule and budget, nothing dropped
     reinit_scale: float = 1.0  # norm of a re-introduced filter, as a multiple of the layer's mean kept-filter norm
+    # What the next layer does with a re-introduced channel: "keep" its weights (the paper) or "zero"
+    # them, so the network's output is unchanged at re-introduction (see subnet.reintroduce).
+    reinit_fan_out: str = "keep"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -105,6 +108,10 @@ class TrainConfig:
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
+        need(
+            self.reinit_fan_out in ("keep", "zero"),
+            f"--reinit-fan-out must be 'keep' or 'zero', got '{self.reinit_fan_out}'",
+        )
         need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")
         self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
         self.drop_rule()  # validates ratio / threshold / scope / min_keep
@@ -474,9 +481,7 @@ def _train(
         if phase.reinit_after:  # re-introduce the dropped filters; back to the plain model
             s.pending["val_after_subnet"] = val_acc
             if s.record is not None:
-                _reintroduce(
-                    model, optimizer, s.record, s.pending, sub_seed(cfg.seed, 2, phase.cycle), rt, cfg.reinit_scale
-                )
+                _reintroduce(model, optimizer, s.record, s.pending, sub_seed(cfg.seed, 2, phase.cycle), rt, cfg)
                 s.record, net, freezer = None, model, None
             s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
             s.cycles.append(_cycle_entry(s.pending))
@@ -567,13 +572,14 @@ def _train_epoch(
 
 
 def _reintroduce(
-    model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, scale: float
+    model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, cfg: TrainConfig
 ) -> None:
     state = model.state_dict()
-    report = reintroduce(state, record, torch.Generator().manual_seed(seed), scale)
+    generator = torch.Generator().manual_seed(seed)
+    report = reintroduce(state, record, generator, cfg.reinit_scale, cfg.reinit_fan_out)
     if rt.distributed:  # the new values are rank 0's on every rank
         broadcast_tensors(rt, [state[ch["key"]] for layer in record["layers"].values() for ch in layer["channels"]])
-    reset_optimizer_rows(optimizer, model, record)
+    reset_optimizer_rows(optimizer, model, record, fan_out=cfg.reinit_fan_out == "zero")
     pending["dropped"] = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
     pending["reintroduced"] = report
     pending["fallbacks"] = {
