@@ -59,7 +59,8 @@ _ARCH_OPTIONS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 class DataOptions:
     """Where the samples come from (the validation split is `TrainConfig.val_fraction`)."""
 
-    data: Path | None = None  # training data; None: the built-in UCI digits
+    data: Path | None = None  # training data from a file or folder; None: the built-in set `builtin`
+    builtin: str | None = None  # a built-in set by name (data.BUILTIN_SETS); None with no `data`: the default
     test_data: Path | None = None  # a separate test set
     max_samples: int | None = None  # use at most this many training samples (stratified)
 
@@ -111,6 +112,7 @@ class RunMeta:
             "arch_name": m.arch,
             "arch_options": {k: getattr(m, k) for k in _ARCH_OPTIONS},
             "data": path(d.data),
+            "builtin": d.builtin,
             "test_data": path(d.test_data),
             "max_samples": d.max_samples,
             "threads": h.threads,
@@ -140,7 +142,13 @@ class RunMeta:
                     arch=doc["arch_name"],
                     **{**arch_options, "activation": arch_options.get("activation") or "relu"},
                 ),
-                data=DataOptions(path(doc["data"]), path(doc["test_data"]), doc["max_samples"]),
+                # state files from before named sets had no "builtin": no data was the built-in digits
+                data=DataOptions(
+                    path(doc["data"]),
+                    doc.get("builtin", "digits" if doc["data"] is None else None),
+                    path(doc["test_data"]),
+                    doc["max_samples"],
+                ),
                 outputs=OutputOptions(
                     output=Path(doc["output"]),
                     baseline=bool(doc["baseline"]),
@@ -286,7 +294,7 @@ class Experiment:
 
         d = self.meta.data
         return prepare(
-            None if d.data is None else str(d.data),
+            d.builtin if d.data is None else Path(d.data),  # a Path is always a path, never a set's name
             test_path=None if d.test_data is None else str(d.test_data),
             val_fraction=self.cfg.val_fraction,
             seed=self.cfg.seed,
@@ -415,7 +423,8 @@ class Experiment:
             "checkpoint": saved["checkpoint"],
             "arch": saved["arch_name"],
             **saved["arch_options"],
-            **{k: saved[k] for k in ("data", "test_data", "max_samples", "threads", "device", "precision")},
+            "data": saved["data"] if saved["data"] is not None else saved["builtin"],
+            **{k: saved[k] for k in ("test_data", "max_samples", "threads", "device", "precision")},
         }
         doc.update(self.cfg.to_dict())
         doc["baseline"] = self.meta.outputs.baseline

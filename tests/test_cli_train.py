@@ -16,8 +16,10 @@ from orthocli.experiment import DataOptions, Experiment, HardwareOptions, ModelO
 from orthocli.models import build_model
 from orthocli.training import TrainConfig
 
-# A tiny, fast run: 120 digits, 4 filters per layer, 1 + 1 epochs per cycle.
+# A tiny, fast run: 120 digits, 4 filters per layer, 1 + 1 epochs per cycle. (A later --data wins.)
 TINY = [
+    "--data",
+    "digits",
     "--max-samples",
     "120",
     "--width",
@@ -298,6 +300,8 @@ def test_cli_defaults_are_the_typed_options_defaults():
             assert params[name].default == default, name
     for options in (ModelOptions, DataOptions, OutputOptions, HardwareOptions):
         for f in dataclasses.fields(options):
+            if f.name == "builtin":  # given as --data NAME
+                continue
             assert params[f.name].default == f.default, f.name
 
 
@@ -468,3 +472,23 @@ def test_help_groups_the_options_in_panels_and_flags_show_no_type(run_cli):
     assert sum(map(len, panels.values())) >= 40 and panels["Options"] == ["--help"]
     assert "<bool>" not in result.stdout
     assert re.search(r"--force\s+-f\s+Overwrite", result.stdout)  # a flag: no type between name and help
+
+
+def test_built_in_sets_by_name_and_a_path_of_the_same_name(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quick = [a for a in TINY if a not in ("--data", "digits")] + ["--json"]
+    default = run_cli("train", *quick, "-o", "a.pt")
+    assert default.exit_code == 0, default.stderr
+    doc = json.loads(default.stdout)  # no --data: MNIST-1D, recorded by name so --config repeats it
+    assert (doc["config"]["data"], doc["data"]["source"], doc["data"]["input_shape"]) == (
+        "mnist1d",
+        "mnist1d (built-in)",
+        [40],
+    )
+    (tmp_path / "digits").mkdir()  # a folder that shadows the name: the name still means the built-in set
+    named = run_cli("train", *quick, "--data", "digits", "-o", "b.pt")
+    assert named.exit_code == 0, named.stderr
+    assert json.loads(named.stdout)["data"]["source"] == "digits (built-in)"
+    assert "--data digits is the built-in set; for the file or folder of that name write ./digits" in named.stderr
+    path = run_cli("train", *quick, "--data", "./digits", "-o", "c.pt")
+    assert path.exit_code == 7 and "digits: folder holds no data" in path.stderr  # ./NAME is the path

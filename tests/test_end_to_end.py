@@ -19,12 +19,12 @@ def run_json(run_cli, *args):
 
 
 def test_the_tour_on_the_sample_model(run_cli, tmp_path):
-    doc = run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")
+    doc = run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")
     assert [layer["name"] for layer in doc["layers"]] == ["features.conv1", "features.conv2", "features.conv3"]
     assert all(layer["layout_known"] for layer in doc["layers"])  # the metadata records the arch
-    assert doc == run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")  # deterministic
+    assert doc == run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")  # deterministic
 
-    plan = run_json(run_cli, "prune", SAMPLE / "digits_convnet.pt", "-o", tmp_path / "pruned.pt")
+    plan = run_json(run_cli, "prune", SAMPLE / "mnist1d_convnet.pt", "-o", tmp_path / "pruned.pt")
     assert plan["total"]["dropped"] == int(0.3 * 64)  # conv2 + conv3; conv1 skipped
 
     small = ["--threads", "1", "--max-samples", "300"]
@@ -55,7 +55,7 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
         tmp_path / "final.pt",
         *small,
     )
-    assert final["epochs"] <= 3 and final["test_accuracy"] > 0.5
+    assert final["epochs"] <= 3 and final["test_accuracy"] > 0.3  # 3 x chance on MNIST-1D after 3 epochs of 300 samples
 
     exported = run_json(run_cli, "export", tmp_path / "final.pt", "-o", tmp_path / "model.safetensors")
     assert exported["verified"]["max_abs_diff"] <= 1e-4

@@ -31,7 +31,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def digits():
-    return prepare(max_samples=120, seed=0)  # 108 train, 12 val, 359 test, 1x8x8, 10 classes
+    return prepare("digits", max_samples=120, seed=0)  # 108 train, 12 val, 359 test, 1x8x8, 10 classes
 
 
 def convnet(data, seed=0, **options):

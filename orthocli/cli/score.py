@@ -22,7 +22,7 @@ from orthocli.cli.common import (
 from orthocli.errors import EXIT_GATE_FAILED
 
 EPILOG = (
-    "Example: orthocli score sample_models/digits_convnet.safetensors --top 5 --json\n\n"
+    "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
     "CI gate: orthocli score model.pt --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4)"
 )
 

@@ -33,11 +33,12 @@ from orthocli.errors import EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
 if TYPE_CHECKING:
+    from orthocli.experiment import DataOptions
     from orthocli.training import TrainConfig
 
 EPILOG = (
-    "Example: orthocli train --cycles 5 --baseline -o runs/digits.pt --plot runs/digits.png\n\n"
-    "Continue an interrupted run: orthocli train -o runs/digits.pt --resume"
+    "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
+    "Continue an interrupted run: orthocli train -o runs/mnist1d.pt --resume"
 )
 # Help panels, in this order (Typer orders them by their first option in the signature)
 SCHED = "Schedule"
@@ -113,6 +114,15 @@ def train(
     exclude: DropExclude = None,
     skip_first: DropSkipFirst = True,
     reinit_scale: DropReinitScale = 1.0,
+    reinit_fan_out: Annotated[
+        Literal["keep", "zero"],
+        _opt(
+            "--reinit-fan-out",
+            panel=DROP,
+            help="What the next layer does with a re-introduced filter's channel: keep its weights (the paper) or"
+            " zero them, so the output is unchanged at re-introduction and the next layer learns the new filter.",
+        ),
+    ] = "keep",
     # -- model
     arch: Annotated[
         Optional[str],
@@ -170,12 +180,13 @@ def train(
     trust: ModelTrust = False,
     # -- data
     data: Annotated[
-        Optional[Path],
+        Optional[str],
         _opt(
             "--data",
             panel=DATA,
-            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder."
-            " Default: built-in UCI digits.",
+            help="Training data: a built-in set by name, mnist1d (the default) or digits; or a .npz/.pt/.safetensors"
+            " file with x, y, an image folder, a CIFAR-10 binary or MNIST IDX folder. A bare name is the built-in set"
+            " even where a file of that name exists: write ./NAME for the file.",
             show_default=False,
         ),
     ] = None,
@@ -327,7 +338,6 @@ def train(
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
     from orthocli.experiment import (
-        DataOptions,
         Experiment,
         HardwareOptions,
         ModelOptions,
@@ -367,6 +377,7 @@ def train(
             val_fraction=val_fraction,
             baseline=baseline,
             reinit_scale=reinit_scale,
+            reinit_fan_out=reinit_fan_out,
         )
         run = Experiment.fresh(
             cfg,
@@ -382,7 +393,7 @@ def train(
                 batchnorm=batchnorm,
                 activation=activation,
             ),
-            data=DataOptions(data=_path(data), test_data=_path(test_data), max_samples=max_samples),
+            data=_data_options(data, test_data, max_samples, reporter),
             outputs=OutputOptions(
                 output=_path(output),
                 baseline=baseline,
@@ -419,6 +430,19 @@ def train(
 
 def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _data_options(data: str | None, test_data: str | Path | None, max_samples: int | None, reporter) -> DataOptions:
+    """--data as a built-in set's name (the default set when not given) or a path."""
+    from orthocli.data import DEFAULT_DATA, builtin_name
+    from orthocli.experiment import DataOptions
+
+    name = DEFAULT_DATA if data is None else builtin_name(data)
+    if data is not None and name is not None and Path(data).exists():
+        reporter.log(f"--data {data} is the built-in set; for the file or folder of that name write ./{data}")
+    return DataOptions(
+        data=None if name is not None else Path(data), builtin=name, test_data=_path(test_data), max_samples=max_samples
+    )
 
 
 def _from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:
