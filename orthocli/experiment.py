@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orthocli.errors import CheckpointError, OutputError, UsageError
+from orthocli.errors import CheckpointError, Diverged, OutputError, UsageError
 
 if TYPE_CHECKING:
     from orthocli.training import TrainConfig
@@ -204,6 +204,7 @@ class Experiment:
         self.results: dict[str, Any] = {}
         self.metrics_file = None
         self.saved_history: dict[str, list] = {}  # per role, the epochs a resumed run already did
+        self.diverged: dict[str, Diverged] = {}  # per role, a run whose loss stopped being finite (--baseline)
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -348,9 +349,15 @@ class Experiment:
         )
         self.reporter.quiet = not self.rt.is_main
         with self.reporter:
-            self.train_one("repr", data)
-            if self.meta.outputs.baseline:
-                self.train_one("baseline", data)
+            for role in ("repr", "baseline") if self.meta.outputs.baseline else ("repr",):
+                try:
+                    self.train_one(role, data)
+                except Diverged as e:
+                    if not self.meta.outputs.baseline:
+                        raise
+                    # two runs compared: keep and report the other one's result instead of losing both
+                    self.diverged[role] = e
+                    self.reporter.log(f"{'RePr' if role == 'repr' else 'Control'}: {e}")
 
     def train_one(self, role: str, data) -> None:
         from orthocli.training import train
@@ -473,14 +480,16 @@ class Experiment:
             plot_history(self.meta.outputs.plot, {r: res.history for r, (res, _) in self.results.items()})
         for _, output in self.results.values():
             state_path(output).unlink(missing_ok=True)
+        for role in self.diverged:  # resuming would only diverge again
+            state_path(self.output if role == "repr" else sibling(self.output, "baseline")).unlink(missing_ok=True)
         return self.document()
 
     def document(self) -> dict:
-        result, output = self.results["repr"]
-        doc = {**result.summary(), "output": str(output)}
-        if "baseline" in self.results:
-            b, b_out = self.results["baseline"]
-            doc["baseline"] = {**b.summary(), "output": str(b_out)}
+        """The method run's summary, with --baseline the control's under "baseline"; a run that
+        diverged is {"diverged": {epoch, phase, cycle, message}, "output": None} instead."""
+        doc = self._summary("repr")
+        if self.meta.outputs.baseline:
+            doc["baseline"] = self._summary("baseline")
         doc["runtime"] = self.rt.describe()
         doc["config"] = self.resolved()
         doc["data"] = self.data_extras()
@@ -489,6 +498,12 @@ class Experiment:
         if self.meta.outputs.plot:
             doc["plot"] = str(self.meta.outputs.plot)
         return doc
+
+    def _summary(self, role: str) -> dict:
+        if role in self.diverged:
+            return {"diverged": self.diverged[role].to_dict(), "output": None}
+        result, output = self.results[role]
+        return {**result.summary(), "output": str(output)}
 
 
 # ---------------------------------------------------------------------------------------------

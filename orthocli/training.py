@@ -43,7 +43,7 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, DataSplits
-from orthocli.errors import CheckpointError, DataError, UsageError
+from orthocli.errors import CheckpointError, DataError, Diverged, UsageError
 from orthocli.layers import convs_from_module
 from orthocli.pruning import make_rule, plan_drops
 from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
@@ -475,6 +475,9 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss, train_acc = _train_epoch(net, optimizer, criterion, freezer, data.train, cfg, epoch, rt, scaler)
+        if not math.isfinite(loss):
+            shown = "standard" if cfg.baseline and phase.name == "subnet" else phase.name
+            raise Diverged(epoch + 1, shown, phase.cycle)
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
         val_loss, val_acc = evaluate(net, data.val, cfg.loss)
@@ -566,8 +569,6 @@ def _train_epoch(
         correct += (logits.detach().argmax(1) == y).sum()
     if rt.distributed:
         loss_sum, correct = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct)
-    if not torch.isfinite(loss_sum):
-        raise UsageError(f"training diverged at epoch {epoch + 1} (the loss is not finite); lower --lr")
     return float(loss_sum) / len(train_set), int(correct) / len(train_set)
 
 

@@ -492,3 +492,28 @@ def test_built_in_sets_by_name_and_a_path_of_the_same_name(run_cli, tmp_path, mo
     assert "--data digits is the built-in set; for the file or folder of that name write ./digits" in named.stderr
     path = run_cli("train", *quick, "--data", "./digits", "-o", "c.pt")
     assert path.exit_code == 7 and "digits: folder holds no data" in path.stderr  # ./NAME is the path
+
+
+def test_a_diverged_run_is_reported_and_the_other_arm_kept(run_cli, tmp_path):
+    # Re-introduced filters a 1e30 times too long overflow the loss after the first re-introduction;
+    # the control never re-introduces, so it finishes.
+    out = tmp_path / "m.pt"
+    res = run_cli("train", *TINY, "--reinit-scale", "1e30", "--baseline", "-o", out, "--json")
+    assert res.exit_code == 8, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        "Error: the RePr run diverged (the loss stopped being finite; see above); lower --lr"
+    )
+    assert "RePr: training diverged in epoch 3 (final phase)" in res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["diverged"] == {
+        "epoch": 3,
+        "phase": "final",
+        "cycle": None,
+        "message": "training diverged in epoch 3 (final phase): the loss is not finite; lower --lr",
+    }
+    assert doc["output"] is None and doc["baseline"]["output"] == str(tmp_path / "m.baseline.pt")
+    assert 0 <= doc["baseline"]["test_accuracy"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.baseline.pt"]  # no state file left to resume
+    alone = run_cli("train", *TINY, "--reinit-scale", "1e30", "-o", tmp_path / "alone.pt")
+    assert alone.exit_code == 8 and alone.stderr.splitlines()[-1].startswith("Error: training diverged in epoch 3")
+    assert not (tmp_path / "alone.pt").exists()

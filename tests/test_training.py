@@ -4,6 +4,7 @@ removed filters, exact resume, and each built-in model end to end at tiny size."
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from orthocli import training
 from orthocli.banks import banks_from_model, masked_forward
-from orthocli.data import Arrays, prepare
+from orthocli.data import Arrays, DataSplits, prepare
 from orthocli.errors import DataError, UsageError
 from orthocli.models import ConvNet, ResNet20, arch_spec, build_model, init_weights
 from orthocli.subnet import apply_drops, make_record, masks_from_record
@@ -486,3 +487,40 @@ def test_config_by_option_name_round_trips_and_names_unknown_keys():
     assert TrainConfig.from_dict(doc) == cfg
     with pytest.raises(UsageError, match="unknown training option.*lr_sched"):
         TrainConfig.from_dict({**doc, "lr_sched": "step"})
+
+
+def _random_walks(n: int = 100, length: int = 1500) -> DataSplits:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, length, generator=g).cumsum(-1) / 10  # smooth, long, far from zero-mean per sample
+    y = (x[:, 0, length // 2] > 0).long() + 2 * (x[:, 0, -1] > 0).long()
+    cut = n * 9 // 10
+    return DataSplits(Arrays(x[:cut], y[:cut]), Arrays(x[cut:], y[cut:]), None, 4, 1, (length,), [0.0], [1.0], "walks")
+
+
+@pytest.mark.parametrize("fan_out", ["zero", "keep"])
+def test_reintroduction_on_a_long_flattened_map(fan_out):
+    # Conv1d on length-1500 signals into a wide Linear (187 positions x 8 channels): with the next
+    # layer's weights kept (the paper) new filters move the output at once; zeroed, the network
+    # computes exactly what the sub-network computed, so the loss cannot jump at re-introduction.
+    data = _random_walks()
+    torch.manual_seed(0)
+    model = ConvNet(1, 4, [1500], width=8)
+    cfg = TrainConfig(s1=1, s2=1, cycles=2, max_epochs=5, batch_size=32, reinit_fan_out=fan_out)
+    pairs, last = [], {}
+
+    def watch(event):
+        if event["kind"] == "epoch":
+            last.update(event)  # an S2 epoch's val_loss is the sub-network's, before re-introduction
+        else:
+            pairs.append((last["val_loss"], evaluate(model, data.val)[0]))
+
+    result = train(model, data, cfg, callback=watch)
+    assert len(pairs) == 2 and all(math.isfinite(e["loss"]) for e in result.history)
+    for subnet_loss, after in pairs:
+        if fan_out == "zero":
+            assert after == pytest.approx(subnet_loss, rel=1e-4)
+        else:
+            assert after != pytest.approx(subnet_loss, rel=1e-4)  # the output moved
+    if fan_out == "zero":
+        fan = [r["fan_out_zeroed"] for c in result.cycles for r in c["reintroduced"].values()]
+        assert fan and all(fan)  # conv2 -> conv3 and conv3 -> flatten -> Linear

@@ -29,7 +29,7 @@ from orthocli.cli.common import (
     stdout,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
-from orthocli.errors import EXIT_INTERRUPTED, UsageError
+from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
 if TYPE_CHECKING:
@@ -422,6 +422,9 @@ def train(
         print_json(doc)
     else:
         _render(doc)
+    if run.diverged:  # the results are out; the exit code says a run was lost
+        lost = " and ".join("the RePr run" if r == "repr" else "the control" for r in run.diverged)
+        fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,7 +577,7 @@ def _render(doc: dict) -> None:
     from rich.table import Table
 
     out = stdout()
-    if doc["cycles"]:
+    if doc.get("cycles"):
         table = Table(title="RePr cycles (validation accuracy)")
         for col in ("cycle", "before drop", "after S2", "after reinit", "re-introduced", "fallbacks"):
             left = col.startswith(("re-", "fall"))
@@ -607,7 +610,7 @@ def _render(doc: dict) -> None:
         table.add_column("difference", justify="right")
     rows = [("val accuracy", "val_accuracy"), ("test accuracy", "test_accuracy")]
     for label, k in rows:
-        if k not in doc:
+        if not any(k in r for _, r in runs):
             continue
         values = [r.get(k) for _, r in runs]
         diff = (
@@ -616,6 +619,7 @@ def _render(doc: dict) -> None:
             else ([] if len(runs) == 1 else ["-"])
         )
         table.add_row(label, *map(_pct, values), *diff)
-    table.add_row("epochs", *(str(r["epochs"]) for _, r in runs), *([""] if len(runs) > 1 else []))
-    table.add_row("output", *(r["output"] for _, r in runs), *([""] if len(runs) > 1 else []))
+    epochs = [f"diverged in {r['diverged']['epoch']}" if "diverged" in r else str(r["epochs"]) for _, r in runs]
+    table.add_row("epochs", *epochs, *([""] if len(runs) > 1 else []))
+    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] if len(runs) > 1 else []))
     out.print(table)
