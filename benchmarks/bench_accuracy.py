@@ -97,7 +97,7 @@ def run_one(job: dict) -> dict:
     import torch
 
     from orthocli.data import prepare
-    from orthocli.errors import UsageError
+    from orthocli.errors import Diverged
     from orthocli.models import arch_spec, build_model, init_weights
     from orthocli.training import TrainConfig, set_seed, train
 
@@ -120,7 +120,7 @@ def run_one(job: dict) -> dict:
     epochs: list[dict] = []
     try:
         result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
-    except UsageError as e:  # the loss stopped being finite: report it, keep every other run
+    except Diverged as e:  # the loss stopped being finite: report it, keep every other run
         return {
             **{k: job[k] for k in ("label", "seed", "baseline")},
             "diverged": str(e),

@@ -517,3 +517,40 @@ def test_a_diverged_run_is_reported_and_the_other_arm_kept(run_cli, tmp_path):
     alone = run_cli("train", *TINY, "--reinit-scale", "1e30", "-o", tmp_path / "alone.pt")
     assert alone.exit_code == 8 and alone.stderr.splitlines()[-1].startswith("Error: training diverged in epoch 3")
     assert not (tmp_path / "alone.pt").exists()
+
+
+def test_seeds_pairs_summary_files_and_resume(run_cli, tmp_path):
+    out = tmp_path / "s.pt"
+    alone = run_cli("train", *TINY, "--seeds", "3", "-o", out)
+    assert (
+        alone.exit_code == 2
+        and "--seeds compares the method with its control seed by seed: add --baseline" in alone.stderr
+    )
+    args = ["train", *TINY, "--baseline", "--seeds", "3", "--seed", "4", "-o", out, "--json"]
+    first = run_cli(*args)
+    assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert [s["seed"] for s in doc["seeds"]] == [4, 5, 6]
+    assert "Seed 5 (2 of 3): RePr then control, writing" in first.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"s.seed{k}{tag}.pt" for k in (4, 5, 6) for tag in (".baseline", "")]
+    test = doc["summary"]["test_accuracy"]
+    method = [s["repr"]["test_accuracy"] for s in doc["seeds"]]
+    control = [s["baseline"]["test_accuracy"] for s in doc["seeds"]]
+    diffs = [m - c for m, c in zip(method, control)]
+    assert test["n"] == doc["summary"]["pairs"] == 3 and test["wins"] == sum(d > 0 for d in diffs)
+    assert test["mean_difference"] == pytest.approx(sum(diffs) / 3)
+    half = 4.303 * float(np.std(diffs, ddof=1)) / 3**0.5  # t(0.975, 2 df)
+    assert (test["ci_low"], test["ci_high"]) == pytest.approx(
+        (test["mean_difference"] - half, test["mean_difference"] + half)
+    )
+    assert test["method"]["mean"] == pytest.approx(sum(method) / 3) and "val_accuracy" in doc["summary"]
+    # an interrupted sweep: seeds 5 and 6 never finished; --resume reads 4 back and trains the others
+    for p in [*tmp_path.glob("s.seed5*"), *tmp_path.glob("s.seed6*")]:
+        p.unlink()
+    kept = (tmp_path / "s.seed4.pt").stat().st_mtime_ns
+    again = run_cli(*args, "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["seeds"] == doc["seeds"]  # the same runs, the same results
+    assert (tmp_path / "s.seed4.pt").stat().st_mtime_ns == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == names

@@ -239,6 +239,18 @@ def train(
     seed: Annotated[
         int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")
     ] = 0,
+    seeds: Annotated[
+        Optional[int],
+        _opt(
+            "--seeds",
+            panel=OPT,
+            min=1,
+            help="With --baseline: N (RePr, control) pairs with seeds --seed .. --seed+N-1, written to OUT.seed<k>.pt and"
+            " OUT.seed<k>.baseline.pt; reports each arm's mean and sd, the mean paired difference with its 95% CI,"
+            " and wins.",
+            show_default=False,
+        ),
+    ] = None,
     deterministic: Annotated[
         bool,
         _opt(
@@ -349,7 +361,7 @@ def train(
 
     reporter: Reporter = _Progress()
     hardware = HardwareOptions(device=device, precision=precision, threads=threads)
-    if resume:
+    if resume and seeds is None:
         run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
     else:
         cfg = TrainConfig(
@@ -379,8 +391,7 @@ def train(
             reinit_scale=reinit_scale,
             reinit_fan_out=reinit_fan_out,
         )
-        run = Experiment.fresh(
-            cfg,
+        options = dict(
             model=ModelOptions(
                 checkpoint=_path(checkpoint),
                 key=key,
@@ -406,6 +417,9 @@ def train(
             state_every=state_every,
             reporter=reporter,
         )
+        if seeds is not None:
+            return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, **options)
+        run = Experiment.fresh(cfg, **options)
     try:
         run.train_all()
     except KeyboardInterrupt:
@@ -425,6 +439,61 @@ def train(
     if run.diverged:  # the results are out; the exit code says a run was lost
         lost = " and ".join("the RePr run" if r == "repr" else "the control" for r in run.diverged)
         fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
+
+
+def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
+    """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
+    from orthocli.seeds import run_seeds
+
+    try:
+        doc = run_seeds(cfg, n, resume=resume, **options)
+    except KeyboardInterrupt:
+        fail("interrupted; continue with the same command and --resume (finished seeds are kept)", EXIT_INTERRUPTED)
+    if json_out:
+        print_json(doc)
+    else:
+        _render_seeds(doc)
+    if doc["diverged"]:
+        lost = ", ".join(f"seed {d['seed']} {'RePr' if d['run'] == 'repr' else 'control'}" for d in doc["diverged"])
+        fail(f"runs diverged ({lost}); they are left out of the summary; lower --lr", EXIT_DIVERGED)
+
+
+def _render_seeds(doc: dict) -> None:
+    from rich.table import Table
+
+    out = stdout()
+    table = Table(title="Per seed: test accuracy (val accuracy)")
+    for col in ("seed", "RePr", "control", "difference"):
+        table.add_column(col, justify="right")
+
+    def cell(r: dict) -> str:
+        if "diverged" in r:
+            return f"diverged in epoch {r['diverged']['epoch']}"
+        return f"{_pct(r.get('test_accuracy'))} ({_pct(r.get('val_accuracy'))})"
+
+    for row in doc["seeds"]:
+        m, c = row["repr"], row["baseline"]
+        both = "test_accuracy" in m and "test_accuracy" in c
+        diff = f"{100 * (m['test_accuracy'] - c['test_accuracy']):+.1f} pts" if both else "-"
+        table.add_row(str(row["seed"]), cell(m), cell(c), diff)
+    out.print(table)
+    summary = doc["summary"]
+    table = Table(title=f"Over {summary['pairs']} seeds: mean ± sd, gain = RePr minus its seed's control (pts)")
+    for col in ("", "RePr", "control", "gain [95% CI]", "wins"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for label, key in (("test accuracy", "test_accuracy"), ("val accuracy", "val_accuracy")):
+        p = summary.get(key)
+        if p is None:
+            continue
+        ci = "" if p["ci_low"] is None else f" [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]"
+        table.add_row(
+            label,
+            f"{100 * p['method']['mean']:.2f} ± {100 * p['method']['sd']:.2f}",
+            f"{100 * p['control']['mean']:.2f} ± {100 * p['control']['sd']:.2f}",
+            f"{100 * p['mean_difference']:+.2f}{ci}",
+            f"{p['wins']}/{p['n']}",
+        )
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------------------------
