@@ -126,14 +126,14 @@ class TrainRun:
         return paths
 
     def check_outputs(self, force: bool) -> None:
-        from orthocli import checkpoint as ckpt_io
+        from orthocli.atomic import check_output
 
         inputs = [p for p in (self.meta["checkpoint"], self.meta["data"], self.meta["test_data"]) if p]
         paths = self.paths()
         if len(set(map(os.path.abspath, paths))) < len(paths):
             raise UsageError("two outputs share one path; give --metrics, --plot and -o different files")
         for p in paths:
-            ckpt_io.check_output(p, force=force, inputs=inputs)
+            check_output(p, force=force, inputs=inputs)
 
     def prepared_data(self):
         from orthocli.data import prepare
@@ -368,7 +368,7 @@ def model_from_checkpoint(meta: dict, data):
 
     from orthocli import checkpoint as ckpt_io
     from orthocli.errors import CheckpointError
-    from orthocli.models import arch_spec, build_model
+    from orthocli.models import arch_spec, build_model, load_weights
 
     path = meta["checkpoint"]
     ck = ckpt_io.load(path, key=meta["key"], trust=meta["trust"])
@@ -384,7 +384,7 @@ def model_from_checkpoint(meta: dict, data):
         )
     ck.check_finite()
     if arch is not None:
-        model = ckpt_io.load_weights(build_model(arch), ck.state_dict, path, arch)
+        model = load_weights(build_model(arch), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:

@@ -17,11 +17,11 @@ import torch
 from orthocli.banks import FilterBank
 from orthocli.errors import CheckpointError
 from orthocli.nullspace import filter_scale, new_filters
-from orthocli.scoring import filter_rows
+from orthocli.orthogonality import filter_rows
 
 # What a dropped filter's tensors are set to (zero weight and bias: the filter is dead even where
 # the model is loaded without orthocli's masks) and what a re-introduced one starts from.
-_DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
+DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
 
 
@@ -64,9 +64,9 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
     with torch.no_grad():
         for layer in record["layers"].values():
             for ch in layer["channels"]:
-                if ch["role"] in _DROPPED_VALUE:
+                if ch["role"] in DROPPED_VALUE:
                     t = state_dict[ch["key"]]
-                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), _DROPPED_VALUE[ch["role"]])
+                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), DROPPED_VALUE[ch["role"]])
 
 
 def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:

@@ -43,11 +43,10 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, DataSplits
-from orthocli.errors import CheckpointError, DataError, UsageError
+from orthocli.drops import DropRule, make_rule, plan_drops
+from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.layers import convs_from_module
-from orthocli.pruning import make_rule, plan_drops
 from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.selection import DropRule
 from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
 
 STATE_KIND = "orthocli-train-state"
@@ -208,7 +207,7 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         shape = "x".join(map(str, x.shape[1:]))
         raise DataError(
-            f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass ({str(e).splitlines()[0][:160]})"
+            f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass ({first_line(e)})"
         ) from None
     finally:
         model.train(was_training)
@@ -552,7 +551,7 @@ def _banks(model: nn.Module) -> list:
         return banks_from_model(model)
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(
-            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
+            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {first_line(e)}); train it with --cycles 0, or make its forward traceable"
         ) from None
 
 

@@ -20,11 +20,11 @@ from orthocli.errors import (
     OrthoError,
     TrustError,
 )
-from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
+from orthocli.layers import ConvLayer, checkpoint_convs, convs_from_module, convs_from_state_dict, select, select_convs
 
 
 def conv_names(ckpt) -> list[str]:
-    return [layer.name for layer in ckpt.conv_layers()]
+    return [layer.name for layer in checkpoint_convs(ckpt)]
 
 
 def assert_same_tensors(got: dict, want: dict) -> None:
@@ -50,7 +50,7 @@ def test_state_dict_formats(save_ckpt, tiny_state_dict, fmt, expected):
     assert ckpt.format == expected
     assert ckpt.module is None
     assert_same_tensors(ckpt.state_dict, tiny_state_dict)
-    layers = ckpt.conv_layers()
+    layers = checkpoint_convs(ckpt)
     assert [(l.name, l.key, tuple(l.weight.shape)) for l in layers] == [
         ("conv1", "conv1.weight", (8, 3, 3, 3)),
         ("conv2", "conv2.weight", (16, 4, 3, 3)),
@@ -185,7 +185,7 @@ def test_torchscript(save_ckpt):
     ckpt = checkpoint.load(path)
     assert ckpt.format == "torchscript"
     assert ckpt.module is not None
-    _check_known_layers(ckpt.conv_layers())
+    _check_known_layers(checkpoint_convs(ckpt))
     assert_same_tensors(ckpt.state_dict, model.state_dict())
 
 
@@ -200,7 +200,7 @@ def test_whole_module_needs_trust(save_ckpt):
     assert_one_line_error(e.value, path)
     ckpt = checkpoint.load(path, trust=True)
     assert ckpt.format == "module"
-    layers = ckpt.conv_layers()
+    layers = checkpoint_convs(ckpt)
     assert [l.name for l in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
     assert [(l.groups, l.transposed) for l in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
 
@@ -210,7 +210,7 @@ def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
     with pytest.raises(TrustError):
         checkpoint.load(path)
     ckpt = checkpoint.load(path, trust=True)
-    assert [(l.name, l.groups) for l in ckpt.conv_layers()] == [("conv1", 1), ("conv2", 2)]
+    assert [(l.name, l.groups) for l in checkpoint_convs(ckpt)] == [("conv1", 1), ("conv2", 2)]
 
 
 class _Payload:
@@ -377,11 +377,11 @@ def test_select_globs():
 def test_select_convs_errors(save_ckpt):
     path = save_ckpt({"fc.weight": torch.zeros(4, 8), "fc.bias": torch.zeros(4)})
     with pytest.raises(CheckpointError, match="no conv layers") as e:
-        checkpoint.load(path).select_convs()
+        select_convs(checkpoint.load(path))
     assert_one_line_error(e.value, path)
     path = save_ckpt({"conv1.weight": torch.zeros(4, 2, 3)}, name="c.pt")
     with pytest.raises(CheckpointError, match="no conv layer matches.*conv1"):
-        checkpoint.load(path).select_convs(["nothing*"], None)
+        select_convs(checkpoint.load(path), ["nothing*"], None)
 
 
 # --- real checkpoints trained by others (tests/data/SOURCES.md) ----------------------------
@@ -444,7 +444,7 @@ def test_real_checkpoints(data_dir, name):
     fmt, expected = REAL[name]
     ckpt = checkpoint.load(data_dir / name)
     assert ckpt.format == fmt
-    layers = ckpt.conv_layers()
+    layers = checkpoint_convs(ckpt)
     assert [(l.name, tuple(l.weight.shape)) for l in layers] == expected
     assert all(l.groups == 1 and not l.transposed for l in layers)
     assert all(torch.isfinite(l.weight).all() for l in layers)
@@ -453,7 +453,7 @@ def test_real_checkpoints(data_dir, name):
 def test_silero_convs_come_from_the_torchscript_modules(data_dir):
     ckpt = checkpoint.load(data_dir / "silero_vad.jit")
     assert isinstance(ckpt.module, torch.jit.ScriptModule)
-    layers = ckpt.conv_layers()
+    layers = checkpoint_convs(ckpt)
     assert all(l.known for l in layers)
     mods = dict(ckpt.module.named_modules())
     assert all(mods[l.name].original_name == "Conv1d" for l in layers)
@@ -466,4 +466,4 @@ def test_real_linear_weights_are_not_convs(data_dir):
     assert "classifier.weight" in checkpoint.load(data_dir / "crepe_tiny.pt").state_dict
     onet = checkpoint.load(data_dir / "mtcnn_onet.pt")
     assert "dense5.weight" in onet.state_dict
-    assert not any(l.name.startswith(("classifier", "dense")) for l in onet.conv_layers())
+    assert not any(l.name.startswith(("classifier", "dense")) for l in checkpoint_convs(onet))

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from orthocli import __version__
-from orthocli.scoring import DEAD_SCORE, orthogonality_scores
+from orthocli.layers import checkpoint_convs
+from orthocli.orthogonality import DEAD_SCORE, orthogonality_scores
 
 LAYER_KEYS = {
     "name",
@@ -166,7 +167,7 @@ def test_real_checkpoints_score(run_cli, data_dir, name):
     from orthocli import checkpoint
 
     doc = score_json(run_cli, data_dir / name)
-    layers = checkpoint.load(data_dir / name).conv_layers()
+    layers = checkpoint_convs(checkpoint.load(data_dir / name))
     assert [layer["name"] for layer in doc["layers"]] == [l.name for l in layers]
     for got, layer in zip(doc["layers"], layers):
         assert got["scores"] == pytest.approx(orthogonality_scores(layer.weight).tolist(), abs=1e-6)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from orthocli import checkpoint
 from orthocli.errors import OrthoError
+from orthocli.layers import select_convs
 
 SOURCES = ["mtcnn_pnet.pt", "lpips_alex.pth"]  # legacy pickle format, small
 
@@ -65,7 +66,7 @@ def check_reader(path, data):
         assert str(e) and "\n" not in str(e)
         return
     try:
-        ckpt.select_convs()
+        select_convs(ckpt)
     except OrthoError:
         pass
 

@@ -103,29 +103,26 @@ def _traceback() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
-def command(app: typer.Typer, **settings: Any) -> Callable:
-    """Register a command whose library errors become one `Error: ...` line and an exit code."""
+def command(fn: Callable) -> Callable:
+    """A command whose library errors become one `Error: ...` line and an exit code. Registered
+    on the app by orthocli/cli/__init__.py."""
 
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except (typer.Exit, typer.Abort, SystemExit):
-                raise
-            except OrthoError as e:
-                _traceback()
-                fail(str(e), e.exit_code)
-            except KeyboardInterrupt:
-                fail("interrupted", EXIT_INTERRUPTED)
-            except Exception as e:
-                _traceback()
-                fail(
-                    f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
-                    EXIT_INTERNAL,
-                )
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except OrthoError as e:
+            _traceback()
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as e:
+            _traceback()
+            fail(
+                f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
+                EXIT_INTERNAL,
+            )
 
-        app.command(**settings)(run)
-        return run
-
-    return decorate
+    return run

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
 
 EPILOG = (
@@ -20,7 +19,7 @@ FORMAT_HELP = (
 )
 
 
-@command(app, epilog=EPILOG)
+@command
 def export(
     checkpoint: CkptArg,
     output: Annotated[

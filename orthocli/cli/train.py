@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import (
     ExcludeOpt,
     ForceOpt,
@@ -46,7 +45,7 @@ def _opt(*names: str, panel: str, **kw: Any) -> Any:
     return typer.Option(*names, rich_help_panel=panel, **kw)
 
 
-@command(app, epilog=EPILOG)
+@command
 def train(
     ctx: typer.Context,
     checkpoint: Annotated[

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orthocli.scoring import DEAD_SCORE, dead_filters, orthogonality_scores
+from orthocli.orthogonality import DEAD_SCORE, dead_filters, orthogonality_scores
 
 TOL = 1e-5
 
