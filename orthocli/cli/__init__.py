@@ -37,11 +37,11 @@ def root(
 
 # Each command module exposes its function and EPILOG and knows nothing of the app; --help lists
 # the commands in this order.
-app.command("export", epilog=export.EPILOG)(export.export)
-app.command("prune", epilog=prune.EPILOG)(prune.prune)
-app.command("reinit", epilog=reinit.EPILOG)(reinit.reinit)
-app.command("score", epilog=score.EPILOG)(score.score)
-app.command("train", epilog=train.EPILOG)(train.train)
+app.command("export", epilog=export.EPILOG, cls=common.Command)(export.export)
+app.command("prune", epilog=prune.EPILOG, cls=common.Command)(prune.prune)
+app.command("reinit", epilog=reinit.EPILOG, cls=common.Command)(reinit.reinit)
+app.command("score", epilog=score.EPILOG, cls=common.Command)(score.score)
+app.command("train", epilog=train.EPILOG, cls=common.Command)(train.train)
 
 
 def main() -> None:
