@@ -287,24 +287,14 @@ def _quiet(logger: str):
 
 
 def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
-    """(runnable module or None, state dict or None, safetensors metadata) of a written file."""
-    if fmt == "safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return None, load_file(str(path)), meta
-    if fmt == "pt":
-        return None, torch.load(path, map_location="cpu", weights_only=True), {}
-    if fmt == "orthocli":
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        return None, payload["state_dict"], {"arch": payload.get("arch")}
+    """(runnable module or None, state dict or None, orthocli extras) of a written file, read as
+    any checkpoint is (checkpoint.py); ONNX, which is no checkpoint, through onnxruntime."""
+    if fmt == "onnx":
+        return _OnnxRunner(path), None, {}
+    ckpt = ckpt_io.load(path)
     if fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.load(str(path), map_location="cpu").eval(), None, {}
-    return _OnnxRunner(path), None, {}
+        return ckpt.module.eval(), None, {}
+    return None, ckpt.state_dict, ckpt.extras
 
 
 class _OnnxRunner:
@@ -329,8 +319,8 @@ def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) 
     ("outputs" on the probe batch, or "tensors" where there is no model to run)."""
     try:
         runnable, state, got_meta = _load_back(fmt, path)
-        if fmt == "safetensors":
-            json.loads(got_meta[ckpt_io.FORMAT_NAME])
+        if fmt == "safetensors" and not got_meta:
+            raise CheckpointError(f"verification failed: the written {fmt} file lost its metadata; nothing was written")
         if (
             runnable is None
             and probe is not None
