@@ -37,6 +37,16 @@ def make_tiny_model(seed: int = 0) -> torch.nn.Module:
     )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread while a module's tests train: for tiny models a second thread costs
+    more than it saves, and far more on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_model() -> torch.nn.Module:
     return make_tiny_model()

@@ -12,6 +12,7 @@ import torch
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import train as train_cli
+from orthocli.errors import EXIT_DATA
 from orthocli.experiment import DataOptions, Experiment, HardwareOptions, ModelOptions, OutputOptions
 from orthocli.models import build_model
 from orthocli.training import TrainConfig
@@ -37,12 +38,7 @@ SUMMARY_KEYS = {"val_accuracy", "test_accuracy", "epochs", "best_epoch", "stoppe
 CYCLE_KEYS = {"cycle", "val_before_drop", "val_after_subnet", "val_after_reinit", "dropped", "fallbacks"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: faster, and far faster on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -323,6 +319,30 @@ def test_user_architecture_by_import_path(train_json, tmp_path, monkeypatch):
     assert doc["epochs"] == 3 and list(doc["cycles"][0]["dropped"]) == ["2"]  # the first conv is skipped
     arch = ckpt_io.load(tmp_path / "u.pt").extras["arch"]
     assert arch["target"] == "my_models:small" and arch["args"]["width"] == 4
+
+
+def test_an_error_with_an_empty_message_keeps_its_exit_code(run_cli, tmp_path, monkeypatch):
+    """A model whose forward raises an exception with no message: the data-does-not-fit error
+    (exit 7) names the exception's type, instead of an internal error (exit 70)."""
+    (tmp_path / "silent_models.py").write_text(
+        "from torch import nn\n\n"
+        "class Silent(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        raise ValueError()\n\n"
+        "def silent(in_channels, num_classes, input_shape):\n"
+        "    return Silent()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_cli("train", *TINY, "--arch", "silent_models:silent", "-o", tmp_path / "s.pt")
+    assert result.exit_code == EXIT_DATA, result.stderr
+    assert result.stderr.strip().splitlines()[-1:] == [
+        "Error: the data does not fit the model: samples of shape 1x8x8 (C x spatial) fail in its forward pass"
+        " (ValueError)"
+    ]
+    assert not (tmp_path / "s.pt").exists()
 
 
 def test_start_from_checkpoints(train_json, tmp_path):

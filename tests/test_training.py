@@ -20,13 +20,7 @@ from orthocli.training import TrainConfig, batches, evaluate, loss_fn, lr_at, ph
 FAST = dict(s1=1, s2=1, cycles=1, patience=100, batch_size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: a second intra-op thread costs more than it saves, and far more on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
