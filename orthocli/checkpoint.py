@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from orthocli.errors import CheckpointError, InputFileError, TrustError, first_line
 from orthocli.formats import sniff
+from orthocli.trees import map_tree
 
 if TYPE_CHECKING:
     import torch
@@ -276,10 +277,7 @@ def save(path: str | os.PathLike, payload: dict, *, force: bool = False, inputs=
 def _to_cpu(obj: Any) -> Any:
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu() if obj.device.type != "cpu" else obj
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+    def leaf(x: Any) -> Any:
+        return x.detach().cpu() if isinstance(x, torch.Tensor) and x.device.type != "cpu" else x
+
+    return map_tree(obj, leaf)

@@ -51,6 +51,7 @@ from orthocli import checkpoint as ckpt_io
 from orthocli.atomic import atomic_write, check_output
 from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.models import model_of
+from orthocli.trees import map_tree
 
 FORMATS = ("safetensors", "pt", "torchscript", "onnx", "orthocli")
 SUFFIXES = {
@@ -181,17 +182,16 @@ def _diff(a, b) -> float:
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return None
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
+    """Tensors as lists, NaN and Inf as None, anything else not JSON as its str."""
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.tolist()
+        if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+            return None
+        return x if x is None or isinstance(x, (bool, int, float, str)) else str(x)
+
+    return map_tree(obj, leaf)
 
 
 def prune_summary(extras: dict) -> dict | None:

@@ -48,6 +48,7 @@ from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.layers import convs_from_module
 from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
 STATE_VERSION = 1
@@ -696,12 +697,12 @@ def _load_state(path, model, optimizer, cfg: TrainConfig) -> LoopState:
 
 def _copied(obj):
     """Own copies of the tensors read from the file (it is memory-mapped and replaced every epoch)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, (LoopState, Best)):
-        return dataclasses.replace(obj, **{f.name: _copied(getattr(obj, f.name)) for f in fields(obj)})
-    if isinstance(obj, dict):
-        return {k: _copied(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copied(v) for v in obj)
-    return obj
+
+    def leaf(x):
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (LoopState, Best)):
+            return dataclasses.replace(x, **{f.name: _copied(getattr(x, f.name)) for f in fields(x)})
+        return x
+
+    return map_tree(obj, leaf)
