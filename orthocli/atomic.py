@@ -3,6 +3,7 @@ temporary file in the same folder and rename it, so no reader ever sees a half-w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -73,7 +74,5 @@ def _umask() -> int:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

@@ -51,12 +51,12 @@ def test_state_dict_formats(save_ckpt, tiny_state_dict, fmt, expected):
     assert ckpt.module is None
     assert_same_tensors(ckpt.state_dict, tiny_state_dict)
     layers = checkpoint_convs(ckpt)
-    assert [(l.name, l.key, tuple(l.weight.shape)) for l in layers] == [
+    assert [(c.name, c.key, tuple(c.weight.shape)) for c in layers] == [
         ("conv1", "conv1.weight", (8, 3, 3, 3)),
         ("conv2", "conv2.weight", (16, 4, 3, 3)),
     ]
     # A bare state dict records no groups or layout: both are assumed, and say so.
-    assert all(l.groups == 1 and not l.transposed and not l.known for l in layers)
+    assert all(c.groups == 1 and not c.transposed and not c.known for c in layers)
 
 
 # --- dicts wrapping a state dict -------------------------------------------------------------
@@ -173,9 +173,9 @@ EXPECTED_KNOWN = [
 
 
 def _check_known_layers(layers: list[ConvLayer]) -> None:
-    got = [(l.name, tuple(l.weight.shape), l.groups, l.transposed, l.filters) for l in layers]
+    got = [(c.name, tuple(c.weight.shape), c.groups, c.transposed, c.filters) for c in layers]
     assert got == EXPECTED_KNOWN
-    assert all(l.known for l in layers)
+    assert all(c.known for c in layers)
 
 
 def test_torchscript(save_ckpt):
@@ -201,8 +201,8 @@ def test_whole_module_needs_trust(save_ckpt):
     ckpt = checkpoint.load(path, trust=True)
     assert ckpt.format == "module"
     layers = checkpoint_convs(ckpt)
-    assert [l.name for l in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
-    assert [(l.groups, l.transposed) for l in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
+    assert [c.name for c in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
+    assert [(c.groups, c.transposed) for c in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
 
 
 def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
@@ -210,7 +210,7 @@ def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
     with pytest.raises(TrustError):
         checkpoint.load(path)
     ckpt = checkpoint.load(path, trust=True)
-    assert [(l.name, l.groups) for l in checkpoint_convs(ckpt)] == [("conv1", 1), ("conv2", 2)]
+    assert [(c.name, c.groups) for c in checkpoint_convs(ckpt)] == [("conv1", 1), ("conv2", 2)]
 
 
 class _Payload:
@@ -345,7 +345,7 @@ def test_convs_from_state_dict_takes_3d_to_5d_float_weights_only():
         "basis": torch.zeros(4, 1, 8),
         "weight": torch.zeros(2, 2, 2),  # a bare Conv1d's own state dict
     }
-    assert [(l.name, l.key) for l in convs_from_state_dict(sd)] == [
+    assert [(c.name, c.key) for c in convs_from_state_dict(sd)] == [
         ("a", "a.weight"),
         ("b", "b.weight"),
         ("c", "c.weight"),
@@ -355,7 +355,7 @@ def test_convs_from_state_dict_takes_3d_to_5d_float_weights_only():
 
 def test_conv_layer_filters_and_fan_in():
     model = GroupedAndTransposed()
-    by_name = {l.name: l for l in convs_from_module(model)}
+    by_name = {c.name: c for c in convs_from_module(model)}
     # filters = output channels; fan_in = length of one filter = (in/groups) * prod(kernel)
     assert (by_name["stem"].filters, by_name["stem"].fan_in) == (8, 27)
     assert (by_name["dw"].filters, by_name["dw"].fan_in) == (8, 9)
@@ -366,7 +366,7 @@ def test_conv_layer_filters_and_fan_in():
 def test_select_globs():
     sd = {f"{n}.weight": torch.zeros(2, 2, 3) for n in ["features.0", "features.3", "classifier.0", "conv1"]}
     layers = convs_from_state_dict(sd)
-    names = lambda ls: [l.name for l in ls]  # noqa: E731
+    names = lambda ls: [c.name for c in ls]  # noqa: E731
     assert names(select(layers, None, None)) == ["features.0", "features.3", "classifier.0", "conv1"]
     assert names(select(layers, ["features.*"], None)) == ["features.0", "features.3"]
     assert names(select(layers, ["features.*", "conv?"], ["*.3"])) == ["features.0", "conv1"]
@@ -445,25 +445,25 @@ def test_real_checkpoints(data_dir, name):
     ckpt = checkpoint.load(data_dir / name)
     assert ckpt.format == fmt
     layers = checkpoint_convs(ckpt)
-    assert [(l.name, tuple(l.weight.shape)) for l in layers] == expected
-    assert all(l.groups == 1 and not l.transposed for l in layers)
-    assert all(torch.isfinite(l.weight).all() for l in layers)
+    assert [(c.name, tuple(c.weight.shape)) for c in layers] == expected
+    assert all(c.groups == 1 and not c.transposed for c in layers)
+    assert all(torch.isfinite(c.weight).all() for c in layers)
 
 
 def test_silero_convs_come_from_the_torchscript_modules(data_dir):
     ckpt = checkpoint.load(data_dir / "silero_vad.jit")
     assert isinstance(ckpt.module, torch.jit.ScriptModule)
     layers = checkpoint_convs(ckpt)
-    assert all(l.known for l in layers)
+    assert all(c.known for c in layers)
     mods = dict(ckpt.module.named_modules())
-    assert all(mods[l.name].original_name == "Conv1d" for l in layers)
+    assert all(mods[c.name].original_name == "Conv1d" for c in layers)
     # The STFT basis is a 3-D buffer used through F.conv1d, not a conv layer.
     assert ckpt.state_dict["_model.stft.forward_basis_buffer"].dim() == 3
-    assert not any("stft" in l.name for l in layers)
+    assert not any("stft" in c.name for c in layers)
 
 
 def test_real_linear_weights_are_not_convs(data_dir):
     assert "classifier.weight" in checkpoint.load(data_dir / "crepe_tiny.pt").state_dict
     onet = checkpoint.load(data_dir / "mtcnn_onet.pt")
     assert "dense5.weight" in onet.state_dict
-    assert not any(l.name.startswith(("classifier", "dense")) for l in checkpoint_convs(onet))
+    assert not any(c.name.startswith(("classifier", "dense")) for c in checkpoint_convs(onet))
