@@ -1,4 +1,4 @@
-"""Choosing which filters to drop (the method's step "drop"), shared by `orthocli prune` and
+"""Choosing which filters to drop (the method's step 3, "drop"; docs/method.md), shared by `orthocli prune` and
 `orthocli train`: a DropRule says how many and how to rank; `choose_drops` turns scores into
 indices (pure); `plan_drops` scores the candidate layers and returns a DropPlan."""
 

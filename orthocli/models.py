@@ -1,4 +1,5 @@
-"""Architectures rebuilt from the arguments recorded in a checkpoint (claims 2-3 of the method).
+"""Architectures rebuilt from the arguments recorded in a checkpoint (model initialisation: the
+patent's claims 2-3, docs/method.md).
 
 An architecture is a plain dict, saved with the weights: {"name": "convnet", "args": {...}},
 {"name": "resnet20", "args": {...}}, or {"name": "callable", "target": "pkg.mod:fn", "args": {...}}

@@ -1,5 +1,5 @@
 """`orthocli reinit` as a library function: re-introduce the dropped filters of a pruned
-checkpoint (the method's step "re-initialise"), write the result, return what was done."""
+checkpoint (the second half of the method's step 4, "re-introduce"), write the result, return what was done."""
 
 from __future__ import annotations
 

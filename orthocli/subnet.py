@@ -1,6 +1,7 @@
 """Sub-networks: dropping filters, keeping them frozen while the rest trains, and re-introducing
-them orthogonally (steps 3-4 of the method). Works on state dicts in place, so the same code
-serves a bare checkpoint (`orthocli prune`/`reinit`) and a live model (`orthocli train`).
+them orthogonally (the method's steps 3 "drop" and 4 "re-introduce"; docs/method.md). Works on
+state dicts in place, so the same code serves a bare checkpoint (`orthocli prune`/`reinit`) and a
+live model (`orthocli train`).
 
 A drop record, saved in the checkpoint under extras["prune"], is plain data:
 {"rule": {...}, "layers": {name: {"key", "groups", "transposed", "dropped": LongTensor,

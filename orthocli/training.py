@@ -1,5 +1,5 @@
-"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `phases()`, `train()`,
-`evaluate()`.
+"""Training with the RePr schedule (the method's steps 3 "drop", 4 "re-introduce" and 5 "output";
+docs/method.md): `TrainConfig`, `phases()`, `train()`, `evaluate()`.
 
 The schedule (figure 1 of the paper), counted in epochs:
 
