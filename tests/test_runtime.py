@@ -47,7 +47,12 @@ def test_fp32_runtime_changes_nothing():
     rt = Runtime(torch.device("cpu"))
     assert rt.grad_scaler() is None and rt.is_main and not rt.distributed
     with rt.autocast():
+        assert not torch.is_autocast_enabled("cpu")
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+    # The same check sees autocast where there is some: bf16 on the CPU runs the matmul in bfloat16.
+    with Runtime(torch.device("cpu"), precision="bf16").autocast():
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
 
 
 @no_cuda
