@@ -47,6 +47,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def digits():
+    from orthocli.data import prepare
+
+    return prepare(max_samples=120, seed=0)  # 108 train, 12 val, 359 test, 1x8x8, 10 classes
+
+
 @pytest.fixture
 def tiny_model() -> torch.nn.Module:
     return make_tiny_model()
