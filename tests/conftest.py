@@ -111,3 +111,18 @@ def run_cli():
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture
+def train_json(run_cli):
+    """`orthocli train` at its smallest (train_helpers.TINY) plus `args`: its --json document."""
+    import json
+
+    from train_helpers import TINY
+
+    def run(*args):
+        result = run_cli("train", *TINY, *args, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return run
