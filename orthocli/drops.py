@@ -147,15 +147,18 @@ def _check_plan(plan: DropPlan) -> None:
     if rule.threshold is not None:
         if not (scores > rule.threshold).any():
             raise UsageError(
-                f"--threshold {rule.threshold} drops no filter: the highest score is {float(scores.max()):.4f}; lower it"
+                f"--threshold {rule.threshold} drops no filter: the highest score is {float(scores.max()):.4f}; lower "
+                "it"
             )
         if (scores > rule.threshold).all():
             raise UsageError(
-                f"--threshold {rule.threshold} would drop every filter: the lowest score is {float(scores.min()):.4f}; raise it"
+                f"--threshold {rule.threshold} would drop every filter: the lowest score is {float(scores.min()):.4f}; "
+                "raise it"
             )
     if plan.total_dropped == 0:
         raise UsageError(
-            f"this rule drops no filter out of {plan.total_filters} (ratio too small, or --min-keep too large); raise --ratio"
+            f"this rule drops no filter out of {plan.total_filters} (ratio too small, or --min-keep too large); raise "
+            "--ratio"
         )
 
 

@@ -102,7 +102,8 @@ def require_onnx() -> None:
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(
-            f"ONNX export needs the optional extra: pip install 'orthocli[onnx]' ({' and '.join(missing)} not installed)"
+            f"ONNX export needs the optional extra: pip install 'orthocli[onnx]' ({' and '.join(missing)} not "
+            "installed)"
         )
 
 
@@ -335,7 +336,8 @@ def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) 
         raise
     except Exception as e:
         raise CheckpointError(
-            f"verification failed: the written {fmt} file does not load back ({first_line(e, 200)}); nothing was written"
+            f"verification failed: the written {fmt} file does not load back ({first_line(e, 200)}); nothing was "
+            "written"
         ) from None
     if set(state) != set(spec.state_dict):
         raise CheckpointError(
@@ -516,7 +518,8 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
         )
     if fmt == "orthocli" and not arch:
         raise CheckpointError(
-            f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} records none; "
+            f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} "
+            "records none; "
             "export the compact model to safetensors, pt, torchscript or onnx instead"
         )
 

@@ -37,7 +37,8 @@ def make_record(
             continue
         if bank.transposed and bank.groups > 1:
             raise CheckpointError(
-                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with --exclude"
+                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with "
+                "--exclude"
             )
         channels = []
         for ch in bank.channels:

@@ -79,7 +79,8 @@ def _render(doc: dict) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} ranking)"
+        title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} "
+        "ranking)"
     )
     for col in ("layer", "filters", "dropped", "kept", "dropped filters"):
         table.add_column(col, justify="left" if col in ("layer", "dropped filters") else "right", overflow="fold")

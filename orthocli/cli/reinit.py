@@ -32,7 +32,8 @@ def reinit(
         _render(doc["layers"])
     if report.fell_back:
         log(
-            f"No room in the null space for every filter in: {', '.join(report.fell_back)} (see the kept_only / random columns)"
+            f"No room in the null space for every filter in: {', '.join(report.fell_back)} (see the kept_only / random "
+            "columns)"
         )
     log(f"Wrote {output}")
 
