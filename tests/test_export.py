@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_helpers import ONE_CYCLE
 
 from orthocli import checkpoint
 from orthocli.banks import banks_from_model
@@ -385,14 +386,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     res = run_cli(
         "train",
         out,
-        "--s1",
-        "1",
-        "--s2",
-        "1",
-        "--cycles",
-        "1",
-        "--max-epochs",
-        "3",
+        *ONE_CYCLE,
         "--max-samples",
         "200",
         "--threads",

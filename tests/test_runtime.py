@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from train_helpers import ONE_CYCLE
 
 from orthocli.errors import UsageError
 from orthocli.runtime import Runtime, resolve_device, resolve_precision
@@ -69,14 +70,7 @@ def test_cuda_training_with_amp_writes_a_cpu_loadable_checkpoint(run_cli, tmp_pa
         pytest.skip("this GPU has no bf16")
     res = run_cli(
         "train",
-        "--s1",
-        "1",
-        "--s2",
-        "1",
-        "--cycles",
-        "1",
-        "--max-epochs",
-        "3",
+        *ONE_CYCLE,
         "--width",
         "8",
         "--device",
