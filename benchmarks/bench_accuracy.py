@@ -78,6 +78,8 @@ def grid(name: str) -> list[tuple[str, dict]]:
             ("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"}),
             ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),
         ]
+    if name == "paper":  # the paper's re-introduction alone (e.g. with --set cycles=5)
+        return [("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"})]
     if name == "authors":  # the candidates of the previous round (README before issue 16)
         return [
             ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global"}),
@@ -90,7 +92,7 @@ def grid(name: str) -> list[tuple[str, dict]]:
             for f in ("keep", "zero")
             for r in (0.1, 0.3, 0.5)
         ]
-    raise SystemExit(f"unknown grid {name!r}: defaults, full, small, knobs, authors, fanout")
+    raise SystemExit(f"unknown grid {name!r}: defaults, paper, full, small, knobs, authors, fanout")
 
 
 def run_one(job: dict) -> dict:
@@ -173,12 +175,14 @@ def main() -> None:
         for s in range(args.seeds)
     ]
     t0 = time.perf_counter()
-    with get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.map(run_one, jobs, chunksize=1)
+    runs = []
+    # written as runs finish: an interrupted grid keeps them
+    with open(args.out or os.devnull, "w") as out, get_context("spawn").Pool(args.jobs) as pool:
+        for run in pool.imap_unordered(run_one, jobs, chunksize=1):
+            runs.append(run)
+            out.write(json.dumps(run) + "\n")
+            out.flush()
     elapsed = time.perf_counter() - t0
-    if args.out:
-        with open(args.out, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in runs)
     cmd = "python benchmarks/bench_accuracy.py " + " ".join(sys.argv[1:])
     print(f"`{cmd}`  ")
     print(

@@ -58,3 +58,10 @@ class Diverged(OrthoError):
 
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "phase": self.phase, "cycle": self.cycle, "message": str(self)}
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """An exception's message cut to its first line, for a one-line error; its type's name where
+    the message is empty (`str(e).splitlines()[0]` raises IndexError there)."""
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]
