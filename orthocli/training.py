@@ -80,6 +80,9 @@ class TrainConfig:
     # Constant by default: a decaying lr leaves the filters re-introduced in the last cycle too little to recover.
     lr_schedule: str = "none"
     batch_size: int = 64
+    # Optimizer steps an epoch takes at least (0: one pass): on small data an epoch is a handful of
+    # steps, so S1/S2 counted in epochs leave a re-introduced filter almost no steps to recover.
+    min_steps: int = 0
     loss: str = "ce"  # "ce" cross-entropy; "mse" the patent's E = 1/2 sum_k (softmax_k - onehot_k)^2, batch mean
     # --- reproducibility and data ---
     seed: int = 0  # model init, validation split, data order (per epoch), re-initialisation (per cycle)
@@ -106,6 +109,7 @@ class TrainConfig:
         )
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        need(self.min_steps >= 0, f"--min-steps must be 0 or more, got {self.min_steps}")
         need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
         need(
@@ -193,14 +197,24 @@ def sub_seed(seed: int, stream: int, index: int) -> int:
     return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
 
 
-def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
+def batches(
+    n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1, min_steps: int = 0
+) -> list[torch.Tensor]:
     """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
     resumed run sees the same order. A last batch of one sample (BatchNorm), or of fewer samples
-    than processes (each rank needs one), joins the one before."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(sub_seed(seed, 1, epoch)))
-    parts = list(order.split(batch_size))
-    if len(parts) > 1 and len(parts[-1]) < max(2, world_size):
-        parts[-2:] = [torch.cat(parts[-2:])]
+    than processes (each rank needs one), joins the one before. With `min_steps`, an epoch is as
+    many shuffled passes over the data as it takes to make at least that many batches (small data:
+    every phase then gets enough optimizer steps); the first pass is the one-pass epoch's."""
+    parts: list[torch.Tensor] = []
+    p = 0
+    while p == 0 or len(parts) < min_steps:
+        stream_seed = sub_seed(seed, 1, epoch) if p == 0 else sub_seed(seed, 3, epoch * 100_003 + p)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed))
+        one = list(order.split(batch_size))
+        if len(one) > 1 and len(one[-1]) < max(2, world_size):
+            one[-2:] = [torch.cat(one[-2:])]
+        parts += one
+        p += 1
     return parts
 
 
@@ -545,7 +559,9 @@ def _train_epoch(
     params = [p for p in net.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), device=rt.device)
     correct = torch.zeros((), dtype=torch.long, device=rt.device)
-    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size):
+    seen = 0
+    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size, cfg.min_steps):
+        seen += len(idx)
         share = idx[rt.rank :: rt.world_size].to(rt.device)
         x, y = train_set.x[share], train_set.y[share]
         with rt.autocast():
@@ -569,7 +585,7 @@ def _train_epoch(
         correct += (logits.detach().argmax(1) == y).sum()
     if rt.distributed:
         loss_sum, correct = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct)
-    return float(loss_sum) / len(train_set), int(correct) / len(train_set)
+    return float(loss_sum) / seen, int(correct) / seen
 
 
 def _reintroduce(

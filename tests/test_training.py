@@ -79,6 +79,18 @@ def test_batches_are_seeded_per_epoch_and_cover_the_data():
     assert [len(x) for x in batches(65, 32, seed=0, epoch=0)] == [32, 33]  # no batch of one (BatchNorm)
 
 
+def test_min_steps_makes_an_epoch_of_whole_shuffled_passes():
+    one = batches(45, 64, seed=1, epoch=4)
+    many = batches(45, 64, seed=1, epoch=4, min_steps=25)
+    assert len(one) == 1 and len(many) == 25  # 45 samples, batch 64: one step per pass
+    assert torch.equal(many[0], one[0])  # the first pass is the one-pass epoch
+    assert all(sorted(b.tolist()) == list(range(45)) for b in many)
+    assert len({tuple(b.tolist()) for b in many}) == 25  # each pass shuffled anew
+    passes = batches(100, 32, seed=0, epoch=0, min_steps=7)  # 4 batches a pass (32, 32, 32, 4): 2 passes
+    assert len(passes) == 8 and sorted(torch.cat(passes).tolist()) == sorted(list(range(100)) * 2)
+    assert batches(3000, 64, seed=0, epoch=0, min_steps=25) == batches(3000, 64, seed=0, epoch=0)
+
+
 def test_squared_error_is_the_patents_formula():
     logits, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 3, 1, 1, 2])
     p = logits.softmax(1)

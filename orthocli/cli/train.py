@@ -104,6 +104,16 @@ def train(
             help="After the cycles: stop after this many epochs without a better val accuracy.",
         ),
     ] = 10,
+    min_steps: Annotated[
+        int,
+        _opt(
+            "--min-steps",
+            panel=SCHED,
+            min=0,
+            help="Optimizer steps an epoch takes at least: on small data an epoch is then several shuffled passes,"
+            " so every phase gets enough steps (0: one pass per epoch).",
+        ),
+    ] = 0,
     # -- which filters drop (and how they come back)
     ratio: DropRatio = 0.3,
     threshold: DropThreshold = None,
@@ -369,6 +379,7 @@ def train(
             cycles=cycles,
             max_epochs=max_epochs,
             patience=patience,
+            min_steps=min_steps,
             ratio=ratio,
             threshold=threshold,
             scope=scope,
