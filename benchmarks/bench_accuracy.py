@@ -80,6 +80,8 @@ def grid(name: str) -> list[tuple[str, dict]]:
         ]
     if name == "paper":  # the paper's re-introduction alone (e.g. with --set cycles=5)
         return [("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"})]
+    if name == "zero":  # the default re-introduction alone
+        return [("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"})]
     if name == "authors":  # the candidates of the previous round (README before issue 16)
         return [
             ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global"}),
@@ -92,7 +94,7 @@ def grid(name: str) -> list[tuple[str, dict]]:
             for f in ("keep", "zero")
             for r in (0.1, 0.3, 0.5)
         ]
-    raise SystemExit(f"unknown grid {name!r}: defaults, paper, full, small, knobs, authors, fanout")
+    raise SystemExit(f"unknown grid {name!r}: defaults, paper, zero, full, small, knobs, authors, fanout")
 
 
 def run_one(job: dict) -> dict:

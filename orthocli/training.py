@@ -90,9 +90,10 @@ class TrainConfig:
     val_fraction: float = 0.1  # part of the training data held out for validation (0: no early stopping)
     baseline: bool = False  # the control: same schedule and budget, nothing dropped
     reinit_scale: float = 1.0  # norm of a re-introduced filter, as a multiple of the layer's mean kept-filter norm
-    # What the next layer does with a re-introduced channel: "keep" its weights (the paper) or "zero"
-    # them, so the network's output is unchanged at re-introduction (see subnet.reintroduce).
-    reinit_fan_out: str = "keep"
+    # What the next layer does with a re-introduced channel: "zero" its weights, so the network's output
+    # is unchanged at re-introduction, or "keep" them (the paper). Zero by default: kept weights can make
+    # the loss jump by orders of magnitude and diverge (long signals into a wide Linear; docs/results.md).
+    reinit_fan_out: str = "zero"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:

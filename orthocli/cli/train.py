@@ -128,10 +128,10 @@ def train(
         _opt(
             "--reinit-fan-out",
             panel=DROP,
-            help="What the next layer does with a re-introduced filter's channel: keep its weights (the paper) or"
-            " zero them, so the output is unchanged at re-introduction and the next layer learns the new filter.",
+            help="What the next layer does with a re-introduced filter's channel: zero its weights, so the output is"
+            " unchanged at re-introduction and the next layer learns the new filter, or keep them (the paper).",
         ),
-    ] = "keep",
+    ] = "zero",
     # -- model
     arch: Annotated[
         Optional[str],
