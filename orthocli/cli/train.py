@@ -113,7 +113,7 @@ def train(
             help="Optimizer steps an epoch takes at least: on small data an epoch is then several shuffled passes,"
             " so every phase gets enough steps (0: one pass per epoch).",
         ),
-    ] = 0,
+    ] = 25,
     # -- which filters drop (and how they come back)
     ratio: DropRatio = 0.3,
     threshold: DropThreshold = None,
