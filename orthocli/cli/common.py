@@ -43,6 +43,13 @@ TrustOpt = Annotated[
         " you trust.",
     ),
 ]
+CkptsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Checkpoints: files, folders (the checkpoint files in them) or glob patterns ('runs/*.pt').",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
@@ -92,9 +99,22 @@ def log(message: str) -> None:
     stderr().print(message, markup=False)
 
 
+def error(message: str) -> None:
+    """The one `Error: ...` line of a failure (with --debug, after the traceback being handled)."""
+    _traceback()
+    stderr().print(f"Error: {message}", markup=False)
+
+
 def fail(message: str, code: int) -> None:
     stderr().print(f"Error: {message}", markup=False)
     raise typer.Exit(code)
+
+
+def name_column(table: Any, header: str, names: list[str], **settings: Any) -> None:
+    """A column of layer names that is never broken across lines: in a narrow terminal (80
+    columns) Rich folds the other columns first, and only a name longer than the screen folds."""
+    width = max((len(n) for n in names), default=0)
+    table.add_column(header, no_wrap=True, min_width=max(width, len(header)), **settings)
 
 
 def _traceback() -> None:

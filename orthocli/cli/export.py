@@ -8,7 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from orthocli.cli import app
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
+from orthocli.cli.common import (
+    CkptArg,
+    ForceOpt,
+    JsonOpt,
+    KeyOpt,
+    TrustOpt,
+    command,
+    log,
+    name_column,
+    print_json,
+    stdout,
+)
 
 EPILOG = (
     "Example: orthocli export pruned.pt -o model.safetensors\n\n"
@@ -87,8 +98,10 @@ def _render(doc: dict) -> None:
     out.print(table)
     if doc["compaction"]:
         layers = Table(title="Compacted layers")
-        for col in ("layer", "filters", "kept"):
-            layers.add_column(col, justify="left" if col == "layer" else "right")
+        compaction = doc["compaction"]
+        name_column(layers, "layer", [layer["name"] for layer in compaction["layers"] + compaction["kept_width"]])
+        for col in ("filters", "kept"):
+            layers.add_column(col, justify="right", overflow="fold")
         for layer in doc["compaction"]["layers"]:
             layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]))
         for layer in doc["compaction"]["kept_width"]:

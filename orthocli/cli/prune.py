@@ -18,6 +18,7 @@ from orthocli.cli.common import (
     TrustOpt,
     command,
     log,
+    name_column,
     print_json,
     stdout,
 )
@@ -88,8 +89,10 @@ def _render(doc: dict) -> None:
     table = Table(
         title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} ranking)"
     )
-    for col in ("layer", "filters", "dropped", "kept", "dropped filters"):
-        table.add_column(col, justify="left" if col in ("layer", "dropped filters") else "right", overflow="fold")
+    name_column(table, "layer", [layer["name"] for layer in doc["layers"]] + list(doc["excluded"]))
+    for col in ("filters", "dropped", "kept"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("dropped filters", overflow="fold")
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
         table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
