@@ -110,11 +110,41 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def name_column(table: Any, header: str, names: list[str], **settings: Any) -> None:
-    """A column of layer names that is never broken across lines: in a narrow terminal (80
-    columns) Rich folds the other columns first, and only a name longer than the screen folds."""
-    width = max((len(n) for n in names), default=0)
-    table.add_column(header, no_wrap=True, min_width=max(width, len(header)), **settings)
+def name_column(table: Any, header: str, **settings: Any) -> None:
+    """The column of layer names: add it first, and print the table with `print_table`."""
+    table.add_column(header, no_wrap=True, overflow="fold", **settings)
+
+
+# The narrowest a folded column gets before the names give way (a number then takes 2 lines).
+_MIN_FOLDED = 4
+
+
+def print_table(table: Any) -> None:
+    """Print a table whose first column holds layer names. When it does not fit the terminal (80
+    columns), the other columns fold first, widest first, down to a few characters each, then the
+    cell padding goes; a layer name breaks across lines only when it is longer than what is left
+    (48 characters for `score`'s 7 columns at 80). Rich alone shrinks every column evenly, names
+    included, so the widths are set here."""
+    from rich.cells import cell_len
+
+    out = stdout()
+    columns = table.columns
+    natural = [max([cell_len(str(c.header)), *(cell_len(str(v)) for v in c._cells)]) for c in columns]
+    others = range(1, len(columns))
+    floor = sum(min(_MIN_FOLDED, natural[i]) for i in others)
+    room = out.width - (3 * len(columns) + 1)  # a border before each column and one after, padding 1+1
+    if natural[0] > room - floor:
+        table.padding, room = (0, 0), out.width - (len(columns) + 1)
+    if sum(natural) > room:
+        widths = [min(natural[0], max(room - floor, 1)), *natural[1:]]
+        while sum(widths) > room:
+            widest = max(others, key=lambda i: widths[i])
+            if widths[widest] <= _MIN_FOLDED:
+                break
+            widths[widest] -= 1
+        for column, width in zip(columns, widths):
+            column.width, column.no_wrap, column.overflow = width, False, "fold"
+    out.print(table)
 
 
 def _traceback() -> None:

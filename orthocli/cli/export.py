@@ -18,6 +18,7 @@ from orthocli.cli.common import (
     log,
     name_column,
     print_json,
+    print_table,
     stdout,
 )
 
@@ -98,12 +99,11 @@ def _render(doc: dict) -> None:
     out.print(table)
     if doc["compaction"]:
         layers = Table(title="Compacted layers")
-        compaction = doc["compaction"]
-        name_column(layers, "layer", [layer["name"] for layer in compaction["layers"] + compaction["kept_width"]])
+        name_column(layers, "layer")
         for col in ("filters", "kept"):
             layers.add_column(col, justify="right", overflow="fold")
         for layer in doc["compaction"]["layers"]:
             layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]))
         for layer in doc["compaction"]["kept_width"]:
             layers.add_row(layer["name"], "", "full width")
-        out.print(layers)
+        print_table(layers)

@@ -20,7 +20,7 @@ from orthocli.cli.common import (
     log,
     name_column,
     print_json,
-    stdout,
+    print_table,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
 from orthocli.errors import UsageError
@@ -89,13 +89,13 @@ def _render(doc: dict) -> None:
     table = Table(
         title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} ranking)"
     )
-    name_column(table, "layer", [layer["name"] for layer in doc["layers"]] + list(doc["excluded"]))
+    name_column(table, "layer")
     for col in ("filters", "dropped", "kept"):
-        table.add_column(col, justify="right", no_wrap=True)
+        table.add_column(col, justify="right", overflow="fold")
     table.add_column("dropped filters", overflow="fold")
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
         table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
     for name in doc["excluded"]:
         table.add_row(name, "", "-", "", "excluded")
-    stdout().print(table)
+    print_table(table)

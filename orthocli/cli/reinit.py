@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from orthocli.cli import app
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, stdout
+from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
 from orthocli.cli.options import ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
@@ -60,7 +60,7 @@ def _render(layers: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="Re-introduced filters (null space = orthogonal to kept filters and old values)")
-    name_column(table, "layer", [layer["name"] for layer in layers])
+    name_column(table, "layer")
     for col in ("re-introduced", "null space", "kept only", "random"):
         table.add_column(col, justify="right", overflow="fold")
     for layer in layers:
@@ -71,4 +71,4 @@ def _render(layers: list[dict]) -> None:
             str(layer["kept_only"]),
             str(layer["random"]),
         )
-    stdout().print(table)
+    print_table(table)

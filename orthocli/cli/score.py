@@ -19,6 +19,7 @@ from orthocli.cli.common import (
     log,
     name_column,
     print_json,
+    print_table,
     stdout,
 )
 from orthocli.errors import EXIT_GATE_FAILED, OrthoError
@@ -127,25 +128,24 @@ def _render(result: CheckpointScores, several: bool) -> None:
         out.print(Text(f"{result.path} ({result.format})", style="bold"), overflow="fold")
     table = Table(title="Filter redundancy per conv layer (score: 0 = orthogonal, higher = redundant)")
     notes = [_notes(r) for r in result.layers]
-    name_column(table, "layer", [r.layer.name for r in result.layers])
+    name_column(table, "layer")
     columns = ("shape", "filters", "mean", "max", "dead") + (("note",) if any(notes) else ())
-    for col in columns:  # numbers stay whole too: shape and note are the columns that fold
-        left = col in ("shape", "note")
-        table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("shape", "note") else "right", overflow="fold")
     for r, note in zip(result.layers, notes):
         shape = "x".join(str(d) for d in r.layer.weight.shape)
         row = [r.layer.name, shape, str(r.layer.filters), f"{r.mean:.4f}", f"{r.max:.4f}", str(len(r.dead))]
         table.add_row(*row, *((note,) if any(notes) else ()))
-    out.print(table)
+    print_table(table)
     worst = result.most_redundant
     if worst:
         top = Table(title=f"{len(worst)} most redundant filters")
-        name_column(top, "layer", [name for name, _, _ in worst])
+        name_column(top, "layer")
         top.add_column("filter", justify="right")
         top.add_column("score", justify="right")
         for name, f, s in worst:
             top.add_row(name, str(f), f"{s:.4f}")
-        out.print(top)
+        print_table(top)
 
 
 def _notes(r) -> str:
