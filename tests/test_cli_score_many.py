@@ -128,7 +128,8 @@ def test_the_exit_code_is_the_highest_of_the_files(run_cli, runs, tmp_path):
     result = run_cli("score", runs, "--fail-above", "0.5")  # epoch_03 fails the gate: 1
     assert result.exit_code == 3
     assert (
-        "1 of 4 checkpoints failed the gate" in result.stderr and "1 could not be scored; exit code 3" in result.stderr
+        "1 of 4 checkpoints failed the gate" in result.stderr
+        and "1 of 4 could not be scored; exit code 3" in result.stderr
     )
     torch.save({"fc.weight": torch.randn(4, 8)}, runs / "epoch_05.pt")  # 4: no conv layers
     doc = run_json(run_cli, runs, "--fail-above", "0.5", code=4)

@@ -86,23 +86,25 @@ def score(
             entries.append(result.to_json())
         else:
             _render(result, several=len(targets) > 1)
+        del result
     code = combined_exit_code(codes)
     if json_out:
         print_json(_document(entries, fail_above, failed, code))
     if len(targets) > 1 and code:
-        _summary(codes, failed, len(targets))
+        _summary(code, codes, failed)
     if code:
         raise typer.Exit(code)
 
 
-def _summary(codes: list[int], failed: list[str], total: int) -> None:
+def _summary(code: int, codes: list[int], failed: list[str]) -> None:
+    """The last stderr line of a run over several checkpoints that did not pass."""
     unusable = sum(1 for c in codes if c not in (0, EXIT_GATE_FAILED))
     parts = []
     if failed:
-        parts.append(f"{len(failed)} of {total} checkpoints failed the gate ({', '.join(failed)})")
+        parts.append(f"{len(failed)} of {len(codes)} checkpoints failed the gate ({', '.join(failed)})")
     if unusable:
-        parts.append(f"{unusable} could not be scored")
-    log("; ".join(parts) + f"; exit code {max(codes)}")
+        parts.append(f"{unusable} of {len(codes)} could not be scored")
+    log("; ".join(parts) + f"; exit code {code}")
 
 
 def _document(entries: list[dict], bound: float | None, failed: list[str], code: int) -> dict:
