@@ -140,7 +140,13 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
                     bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
                 elif not isinstance(mod, PER_CHANNEL_MODULES):
                     break
-            elif nxt.op == "call_function" and nxt.target not in PER_CHANNEL_FUNCTIONS or nxt.op == "call_method" and nxt.target not in PER_CHANNEL_METHODS or nxt.op not in ("call_module", "call_function", "call_method"):
+            elif (
+                nxt.op == "call_function"
+                and nxt.target not in PER_CHANNEL_FUNCTIONS
+                or nxt.op == "call_method"
+                and nxt.target not in PER_CHANNEL_METHODS
+                or nxt.op not in ("call_module", "call_function", "call_method")
+            ):
                 break
             cur = nxt
         bank.mask_node = cur.name
@@ -174,11 +180,16 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
         weight = model.get_parameter(bank.key)
         channels = weight.shape[1] * bank.groups if bank.transposed else weight.shape[0]
         spatial = weight.dim() - 2
-        attr = f"_orthocli_mask_{i}"
-        gm.register_buffer(
-            attr, torch.ones(1, channels, *([1] * spatial), device=weight.device, dtype=weight.dtype), persistent=False
-        )
-        masks[bank.name] = getattr(gm, attr)
+        if bank.name in masks:  # a conv called again (shared weights): every call reads the one mask
+            attr = next(a for a, t in gm.named_buffers() if t is masks[bank.name])
+        else:
+            attr = f"_orthocli_mask_{i}"
+            gm.register_buffer(
+                attr,
+                torch.ones(1, channels, *([1] * spatial), device=weight.device, dtype=weight.dtype),
+                persistent=False,
+            )
+            masks[bank.name] = getattr(gm, attr)
         with gm.graph.inserting_after(node):
             get = gm.graph.get_attr(attr)
         with gm.graph.inserting_after(get):

@@ -137,7 +137,13 @@ def _consumers(start: fx.Node, modules: dict, layer: str) -> list[_Consumer]:
             if flat or _flatten_start(node, modules) != 1:
                 raise _KeepWidth(f"its channels are reshaped at {_describe(node)}")
             flat = True
-        elif isinstance(mod, PER_CHANNEL_MODULES) or node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS or node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
+        elif (
+            isinstance(mod, PER_CHANNEL_MODULES)
+            or node.op == "call_function"
+            and node.target in PER_CHANNEL_FUNCTIONS
+            or node.op == "call_method"
+            and node.target in PER_CHANNEL_METHODS
+        ):
             pass
         elif combines:
             pass  # x * 2, x + 1: element-wise with a constant

@@ -21,7 +21,7 @@ from orthocli.cli.common import (
     print_json,
     stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.errors import UsageError
 
 EPILOG = (
@@ -41,6 +41,7 @@ def prune(
     scope: ScopeOpt = "global",
     min_keep: MinKeepOpt = 1,
     skip_first: SkipFirstOpt = True,
+    skip_last: SkipLastOpt = True,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; write nothing.")] = False,
@@ -51,6 +52,7 @@ def prune(
 ) -> None:
     """Drop the most redundant filters into a sub-network (masked, kept for reinit)."""
     from orthocli import checkpoint as ckpt_io
+    from orthocli.candidates import fixed_or_none
     from orthocli.pruning import make_rule, plan_drops
     from orthocli.subnet import apply_drops, make_record
 
@@ -62,7 +64,16 @@ def prune(
     ckpt = ckpt_io.load(checkpoint, key=key, trust=trust)
     if "prune" in ckpt.extras:
         raise UsageError(f"{checkpoint}: already pruned; run 'orthocli reinit' (or train) on it first")
-    plan = plan_drops(ckpt.select_convs(), rule, include=layers, exclude=exclude, skip_first=skip_first)
+    convs = ckpt.select_convs()
+    plan = plan_drops(
+        convs,
+        rule,
+        include=layers,
+        exclude=exclude,
+        skip_first=skip_first,
+        skip_last=skip_last,
+        fixed=fixed_or_none(ckpt.model()),
+    )
     doc = {"checkpoint": str(checkpoint), "output": None if dry_run else str(output), **plan.to_json()}
     if not dry_run:
         record = make_record(ckpt.state_dict, ckpt_io.filter_banks(ckpt), plan.drops, plan.rule_dict())
@@ -93,6 +104,6 @@ def _render(doc: dict) -> None:
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
         table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
-    for name in doc["excluded"]:
-        table.add_row(name, "", "-", "", "excluded")
+    for layer in doc["left_out"]:
+        table.add_row(layer["name"], "", "-", "", f"excluded: {layer['reason']}")
     stdout().print(table)
