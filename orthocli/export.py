@@ -150,11 +150,13 @@ def _masked(model, dropped: dict) -> Any:
     from orthocli.banks import banks_from_model, masked_forward
     from orthocli.subnet import masks_from_record
 
-    gm, masks = masked_forward(model, banks_from_model(model))
+    banks = banks_from_model(model)
+    gm, masks = masked_forward(model, banks)
     unknown = sorted(set(dropped) - set(masks))
     if unknown:
         raise CheckpointError(f"the drop record names layers the model does not have: {', '.join(unknown)}")
-    masks_from_record({"layers": {n: {"dropped": i} for n, i in dropped.items()}}, masks)
+    follow = {b.name: b.follow for b in banks}
+    masks_from_record({"layers": {n: {"dropped": i, "follow": follow[n]} for n, i in dropped.items()}}, masks)
     return gm.eval()
 
 
@@ -494,7 +496,7 @@ def _masked_or_none(model, dropped: dict, probe, *, required: bool):
 def _compact_plan(model, masked, dropped: dict, arch: dict | None, probe: torch.Tensor):
     from orthocli.compact import compacted
 
-    small, report = compacted(model, dropped)
+    small, report = compacted(model, dropped, probe)
     expected = _run(small.eval(), probe)
     gap = _diff(expected, _run(masked, probe))
     if not gap <= COMPACT_TOL:
