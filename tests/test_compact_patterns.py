@@ -242,3 +242,65 @@ def test_export_compact_reports_the_saving_of_each_pattern(run_cli, tmp_path, ta
     assert param_count(small) == doc["after"]["params"]
     table = run_cli("export", tmp_path / "p.pt", "-o", tmp_path / "t.pt", "--format", "orthocli", "--compact")
     assert table.exit_code == 0 and "Saving by pattern" in table.stdout and sorted(patterns)[0] in table.stdout
+
+
+def test_a_dropped_channel_takes_its_depthwise_filter_out_of_the_sub_network_and_back():
+    from orthocli.subnet import reintroduce
+
+    x = torch.randn(4, 3, 6, 6)
+    model = _trained_like(DepthwiseNet(), x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    record = make_record(state, banks_from_model(model), {"expand": torch.tensor([1, 5])}, {"ratio": 0.3})
+    assert record["layers"]["expand"]["follow"] == ["dw"]
+    apply_drops(state, record)
+    for key in ("dw.weight", "bn2.weight", "bn2.bias"):  # zeroed while dropped: the channel is dead
+        assert state[key][[1, 5]].abs().max() == 0 and torch.equal(state[key][[0, 2]], before[key][[0, 2]])
+    reintroduce(state, record, torch.Generator().manual_seed(0))
+    for key in ("dw.weight", "bn2.weight", "bn2.bias", "bn2.running_mean"):  # back as they were
+        assert torch.equal(state[key], before[key])
+    assert not torch.equal(state["expand.weight"][[1, 5]], before["expand.weight"][[1, 5]])  # from the null space
+
+
+MOBILE = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Mobile(nn.Module):
+    def __init__(self, in_channels, num_classes, width):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.expand, self.bn1 = nn.Conv2d(width, 2 * width, 1, bias=False), nn.BatchNorm2d(2 * width)
+        self.dw, self.bn2 = nn.Conv2d(2 * width, 2 * width, 3, padding=1, groups=2 * width), nn.BatchNorm2d(2 * width)
+        self.a, self.b = nn.Conv2d(2 * width, width, 1), nn.Conv2d(2 * width, width, 3, padding=1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = F.relu6(self.bn1(self.expand(torch.relu(self.stem(x)))))
+        x = F.relu6(self.bn2(self.dw(x)))
+        y = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], dim=1)
+        return self.fc(y.mean((2, 3)))
+
+
+def mobile(in_channels, num_classes, input_shape, width=6):
+    return Mobile(in_channels, num_classes, width)
+"""
+
+
+def test_train_prune_and_compact_a_model_with_every_pattern(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "mobile_models.py").write_text(MOBILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tiny = ["--max-samples", "120", "--s1", "1", "--s2", "1", "--cycles", "1", "--batch-size", "32"]
+    res = run_cli("train", *tiny, "--arch", "mobile_models:mobile", "-o", tmp_path / "m.pt", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert set(json.loads(res.stdout)["cycles"][0]["dropped"]) <= {"expand", "a", "b"}  # dw: depthwise
+    res = run_cli("prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--scope", "layer", "--ratio", "0.4", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert {layer["name"] for layer in json.loads(res.stdout)["layers"]} == {"expand", "a", "b"}
+    res = run_cli("export", tmp_path / "p.pt", "-o", tmp_path / "s.pt", "--format", "orthocli", "--compact", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["compaction"]["kept_width"] == [] and doc["after"]["params"] < doc["before"]["params"]
+    assert {p["pattern"] for p in doc["compaction"]["patterns"]} == {"depthwise", "concatenation", "spatial reduction"}
