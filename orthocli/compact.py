@@ -48,6 +48,10 @@ _CONCAT = {torch.cat, torch.concat}
 _SHAPE_READS = {"size", "dim"}  # methods that read the batch size and the like, not the values
 _REDUCTIONS = {"mean", "sum", "amax", "amin"}  # over the spatial dims: per channel
 PATTERNS = ("concatenation", "spatial reduction", "depthwise")
+_UNFOLLOWED = (
+    "its channels reach {}, which orthocli cannot follow (docs/compaction.md lists what it follows); write that "
+    "step with a followed operation, or exclude the layer when pruning (--exclude) so it keeps its filters"
+)
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _consumers(start: fx.Node, modules: dict, bank, banks: dict, calls: Counter,
             stack.extend((user, node, path) for user in node.users)  # x * 2, x + 1: element-wise with a constant
             continue
         if not node.args or node.args[0] is not src:
-            raise _KeepWidth(f"its channels reach {_describe(node)}, which orthocli cannot follow")
+            raise _KeepWidth(_UNFOLLOWED.format(_describe(node)))
         mod = modules.get(node.target) if node.op == "call_module" else None
         follow, nxt = True, node
         if isinstance(mod, nn.modules.conv._ConvNd):
@@ -256,7 +260,7 @@ def _consumers(start: fx.Node, modules: dict, bank, banks: dict, calls: Counter,
         ):
             pass
         else:
-            raise _KeepWidth(f"its channels reach {_describe(node)}, which orthocli cannot follow")
+            raise _KeepWidth(_UNFOLLOWED.format(_describe(node)))
         if follow:
             stack.extend((user, nxt, path) for user in nxt.users)
     return found, patterns

@@ -304,3 +304,22 @@ def test_train_prune_and_compact_a_model_with_every_pattern(run_cli, tmp_path, m
     doc = json.loads(res.stdout)
     assert doc["compaction"]["kept_width"] == [] and doc["after"]["params"] < doc["before"]["params"]
     assert {p["pattern"] for p in doc["compaction"]["patterns"]} == {"depthwise", "concatenation", "spatial reduction"}
+
+
+def test_a_layer_kept_at_full_width_says_what_stopped_it_and_what_to_do():
+    class Transposed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = torch.relu(self.b(torch.relu(self.a(x)).transpose(2, 3)))
+            return self.fc(y.mean((2, 3)))
+
+    model, x = Transposed().eval(), torch.randn(2, 3, 8, 8)
+    dropped = _pruned(model, {"a": [1], "b": [2]})
+    small, report = compacted(model, dropped, x)
+    assert set(report.layers) == {"b"} and "transpose" in report.kept_width["a"]
+    assert "--exclude" in report.kept_width["a"] and "docs/compaction.md" in report.kept_width["a"]
+    assert (small(x) - _masked(model, dropped)(x)).abs().max() <= 1e-5
