@@ -89,8 +89,8 @@ def _torch_pruning(model: nn.Module, example: torch.Tensor, drops: dict[str, tor
     """Torch-Pruning's model for the same indices: each layer's group pruned with its low-level API."""
     tp = pytest.importorskip("torch_pruning")
     model = copy.deepcopy(model)
-    for name, idx in drops.items():
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    for name, idx in drops.items():  # one graph: it keeps its index mappings up to date as groups are pruned
         group = graph.get_pruning_group(model.get_submodule(name), tp.prune_conv_out_channels, idxs=idx.tolist())
         assert graph.check_pruning_group(group)
         group.prune()
