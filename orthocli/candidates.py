@@ -7,7 +7,7 @@
   several places, and the masks, the freezer and compaction all act on one place per filter.
 
 The same graph walk keeps model outputs at full width in `export --compact` (`compact.py`).
-Without a model (a bare state dict) the graph is unknown: `pruning.plan_drops` then leaves out the
+Without a model (a bare state dict) the graph is unknown: `drops.plan_drops` then leaves out the
 last conv layer (--skip-last), the likeliest output layer.
 """
 

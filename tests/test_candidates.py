@@ -1,5 +1,5 @@
 """Which conv layers may lose filters: output layers, shared and depthwise convs never do, in
-`prune`, `train` and `pruning.plan_drops`."""
+`prune`, `train` and `drops.plan_drops`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from orthocli.candidates import fixed_layers
+from orthocli.drops import make_rule, plan_drops
 from orthocli.layers import convs_from_module
-from orthocli.pruning import make_rule, plan_drops
 
 FCN = """
 import torch

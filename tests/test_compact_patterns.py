@@ -15,7 +15,7 @@ from orthocli.banks import banks_from_model
 from orthocli.compact import compacted, param_count
 from orthocli.errors import CheckpointError
 from orthocli.export import _masked
-from orthocli.models import build_model
+from orthocli.models import build_model, model_of
 from orthocli.subnet import apply_drops, make_record
 
 REDUCTIONS = {
@@ -238,7 +238,7 @@ def test_export_compact_reports_the_saving_of_each_pattern(run_cli, tmp_path, ta
         assert p["params_saved"] == param_count(model) - param_count(alone) > 0
         assert isinstance(p["ms_saved"], float)
     assert doc["after"]["params"] < doc["before"]["params"] and doc["verified"]["max_abs_diff"] <= 1e-5
-    small = checkpoint.load(tmp_path / "small.pt").model()  # rebuilt from the recorded widths
+    small = model_of(checkpoint.load(tmp_path / "small.pt"))  # rebuilt from the recorded widths
     assert param_count(small) == doc["after"]["params"]
     table = run_cli("export", tmp_path / "p.pt", "-o", tmp_path / "t.pt", "--format", "orthocli", "--compact")
     assert table.exit_code == 0 and "Saving by pattern" in table.stdout and sorted(patterns)[0] in table.stdout

@@ -1,16 +1,79 @@
-"""The drop plan shared by `orthocli prune` and `orthocli train`: which conv layers may lose
-filters, their scores, and which filters go. Tensors and layer descriptions in, a plan out."""
+"""Choosing which filters to drop (the method's step 3, "drop"; docs/method.md), shared by `orthocli prune` and
+`orthocli train`: a DropRule says how many and how to rank; `choose_drops` turns scores into
+indices (pure); `plan_drops` scores the candidate layers and returns a DropPlan."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from orthocli.errors import UsageError
+from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
-from orthocli.redundancy import LayerScores, score_layers
-from orthocli.selection import DropRule, choose_drops
+
+
+@dataclass(frozen=True)
+class DropRule:
+    """How many filters to drop and how to rank them.
+
+    ratio: fraction of the candidate filters to drop (cut by count, so ties never change it).
+    threshold: instead of a ratio, drop every filter whose score is above this value.
+    scope: "global" ranks all candidate filters of the network together (the authors' choice);
+           "layer" drops `ratio` of each layer.
+    min_keep: filters every layer keeps, whatever the ranking says.
+    """
+
+    ratio: float | None = 0.3
+    threshold: float | None = None
+    scope: str = "global"
+    min_keep: int = 1
+
+    def __post_init__(self) -> None:
+        if (self.ratio is None) == (self.threshold is None):
+            raise ValueError("give exactly one of ratio and threshold")
+        if self.ratio is not None and not 0 < self.ratio < 1:
+            raise ValueError(f"ratio must be between 0 and 1 (exclusive), got {self.ratio}")
+        if self.scope not in ("global", "layer"):
+            raise ValueError(f"scope must be 'global' or 'layer', got {self.scope!r}")
+        if self.min_keep < 1:
+            raise ValueError(f"min_keep must be at least 1, got {self.min_keep}")
+
+
+def _ranked(scores: Sequence[torch.Tensor], layers: Sequence[int]) -> list[tuple[float, int, int]]:
+    """(score, layer, filter) from most to least redundant; ties break by layer, then filter."""
+    items = [(-s, li, f) for li in layers for f, s in enumerate(scores[li].tolist())]
+    items.sort()
+    return [(-neg, li, f) for neg, li, f in items]
+
+
+def choose_drops(scores: Sequence[torch.Tensor], rule: DropRule) -> list[torch.Tensor]:
+    """Indices (sorted, int64) of the filters to drop in each layer, one tensor per layer."""
+    sizes = [len(s) for s in scores]
+    room = [max(0, n - rule.min_keep) for n in sizes]  # most each layer may lose
+    dropped: list[list[int]] = [[] for _ in scores]
+
+    def take(candidates: list[tuple[float, int, int]], quota: int | None) -> None:
+        for s, li, f in candidates:
+            if quota is not None and quota <= 0:
+                break
+            if rule.threshold is not None and not s > rule.threshold:
+                break
+            if len(dropped[li]) < room[li]:
+                dropped[li].append(f)
+                if quota is not None:
+                    quota -= 1
+
+    if rule.scope == "global":
+        quota = None if rule.ratio is None else math.floor(rule.ratio * sum(sizes) + 1e-9)
+        take(_ranked(scores, range(len(scores))), quota)
+    else:
+        for li, n in enumerate(sizes):
+            quota = None if rule.ratio is None else math.floor(rule.ratio * n + 1e-9)
+            take(_ranked(scores, [li]), quota)
+    return [torch.tensor(sorted(d), dtype=torch.long) for d in dropped]
 
 
 @dataclass
@@ -131,15 +194,18 @@ def _check_plan(plan: DropPlan) -> None:
     if rule.threshold is not None:
         if not (scores > rule.threshold).any():
             raise UsageError(
-                f"--threshold {rule.threshold} drops no filter: the highest score is {float(scores.max()):.4f}; lower it"
+                f"--threshold {rule.threshold} drops no filter: the highest score is {float(scores.max()):.4f}; lower "
+                "it"
             )
         if (scores > rule.threshold).all():
             raise UsageError(
-                f"--threshold {rule.threshold} would drop every filter: the lowest score is {float(scores.min()):.4f}; raise it"
+                f"--threshold {rule.threshold} would drop every filter: the lowest score is {float(scores.min()):.4f}; "
+                "raise it"
             )
     if plan.total_dropped == 0:
         raise UsageError(
-            f"this rule drops no filter out of {plan.total_filters} (ratio too small, or --min-keep too large); raise --ratio"
+            f"this rule drops no filter out of {plan.total_filters} (ratio too small, or --min-keep too large); raise "
+            "--ratio"
         )
 
 
