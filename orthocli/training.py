@@ -42,6 +42,7 @@ from torch import nn
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
+from orthocli.candidates import fixed_or_none
 from orthocli.data import Arrays, DataSplits
 from orthocli.drops import DropRule, make_rule, plan_drops
 from orthocli.errors import CheckpointError, DataError, UsageError, first_line
@@ -71,6 +72,7 @@ class TrainConfig:
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
     skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    skip_last: bool = True  # where the graph is unknown, never drop from the last conv (likely the output)
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
@@ -276,6 +278,8 @@ def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | 
             include=cfg.layers or None,
             exclude=cfg.exclude or None,
             skip_first=cfg.skip_first,
+            skip_last=cfg.skip_last,
+            fixed=fixed_or_none(model),
         )
     except UsageError:
         if cfg.threshold is None:
@@ -301,6 +305,8 @@ def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
         include=cfg.layers or None,
         exclude=cfg.exclude or None,
         skip_first=cfg.skip_first,
+        skip_last=cfg.skip_last,
+        fixed=fixed_or_none(model),
     )
 
 
