@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orthocli.errors import EXIT_GATE_FAILED, EXIT_OK
-from orthocli.redundancy import LayerScores, gate_failures, most_redundant, score_layers
+from orthocli.layer_scores import LayerScores, gate_failures, most_redundant, score_layers
 
 
 @dataclass
@@ -77,9 +77,10 @@ def score_checkpoint(
     """Load one checkpoint, score its chosen conv layers, and judge them against `fail_above`.
     Raises the OrthoError that makes the file unusable (unreadable, no conv layers, NaN weights)."""
     from orthocli import checkpoint as ckpt_io
+    from orthocli.layers import select_convs
 
     ckpt = ckpt_io.load(path, key=key, trust=trust)
-    results = score_layers(ckpt.select_convs(include, exclude))
+    results = score_layers(select_convs(ckpt, include, exclude))
     failing = gate_failures(results, fail_above) if fail_above is not None else []
     return CheckpointScores(ckpt.path, ckpt.format, results, most_redundant(results, top), fail_above, failing)
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from orthocli.scoring import orthogonality_scores
+from orthocli.orthogonality import orthogonality_scores
 
 
 def identical_filters(J: int = 4) -> torch.Tensor:

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import (
     CkptsArg,
     ExcludeOpt,
@@ -36,7 +35,7 @@ EPILOG = (
 )
 
 
-@command(app, epilog=EPILOG)
+@command
 def score(
     checkpoints: CkptsArg,
     layers: LayersOpt = None,
