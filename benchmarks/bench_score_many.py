@@ -1,8 +1,9 @@
 """Scoring many checkpoints: `orthocli score FOLDER` (one call) against one call per checkpoint and
 against the plain-PyTorch floor (one script that torch.loads each file and computes the same
 scores). All three run as fresh processes, alternated in one run (the machine is shared and
-noisy); medians and their ratios are printed. One file through each as well separates the fixed
-start-up (Python, torch, and for orthocli Typer, Rich and pydantic) from the cost per checkpoint.
+noisy); medians and their ratios are printed. Five times as many files through one call and the
+floor as well give the cost per checkpoint once started (the slope), apart from the fixed start-up
+(Python, torch, and for orthocli Typer, Rich and pydantic).
 
 Usage:
     python benchmarks/bench_score_many.py [--copies 4] [--repeats 5]
@@ -75,51 +76,54 @@ def same_scores(ours: dict, floor: list[dict]) -> None:
             assert max(abs(x - y) for x, y in zip(a["scores"], b["scores"])) < 1e-5, a["name"]
 
 
+def copies(folder: Path, count: int) -> list[str]:
+    """`count` copies of each real checkpoint under new names, sorted."""
+    folder.mkdir()
+    for i in range(count):
+        for name in SOURCES:
+            stem, suffix = name.rsplit(".", 1)
+            shutil.copy(DATA / name, folder / f"{stem}_{i:02d}.{suffix}")
+    return sorted(str(p) for p in folder.iterdir())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=4, help="copies of each of the 5 real checkpoints")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="orthocli-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="orthocli-bench-"))
+    orthocli = [sys.executable, "-m", "orthocli", "score", "--json"]
+    floor = [sys.executable, "-c", FLOOR]
     try:
-        for i in range(args.copies):
-            for name in SOURCES:
-                stem, suffix = name.rsplit(".", 1)
-                shutil.copy(DATA / name, folder / f"{stem}_{i:02d}.{suffix}")
-        files = sorted(str(p) for p in folder.iterdir())
-        orthocli = [sys.executable, "-m", "orthocli", "score", "--json"]
-        one_call = [*orthocli, *files]
-        floor = [sys.executable, "-c", FLOOR, *files]
-        same_scores(json.loads(run(one_call)[1]), json.loads(run(floor)[1]))  # also warms the page cache
-        one_file = str(folder / "mtcnn_onet_00.pt")  # start-up plus one mid-sized checkpoint
-        t_one, t_each, t_floor, t_one1, t_floor1 = [], [], [], [], []
+        files = copies(work / "n", args.copies)
+        more = copies(work / "5n", 5 * args.copies)  # the cost per checkpoint, start-up aside: the slope
+        same_scores(json.loads(run([*orthocli, *files])[1]), json.loads(run([*floor, *files])[1]))
+        t = {key: [] for key in ("one", "floor", "one_5n", "floor_5n", "each")}
         for _ in range(args.repeats):
-            t_one.append(run(one_call)[0])
-            t_floor.append(run(floor)[0])
-            t_one1.append(run([*orthocli, one_file])[0])
-            t_floor1.append(run([sys.executable, "-c", FLOOR, one_file])[0])
-            t_each.append(sum(run([*orthocli, f])[0] for f in files))
+            t["one"].append(run([*orthocli, *files])[0])
+            t["floor"].append(run([*floor, *files])[0])
+            t["one_5n"].append(run([*orthocli, *more])[0])
+            t["floor_5n"].append(run([*floor, *more])[0])
+            t["each"].append(sum(run([*orthocli, f])[0] for f in files))
     finally:
-        shutil.rmtree(folder)
-    n = len(files)
-    one, each, base, one1, base1 = (statistics.median(t) for t in (t_one, t_each, t_floor, t_one1, t_floor1))
+        shutil.rmtree(work)
+    n, m = len(files), len(more)
+    one, base, one_m, base_m, each = (statistics.median(t[k]) for k in ("one", "floor", "one_5n", "floor_5n", "each"))
+    slope, slope_floor = (one_m - one) / (m - n), (base_m - base) / (m - n)
     size = sum((DATA / name).stat().st_size for name in SOURCES) * args.copies
     print(f"checkpoints: {n} real files ({size / 2**20:.1f} MiB in all), {args.repeats} repeats, medians, 1 thread")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"command: python benchmarks/bench_score_many.py --copies {args.copies} --repeats {args.repeats}")
-    print(f"orthocli score, one call of {n}  {one:7.3f} s   {1000 * one / n:7.1f} ms per checkpoint")
-    print(f"orthocli score, {n} calls        {each:7.3f} s   {1000 * each / n:7.1f} ms per checkpoint")
-    print(f"plain PyTorch floor, {n} files   {base:7.3f} s   {1000 * base / n:7.1f} ms per checkpoint")
-    print(f"orthocli score, one file        {one1:7.3f} s   (start-up and one checkpoint)")
-    print(f"plain PyTorch floor, one file   {base1:7.3f} s")
-    print(f"per checkpoint, start-up included, one call / floor:   {one / base:.3f}  (goal <= 1.05)")
-    slope, slope_floor = (one - one1) / (n - 1), (base - base1) / (n - 1)
+    print(f"orthocli score, one call of {n}   {one:7.3f} s   {1000 * one / n:7.1f} ms per checkpoint")
+    print(f"orthocli score, {n} calls         {each:7.3f} s   {1000 * each / n:7.1f} ms per checkpoint")
+    print(f"plain PyTorch floor, {n} files    {base:7.3f} s   {1000 * base / n:7.1f} ms per checkpoint")
+    print(f"per checkpoint, start-up included, one call / floor: {one / base:.3f}  (goal <= 1.05)")
     print(
-        f"per checkpoint once started, (T{n} - T1) / {n - 1}: orthocli {1000 * slope:.1f} ms, "
+        f"per checkpoint once started, (T{m} - T{n}) / {m - n}: orthocli {1000 * slope:.1f} ms, "
         f"floor {1000 * slope_floor:.1f} ms, ratio {slope / slope_floor:.3f}  (goal <= 1.05)"
     )
-    print(f"start-up beyond the floor's (one file): {one1 - base1:+.3f} s")
-    print(f"{n} calls / one call:  {each / one:.2f}")
+    print(f"fixed start-up beyond the floor's: {(one - n * slope) - (base - n * slope_floor):+.3f} s")
+    print(f"{n} calls / one call: {each / one:.2f}")
 
 
 if __name__ == "__main__":
