@@ -2,7 +2,7 @@
 
 A folder stands for the checkpoint files directly inside it: those with a checkpoint suffix, and
 any other file whose first bytes are a checkpoint's (so `run_07` without a suffix is found while
-`README.md` and `metrics.json` are skipped). How a file is then read is decided by its content
+`README.md`, `metrics.json` and `data.npz` are skipped). How a file is then read is decided by its content
 alone, as for a single path.
 """
 
@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orthocli.errors import InputFileError
+from orthocli.formats import sniff
 
 # The names torch, safetensors and TorchScript files are usually given. A folder's file with one
 # of these is always taken (a damaged `model.pt` is then reported, not silently skipped).
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".jit")
 
+_CHECKPOINT_KINDS = {"torch-zip", "torch-legacy", "safetensors", "torchscript"}  # formats.sniff's names
 _GLOB_CHARS = set("*?[")
 
 
@@ -31,16 +33,12 @@ class Target:
 
 
 def looks_like_checkpoint(path: Path) -> bool:
-    """Whether the first bytes are a zip archive (torch.save, TorchScript), a pickle (legacy
-    torch.save) or a safetensors header. Cheap: 16 bytes read, nothing parsed."""
+    """Whether the first bytes are those of a checkpoint orthocli reads (a torch.save zip or legacy
+    pickle, safetensors, TorchScript); a data file (npz, npy, other zips) is not one."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
+        return sniff(path) in _CHECKPOINT_KINDS
     except OSError:
         return False
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return True
-    return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size
 
 
 def _in_folder(folder: Path) -> list[Path]:

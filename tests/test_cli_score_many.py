@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,8 +66,10 @@ def test_a_folder_means_its_checkpoint_files(run_cli, runs):
 def test_a_folder_finds_a_checkpoint_without_a_suffix_by_its_content(run_cli, runs):
     torch.save({"c.weight": orthogonal_filters()}, runs / "last")  # no suffix: found by its zip signature
     (runs / "notes").write_text("not a checkpoint\n")  # no suffix, not a checkpoint: skipped
-    assert str(runs / "last") in names(run_json(run_cli, runs))
-    assert str(runs / "notes") not in names(run_json(run_cli, runs))
+    np.savez(runs / "data.npz", x=np.zeros(3))  # a zip too, but training data: skipped
+    found = names(run_json(run_cli, runs))
+    assert str(runs / "last") in found
+    assert str(runs / "notes") not in found and str(runs / "data.npz") not in found
 
 
 def test_each_file_scores_as_it_would_alone(run_cli, runs, tmp_path):
