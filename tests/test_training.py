@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from orthocli import training
+from orthocli import controller, training
+from orthocli.api import drop, plan_drops
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, prepare
 from orthocli.errors import DataError, UsageError
@@ -129,11 +130,11 @@ def test_squared_error_is_the_patents_formula():
 def test_train_follows_the_phases(digits, monkeypatch):
     """Drops before the first S2 epoch of each cycle, re-introduction after its last, all epochs counted."""
     calls = []
-    real_drop, real_reint = training.drop_filters, training.reintroduce
+    real_drop, real_reint = controller.apply_drops, controller.reintroduce
     events = []
     done = lambda: sum(e["kind"] == "epoch" for e in events)  # noqa: E731
-    monkeypatch.setattr(training, "drop_filters", lambda *a: calls.append(("drop", done())) or real_drop(*a))
-    monkeypatch.setattr(training, "reintroduce", lambda *a: calls.append(("reinit", done())) or real_reint(*a))
+    monkeypatch.setattr(controller, "apply_drops", lambda *a: calls.append(("drop", done())) or real_drop(*a))
+    monkeypatch.setattr(controller, "reintroduce", lambda *a: calls.append(("reinit", done())) or real_reint(*a))
     cfg = TrainConfig(s1=1, s2=2, cycles=2, max_epochs=8, patience=100, batch_size=32)
     result = train(convnet(digits), digits, cfg, callback=events.append)
     epochs = [e for e in events if e["kind"] == "epoch"]
@@ -213,12 +214,12 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
     """Momentum, weight decay and Adam's moments would all move them; weights, biases, BatchNorm
     affine parameters and running statistics must not change while the sub-network trains."""
     seen = {}
-    real_drop = training.drop_filters
+    real_drop = controller.apply_drops
+    model = convnet(digits, batchnorm=True)
 
-    def spy(model, banks, cfg, rt=None):
-        record = real_drop(model, banks, cfg, rt)
+    def spy(state, record):
+        real_drop(state, record)
         seen.update(model=model, record=record, frozen=_dropped_values(model, record), kept=clone_state(model))
-        return record
 
     checks = []
 
@@ -227,9 +228,9 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
             now = _dropped_values(seen["model"], seen["record"])
             checks.append(all(torch.equal(now[k], seen["frozen"][k]) for k in now))
 
-    real_reint = training.reintroduce
-    monkeypatch.setattr(training, "drop_filters", spy)
-    monkeypatch.setattr(training, "reintroduce", lambda *a: check() or real_reint(*a))  # after the last S2 epoch
+    real_reint = controller.reintroduce
+    monkeypatch.setattr(controller, "apply_drops", spy)
+    monkeypatch.setattr(controller, "reintroduce", lambda *a: check() or real_reint(*a))  # after the last S2 epoch
 
     cfg = TrainConfig(
         s1=1,
@@ -242,7 +243,6 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
         weight_decay=0.05,
         batch_size=32,
     )
-    model = convnet(digits, batchnorm=True)
     train(model, digits, cfg, callback=check)
     assert checks == [True, True, True]
     roles = {ch["role"] for layer in seen["record"]["layers"].values() for ch in layer["channels"]}
@@ -256,7 +256,7 @@ def test_pruned_start_trains_the_sub_network_only(digits):
     model = convnet(digits, batchnorm=True)
     train(model, digits, TrainConfig(cycles=0, max_epochs=1, batch_size=32))
     cfg = TrainConfig(s2=2, ratio=0.5, batch_size=32, weight_decay=0.1)
-    record = training.drop_filters(model, banks_from_model(model), cfg)
+    record = drop(model, plan_drops(model, ratio=cfg.ratio))
     frozen = _dropped_values(model, record)
     result = train(model, digits, cfg, record=record)
     assert [e["phase"] for e in result.history] == ["subnet", "subnet"] and result.record is record
