@@ -1,3 +1,61 @@
-"""orthocli: score, prune and re-initialise convolutional filters by orthogonality (RePr)."""
+"""orthocli: score, prune and re-initialise convolutional filters by orthogonality (RePr).
+
+The Python API (docs/api.md) is exported here and imported on first use, so `import orthocli`
+(and `orthocli --help`) loads no torch:
+
+    from orthocli import RePr, ReprConfig          # the controller a training loop drives
+    from orthocli import score, plan_drops, drop, reinitialize, SubNetwork
+    from orthocli import ReprCallback              # Lightning (pip install 'orthocli[lightning]')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Cycle",
+    "DropPlan",
+    "RePr",
+    "ReprCallback",
+    "ReprConfig",
+    "SubNetwork",
+    "drop",
+    "plan_drops",
+    "reinitialize",
+    "score",
+]
+
+_WHERE = {
+    "Cycle": "orthocli.controller",
+    "RePr": "orthocli.controller",
+    "ReprConfig": "orthocli.controller",
+    "SubNetwork": "orthocli.controller",
+    "DropPlan": "orthocli.pruning",
+    "drop": "orthocli.api",
+    "plan_drops": "orthocli.api",
+    "reinitialize": "orthocli.api",
+    "score": "orthocli.api",
+    "ReprCallback": "orthocli.lightning_callback",
+}
+
+if TYPE_CHECKING:
+    from orthocli.api import drop, plan_drops, reinitialize, score
+    from orthocli.controller import Cycle, RePr, ReprConfig, SubNetwork
+    from orthocli.lightning_callback import ReprCallback
+    from orthocli.pruning import DropPlan
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'orthocli' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
