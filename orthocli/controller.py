@@ -20,6 +20,7 @@ are rank 0's on every rank.
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -129,8 +130,21 @@ def trace_banks(model: nn.Module) -> list[FilterBank]:
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(
             f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
+            f" {str(e).splitlines()[0][:160]}); make its forward traceable, or train without the method"
+            " (--cycles 0)"
         ) from None
+
+
+@contextmanager
+def _full_precision(model: nn.Module):
+    """No autograd and no autocast while scoring and re-initialising: a drop made inside the user's
+    forward pass (the first one after a boundary) may run under autocast, which would score in bf16."""
+    devices = {p.device.type for p in model.parameters()} | {"cpu"}
+    with ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        for device in sorted(devices):
+            stack.enter_context(torch.autocast(device, enabled=False))
+        yield
 
 
 def _distributed() -> bool:
@@ -139,20 +153,20 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def choose_drops(model: nn.Module, config: ReprConfig, *, rule: DropRule | None = None) -> dict[str, torch.Tensor]:
+def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor]:
     """Layer -> filter indices to drop now, by `config`'s rule (as `orthocli prune`); under
     torch.distributed rank 0's choice on every rank. Empty when a threshold selects nothing."""
     try:
         plan = plan_drops(
             convs_from_module(model),
-            rule or config.drop_rule(),
+            config.drop_rule(),
             include=config.layers or None,
             exclude=config.exclude or None,
             skip_first=config.skip_first,
         )
         drops = plan.drops
     except UsageError:
-        if config.threshold is None or rule is not None:
+        if config.threshold is None:
             raise
         drops = {}
     if _distributed():
@@ -315,13 +329,14 @@ class RePr:
         if self.drop_due:
             self._disarm()
             cycle = self.cycle
-            drops = choose_drops(self.model, self.config)
-            self._dropped_cycle = cycle
-            if drops:
-                state = self.model.state_dict()  # shares the parameters' storage: edits are live
-                record = make_record(state, self._banks, drops, asdict(self.config.drop_rule()))
-                apply_drops(state, record)
-                self._sub = SubNetwork(self.model, self.optimizer, record, masks=self._masks, hooks=False)
+            with _full_precision(self.model):
+                drops = choose_drops(self.model, self.config)
+                self._dropped_cycle = cycle
+                if drops:
+                    state = self.model.state_dict()  # shares the parameters' storage: edits are live
+                    record = make_record(state, self._banks, drops, asdict(self.config.drop_rule()))
+                    apply_drops(state, record)
+                    self._sub = SubNetwork(self.model, self.optimizer, record, masks=self._masks, hooks=False)
         return self.record
 
     def remove(self) -> None:
@@ -393,7 +408,8 @@ class RePr:
         c, report = self.config, None
         u = self.units
         if c.cycles and u % c.period == 0 and 0 < u <= c.cycles * c.period and c.s2:
-            report = self._reintroduce(u // c.period)
+            with _full_precision(self.model):
+                report = self._reintroduce(u // c.period)
         self._arm()
         return report
 

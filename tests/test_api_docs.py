@@ -34,3 +34,21 @@ def test_the_plain_loop_example_runs_and_resumes_exactly(tmp_path):
     a, b = (torch.load(tmp_path / f, weights_only=True) for f in ("full.pt", "part.pt"))
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_every_public_name_and_option_is_documented():
+    import dataclasses
+    import re
+
+    import orthocli
+    from orthocli import ReprConfig
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    for name in orthocli.__all__:
+        assert f"`{name}" in text, f"orthocli.{name} is not in docs/api.md"
+    table = text.split("### Options")[1].split("\n### ")[0]
+    for f in dataclasses.fields(ReprConfig):
+        assert f"`{f.name}`" in table, f"ReprConfig.{f.name} is not in the options table of docs/api.md"
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if not target.startswith("http"):
+            assert (ROOT / "docs" / target).exists(), f"docs/api.md links to missing {target}"

@@ -458,3 +458,32 @@ def test_uses_no_module_patching():
     run_epoch(model, optimizer, make_data(16))
     assert "step" not in vars(optimizer) and type(optimizer).step is step
     assert "forward" not in vars(model) and type(model).forward is forward
+
+
+def test_a_drop_made_inside_an_autocast_forward_scores_in_full_precision(monkeypatch):
+    from orthocli import controller
+
+    model = make_model()
+    optimizer = make_optimizer(model)
+    ctrl = RePr(model, optimizer, s1=0, s2=1, cycles=1, ratio=0.4)
+    expected, seen = score(model), {}
+    real = controller.plan_drops
+
+    def spy(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        seen.update({c.layer.name: c.scores for c in plan.candidates})
+        return plan
+
+    monkeypatch.setattr(controller, "plan_drops", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(make_data(4)[0])  # the first training forward makes the due drop
+    assert ctrl.record is not None and seen
+    assert all(torch.equal(seen[k], expected[k]) for k in seen)  # float32, as outside autocast
+
+
+def test_the_controllers_defaults_are_orthocli_trains():
+    assert TrainConfig().method() == ReprConfig()
+    cfg = TrainConfig(s1=2, s2=3, cycles=4, ratio=0.2, scope="global", exclude=["a*"], reinit_scale=0.5, seed=9)
+    assert cfg.method() == ReprConfig(
+        s1=2, s2=3, cycles=4, ratio=0.2, scope="global", exclude=["a*"], reinit_scale=0.5, seed=9
+    )

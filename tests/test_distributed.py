@@ -53,8 +53,8 @@ def runs(tmp_path_factory):
 def test_every_rank_ends_with_identical_weights_and_drops(runs):
     r0, r1 = runs[2]
     assert r0["world"] == 2
-    for k in r0["params"]:
-        assert torch.equal(r0["params"][k], r1["params"][k]), k
+    for k in r0["state_dict"]:
+        assert torch.equal(r0["state_dict"][k], r1["state_dict"][k]), k
     assert r0["cycles"] == r1["cycles"]
 
 
