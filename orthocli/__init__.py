@@ -1,5 +1,18 @@
 """orthocli: score, prune and re-initialise convolutional filters by orthogonality (RePr).
 
+The method (docs/method.md), in five steps that the code refers to by name:
+
+1. Acquire: read the weights of every layer (checkpoint.py) or build the model (models.py).
+2. Score: every conv filter by inter-filter orthogonality (orthogonality.py, layer_scores.py).
+3. Drop: move the most redundant filters into a sub-network (drops.py chooses, subnet.py and
+   masking.py mask and freeze; controller.py runs the schedule in any training loop).
+4. Re-introduce: train the sub-network, then give the dropped filters new values from the null
+   space of the layer's filters (subnet.py, nullspace.py) and train on.
+5. Output: the network once training has converged (training.py, experiment.py).
+
+"The patent" in comments is the patent text describing the method (claims 1-7); "the paper" is
+RePr (Prakash et al., CVPR 2019).
+
 The Python API (docs/api.md) is exported here and imported on first use, so `import orthocli`
 (and `orthocli --help`) loads no torch:
 
@@ -32,7 +45,7 @@ _WHERE = {
     "RePr": "orthocli.controller",
     "ReprConfig": "orthocli.controller",
     "SubNetwork": "orthocli.controller",
-    "DropPlan": "orthocli.pruning",
+    "DropPlan": "orthocli.drops",
     "drop": "orthocli.api",
     "plan_drops": "orthocli.api",
     "reinitialize": "orthocli.api",
@@ -43,8 +56,8 @@ _WHERE = {
 if TYPE_CHECKING:
     from orthocli.api import drop, plan_drops, reinitialize, score
     from orthocli.controller import Cycle, RePr, ReprConfig, SubNetwork
+    from orthocli.drops import DropPlan
     from orthocli.lightning_callback import ReprCallback
-    from orthocli.pruning import DropPlan
 
 
 def __getattr__(name: str) -> Any:

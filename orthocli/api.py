@@ -17,11 +17,10 @@ from torch import nn
 
 from orthocli.banks import FilterBank, banks_from_layers
 from orthocli.controller import trace_banks, unwrap
+from orthocli.drops import DropPlan, DropRule
+from orthocli.drops import plan_drops as _plan
+from orthocli.layer_scores import score_layers
 from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict
-from orthocli.pruning import DropPlan
-from orthocli.pruning import plan_drops as _plan
-from orthocli.redundancy import score_layers
-from orthocli.selection import DropRule
 from orthocli.subnet import apply_drops, make_record, reintroduce
 
 Source = nn.Module | Mapping[str, torch.Tensor]

@@ -28,11 +28,10 @@ import torch
 from torch import nn
 
 from orthocli.banks import FilterBank, banks_from_model
-from orthocli.errors import CheckpointError, UsageError
+from orthocli.drops import DropRule, plan_drops
+from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.layers import convs_from_module
 from orthocli.masking import ChannelMasks
-from orthocli.pruning import plan_drops
-from orthocli.selection import DropRule
 from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
 
 STATE_FORMAT = "orthocli-repr"
@@ -130,7 +129,7 @@ def trace_banks(model: nn.Module) -> list[FilterBank]:
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(
             f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {str(e).splitlines()[0][:160]}); make its forward traceable, or train without the method"
+            f" {first_line(e)}); make its forward traceable, or train without the method"
             " (--cycles 0)"
         ) from None
 

@@ -1,5 +1,5 @@
-"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `phases()`, `train()`,
-`evaluate()`.
+"""Training with the RePr schedule (the method's steps 3 "drop", 4 "re-introduce" and 5 "output";
+docs/method.md): `TrainConfig`, `phases()`, `train()`, `evaluate()`.
 
 The schedule (figure 1 of the paper), counted in epochs:
 
@@ -44,10 +44,10 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
-from orthocli.errors import CheckpointError, DataError, UsageError
-from orthocli.pruning import make_rule
+from orthocli.drops import DropRule, make_rule
+from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.selection import DropRule
+from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
 STATE_VERSION = 2  # 2: the RePr controller's state in the loop state (`LoopState.method`)
@@ -239,7 +239,7 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
         shape = "x".join(map(str, x.shape[1:]))
         raise DataError(
             f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass"
-            f" ({str(e).splitlines()[0][:160]})"
+            f" ({first_line(e)})"
         ) from None
     finally:
         model.train(was_training)
@@ -628,12 +628,12 @@ def _load_state(path, model, optimizer, cfg: TrainConfig) -> LoopState:
 
 def _copied(obj):
     """Own copies of the tensors read from the file (it is memory-mapped and replaced every epoch)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, (LoopState, Best)):
-        return dataclasses.replace(obj, **{f.name: _copied(getattr(obj, f.name)) for f in fields(obj)})
-    if isinstance(obj, dict):
-        return {k: _copied(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copied(v) for v in obj)
-    return obj
+
+    def leaf(x):
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (LoopState, Best)):
+            return dataclasses.replace(x, **{f.name: _copied(getattr(x, f.name)) for f in fields(x)})
+        return x
+
+    return map_tree(obj, leaf)

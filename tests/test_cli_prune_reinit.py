@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from orthocli.models import ConvNet
-from orthocli.scoring import filter_rows, orthogonality_scores
+from orthocli.orthogonality import filter_rows, orthogonality_scores
 
 
 def load_payload(path):
@@ -198,7 +198,7 @@ def test_reinit_scale_sets_the_new_filters_norm(run_cli, onet, tmp_path):
     assert res.exit_code == 0, res.stderr
     pruned, after = load_payload(tmp_path / "p.pt"), load_payload(tmp_path / "r.pt")
     assert after["reinit"]["scale"] == 0.5
-    for name, layer in pruned["prune"]["layers"].items():
+    for _name, layer in pruned["prune"]["layers"].items():
         rows = filter_rows(after["state_dict"][layer["key"]])[0]
         dropped = layer["dropped"].tolist()
         kept = [f for f in range(len(rows)) if f not in dropped]

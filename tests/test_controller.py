@@ -19,7 +19,7 @@ from orthocli import RePr, ReprConfig, SubNetwork, drop, plan_drops, reinitializ
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.errors import CheckpointError, UsageError
 from orthocli.models import ConvNet
-from orthocli.scoring import orthogonality_scores
+from orthocli.orthogonality import orthogonality_scores
 from orthocli.subnet import masks_from_record
 from orthocli.training import TrainConfig, batches, phases, set_seed, train
 
