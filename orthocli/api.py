@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from orthocli.banks import FilterBank, banks_from_layers
+from orthocli.candidates import fixed_or_none
 from orthocli.controller import trace_banks, unwrap
 from orthocli.drops import DropPlan, DropRule
 from orthocli.drops import plan_drops as _plan
@@ -56,17 +57,28 @@ def plan_drops(
     layers: Sequence[str] = (),
     exclude: Sequence[str] = (),
     skip_first: bool = True,
+    skip_last: bool = True,
 ) -> DropPlan:
     """Which filters `orthocli prune` (and each cycle of `orthocli train`) would drop, by the same
-    rule: `.drops` maps layer name -> sorted filter indices. Changes nothing."""
+    rule: `.drops` maps layer name -> sorted filter indices; `.excluded` and `.reasons` say which
+    layers were left alone and why. A module's output layers and shared convs (seen by torch.fx)
+    keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
+    Changes nothing."""
     try:
         rule = DropRule(None if threshold is not None else ratio, threshold, scope, min_keep)
     except ValueError as e:
         from orthocli.errors import UsageError
 
         raise UsageError(str(e)) from None
+    model = unwrap(source) if isinstance(source, nn.Module) else None
     return _plan(
-        _layers(source), rule, include=list(layers) or None, exclude=list(exclude) or None, skip_first=skip_first
+        _layers(source),
+        rule,
+        include=list(layers) or None,
+        exclude=list(exclude) or None,
+        skip_first=skip_first,
+        skip_last=skip_last,
+        fixed=fixed_or_none(model),
     )
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from orthocli.banks import FilterBank, banks_from_model
+from orthocli.candidates import fixed_or_none
 from orthocli.drops import DropRule, plan_drops
 from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.layers import convs_from_module
@@ -60,6 +61,7 @@ class ReprConfig:
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
     skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    skip_last: bool = True  # where torch.fx cannot see the graph, never drop from the last conv (likely the output)
     # --- re-introduction ---
     reinit_scale: float = 1.0  # norm of a new filter, as a multiple of the layer's mean kept-filter norm
     seed: int = 0  # the re-initialisation of cycle c draws from a generator seeded by (seed, c)
@@ -162,6 +164,8 @@ def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor
             include=config.layers or None,
             exclude=config.exclude or None,
             skip_first=config.skip_first,
+            skip_last=config.skip_last,
+            fixed=fixed_or_none(model),  # output layers and shared convs keep every filter
         )
         drops = plan.drops
     except UsageError:
@@ -399,6 +403,8 @@ class RePr:
             include=c.layers or None,
             exclude=c.exclude or None,
             skip_first=c.skip_first,
+            skip_last=c.skip_last,
+            fixed=fixed_or_none(self.model),
         )
         return [s.layer.name for s in plan.candidates]
 

@@ -33,6 +33,7 @@ def prune(
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     skip_first: bool = True,
+    skip_last: bool = True,
     key: str | None = None,
     trust: bool = False,
     force: bool = False,
@@ -41,7 +42,9 @@ def prune(
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
     from orthocli.banks import banks_of
+    from orthocli.candidates import fixed_or_none
     from orthocli.layers import select_convs
+    from orthocli.models import model_of
     from orthocli.subnet import apply_drops, make_record
 
     if output is not None:
@@ -49,7 +52,15 @@ def prune(
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     if "prune" in ckpt.extras:
         raise UsageError(f"{source}: already pruned; run 'orthocli reinit' (or train) on it first")
-    plan = plan_drops(select_convs(ckpt), rule, include=include, exclude=exclude, skip_first=skip_first)
+    plan = plan_drops(
+        select_convs(ckpt),
+        rule,
+        include=include,
+        exclude=exclude,
+        skip_first=skip_first,
+        skip_last=skip_last,
+        fixed=fixed_or_none(model_of(ckpt)),
+    )
     if output is not None:
         record = make_record(ckpt.state_dict, banks_of(ckpt), plan.drops, plan.rule_dict())
         apply_drops(ckpt.state_dict, record)

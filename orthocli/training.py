@@ -70,6 +70,7 @@ class TrainConfig:
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
     skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    skip_last: bool = True  # where the graph is unknown, never drop from the last conv (likely the output)
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
@@ -139,6 +140,7 @@ class TrainConfig:
             layers=list(self.layers),
             exclude=list(self.exclude),
             skip_first=self.skip_first,
+            skip_last=self.skip_last,
             reinit_scale=self.reinit_scale,
             seed=self.seed,
         )

@@ -487,3 +487,17 @@ def test_the_controllers_defaults_are_orthocli_trains():
     assert cfg.method() == ReprConfig(
         s1=2, s2=3, cycles=4, ratio=0.2, scope="global", exclude=["a*"], reinit_scale=0.5, seed=9
     )
+
+
+def test_an_output_conv_keeps_every_filter_as_in_orthocli_train():
+    """A fully convolutional classifier: the last conv's channels are the class scores."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )  # fmt: skip
+    optimizer = make_optimizer(model)
+    ctrl = RePr(model, optimizer, s1=0, s2=1, cycles=1, ratio=0.5)
+    run_epoch(model, optimizer, make_data(16))
+    assert set(ctrl.record["layers"]) == {"2"}  # not "0" (the first conv), not "4" (the output)
+    assert "4" in plan_drops(model, ratio=0.5).reasons

@@ -337,11 +337,13 @@ def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
     assert not (tmp_path / "r.safetensors").exists()
 
 
-def test_compact_refuses_a_grouped_consumer(run_cli, tmp_path):
+def test_compact_removes_a_channel_with_the_depthwise_filter_that_reads_it(run_cli, tmp_path):
     src = save_pruned(tmp_path / "dw.pt", DW_ARCH, {"c1": [1]})
-    result = run_cli("export", src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
-    assert result.exit_code == 4
-    assert "feeds the grouped conv 'dw' (groups=4)" in result.stderr
+    doc = export_json(run_cli, src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
+    assert doc["compaction"]["layers"] == [{"name": "c1", "filters": 4, "kept": 3, "patterns": ["depthwise"]}]
+    small = torch.load(tmp_path / "dw.pt2", weights_only=True)
+    assert small["dw.weight"].shape == (3, 1, 3, 3) and small["fc.weight"].shape == (3, 3 * 6 * 6)
+    assert doc["verified"]["max_abs_diff"] <= 1e-5
 
 
 def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, pruned, tmp_path):

@@ -90,10 +90,17 @@ def _render(doc: dict) -> None:
     out.print(table)
     if doc["compaction"]:
         layers = Table(title="Compacted layers")
-        for col in ("layer", "filters", "kept"):
-            layers.add_column(col, justify="left" if col == "layer" else "right")
+        for col in ("layer", "filters", "kept", "through / why full width"):
+            layers.add_column(col, justify="right" if col in ("filters", "kept") else "left", overflow="fold")
         for layer in doc["compaction"]["layers"]:
-            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]))
+            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]), ", ".join(layer["patterns"]))
         for layer in doc["compaction"]["kept_width"]:
-            layers.add_row(layer["name"], "", "full width")
+            layers.add_row(layer["name"], "", "full width", layer["reason"])
         out.print(layers)
+    if doc["compaction"] and doc["compaction"]["patterns"]:
+        saved = Table(title="Saving by pattern (its layers compacted alone)")
+        for col in ("pattern", "layers", "params saved", "ms saved"):
+            saved.add_column(col, justify="left" if col in ("pattern", "layers") else "right", overflow="fold")
+        for p in doc["compaction"]["patterns"]:
+            saved.add_row(p["pattern"], ", ".join(p["layers"]), f"{p['params_saved']:,}", f"{p['ms_saved']:.3f}")
+        out.print(saved)

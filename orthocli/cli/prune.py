@@ -20,7 +20,7 @@ from orthocli.cli.common import (
     print_json,
     stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.errors import UsageError
 
 EPILOG = (
@@ -40,6 +40,7 @@ def prune(
     scope: ScopeOpt = "global",
     min_keep: MinKeepOpt = 1,
     skip_first: SkipFirstOpt = True,
+    skip_last: SkipLastOpt = True,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; write nothing.")] = False,
@@ -62,6 +63,7 @@ def prune(
         include=layers,
         exclude=exclude,
         skip_first=skip_first,
+        skip_last=skip_last,
         key=key,
         trust=trust,
         force=force,
@@ -87,6 +89,6 @@ def _render(doc: dict) -> None:
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
         table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
-    for name in doc["excluded"]:
-        table.add_row(name, "", "-", "", "excluded")
+    for layer in doc["left_out"]:
+        table.add_row(layer["name"], "", "-", "", f"excluded: {layer['reason']}")
     stdout().print(table)
