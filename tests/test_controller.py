@@ -12,6 +12,8 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import orthocli
@@ -232,6 +234,22 @@ def test_phases_follow_orthocli_train(s1, s2, cycles):
         ctrl.epoch_end()
     assert seen == [(p.name, p.cycle, p.name == "subnet") for p in expected]
     assert [c.cycle for c in ctrl.cycles] == list(range(1, cycles + 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(s1=st.integers(0, 4), s2=st.integers(1, 4), cycles=st.integers(0, 3), extra=st.integers(0, 3))
+def test_the_schedule_is_trains_for_any_lengths(s1, s2, cycles, extra):
+    model = make_model()
+    ctrl = RePr(model, make_optimizer(model), s1=s1, s2=s2, cycles=cycles)
+    expected = phases(TrainConfig(s1=s1, s2=s2, cycles=cycles, max_epochs=cycles * (s1 + s2) + extra))
+    seen, ended = [], []
+    for _ in expected:
+        seen.append((ctrl.phase, ctrl.cycle, ctrl.drop_due))
+        ctrl.prepare()  # (a training forward pass would make the drop)
+        done = ctrl.epoch_end()
+        ended.append(done.cycle if done is not None else None)
+    assert seen == [(p.name, p.cycle, p.drop_before) for p in expected]
+    assert ended == [p.cycle if p.reinit_after else None for p in expected]
 
 
 def test_a_plain_loop_trains_exactly_as_orthocli_train(tmp_path):
