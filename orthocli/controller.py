@@ -184,6 +184,14 @@ def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor
 def write_frozen_values(model: nn.Module, record: dict) -> None:
     """Give the dropped filters' tensors the values they keep while frozen, in place."""
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    missing = sorted(
+        ch["key"] for layer in record["layers"].values() for ch in layer["channels"] if ch["key"] not in tensors
+    )
+    if missing:
+        raise CheckpointError(
+            f"the drop record names tensors this model does not have ({', '.join(missing[:5])}); it belongs to"
+            " another model"
+        )
     with torch.no_grad():
         for layer in record["layers"].values():
             for ch in layer["channels"]:

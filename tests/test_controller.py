@@ -519,3 +519,10 @@ def test_an_output_conv_keeps_every_filter_as_in_orthocli_train():
     run_epoch(model, optimizer, make_data(16))
     assert set(ctrl.record["layers"]) == {"2"}  # not "0" (the first conv), not "4" (the output)
     assert "4" in plan_drops(model, ratio=0.5).reasons
+
+
+def test_a_record_of_another_model_is_a_clear_error():
+    record = drop(make_model(), {"features.conv2": torch.tensor([1])})
+    other = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3))
+    with pytest.raises(CheckpointError, match=r"does not have \(features.bn2.bias, .*another model"):
+        SubNetwork(other, make_optimizer(other), record)
