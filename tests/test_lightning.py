@@ -109,16 +109,21 @@ def test_lightning_makes_the_plain_apis_drops_and_reinitialisations(tmp_path):
         assert torch.equal(lit.net.state_dict()[k], v), k
 
 
-@pytest.mark.parametrize("stop_at", [2, 1])  # inside the sub-network phase; at the end of S1
-def test_resumed_from_a_lightning_checkpoint_continues_in_phase_with_the_masks(tmp_path, stop_at):
+@pytest.mark.parametrize(
+    "stop_at,validate",
+    [(2, False), (1, False), (2, True)],  # inside the sub-network phase; at the end of S1; saved at validation end
+)
+def test_resumed_from_a_lightning_checkpoint_continues_in_phase_with_the_masks(tmp_path, stop_at, validate):
+    val = [loader()] if validate else []
     full_cb = ReprCallback(module="net", **OPTIONS)
     full = Lit()
     full_probe = Probe(full_cb)
-    trainer(EPOCHS, [full_cb, full_probe], tmp_path / "full").fit(full, loader())
+    trainer(EPOCHS, [full_cb, full_probe], tmp_path / "full").fit(full, loader(), *val)
 
     first_cb = ReprCallback(module="net", **OPTIONS)
+    # with validation, ModelCheckpoint saves at validation end: before this epoch's epoch_end
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    trainer(stop_at, [first_cb, ckpt], tmp_path / "a", enable_checkpointing=True).fit(Lit(), loader())
+    trainer(stop_at, [first_cb, ckpt], tmp_path / "a", enable_checkpointing=True).fit(Lit(), loader(), *val)
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert any(v.get("format") == "orthocli-repr" for v in saved["callbacks"].values())
 
@@ -126,7 +131,7 @@ def test_resumed_from_a_lightning_checkpoint_continues_in_phase_with_the_masks(t
     probe = Probe(cb)
     resumed = Lit()
     resumed.net.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
-    trainer(EPOCHS, [cb, probe], tmp_path / "b").fit(resumed, loader(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    trainer(EPOCHS, [cb, probe], tmp_path / "b").fit(resumed, loader(), *val, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     assert probe.seen == full_probe.seen[stop_at:]  # the same phase and masks at every epoch from the resume on
     if stop_at == 2:
         assert probe.seen[0][1] == "subnet" and any(not all(m) for m in probe.seen[0][2].values())
@@ -151,3 +156,27 @@ def test_a_second_optimizer_is_refused(tmp_path):
 
     with pytest.raises(UsageError, match="exactly one optimizer"):
         trainer(1, [ReprCallback(module="net", **OPTIONS)], tmp_path).fit(Two(), loader())
+
+
+def test_a_checkpoint_written_before_the_callbacks_epoch_end_catches_up(tmp_path):
+    """ModelCheckpoint may save at validation end, before this callback's epoch_end of that epoch:
+    the resumed run makes that epoch_end first, so it continues as the uninterrupted run."""
+    full = Lit()
+    trainer(EPOCHS, [ReprCallback(module="net", **OPTIONS)], tmp_path / "full").fit(full, loader())
+
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = ReprCallback(module="net", **OPTIONS)
+    trainer(2, [first, ckpt], tmp_path / "a", enable_checkpointing=True).fit(Lit(), loader())
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    key = next(k for k, v in saved["callbacks"].items() if v.get("format") == "orthocli-repr")
+    state = saved["callbacks"][key]
+    assert state["epoch"] == 2 and state["record"] is not None  # mid-S2: no boundary at this epoch's end
+    saved["callbacks"][key] = {**state, "epoch": 1}  # as written before the callback's epoch_end
+    torch.save(saved, tmp_path / "early.ckpt")
+
+    cb = ReprCallback(module="net", **OPTIONS)
+    resumed = Lit()
+    trainer(EPOCHS, [cb], tmp_path / "b").fit(resumed, loader(), ckpt_path=tmp_path / "early.ckpt")
+    assert cb.repr.epoch == EPOCHS and [c.cycle for c in cb.repr.cycles] == [1]
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(resumed.net.state_dict()[k], v), k
