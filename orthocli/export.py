@@ -7,7 +7,11 @@ Formats (`--format`, else from the output's extension):
   (architecture, data statistics, a summary of dropped filters, orthocli's version) are one JSON
   document in the file's metadata under "orthocli", never tensors.
 - pt (.pt, .pth, .bin): `torch.save` of the same plain state dict, nothing else.
+- pt2 (.pt2): `torch.export`'s ExportedProgram of the model (masks included), with a dynamic
+  batch dimension, written by `torch.export.save`; loads with `torch.export.load(path).module()`.
+  The format for today's PyTorch (2.x).
 - torchscript (.ts, .jit, .torchscript): the model traced (`torch.jit.trace`) on a probe batch.
+  PyTorch marks TorchScript deprecated (its calls warn); it stays for older runtimes and libtorch.
 - onnx (.onnx): `torch.onnx.export` (dynamo exporter, dynamic batch); the optional extra
   `pip install 'orthocli[onnx]'`.
 - orthocli (never from the extension): an orthocli checkpoint (`torch.save` dict with the
@@ -18,12 +22,13 @@ A pruned checkpoint (with a drop record) exported without --compact: its dropped
 zero in the weights (conv weight and bias, BatchNorm weight and bias), so a plain state dict is
 the sub-network wherever zero stays zero; an activation with f(0) != 0 (sigmoid) after them
 still leaks, which the export reports (`masked_max_abs_diff`). TorchScript and ONNX export the
-masked model (masks included), so they are the sub-network exactly. With --compact the dropped
+masked model (masks included), so they are the sub-network exactly; so does pt2. With --compact the dropped
 filters are removed (see `compact.py`) and the compact model must match the masked one within
 COMPACT_TOL.
 
 Verification: the written file (still under a temporary name) is loaded once -- the state dict
-into a freshly built model, the TorchScript archive with torch.jit.load, the ONNX file with
+into a freshly built model, the ExportedProgram with torch.export.load, the TorchScript archive
+with torch.jit.load, the ONNX file with
 onnxruntime or onnx's reference evaluator -- and run on a seeded probe batch of the input shape;
 its output must be within VERIFY_TOL of the source. Otherwise nothing is written (exit 4).
 Without a model or an input shape, a state dict is verified tensor by tensor.
@@ -50,12 +55,13 @@ from orthocli import __version__
 from orthocli import checkpoint as ckpt_io
 from orthocli.errors import CheckpointError, UsageError
 
-FORMATS = ("safetensors", "pt", "torchscript", "onnx", "orthocli")
+FORMATS = ("safetensors", "pt", "pt2", "torchscript", "onnx", "orthocli")
 SUFFIXES = {
     ".safetensors": "safetensors",
     ".pt": "pt",
     ".pth": "pt",
     ".bin": "pt",
+    ".pt2": "pt2",
     ".ts": "torchscript",
     ".jit": "torchscript",
     ".torchscript": "torchscript",
@@ -65,7 +71,8 @@ VERIFY_TOL = 1e-4  # max abs difference between the loaded file's output and the
 COMPACT_TOL = 1e-5  # max abs difference between the compact model and the masked one
 PROBE_ROWS = 8  # samples in the probe batch (seeded normal noise of the model's input shape)
 TIMING_RUNS = 7  # timed forward passes on the probe batch, after one warm-up; the median is reported
-_NEEDS_MODEL = ("torchscript", "onnx")
+_DYNAMIC_BATCH = ("pt2", "onnx")  # formats exported with a dynamic batch dimension
+_NEEDS_MODEL = ("pt2", "torchscript", "onnx")  # formats that hold the model's code, not only its weights
 
 
 def format_for(output: str | os.PathLike, fmt: str | None) -> str:
@@ -237,8 +244,11 @@ def _serialize(fmt: str, plan: Plan, ckpt, compact_doc: dict | None, probe: torc
         torch.save(_plain(plan.state_dict), buf)
     elif fmt == "orthocli":
         torch.save(_payload(ckpt, plan, compact_doc), buf)
+    elif fmt == "pt2":
+        torch.export.save(_exported_program(plan.model, probe), buf)
     elif fmt == "torchscript":
-        with warnings.catch_warnings():  # torch 2.9+ marks TorchScript deprecated; it still loads everywhere
+        # torch 2.9+ marks TorchScript deprecated (the CLI says so once); it still loads on older runtimes
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(_script(plan.model, probe), buf)
     elif fmt == "onnx":
@@ -257,6 +267,20 @@ def _script(model, probe: torch.Tensor):
         raise CheckpointError(f"cannot trace the model for TorchScript ({_short(e)})") from None
 
 
+def _batch_dim() -> dict:
+    """The first input's dimension 0 is the batch: any size at run time, not the probe's."""
+    return {0: torch.export.Dim("batch")}
+
+
+def _exported_program(model, probe: torch.Tensor):
+    try:
+        with warnings.catch_warnings(), _quiet("torch.export"):
+            warnings.simplefilter("ignore")
+            return torch.export.export(model, (probe,), dynamic_shapes=(_batch_dim(),), strict=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot export the model with torch.export ({_short(e)})") from None
+
+
 def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
     try:
         # The exporter prints progress on stdout, which is the command's result: send it to stderr.
@@ -268,7 +292,7 @@ def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
                 dynamo=True,
                 input_names=["input"],
                 output_names=["output"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamic_shapes=(_batch_dim(),),
                 verbose=False,
             )
     except Exception as e:
@@ -303,6 +327,8 @@ def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
     if fmt == "orthocli":
         payload = torch.load(path, map_location="cpu", weights_only=True)
         return None, payload["state_dict"], {"arch": payload.get("arch")}
+    if fmt == "pt2":
+        return torch.export.load(str(path)).module(), None, {}
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -343,7 +369,10 @@ def _verify(fmt: str, path: Path, plan: Plan, probe: torch.Tensor | None) -> tup
             runnable = _rebuild(plan, got_meta.get("arch") if fmt == "orthocli" else plan.arch)
             runnable.load_state_dict(state, strict=True)
         if runnable is not None:
-            return _diff(_run(runnable, probe), plan.expected), "outputs"
+            diff = _diff(_run(runnable, probe), plan.expected)
+            if fmt in _DYNAMIC_BATCH:  # one sample too: the batch dimension is not fixed to the probe's
+                diff = max(diff, _diff(_run(runnable, probe[:1]), plan.expected[:1]))
+            return diff, "outputs"
     except CheckpointError:
         raise
     except Exception as e:
@@ -514,6 +543,11 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
     if model is None and fmt in _NEEDS_MODEL:
         raise CheckpointError(
             f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}"
+        )
+    if fmt == "pt2" and isinstance(model, torch.jit.ScriptModule):
+        raise CheckpointError(
+            f"pt2 export needs a Python model: {ckpt.path} is a TorchScript archive, which torch.export cannot "
+            "export; export the checkpoint it was made from, or keep the TorchScript file"
         )
     if not compact:
         return
