@@ -1,47 +1,81 @@
-"""Every command has help text and an example, and every option a user meets is in the README."""
+"""The docs a user reads match the tool: the generated command reference is current, every command
+has help, an example and a guide section, the README's exit codes are the ones the code uses, and
+the README's links lead somewhere."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 import typer.main
 
+from orthocli import errors
 from orthocli.cli import app
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+GUIDE = (ROOT / "docs" / "commands.md").read_text()
 COMMANDS = ["score", "prune", "reinit", "train", "export"]
 
 
+def _reference_module():
+    spec = importlib.util.spec_from_file_location("make_cli_reference", ROOT / "docs" / "make_cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def click_command(name):
-    group = typer.main.get_command(app)
-    return group.commands[name]
+    return typer.main.get_command(app).commands[name]
 
 
 def test_the_five_commands_exist():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
+def test_the_command_reference_is_current():
+    reference = _reference_module()
+    assert reference.TARGET.read_text() == reference.render(), (
+        "docs/cli.md is stale: run python docs/make_cli_reference.py"
+    )
+
+
 @pytest.mark.parametrize("name", COMMANDS)
-def test_command_has_help_an_example_and_a_readme_section(name):
+def test_command_has_help_an_example_and_a_guide_section(name):
     cmd = click_command(name)
     assert cmd.help and len(cmd.help.splitlines()[0]) > 20
     assert cmd.epilog and f"orthocli {name}" in cmd.epilog
-    assert f"## `orthocli {name}`" in README
+    assert f"## `orthocli {name}`" in GUIDE
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_every_option_is_documented(name):
-    missing = []
+def test_every_option_is_in_the_reference_with_its_help(name):
+    text = _reference_module().render()
+    section = text.split(f"## `orthocli {name}`")[1].split("\n## ")[0]
     for param in click_command(name).params:
-        if param.param_type_name != "option" or param.name == "help":
+        if param.param_type_name != "option" or param.hidden:
             continue
-        longs = [o for o in param.opts + param.secondary_opts if o.startswith("--")]
-        if not any(f"`{o}" in README or f" {o}" in README for o in longs):
-            missing.append("/".join(longs))
-    assert missing == [], f"options of '{name}' missing from README.md: {missing}"
+        row = next((line for line in section.splitlines() if f"`{param.opts[0]}`" in line), None)
+        assert row is not None, f"{param.opts[0]} of '{name}' is not in docs/cli.md"
+        assert " ".join((param.help or "").split())[:40].replace("|", "\\|") in row
+
+
+def test_readme_exit_codes_are_the_codes_the_code_uses():
+    table = README.split("## Exit codes")[1].split("\n## ")[0]
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)}
+    used = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
+    assert documented == used
+
+
+def test_readme_links_lead_to_files_and_it_stays_short():
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), f"README links to missing {target}"
+    assert len(README.splitlines()) <= 220
 
 
 def test_global_options_are_documented():
     for opt in ("--debug", "--version"):
-        assert opt in README
+        assert f"`{opt}`" in (ROOT / "docs" / "cli.md").read_text()
