@@ -14,9 +14,10 @@ Formats (`--format`, else from the output's extension):
   PyTorch marks TorchScript deprecated (its calls warn); it stays for older runtimes and libtorch.
 - onnx (.onnx): `torch.onnx.export` (dynamo exporter, dynamic batch); the optional extra
   `pip install 'orthocli[onnx]'`.
-- orthocli (never from the extension): an orthocli checkpoint (`torch.save` dict with the
-  architecture, config, history), the one to use for a compact model that `orthocli score` and
-  `orthocli train` should rebuild.
+- orthocli (never from the extension): an orthocli checkpoint (architecture, config, history;
+  a torch.save zip, or safetensors when the output's name ends in .safetensors, as every command
+  writes them), the one to use for a compact model that `orthocli score` and `orthocli train`
+  should rebuild.
 
 A pruned checkpoint (with a drop record) exported without --compact: its dropped filters are
 zero in the weights (conv weight and bias, BatchNorm weight and bias), so a plain state dict is
@@ -234,7 +235,7 @@ def _plain(state_dict: dict) -> dict:
     return {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
 
 
-def _serialize(fmt: str, plan: Plan, ckpt, compact_doc: dict | None, probe: torch.Tensor | None) -> bytes:
+def _serialize(fmt: str, plan: Plan, ckpt, compact_doc: dict | None, probe: torch.Tensor | None, output) -> bytes:
     buf = io.BytesIO()
     if fmt == "safetensors":
         from safetensors.torch import save
@@ -243,7 +244,7 @@ def _serialize(fmt: str, plan: Plan, ckpt, compact_doc: dict | None, probe: torc
     if fmt == "pt":
         torch.save(_plain(plan.state_dict), buf)
     elif fmt == "orthocli":
-        torch.save(_payload(ckpt, plan, compact_doc), buf)
+        ckpt_io.writer(_payload(ckpt, plan, compact_doc), output)(buf)  # safetensors or torch zip, by the name
     elif fmt == "pt2":
         torch.export.save(_exported_program(plan.model, probe), buf)
     elif fmt == "torchscript":
@@ -325,8 +326,8 @@ def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
     if fmt == "pt":
         return None, torch.load(path, map_location="cpu", weights_only=True), {}
     if fmt == "orthocli":
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        return None, payload["state_dict"], {"arch": payload.get("arch")}
+        written = ckpt_io.load(path)
+        return None, written.state_dict, {"arch": written.extras.get("arch")}
     if fmt == "pt2":
         return torch.export.load(str(path)).module(), None, {}
     if fmt == "torchscript":
@@ -473,7 +474,7 @@ def export(
         if masked is not None:
             leak = _diff(_run(model, probe), _run(masked, probe))
     compact_doc = None if report is None else {**report.to_json(), "source": str(source)}
-    data = _serialize(fmt, plan, ckpt, compact_doc, probe)
+    data = _serialize(fmt, plan, ckpt, compact_doc, probe, output)
     result: dict = {}
     ckpt_io.atomic_write(
         output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, plan, probe, result)
@@ -484,7 +485,7 @@ def export(
     before = None
     if compact:  # the same export without --compact, serialized in memory to measure its size
         full = Plan(masked if fmt in _NEEDS_MODEL else model, ckpt.state_dict, arch, None)
-        before = _stats(model, ckpt.state_dict, len(_serialize(fmt, full, ckpt, None, probe)), ms[0])
+        before = _stats(model, ckpt.state_dict, len(_serialize(fmt, full, ckpt, None, probe, output)), ms[0])
     return {
         "checkpoint": str(source),
         "format": fmt,
