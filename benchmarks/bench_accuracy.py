@@ -78,7 +78,7 @@ def run_one(job: dict) -> dict:
     data = prepare(job["data"], seed=job["seed"])
     arch_opts = {k: v for k, v in job["base"].items() if k in ARCH_KEYS}
     cfg_opts = {k: v for k, v in {**job["base"], **job["overrides"]}.items() if k not in ARCH_KEYS}
-    cfg = TrainConfig(**cfg_opts, seed=job["seed"], baseline=job["baseline"])
+    cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
     set_seed(job["seed"])
     arch = arch_spec(
         job["arch"],

@@ -1,4 +1,4 @@
-"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `plan()`, `train()`,
+"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `phases()`, `train()`,
 `evaluate()`.
 
 The schedule (figure 1 of the paper), counted in epochs:
@@ -32,7 +32,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +76,9 @@ class TrainConfig:
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
     momentum: float = 0.9  # sgd only
     weight_decay: float = 5e-4  # L2 penalty
-    # lr per epoch over max_epochs: "none" (constant), "cosine", "step" (x0.1 at 50% and 75%). Constant
-    # by default: a decaying lr leaves the filters re-introduced in the last cycle too little to recover.
-    schedule: str = "none"
+    # lr per epoch over max_epochs (--schedule): "none" (constant), "cosine", "step" (x0.1 at 50% and 75%).
+    # Constant by default: a decaying lr leaves the filters re-introduced in the last cycle too little to recover.
+    lr_schedule: str = "none"
     batch_size: int = 64
     loss: str = "ce"  # "ce" cross-entropy; "mse" the patent's E = 1/2 sum_k (softmax_k - onehot_k)^2, batch mean
     # --- reproducibility and data ---
@@ -98,8 +98,8 @@ class TrainConfig:
         need(self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
         need(self.optimizer in DEFAULT_LR, f"--optimizer must be 'sgd' or 'adam', got '{self.optimizer}'")
         need(
-            self.schedule in ("cosine", "step", "none"),
-            f"--schedule must be 'cosine', 'step' or 'none', got '{self.schedule}'",
+            self.lr_schedule in ("cosine", "step", "none"),
+            f"--schedule must be 'cosine', 'step' or 'none', got '{self.lr_schedule}'",
         )
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
@@ -111,7 +111,8 @@ class TrainConfig:
         fixed = self.cycles * (self.s1 + self.s2)
         need(
             self.max_epochs is None or self.max_epochs >= fixed,
-            f"--max-epochs {self.max_epochs} is shorter than the cycles ({self.cycles} x ({self.s1} + {self.s2}) = {fixed} epochs); raise it or lower --cycles",
+            f"--max-epochs {self.max_epochs} is shorter than the cycles ({self.cycles} x ({self.s1} + {self.s2})"
+            f" = {fixed} epochs); raise it or lower --cycles",
         )
 
     @property
@@ -126,7 +127,22 @@ class TrainConfig:
         return make_rule(self.ratio, self.threshold, self.scope, self.min_keep)  # as `orthocli prune`
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """By option name (the keys of --config, of a checkpoint's `config` and of the state file's)."""
+        return {_OPTION_NAME.get(k, k): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> TrainConfig:
+        """The inverse of `to_dict`; UsageError naming any key that is not an option of it."""
+        by_option = {_OPTION_NAME.get(f.name, f.name): f.name for f in fields(cls)}
+        unknown = sorted(set(doc) - set(by_option))
+        if unknown:
+            raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**{by_option[k]: v for k, v in doc.items()})
+
+
+# Fields whose option (flag, --config key, saved key) has another name: "schedule" alone would say
+# nothing about the learning rate next to the epoch phases.
+_OPTION_NAME = {"lr_schedule": "schedule"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,31 +150,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class EpochPlan:
-    phase: str  # "standard" (S1), "subnet" (S2), "final" (after the last cycle)
+class Phase:
+    """The phase one epoch belongs to, and what happens around it."""
+
+    name: str  # "standard" (S1), "subnet" (S2), "final" (after the last cycle)
     cycle: int | None  # 1-based; None in the final phase
     drop_before: bool = False  # the cycle's filters are scored and dropped before this epoch
     reinit_after: bool = False  # they are re-introduced after it
 
 
-def plan(cfg: TrainConfig, *, subnet_only: bool = False) -> list[EpochPlan]:
-    """What each epoch (0-based index) does, up to the cap; the final phase may stop early.
+def phases(cfg: TrainConfig, *, subnet_only: bool = False) -> list[Phase]:
+    """The phase of each epoch (0-based index), up to the cap; the final phase may stop early.
     `subnet_only`: training a pruned checkpoint's sub-network, S2 epochs and nothing else."""
     if subnet_only:
-        return [EpochPlan("subnet", None) for _ in range(cfg.s2)]
+        return [Phase("subnet", None) for _ in range(cfg.s2)]
     out = []
     for c in range(1, cfg.cycles + 1):
-        out += [EpochPlan("standard", c) for _ in range(cfg.s1)]
-        out += [EpochPlan("subnet", c, drop_before=i == 0, reinit_after=i == cfg.s2 - 1) for i in range(cfg.s2)]
-    return out + [EpochPlan("final", None) for _ in range(cfg.total_epochs - len(out))]
+        out += [Phase("standard", c) for _ in range(cfg.s1)]
+        out += [Phase("subnet", c, drop_before=i == 0, reinit_after=i == cfg.s2 - 1) for i in range(cfg.s2)]
+    return out + [Phase("final", None) for _ in range(cfg.total_epochs - len(out))]
 
 
 def lr_at(epoch: int, cfg: TrainConfig) -> float:
     """Learning rate of 0-based `epoch`, over the whole budget (`total_epochs`)."""
     total, peak = max(cfg.total_epochs, 1), cfg.peak_lr
-    if cfg.schedule == "cosine":
+    if cfg.lr_schedule == "cosine":
         return peak * 0.5 * (1 + math.cos(math.pi * epoch / total))
-    if cfg.schedule == "step":
+    if cfg.lr_schedule == "step":
         return peak * 0.1 ** ((epoch >= total // 2) + (epoch >= (3 * total) // 4))
     return peak
 
@@ -208,7 +226,8 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         shape = "x".join(map(str, x.shape[1:]))
         raise DataError(
-            f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass ({str(e).splitlines()[0][:160]})"
+            f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass"
+            f" ({str(e).splitlines()[0][:160]})"
         ) from None
     finally:
         model.train(was_training)
@@ -218,7 +237,8 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
         )
     if out.shape[1] < data.num_classes:
         raise DataError(
-            f"labels out of range: the data has {data.num_classes} classes (labels 0..{data.num_classes - 1}) but the model has {out.shape[1]} outputs"
+            f"labels out of range: the data has {data.num_classes} classes (labels 0..{data.num_classes - 1})"
+            f" but the model has {out.shape[1]} outputs"
         )
 
 
@@ -250,7 +270,7 @@ def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | 
     prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
     filter this cycle (the cycle then trains the whole network)."""
     try:
-        plan = plan_drops(
+        chosen = plan_drops(
             convs_from_module(model),
             cfg.drop_rule(),
             include=cfg.layers or None,
@@ -261,12 +281,12 @@ def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | 
         if cfg.threshold is None:
             raise
         return None
-    drops = plan.drops
+    drops = chosen.drops
     if rt is not None and rt.distributed:  # decided once, on rank 0, the same on every rank
-        chosen = broadcast_object(rt, {k: v.tolist() for k, v in drops.items()})
-        drops = {k: torch.tensor(v, dtype=torch.long) for k, v in chosen.items()}
+        on_rank0 = broadcast_object(rt, {k: v.tolist() for k, v in drops.items()})
+        drops = {k: torch.tensor(v, dtype=torch.long) for k, v in on_rank0.items()}
     state = model.state_dict()  # tensors share the parameters' storage: edits below are live
-    record = make_record(state, banks, drops, plan.rule_dict())
+    record = make_record(state, banks, drops, chosen.rule_dict())
     apply_drops(state, record)
     return record
 
@@ -291,10 +311,10 @@ def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
 @dataclass
 class TrainResult:
     model: nn.Module  # the trained model, best weights of the final phase loaded
-    history: list[dict]  # one entry per epoch: epoch, phase, cycle, lr, loss, train_acc, val_loss, val_acc, seconds
-    cycles: list[
-        dict
-    ]  # per cycle: val_before_drop, val_after_subnet, val_after_reinit, dropped, reintroduced, fallbacks
+    # one entry per epoch: epoch, phase, cycle, lr, loss, train_acc, val_loss, val_acc, seconds
+    history: list[dict]
+    # one entry per cycle: val_before_drop, val_after_subnet, val_after_reinit, dropped, reintroduced, fallbacks
+    cycles: list[dict]
     val_accuracy: float | None
     test_accuracy: float | None
     best_epoch: int | None  # epochs done when the kept weights were saved (None: the last weights)
@@ -312,6 +332,44 @@ class TrainResult:
         doc.update(epochs=self.epochs, best_epoch=self.best_epoch, stopped_early=self.stopped_early)
         doc["cycles"] = [{k: v for k, v in c.items() if k != "reintroduced"} for c in self.cycles]
         return doc
+
+
+@dataclass
+class Best:
+    """The best weights of the final phase so far."""
+
+    val: float  # their validation accuracy
+    epoch: int  # epochs done when they were saved
+    state_dict: dict[str, torch.Tensor]
+
+
+@dataclass
+class LoopState:
+    """Everything the loop carries from epoch to epoch besides model and optimizer (and saves in the
+    state file, so a resumed run continues exactly)."""
+
+    epoch: int = 0  # epochs done
+    history: list[dict] = field(default_factory=list)  # one entry per epoch done (TrainResult.history)
+    cycles: list[dict] = field(default_factory=list)  # one entry per finished cycle (TrainResult.cycles)
+    pending: dict | None = None  # the running cycle's entry, filled in from its drop to its re-introduction
+    record: dict | None = None  # the active drop record (the sub-network trains), else None
+    best: Best | None = None  # best weights of the final phase so far
+    bad: int = 0  # final-phase epochs since the last better val accuracy
+    stopped_early: bool = False
+    finished: bool = False
+
+    def to_dict(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: the tensors are not copied
+        doc["best"] = None if self.best is None else {f.name: getattr(self.best, f.name) for f in fields(Best)}
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> LoopState:
+        names = {f.name for f in fields(cls)}
+        if set(doc) != names:
+            raise ValueError(f"its progress has keys {sorted(doc)}; expected {sorted(names)}")
+        best = doc["best"]
+        return cls(**{**doc, "best": None if best is None else Best(**best)})
 
 
 def train(
@@ -332,7 +390,8 @@ def train(
     epoch and {"kind": "cycle", ..., "state_dict": ...} after every re-introduction. With
     `state_path` the full training state is written there (atomically) at the end of an epoch,
     at most every `state_every` seconds (0: every epoch) and always after the last one;
-    `resume=True` continues from it, exactly. `meta` is stored with it (see `read_state`).
+    `resume=True` continues from it, exactly. `meta` (plain values) is stored with it, as the
+    caller's record of the run (see `read_state`).
 
     `runtime` (`runtime.setup()`) says where to train: the device, mixed precision, and under
     torchrun the process group. Each rank trains on its share of every batch; drop decisions and
@@ -342,35 +401,42 @@ def train(
     torch.use_deterministic_algorithms(cfg.deterministic or previous)
     try:
         rt = runtime or Runtime(torch.device("cpu"))
-        if not rt.is_main:
-            callback, state_path_to_write = None, None
-        else:
-            state_path_to_write = state_path
         return _train(
             model,
             data,
             cfg,
-            record,
-            callback or (lambda event: None),
-            state_path,
-            state_path_to_write,
-            resume,
-            state_every,
-            meta or {},
-            rt,
+            given_record=record,
+            callback=(callback if rt.is_main else None) or (lambda event: None),
+            state_path=state_path,
+            write_state_to=state_path if rt.is_main else None,
+            resume=resume,
+            state_every=state_every,
+            meta=meta or {},
+            rt=rt,
         )
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
 def _train(
-    model, data, cfg, given_record, callback, state_path, write_state_to, resume, state_every, meta, rt
+    model: nn.Module,
+    data: DataSplits,
+    cfg: TrainConfig,
+    *,
+    given_record: dict | None,
+    callback: Callable[[dict], None],
+    state_path: str | Path | None,
+    write_state_to: str | Path | None,
+    resume: bool,
+    state_every: float,
+    meta: dict,
+    rt: Runtime,
 ) -> TrainResult:
     model.to(rt.device)
     data = _on_device(data, rt.device)
     check_fits(model, data)
     subnet_only = given_record is not None
-    schedule = plan(cfg, subnet_only=subnet_only)
+    epoch_phases = phases(cfg, subnet_only=subnet_only)
     methodical = (cfg.cycles > 0 and not cfg.baseline) or subnet_only
     banks = _banks(model) if methodical else []
     if methodical and not subnet_only:
@@ -379,35 +445,23 @@ def _train(
     criterion, scaler = loss_fn(cfg.loss), rt.grad_scaler()
     if rt.distributed:  # every rank starts from rank 0's weights
         broadcast_tensors(rt, list(model.state_dict().values()))
-    s = {  # everything the state file holds besides model and optimizer
-        "epoch": 0,
-        "history": [],
-        "cycles": [],
-        "pending": None,
-        "record": given_record,
-        "best": None,
-        "bad": 0,
-        "stopped_early": False,
-        "finished": False,
-    }
-    if resume:
-        s = _load_state(state_path, model, optimizer, cfg)
+    s = _load_state(state_path, model, optimizer, cfg) if resume else LoopState(record=given_record)
     net, freezer, traced = model, None, {}  # traced: the masked trace, built once, masks set per cycle
-    if s["record"] is not None and not s["finished"]:
-        net, freezer = _subnet(model, banks, s["record"], traced)
+    if s.record is not None and not s.finished:
+        net, freezer = _subnet(model, banks, s.record, traced)
 
-    epoch, saved_at = s["epoch"], time.perf_counter()
-    while not s["finished"] and epoch < len(schedule):
-        step = schedule[epoch]
-        if step.phase == "final" and s["best"] is None and data.val is not None and len(data.val):
+    epoch, saved_at = s.epoch, time.perf_counter()
+    while not s.finished and epoch < len(epoch_phases):
+        phase = epoch_phases[epoch]
+        if phase.name == "final" and s.best is None and data.val is not None and len(data.val):
             # the weights entering the final phase (after the last re-init) are a candidate too
-            s["best"] = _snapshot(model, _val_now(s, model, data, cfg), epoch)
-        if step.drop_before:  # score, drop, and train the sub-network from here
-            s["pending"] = {"cycle": step.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
+            s.best = _snapshot(model, _val_now(s, model, data, cfg), epoch)
+        if phase.drop_before:  # score, drop, and train the sub-network from here
+            s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
             if not cfg.baseline:
-                s["record"] = drop_filters(model, banks, cfg, rt)
-                if s["record"] is not None:
-                    net, freezer = _subnet(model, banks, s["record"], traced)
+                s.record = drop_filters(model, banks, cfg, rt)
+                if s.record is not None:
+                    net, freezer = _subnet(model, banks, s.record, traced)
 
         # one epoch: lr -> forward/backward -> (freeze) -> step -> (restore) -> eval
         t0, lr = time.perf_counter(), lr_at(epoch, cfg)
@@ -417,23 +471,22 @@ def _train(
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
         val_loss, val_acc = evaluate(net, data.val, cfg.loss)
-        if step.reinit_after:  # re-introduce the dropped filters; back to the plain model
-            s["pending"]["val_after_subnet"] = val_acc
-            if s["record"] is not None:
+        if phase.reinit_after:  # re-introduce the dropped filters; back to the plain model
+            s.pending["val_after_subnet"] = val_acc
+            if s.record is not None:
                 _reintroduce(
-                    model, optimizer, s["record"], s["pending"], sub_seed(cfg.seed, 2, step.cycle), rt, cfg.reinit_scale
+                    model, optimizer, s.record, s.pending, sub_seed(cfg.seed, 2, phase.cycle), rt, cfg.reinit_scale
                 )
-                s["record"], net, freezer = None, model, None
-            s["pending"]["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
-            s["cycles"].append(_cycle_entry(s.pop("pending")))
-            s["pending"] = None
+                s.record, net, freezer = None, model, None
+            s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
+            s.cycles.append(_cycle_entry(s.pending))
+            s.pending = None
 
         # log, keep the best weights of the final phase, stop check, save the state
-        phase = "standard" if cfg.baseline and step.phase == "subnet" else step.phase
         entry = {
             "epoch": epoch + 1,
-            "phase": phase,
-            "cycle": step.cycle,
+            "phase": "standard" if cfg.baseline and phase.name == "subnet" else phase.name,
+            "cycle": phase.cycle,
             "lr": lr,
             "loss": loss,
             "train_acc": train_acc,
@@ -441,34 +494,34 @@ def _train(
             "val_acc": val_acc,
             "seconds": time.perf_counter() - t0,
         }
-        s["history"].append(entry)
-        if step.phase == "final" and val_acc is not None:
-            if val_acc > s["best"]["val"]:
-                s["best"], s["bad"] = _snapshot(model, val_acc, epoch + 1), 0
+        s.history.append(entry)
+        if phase.name == "final" and val_acc is not None:
+            if val_acc > s.best.val:
+                s.best, s.bad = _snapshot(model, val_acc, epoch + 1), 0
             else:
-                s["bad"] += 1
-                s["stopped_early"] = s["bad"] >= cfg.patience
-        epoch = s["epoch"] = epoch + 1
-        s["finished"] = s["stopped_early"] or epoch >= len(schedule)
-        if s["finished"] and s["best"] is not None:
-            model.load_state_dict(s["best"]["state_dict"])
-        if write_state_to is not None and (s["finished"] or time.perf_counter() - saved_at >= state_every):
+                s.bad += 1
+                s.stopped_early = s.bad >= cfg.patience
+        epoch = s.epoch = epoch + 1
+        s.finished = s.stopped_early or epoch >= len(epoch_phases)
+        if s.finished and s.best is not None:
+            model.load_state_dict(s.best.state_dict)
+        if write_state_to is not None and (s.finished or time.perf_counter() - saved_at >= state_every):
             _save_state(write_state_to, model, optimizer, cfg, s, meta)
             saved_at = time.perf_counter()
-        callback({"kind": "epoch", "total": len(schedule), **entry})
-        if step.reinit_after:
-            callback({"kind": "cycle", **s["cycles"][-1], "state_dict": model.state_dict()})
+        callback({"kind": "epoch", "total": len(epoch_phases), **entry})
+        if phase.reinit_after:
+            callback({"kind": "cycle", **s.cycles[-1], "state_dict": model.state_dict()})
 
-    final_net = _subnet(model, banks, s["record"], traced)[0] if s["record"] is not None else model
+    final_net = _subnet(model, banks, s.record, traced)[0] if s.record is not None else model
     return TrainResult(
         model=model,
-        history=s["history"],
-        cycles=s["cycles"],
+        history=s.history,
+        cycles=s.cycles,
         val_accuracy=evaluate(final_net, data.val, cfg.loss)[1],
         test_accuracy=evaluate(final_net, data.test, cfg.loss)[1],
-        best_epoch=s["best"]["epoch"] if s["best"] else None,
-        stopped_early=s["stopped_early"],
-        record=s["record"],
+        best_epoch=s.best.epoch if s.best else None,
+        stopped_early=s.stopped_early,
+        record=s.record,
     )
 
 
@@ -535,15 +588,15 @@ def _cycle_entry(pending: dict) -> dict:
     return {k: pending.get(k, {}) for k in keys}
 
 
-def _val_now(s: dict, model: nn.Module, data: DataSplits, cfg: TrainConfig) -> float | None:
+def _val_now(s: LoopState, model: nn.Module, data: DataSplits, cfg: TrainConfig) -> float | None:
     """Val accuracy of the plain model's current weights: the last evaluation when it was of these
     weights (a standard epoch, or a re-introduction), else evaluated now."""
-    if s["history"]:
-        last = s["history"][-1]
+    if s.history:
+        last = s.history[-1]
         if last["phase"] != "subnet":
             return last["val_acc"]
-        if s["cycles"] and s["cycles"][-1]["cycle"] == last["cycle"]:
-            return s["cycles"][-1]["val_after_reinit"]
+        if s.cycles and s.cycles[-1]["cycle"] == last["cycle"]:
+            return s.cycles[-1]["val_after_reinit"]
     return evaluate(model, data.val, cfg.loss)[1]
 
 
@@ -552,7 +605,8 @@ def _banks(model: nn.Module) -> list:
         return banks_from_model(model)
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(
-            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}: {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
+            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
+            f" {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
         ) from None
 
 
@@ -572,16 +626,27 @@ def _subnet(model: nn.Module, banks: list, record: dict, traced: dict) -> tuple[
     return traced["net"], Freezer(model, record)
 
 
-def _snapshot(model: nn.Module, val: float, epoch: int) -> dict:
-    return {"val": val, "epoch": epoch, "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+def _snapshot(model: nn.Module, val: float, epoch: int) -> Best:
+    return Best(val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
 
 
 # ---------------------------------------------------------------------------------------------
 # The state file: everything needed to continue a run exactly
 
 
-def _save_state(path, model, optimizer, cfg, s, meta) -> None:
-    extras = {k: v for k, v in s.items()}
+@dataclass
+class SavedState:
+    """A state file, read back (`read_state`)."""
+
+    config: TrainConfig  # the run's configuration: a resumed run must have the same
+    meta: dict  # the caller's record of the run, as it passed it to `train(meta=...)`
+    loop: LoopState  # progress
+    state_dict: dict[str, torch.Tensor]  # the model
+    optimizer: dict  # the optimizer's state dict
+    rng: torch.Tensor  # torch's global RNG state
+
+
+def _save_state(path, model, optimizer, cfg: TrainConfig, s: LoopState, meta: dict) -> None:
     payload = ckpt_io.make_payload(
         {k: v.detach() for k, v in model.state_dict().items()},
         kind=STATE_KIND,
@@ -590,39 +655,52 @@ def _save_state(path, model, optimizer, cfg, s, meta) -> None:
         meta=meta,
         optimizer=optimizer.state_dict(),
         rng=torch.get_rng_state(),
-        train=extras,
+        train=s.to_dict(),
     )
     ckpt_io.save(path, payload, force=True)
 
 
-def read_state(path: str | Path) -> dict:
-    """The saved state's extras: config (a TrainConfig dict), meta, train (progress), ..."""
+def read_state(path: str | Path) -> SavedState:
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no saved training state to resume; run without --resume to start")
     ckpt = ckpt_io.load(p)
-    if ckpt.extras.get("kind") != STATE_KIND:
+    extras = ckpt.extras
+    if extras.get("kind") != STATE_KIND:
         raise CheckpointError(f"{p}: not an orthocli training state file")
-    return {**ckpt.extras, "state_dict": ckpt.state_dict}
+    if extras.get("state_version") != STATE_VERSION:
+        raise CheckpointError(
+            f"{p}: a training state of version {extras.get('state_version')}; this orthocli resumes version"
+            f" {STATE_VERSION} only: start the run over with --force, or resume it with the orthocli that began it"
+        )
+    try:
+        config = TrainConfig.from_dict(extras["config"])
+        loop = LoopState.from_dict(extras["train"])
+        return SavedState(config, extras["meta"], loop, ckpt.state_dict, extras["optimizer"], extras["rng"])
+    except (KeyError, TypeError, ValueError, UsageError) as e:
+        raise CheckpointError(f"{p}: a damaged training state file ({e}); start the run over with --force") from None
 
 
-def _load_state(path, model, optimizer, cfg) -> dict:
+def _load_state(path, model, optimizer, cfg: TrainConfig) -> LoopState:
     if path is None:
         raise UsageError("resume needs the state file's path")
     saved = read_state(path)
-    if saved["config"] != cfg.to_dict():
-        diff = sorted(k for k in cfg.to_dict() if saved["config"].get(k) != cfg.to_dict()[k])
+    if saved.config != cfg:
+        now, then = cfg.to_dict(), saved.config.to_dict()
+        diff = sorted(k for k in now if then[k] != now[k])
         raise UsageError(f"{path}: the state was saved with another configuration (differs in: {', '.join(diff)})")
-    model.load_state_dict(saved["state_dict"])
-    optimizer.load_state_dict(_copied(saved["optimizer"]))
-    torch.set_rng_state(saved["rng"].clone())
-    return _copied(saved["train"])
+    model.load_state_dict(saved.state_dict)
+    optimizer.load_state_dict(_copied(saved.optimizer))
+    torch.set_rng_state(saved.rng.clone())
+    return _copied(saved.loop)
 
 
 def _copied(obj):
     """Own copies of the tensors read from the file (it is memory-mapped and replaced every epoch)."""
     if isinstance(obj, torch.Tensor):
         return obj.clone()
+    if isinstance(obj, (LoopState, Best)):
+        return dataclasses.replace(obj, **{f.name: _copied(getattr(obj, f.name)) for f in fields(obj)})
     if isinstance(obj, dict):
         return {k: _copied(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -12,8 +12,8 @@ import torch
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import train as train_cli
+from orthocli.experiment import DataOptions, Experiment, HardwareOptions, ModelOptions, OutputOptions
 from orthocli.models import build_model
-from orthocli.run import TrainRun
 from orthocli.training import TrainConfig
 
 # A tiny, fast run: 120 digits, 4 filters per layer, 1 + 1 epochs per cycle.
@@ -130,6 +130,23 @@ def test_options_from_toml_and_flags_win(run_cli, tmp_path):
     assert doc["epochs"] == 2
 
 
+def test_toml_applies_with_click_installed_next_to_typer(run_cli, tmp_path):
+    """Typer >= 0.24 carries its own click; an installed click (the test extra has one, as have most
+    environments) once made every option look given on the command line, so the TOML was ignored."""
+    import click  # noqa: F401  (importable and imported, as in an environment with huggingface_hub or flask)
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'cycles = 0\nmax_epochs = 1\nbatch_size = 16\nseed = 3\nwidth = 5\nmax_samples = 60\nschedule = "step"\n'
+    )
+    result = run_cli("train", "--config", cfg, "--seed", "4", "--json", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 0, result.stderr
+    c = json.loads(result.stdout)["config"]
+    assert (c["cycles"], c["max_epochs"], c["batch_size"], c["width"], c["max_samples"]) == (0, 1, 16, 5, 60)
+    assert c["schedule"] == "step" and json.loads(result.stdout)["epochs"] == 1
+    assert c["seed"] == 4  # the flag wins
+
+
 @pytest.mark.parametrize("text", ["cylces = 2\n", 'optimizer = "rmsprop"\n', "s1 = [\n"])
 def test_bad_toml_is_a_usage_error(run_cli, tmp_path, text):
     cfg = tmp_path / "run.toml"
@@ -144,27 +161,30 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, 
     full = run_cli("train", *args, tmp_path / "full.jsonl", "-o", tmp_path / "full.pt", "--json")
     assert full.exit_code == 0, full.stderr
 
-    real = TrainRun.on_event
+    real = Experiment.on_event
 
     def interrupt(self, role, event, arch):
         real(self, role, event, arch)
         if role == "baseline" and event["kind"] == "epoch" and event["epoch"] == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(TrainRun, "on_event", interrupt)
+    monkeypatch.setattr(Experiment, "on_event", interrupt)
     out = tmp_path / "run.pt"
     first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out, "--state-every", "0")
     assert first.exit_code == 130 and f"orthocli train -o {out} --resume" in first.stderr
     assert (tmp_path / "run.pt.state").exists() and (tmp_path / "run.baseline.pt.state").exists()
     assert not (tmp_path / "run.baseline.pt").exists()
 
-    monkeypatch.setattr(TrainRun, "on_event", real)
+    monkeypatch.setattr(Experiment, "on_event", real)
     again = run_cli("train", "-o", out, "--resume", "--json")
     assert again.exit_code == 0, again.stderr
     for name in ("", ".baseline"):
         a, b = ckpt_io.load(tmp_path / f"full{name}.pt"), ckpt_io.load(tmp_path / f"run{name}.pt")
         assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-    strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in text.splitlines()]  # noqa: E731
+
+    def strip(text):
+        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in text.splitlines()]
+
     assert strip((tmp_path / "run.jsonl").read_text()) == strip((tmp_path / "full.jsonl").read_text())
     assert not list(tmp_path.glob("*.state"))
 
@@ -190,7 +210,7 @@ def test_pruned_checkpoint_trains_the_sub_network(train_json, tmp_path):
     assert doc["epochs"] == 2 and doc["cycles"] == []
     out = ckpt_io.load(tmp_path / "s.pt")
     assert set(out.extras["prune"]["layers"]) == set(record["layers"])  # `orthocli reinit` can follow
-    for name, layer in record["layers"].items():
+    for layer in record["layers"].values():
         key = layer["key"]
         idx = layer["dropped"]
         assert torch.equal(out.state_dict[key][idx], pruned[key][idx])  # frozen
@@ -266,20 +286,26 @@ def test_plot_without_matplotlib_is_a_clear_error(run_cli, tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_defaults_are_the_train_config_defaults():
+def test_cli_defaults_are_the_typed_options_defaults():
+    import dataclasses
     import inspect
 
     params = inspect.signature(train_cli.train.__wrapped__).parameters
-    defaults = TrainConfig()
-    for name in TrainConfig.__dataclass_fields__:
+    for name, default in TrainConfig().to_dict().items():  # by option name: --schedule is lr_schedule
         if name in ("layers", "exclude"):
-            assert params[name].default is None and getattr(defaults, name) == []
+            assert params[name].default is None and default == []
         else:
-            assert params[name].default == getattr(defaults, name), name
+            assert params[name].default == default, name
+    for options in (ModelOptions, DataOptions, OutputOptions, HardwareOptions):
+        for f in dataclasses.fields(options):
+            assert params[f.name].default == f.default, f.name
 
 
 def test_help_does_not_import_torch():
-    code = "import sys\nfrom orthocli.cli import app\ntry:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys\nfrom orthocli.cli import app\ntry:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().endswith("False"), out.stderr
 
@@ -288,7 +314,8 @@ def test_user_architecture_by_import_path(train_json, tmp_path, monkeypatch):
     (tmp_path / "my_models.py").write_text(
         "from torch import nn\n\n"
         "def small(in_channels, num_classes, input_shape, width=5):\n"
-        "    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),\n"
+        "                         nn.Conv2d(width, width, 3, padding=1),\n"
         "                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -363,3 +390,81 @@ def test_a_trusted_pickled_module_trains_only_with_trust(run_cli, tmp_path):
     assert set(torch.load(tmp_path / "w.pt", weights_only=True)["state_dict"]) == set(
         ConvNet(1, 10, [8, 8], width=8).state_dict()
     )
+
+
+def test_run_meta_round_trips_and_a_damaged_one_is_named(tmp_path):
+    from pathlib import Path
+
+    from orthocli.errors import CheckpointError
+    from orthocli.experiment import RunMeta
+
+    meta = RunMeta(
+        model=ModelOptions(checkpoint=Path("a.pt"), arch="convnet", width=4, batchnorm=True, activation="tanh"),
+        data=DataOptions(data=Path("d.npz"), max_samples=50),
+        outputs=OutputOptions(output=Path("m.pt"), baseline=True, metrics=Path("m.jsonl")),
+        hardware=HardwareOptions(device="cpu", threads=2),
+        role="baseline",
+    )
+    doc = meta.to_dict()
+    assert json.loads(json.dumps(doc)) == doc  # plain values only
+    assert RunMeta.from_dict(doc, tmp_path / "s") == meta
+    with pytest.raises(CheckpointError, match="s.state: the saved options are damaged.*arch_options"):
+        RunMeta.from_dict({k: v for k, v in doc.items() if k != "arch_options"}, tmp_path / "s.state")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.update(state_version=99), "a training state of version 99"),
+        (lambda p: p["meta"].pop("output"), "the saved options are damaged"),
+        (lambda p: p["train"].pop("best"), "a damaged training state file"),
+    ],
+)
+def test_resume_from_a_damaged_state_file(run_cli, tmp_path, monkeypatch, damage, message):
+    real = Experiment.on_event
+
+    def interrupt(self, role, event, arch):
+        real(self, role, event, arch)
+        if event["kind"] == "epoch" and event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Experiment, "on_event", interrupt)
+    out = tmp_path / "m.pt"
+    assert run_cli("train", *TINY, "-o", out, "--state-every", "0").exit_code == 130
+    state = tmp_path / "m.pt.state"
+    payload = torch.load(state, weights_only=True)
+    damage(payload)
+    torch.save(payload, state)
+    monkeypatch.setattr(Experiment, "on_event", real)
+    result = run_cli("train", "-o", out, "--resume")
+    assert result.exit_code == 4 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_help_groups_the_options_in_panels_and_flags_show_no_type(run_cli):
+    import re
+
+    result = run_cli("train", "--help")
+    assert result.exit_code == 0
+    panels: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        title = re.match(r"╭─ (.+?) ─", line)
+        if title:
+            current = panels.setdefault(title.group(1), [])
+        elif option := re.match(r"│ (--[\w-]+)", line):
+            current.append(option.group(1))
+    expected = {
+        "Schedule": ["--s1", "--s2", "--cycles", "--max-epochs", "--patience"],
+        "Which filters drop": ["--ratio", "--threshold", "--scope", "--min-keep", "--layers", "--exclude"],
+        "Model": ["--arch", "--width", "--activation", "--loss", "--key", "--trust"],
+        "Data": ["--data", "--test-data", "--val-fraction", "--max-samples"],
+        "Optimisation": ["--optimizer", "--lr", "--schedule", "--batch-size", "--seed", "--deterministic"],
+        "Hardware": ["--device", "--precision", "--threads"],
+        "Output": ["--output", "--force", "--baseline", "--metrics", "--config", "--resume", "--json"],
+    }
+    assert [p for p in panels if p in expected] == list(expected)  # in this order
+    for panel, options in expected.items():
+        assert set(options) <= set(panels[panel]), panel
+    assert sum(map(len, panels.values())) >= 40 and panels["Options"] == ["--help"]
+    assert "<bool>" not in result.stdout
+    assert re.search(r"--force\s+-f\s+Overwrite", result.stdout)  # a flag: no type between name and help

@@ -15,7 +15,7 @@ from orthocli.data import Arrays, prepare
 from orthocli.errors import DataError, UsageError
 from orthocli.models import ConvNet, ResNet20, arch_spec, build_model, init_weights
 from orthocli.subnet import apply_drops, make_record, masks_from_record
-from orthocli.training import TrainConfig, batches, evaluate, loss_fn, lr_at, plan, train
+from orthocli.training import TrainConfig, batches, evaluate, loss_fn, lr_at, phases, train
 
 FAST = dict(s1=1, s2=1, cycles=1, patience=100, batch_size=32)
 
@@ -59,9 +59,9 @@ def clone_state(model) -> dict:
 # --- pure helpers ------------------------------------------------------------------------------
 
 
-def test_plan_places_drops_and_reinits():
-    steps = plan(TrainConfig(s1=2, s2=2, cycles=2))
-    assert [s.phase for s in steps] == ["standard"] * 2 + ["subnet"] * 2 + ["standard"] * 2 + ["subnet"] * 2 + [
+def test_phases_place_drops_and_reinits():
+    steps = phases(TrainConfig(s1=2, s2=2, cycles=2))
+    assert [s.name for s in steps] == ["standard"] * 2 + ["subnet"] * 2 + ["standard"] * 2 + ["subnet"] * 2 + [
         "final"
     ] * 2
     assert [i for i, s in enumerate(steps) if s.drop_before] == [2, 6]
@@ -69,13 +69,13 @@ def test_plan_places_drops_and_reinits():
     assert [s.cycle for s in steps[:8]] == [1, 1, 1, 1, 2, 2, 2, 2]
 
 
-def test_plan_budget_counts_every_epoch():
-    assert len(plan(TrainConfig(s1=20, s2=10, cycles=3))) == 3 * 30 + 20  # default: final phase at most S1
-    steps = plan(TrainConfig(s1=2, s2=1, cycles=2, max_epochs=10))
-    assert len(steps) == 10 and [s.phase for s in steps].count("final") == 4
-    assert len(plan(TrainConfig(s1=2, s2=1, cycles=2, max_epochs=6))) == 6  # no final phase
-    assert [s.phase for s in plan(TrainConfig(s1=3, cycles=0))] == ["final"] * 3
-    assert [s.phase for s in plan(TrainConfig(s2=4), subnet_only=True)] == ["subnet"] * 4
+def test_phases_budget_counts_every_epoch():
+    assert len(phases(TrainConfig(s1=20, s2=10, cycles=3))) == 3 * 30 + 20  # default: final phase at most S1
+    steps = phases(TrainConfig(s1=2, s2=1, cycles=2, max_epochs=10))
+    assert len(steps) == 10 and [s.name for s in steps].count("final") == 4
+    assert len(phases(TrainConfig(s1=2, s2=1, cycles=2, max_epochs=6))) == 6  # no final phase
+    assert [s.name for s in phases(TrainConfig(s1=3, cycles=0))] == ["final"] * 3
+    assert [s.name for s in phases(TrainConfig(s2=4), subnet_only=True)] == ["subnet"] * 4
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_plan_budget_counts_every_epoch():
         dict(cycles=1, s2=0),
         dict(optimizer="rmsprop"),
         dict(loss="hinge"),
-        dict(schedule="linear"),
+        dict(lr_schedule="linear"),
         dict(ratio=1.5),
         dict(scope="net"),
         dict(min_keep=0),
@@ -100,11 +100,11 @@ def test_bad_config_is_a_usage_error(bad):
 
 
 def test_lr_schedules():
-    cos = TrainConfig(lr=0.1, s1=10, cycles=0, schedule="cosine")
+    cos = TrainConfig(lr=0.1, s1=10, cycles=0, lr_schedule="cosine")
     assert lr_at(0, cos) == pytest.approx(0.1) and lr_at(5, cos) == pytest.approx(0.05)
-    step = dataclasses.replace(cos, schedule="step")
+    step = dataclasses.replace(cos, lr_schedule="step")
     assert [round(lr_at(e, step), 6) for e in (0, 4, 5, 6, 7, 9)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
-    assert lr_at(9, dataclasses.replace(cos, schedule="none")) == 0.1
+    assert lr_at(9, dataclasses.replace(cos, lr_schedule="none")) == 0.1
     assert TrainConfig(optimizer="adam").peak_lr == 1e-3
 
 
@@ -126,7 +126,7 @@ def test_squared_error_is_the_patents_formula():
 # --- the loop ----------------------------------------------------------------------------------
 
 
-def test_train_follows_the_plan(digits, monkeypatch):
+def test_train_follows_the_phases(digits, monkeypatch):
     """Drops before the first S2 epoch of each cycle, re-introduction after its last, all epochs counted."""
     calls = []
     real_drop, real_reint = training.drop_filters, training.reintroduce
@@ -169,7 +169,7 @@ def test_early_stopping_restores_the_best_weights(digits):
     model = convnet(digits)
     start = clone_state(model)
     snaps = {}
-    cfg = TrainConfig(cycles=0, max_epochs=20, patience=3, lr=1e-9, schedule="none", batch_size=32)
+    cfg = TrainConfig(cycles=0, max_epochs=20, patience=3, lr=1e-9, lr_schedule="none", batch_size=32)
     result = train(model, digits, cfg, callback=lambda e: snaps.update({e["epoch"]: clone_state(model)}))
     assert result.epochs == 3 and result.stopped_early and result.best_epoch == 0
     assert not states_equal(snaps[2], start)  # the weights did move a little
@@ -179,7 +179,7 @@ def test_early_stopping_restores_the_best_weights(digits):
 def test_best_epoch_is_the_best_validation_accuracy(digits):
     snaps = {}
     model = convnet(digits)
-    cfg = TrainConfig(cycles=0, max_epochs=6, patience=100, lr=0.2, schedule="none", batch_size=32)
+    cfg = TrainConfig(cycles=0, max_epochs=6, patience=100, lr=0.2, lr_schedule="none", batch_size=32)
     result = train(
         model, digits, cfg, callback=lambda e: snaps.update({e["epoch"]: (e["val_acc"], clone_state(model))})
     )
@@ -407,7 +407,7 @@ def test_resume_reaches_the_uninterrupted_result(digits, tmp_path, stop_after):
 
     with pytest.raises(Stop):
         train(convnet(digits, batchnorm=True), digits, cfg, callback=interrupt, state_path=state)
-    assert training.read_state(state)["train"]["epoch"] == stop_after
+    assert training.read_state(state).loop.epoch == stop_after
     resumed_model = convnet(digits, seed=99, batchnorm=True)  # the state file overrides the init
     resumed = train(resumed_model, digits, cfg, state_path=state, resume=True)
     assert states_equal(clone_state(resumed_model), clone_state(full))
@@ -477,3 +477,12 @@ def test_bad_drop_options_fail_before_training(digits):
 def test_a_threshold_that_selects_nothing_skips_that_cycles_drop(digits):
     result = train(convnet(digits), digits, TrainConfig(**FAST, max_epochs=2, threshold=0.9999))
     assert result.epochs == 2 and result.cycles[0]["dropped"] == {} and result.history[1]["phase"] == "subnet"
+
+
+def test_config_by_option_name_round_trips_and_names_unknown_keys():
+    cfg = TrainConfig(lr_schedule="cosine", layers=["features.*"], max_epochs=120)
+    doc = cfg.to_dict()
+    assert doc["schedule"] == "cosine" and "lr_schedule" not in doc  # the flag's name, as --config reads it
+    assert TrainConfig.from_dict(doc) == cfg
+    with pytest.raises(UsageError, match="unknown training option.*lr_sched"):
+        TrainConfig.from_dict({**doc, "lr_sched": "step"})

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrthoError
 
@@ -38,7 +39,8 @@ TrustOpt = Annotated[
     bool,
     typer.Option(
         "--trust",
-        help="Allow loading pickled Python objects (whole nn.Modules). This runs code from the file: only for files you trust.",
+        help="Allow loading pickled Python objects (whole nn.Modules). This runs code from the file: only for files"
+        " you trust.",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
@@ -103,8 +105,31 @@ def _traceback() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
+def in_panel(alias: Any, panel: str) -> Any:
+    """A copy of a shared option alias (`Annotated[type, typer.Option(...)]`) shown in help panel `panel`."""
+    import copy
+    import typing
+
+    kind, info, *more = typing.get_args(alias)
+    info = copy.copy(info)
+    info.rich_help_panel = panel
+    return Annotated[(kind, info, *more)] if more else Annotated[kind, info]
+
+
+class _Command(TyperCommand):
+    """Help without a type column for flags: `--force` takes no value, so `<bool>` would mislead."""
+
+    def get_params(self, ctx: Any) -> list:
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
 def command(app: typer.Typer, **settings: Any) -> Callable:
     """Register a command whose library errors become one `Error: ...` line and an exit code."""
+    settings.setdefault("cls", _Command)
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)

@@ -1,4 +1,5 @@
-"""`orthocli train`: parses the options (and --config TOML), hands them to `orthocli.run.TrainRun`
+"""`orthocli train`: parses the options (and --config TOML) into the typed options of
+`orthocli.experiment` and `orthocli.training.TrainConfig`, hands them to `experiment.Experiment`
 (which builds the model and data, trains and writes the files), and renders progress and the
 summary. Training itself is `orthocli.training`."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
@@ -21,6 +22,7 @@ from orthocli.cli.common import (
     TrustOpt,
     command,
     fail,
+    in_panel,
     log,
     print_json,
     stderr,
@@ -28,18 +30,38 @@ from orthocli.cli.common import (
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
 from orthocli.errors import EXIT_INTERRUPTED, UsageError
-from orthocli.run import STATE_EVERY
+from orthocli.experiment import STATE_EVERY
+
+if TYPE_CHECKING:
+    from orthocli.training import TrainConfig
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/digits.pt --plot runs/digits.png\n\n"
     "Continue an interrupted run: orthocli train -o runs/digits.pt --resume"
 )
+# Help panels, in this order (Typer orders them by their first option in the signature)
+SCHED = "Schedule"
+DROP = "Which filters drop"
 ARCH = "Model"
 DATA = "Data"
-SCHED = "Schedule"
 OPT = "Optimisation"
-OUT = "Outputs"
 HW = "Hardware"
+OUT = "Output"
+
+# The shared options, in this command's panels
+DropRatio = in_panel(RatioOpt, DROP)
+DropThreshold = in_panel(ThresholdOpt, DROP)
+DropScope = in_panel(ScopeOpt, DROP)
+DropMinKeep = in_panel(MinKeepOpt, DROP)
+DropLayers = in_panel(LayersOpt, DROP)
+DropExclude = in_panel(ExcludeOpt, DROP)
+DropSkipFirst = in_panel(SkipFirstOpt, DROP)
+DropReinitScale = in_panel(ReinitScaleOpt, DROP)
+ModelKey = in_panel(KeyOpt, ARCH)
+ModelTrust = in_panel(TrustOpt, ARCH)
+Output = in_panel(OutOpt, OUT)
+OutputForce = in_panel(ForceOpt, OUT)
+OutputJson = in_panel(JsonOpt, OUT)
 
 
 def _opt(*names: str, panel: str, **kw: Any) -> Any:
@@ -52,16 +74,53 @@ def train(
     checkpoint: Annotated[
         Optional[Path],
         typer.Argument(
-            help="Start from this checkpoint (any orthocli checkpoint; a pruned one trains its sub-network for --s2 epochs). Default: a new model.",
+            help="Start from this checkpoint (any orthocli checkpoint; a pruned one trains its sub-network for --s2"
+            " epochs). Default: a new model.",
             show_default=False,
         ),
     ] = None,
+    # -- schedule
+    s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = 20,
+    s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = 10,
+    cycles: Annotated[
+        int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")
+    ] = 3,
+    max_epochs: Annotated[
+        Optional[int],
+        _opt(
+            "--max-epochs",
+            panel=SCHED,
+            min=1,
+            help="Cap on all epochs. Default: cycles*(s1+s2) + s1.",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        int,
+        _opt(
+            "--patience",
+            panel=SCHED,
+            min=1,
+            help="After the cycles: stop after this many epochs without a better val accuracy.",
+        ),
+    ] = 10,
+    # -- which filters drop (and how they come back)
+    ratio: DropRatio = 0.3,
+    threshold: DropThreshold = None,
+    scope: DropScope = "layer",
+    min_keep: DropMinKeep = 1,
+    layers: DropLayers = None,
+    exclude: DropExclude = None,
+    skip_first: DropSkipFirst = True,
+    reinit_scale: DropReinitScale = 1.0,
+    # -- model
     arch: Annotated[
         Optional[str],
         _opt(
             "--arch",
             panel=ARCH,
-            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape and the options below it accepts). Default: convnet.",
+            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape"
+            " and the options below it accepts). Default: convnet.",
             show_default=False,
         ),
     ] = None,
@@ -99,19 +158,24 @@ def train(
         _opt(
             "--activation",
             panel=ARCH,
-            help="Activation (sigmoid: the patent's). Built-in models start He-normal, Xavier-normal for sigmoid/tanh; a callable keeps its own init.",
+            help="Activation (sigmoid: the patent's). Built-in models start He-normal, Xavier-normal for"
+            " sigmoid/tanh; a callable keeps its own init.",
         ),
     ] = "relu",
     loss: Annotated[
         Literal["ce", "mse"],
         _opt("--loss", panel=ARCH, help="ce: cross-entropy; mse: the patent's E = 1/2 sum (softmax - one-hot)^2."),
     ] = "ce",
+    key: ModelKey = None,
+    trust: ModelTrust = False,
+    # -- data
     data: Annotated[
         Optional[Path],
         _opt(
             "--data",
             panel=DATA,
-            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder. Default: built-in UCI digits.",
+            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder."
+            " Default: built-in UCI digits.",
             show_default=False,
         ),
     ] = None,
@@ -141,38 +205,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = 20,
-    s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = 10,
-    cycles: Annotated[
-        int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")
-    ] = 3,
-    max_epochs: Annotated[
-        Optional[int],
-        _opt(
-            "--max-epochs",
-            panel=SCHED,
-            min=1,
-            help="Cap on all epochs. Default: cycles*(s1+s2) + s1.",
-            show_default=False,
-        ),
-    ] = None,
-    patience: Annotated[
-        int,
-        _opt(
-            "--patience",
-            panel=SCHED,
-            min=1,
-            help="After the cycles: stop after this many epochs without a better val accuracy.",
-        ),
-    ] = 10,
-    ratio: RatioOpt = 0.3,
-    threshold: ThresholdOpt = None,
-    scope: ScopeOpt = "layer",
-    min_keep: MinKeepOpt = 1,
-    layers: LayersOpt = None,
-    exclude: ExcludeOpt = None,
-    skip_first: SkipFirstOpt = True,
-    reinit_scale: ReinitScaleOpt = 1.0,
+    # -- optimisation
     optimizer: Annotated[
         Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")
     ] = "sgd",
@@ -187,23 +220,14 @@ def train(
         _opt(
             "--schedule",
             panel=OPT,
-            help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves the last re-introduced filters little lr to recover.",
+            help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves"
+            " the last re-introduced filters little lr to recover.",
         ),
     ] = "none",
     batch_size: Annotated[int, _opt("--batch-size", panel=OPT, min=1, help="Mini-batch size.")] = 64,
     seed: Annotated[
         int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")
     ] = 0,
-    threads: Annotated[
-        Optional[int],
-        _opt(
-            "--threads",
-            panel=OPT,
-            min=1,
-            help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).",
-            show_default=False,
-        ),
-    ] = None,
     deterministic: Annotated[
         bool,
         _opt(
@@ -212,12 +236,14 @@ def train(
             help="Deterministic algorithms only (exactly repeatable, also across --resume).",
         ),
     ] = False,
+    # -- hardware
     device: Annotated[
         str,
         _opt(
             "--device",
             panel=HW,
-            help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process its own).",
+            help="auto | cpu | cuda | cuda:N | mps. auto: the GPU when there is one (under torchrun, each process"
+            " its own).",
         ),
     ] = "auto",
     precision: Annotated[
@@ -225,19 +251,32 @@ def train(
         _opt(
             "--precision",
             panel=HW,
-            help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient scaler). auto: bf16 on a CUDA GPU that has it, else fp32.",
+            help="auto | fp32 | bf16 | fp16: autocast precision of the forward pass (CUDA only; fp16 with a gradient"
+            " scaler). auto: bf16 on a CUDA GPU that has it, else fp32.",
         ),
     ] = "auto",
+    threads: Annotated[
+        Optional[int],
+        _opt(
+            "--threads",
+            panel=HW,
+            min=1,
+            help="CPU threads for torch. Default: torch's choice (for small models 1 is often fastest).",
+            show_default=False,
+        ),
+    ] = None,
+    # -- output
+    output: Output = None,
+    force: OutputForce = False,
     baseline: Annotated[
         bool,
         _opt(
             "--baseline",
             panel=OUT,
-            help="Also train a control with the same budget, seed and data order, dropping nothing; compare side by side.",
+            help="Also train a control with the same budget, seed and data order, dropping nothing; compare side"
+            " by side.",
         ),
     ] = False,
-    output: OutOpt = None,
-    force: ForceOpt = False,
     save_cycles: Annotated[
         bool, _opt("--save-cycles", panel=OUT, help="Also write OUT.cycle<k>.pt after each re-introduction.")
     ] = False,
@@ -259,7 +298,8 @@ def train(
         _opt(
             "--config",
             panel=OUT,
-            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50); command-line flags win.",
+            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50);"
+            " command-line flags win.",
             show_default=False,
         ),
     ] = None,
@@ -280,31 +320,94 @@ def train(
             help="Continue the interrupted run that writes -o OUT (from OUT.state, with its saved options).",
         ),
     ] = False,
-    key: KeyOpt = None,
-    trust: TrustOpt = False,
-    json_out: JsonOpt = False,
+    json_out: OutputJson = False,
 ) -> None:
-    """Train with the RePr schedule: train, drop redundant filters, train the sub-network, re-introduce them orthogonally, repeat."""
-    opts = {k: v for k, v in locals().items() if k != "ctx"}
-    if config is not None:
-        opts = _with_toml(ctx, opts, config)
-    from orthocli.run import TrainRun, state_path
+    """Train with the RePr schedule: train, drop redundant filters, train the sub-network, re-introduce them
+    orthogonally, repeat."""
+    if config is not None:  # once more, with the file's values for the options not given on the command line
+        return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
+    from orthocli.experiment import (
+        DataOptions,
+        Experiment,
+        HardwareOptions,
+        ModelOptions,
+        OutputOptions,
+        Reporter,
+        state_path,
+    )
+    from orthocli.training import TrainConfig
 
-    reporter = _Progress()
-    run = TrainRun.resumed(opts, reporter) if opts["resume"] else TrainRun.fresh(opts, reporter)
+    reporter: Reporter = _Progress()
+    hardware = HardwareOptions(device=device, precision=precision, threads=threads)
+    if resume:
+        run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
+    else:
+        cfg = TrainConfig(
+            s1=s1,
+            s2=s2,
+            cycles=cycles,
+            max_epochs=max_epochs,
+            patience=patience,
+            ratio=ratio,
+            threshold=threshold,
+            scope=scope,
+            min_keep=min_keep,
+            layers=list(layers or []),
+            exclude=list(exclude or []),
+            skip_first=skip_first,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=schedule,
+            batch_size=batch_size,
+            loss=loss,
+            seed=seed,
+            deterministic=deterministic,
+            val_fraction=val_fraction,
+            baseline=baseline,
+            reinit_scale=reinit_scale,
+        )
+        run = Experiment.fresh(
+            cfg,
+            model=ModelOptions(
+                checkpoint=_path(checkpoint),
+                key=key,
+                trust=trust,
+                arch=arch,
+                width=width,
+                depth=depth,
+                kernel=kernel,
+                pool=pool,
+                batchnorm=batchnorm,
+                activation=activation,
+            ),
+            data=DataOptions(data=_path(data), test_data=_path(test_data), max_samples=max_samples),
+            outputs=OutputOptions(
+                output=_path(output),
+                baseline=baseline,
+                save_cycles=save_cycles,
+                metrics=_path(metrics),
+                plot=_path(plot),
+            ),
+            hardware=hardware,
+            force=force,
+            state_every=state_every,
+            reporter=reporter,
+        )
     try:
         run.train_all()
     except KeyboardInterrupt:
         if state_path(run.output).exists():
             fail(f"interrupted; continue with: orthocli train -o {run.output} --resume", EXIT_INTERRUPTED)
         fail(
-            f"interrupted before the first state was saved (every {opts['state_every']:g} s); nothing to resume",
+            f"interrupted before the first state was saved (every {state_every:g} s); nothing to resume",
             EXIT_INTERRUPTED,
         )
     doc = run.close()
     if doc is None:  # not rank 0
         return
-    if opts["json_out"]:
+    if json_out:
         print_json(doc)
     else:
         _render(doc)
@@ -314,7 +417,14 @@ def train(
 # Options from TOML
 
 
-def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:
+    """The values the file at `path` gives for options not given on the command line, by parameter
+    name, checked by the options' own parsers; UsageError for an unreadable file, an unknown key or
+    a bad value."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -325,30 +435,32 @@ def _with_toml(ctx: typer.Context, opts: dict, path: Path) -> dict:
                 "--config needs Python 3.11, or the tomli package on Python 3.10: pip install tomli"
             ) from None
     try:
-        from click.core import ParameterSource
-    except ImportError:  # typer >= 0.24 carries its own copy of click
-        from typer._click.core import ParameterSource
-
-    try:
         table = tomllib.loads(path.read_text())
     except OSError as e:
         raise UsageError(f"--config {path}: cannot read it ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"--config {path}: not valid TOML ({e})") from None
     params = {p.name: p for p in ctx.command.params}
-    out = dict(opts)
+    out = {}
     for raw, value in table.items():
         name = {"json": "json_out"}.get(raw.replace("-", "_"), raw.replace("-", "_"))
         if name not in params or name == "config":
             known = ", ".join(sorted(n for n in params if n != "config"))
             raise UsageError(f"--config {path}: unknown option '{raw}'; the options are: {known}")
-        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
-            continue  # given on the command line: the flag wins
+        if _given(ctx, name):
+            continue  # given on the command line (or in the environment): the flag wins
         try:
             out[name] = params[name].process_value(ctx, value)
         except Exception as e:  # the parser's own check of the value (choices, ranges, types)
             raise UsageError(f"--config {path}: bad value for '{raw}': {getattr(e, 'message', e)}") from None
     return out
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name`. Compared by the source's name, never by importing click's
+    enum: Typer >= 0.24 carries its own copy of click, and an installed click's enum never equals it."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _pct(v: float | None) -> str:
@@ -358,7 +470,10 @@ def _pct(v: float | None) -> str:
 def _cycle_line(role: str, c: dict) -> str:
     label = "baseline" if role == "baseline" else "RePr"
     dropped = sum(c["dropped"].values())
-    text = f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
+    text = (
+        f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop"
+        f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
+    )
     if dropped:
         text += f"; {dropped} filters dropped and re-introduced"
     if c["fallbacks"]:
@@ -367,7 +482,8 @@ def _cycle_line(role: str, c: dict) -> str:
 
 
 class _Progress:
-    """Rich progress bar on stderr when it is a terminal (and NO_COLOR unset); otherwise one line per cycle and run."""
+    """The `experiment.Reporter` of the CLI: a Rich progress bar on stderr when it is a terminal (and NO_COLOR
+    unset); otherwise one line per cycle and run."""
 
     PHASES = {"standard": "standard", "subnet": "sub-net", "final": "final"}
 
@@ -400,11 +516,12 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def start(self, role: str, cfg) -> None:
+    def start(self, role: str, cfg: TrainConfig) -> None:
         if self.bar is not None:
             self.tasks[role] = self.bar.add_task(role, total=cfg.total_epochs, stats="")
 
-    def update(self, role: str, e: dict) -> None:
+    def update(self, role: str, event: dict) -> None:
+        e = event
         if self.bar is None:
             return
         where = self.PHASES.get(e["phase"], e["phase"]) + (f" {e['cycle']}" if e["cycle"] else "")
@@ -414,10 +531,10 @@ class _Progress:
             self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats
         )
 
-    def cycle(self, role: str, c: dict) -> None:
+    def cycle(self, role: str, entry: dict) -> None:
         if self.quiet:
             return
-        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, c), markup=False)
+        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, entry), markup=False)
 
 
 def _short_names(names: list[str]) -> dict[str, str]:

@@ -1,0 +1,543 @@
+"""One `orthocli train` invocation, an experiment: the method run, with --baseline the control
+beside it, and every file they write. Its options arrive typed (`ModelOptions`, `DataOptions`,
+`OutputOptions`, `HardwareOptions`, and `training.TrainConfig`); what it needs to continue is saved
+as a `RunMeta` in its state files. Training itself is `orthocli.training`; what the user sees is the
+caller's (a `Reporter` gets progress and messages).
+
+Files an experiment writes, next to -o OUT.pt: OUT.pt (the trained model), OUT.baseline.pt
+(--baseline), OUT.cycle<k>.pt (--save-cycles, after each re-introduction), and while it runs
+OUT.pt.state (and OUT.baseline.pt.state): the training state at the end of an epoch (saved at most
+every --state-every seconds, and after the last epoch), which --resume reads and which is removed
+once every output is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from orthocli.errors import CheckpointError, OutputError, UsageError
+
+if TYPE_CHECKING:
+    from orthocli.training import TrainConfig
+
+# Default seconds between two saves of the training state (at the end of an epoch; the last epoch
+# always): saving after every epoch of a small model would cost more than the epoch itself.
+STATE_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model trains: a new one of `arch`, or the one in `checkpoint`."""
+
+    checkpoint: Path | None = None  # start from this checkpoint; None: a new model
+    key: str | None = None  # where the state dict sits in a wrapping dict (checkpoint)
+    trust: bool = False  # allow unpickling a whole module from the checkpoint
+    arch: str | None = None  # convnet | resnet20 | package.module:callable; None: convnet, or the checkpoint's
+    # Architecture options, None where not given (the architecture's own default applies)
+    width: int | None = None  # filters per conv layer (resnet20: of the first stage)
+    depth: int | None = None  # convnet: conv blocks
+    kernel: int | None = None  # convnet: kernel size
+    pool: str | None = None  # convnet: "max", "avg" or "none" after each block
+    batchnorm: bool | None = None  # convnet: BatchNorm after each conv
+    activation: str = "relu"
+
+    def arch_options(self) -> dict[str, Any]:
+        """The architecture options given, by name (what `models.arch_spec` takes)."""
+        return {k: getattr(self, k) for k in _ARCH_OPTIONS if getattr(self, k) is not None}
+
+
+_ARCH_OPTIONS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the samples come from (the validation split is `TrainConfig.val_fraction`)."""
+
+    data: Path | None = None  # training data; None: the built-in UCI digits
+    test_data: Path | None = None  # a separate test set
+    max_samples: int | None = None  # use at most this many training samples (stratified)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """The files an experiment writes."""
+
+    output: Path | None = None  # the trained model; None: runs/<arch>-<time>.pt
+    baseline: bool = False  # also train the control, written to OUT.baseline.pt
+    save_cycles: bool = False  # also write OUT.cycle<k>.pt after each re-introduction
+    metrics: Path | None = None  # one JSON line per epoch
+    plot: Path | None = None  # validation accuracy per epoch (PNG)
+
+
+@dataclass(frozen=True)
+class HardwareOptions:
+    """Where it trains; a resumed run may move, so these are taken anew on --resume."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast of the forward pass)
+    threads: int | None = None  # torch's CPU threads; None: torch's choice
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What an experiment is besides its TrainConfig: saved in its state files, so --resume repeats
+    it. Stored as plain values (`to_dict`) under the keys state files have always had."""
+
+    model: ModelOptions
+    data: DataOptions
+    outputs: OutputOptions  # with `output` resolved (never None)
+    hardware: HardwareOptions
+    role: str = "repr"  # "repr" (the method) or "baseline" (the control): which run a state file is
+
+    @property
+    def output(self) -> Path:
+        assert self.outputs.output is not None
+        return self.outputs.output
+
+    def to_dict(self) -> dict[str, Any]:
+        m, d, o, h = self.model, self.data, self.outputs, self.hardware
+        path = lambda p: None if p is None else str(p)  # noqa: E731
+        return {
+            "output": str(o.output),
+            "checkpoint": path(m.checkpoint),
+            "key": m.key,
+            "trust": m.trust,
+            "arch_name": m.arch,
+            "arch_options": {k: getattr(m, k) for k in _ARCH_OPTIONS},
+            "data": path(d.data),
+            "test_data": path(d.test_data),
+            "max_samples": d.max_samples,
+            "threads": h.threads,
+            "baseline": o.baseline,
+            "save_cycles": o.save_cycles,
+            "metrics": path(o.metrics),
+            "plot": path(o.plot),
+            "device": h.device,
+            "precision": h.precision,
+            "role": self.role,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], where: Path) -> RunMeta:
+        """The inverse of `to_dict`; CheckpointError when a key is missing or of the wrong kind."""
+        path = lambda p: None if p is None else Path(p)  # noqa: E731
+        try:
+            arch_options = dict(doc["arch_options"])
+            unknown = set(arch_options) - set(_ARCH_OPTIONS)
+            if unknown:
+                raise KeyError(", ".join(sorted(unknown)))
+            return cls(
+                model=ModelOptions(
+                    checkpoint=path(doc["checkpoint"]),
+                    key=doc["key"],
+                    trust=bool(doc["trust"]),
+                    arch=doc["arch_name"],
+                    **{**arch_options, "activation": arch_options.get("activation") or "relu"},
+                ),
+                data=DataOptions(path(doc["data"]), path(doc["test_data"]), doc["max_samples"]),
+                outputs=OutputOptions(
+                    output=Path(doc["output"]),
+                    baseline=bool(doc["baseline"]),
+                    save_cycles=bool(doc["save_cycles"]),
+                    metrics=path(doc["metrics"]),
+                    plot=path(doc["plot"]),
+                ),
+                hardware=HardwareOptions(doc.get("device", "auto"), doc.get("precision", "auto"), doc["threads"]),
+                role=doc.get("role", "repr"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(
+                f"{where}: the saved options are damaged or from another version ({type(e).__name__}: {e});"
+                " start the run over with --force"
+            ) from None
+
+
+class Reporter(Protocol):
+    """What an experiment tells its caller (the CLI's progress display implements it)."""
+
+    quiet: bool  # set by the experiment on ranks other than 0: rank 0 reports
+
+    def __enter__(self) -> Reporter: ...  # around the whole training (a progress bar lives this long)
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def log(self, text: str) -> None: ...  # a message for the user
+
+    def start(self, role: str, cfg: TrainConfig) -> None: ...  # a run ("repr" or "baseline") begins
+
+    def update(self, role: str, event: dict) -> None: ...  # an epoch ended (training's "epoch" event)
+
+    def cycle(self, role: str, entry: dict) -> None: ...  # a cycle ended (training's "cycle" event)
+
+
+def sibling(output: Path, tag: str) -> Path:
+    return output.with_name(f"{output.stem}.{tag}{output.suffix or '.pt'}")
+
+
+def state_path(output: Path) -> Path:
+    return output.with_name(output.name + ".state")
+
+
+class Experiment:
+    """Resolved options, data, outputs; trains the method run and the baseline, writes the files."""
+
+    def __init__(
+        self, cfg: TrainConfig, meta: RunMeta, *, resume: bool, state_every: float, reporter: Reporter
+    ) -> None:
+        self.cfg, self.meta, self.resume, self.state_every = cfg, meta, resume, state_every
+        self.reporter = reporter
+        self.output = meta.output
+        self.results: dict[str, Any] = {}
+        self.metrics_file = None
+        self.saved_history: dict[str, list] = {}  # per role, the epochs a resumed run already did
+
+    # -- building ------------------------------------------------------------------------------
+    @classmethod
+    def fresh(
+        cls,
+        cfg: TrainConfig,
+        *,
+        model: ModelOptions,
+        data: DataOptions,
+        outputs: OutputOptions,
+        hardware: HardwareOptions,
+        force: bool = False,
+        state_every: float = STATE_EVERY,
+        reporter: Reporter,
+    ) -> Experiment:
+        if outputs.plot is not None:
+            need_matplotlib()
+        if outputs.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError(
+                "under torchrun give -o/--output: every process must write to (rank 0) or read from the same path"
+            )
+        if outputs.output is None:
+            outputs = dataclasses.replace(outputs, output=default_output(model.arch or "convnet"))
+        meta = RunMeta(model=model, data=data, outputs=outputs, hardware=hardware)
+        run = cls(cfg, meta, resume=False, state_every=state_every, reporter=reporter)
+        state = state_path(meta.output)
+        if state.exists() and not force:
+            raise OutputError(
+                f"{state}: an interrupted run's state is here; continue it with --resume, or start over with --force"
+            )
+        run.check_outputs(force=force)
+        return run
+
+    @classmethod
+    def resumed(
+        cls, output: Path | None, *, hardware: HardwareOptions, state_every: float, reporter: Reporter
+    ) -> Experiment:
+        """The interrupted experiment that writes `output`, with its saved options; it may move to
+        other hardware (device and precision are taken from `hardware`, threads stay saved)."""
+        from orthocli.training import read_state
+
+        if output is None:
+            raise UsageError("--resume needs -o/--output: the output path of the interrupted run")
+        where = state_path(Path(output))
+        saved = read_state(where)
+        meta = RunMeta.from_dict(saved.meta, where)
+        if meta.role == "baseline":
+            raise UsageError("give -o the method run's output, not the baseline's")
+        meta = dataclasses.replace(
+            meta,
+            hardware=dataclasses.replace(meta.hardware, device=hardware.device, precision=hardware.precision),
+        )
+        reporter.log(f"Resuming {output} with its saved options (options given now are ignored, except --json)")
+        cfg = dataclasses.replace(saved.config, baseline=False)
+        run = cls(cfg, meta, resume=True, state_every=state_every, reporter=reporter)
+        run.saved_history["repr"] = saved.loop.history
+        baseline_state = state_path(sibling(Path(output), "baseline"))
+        if meta.outputs.baseline and baseline_state.exists():
+            run.saved_history["baseline"] = read_state(baseline_state).loop.history
+        if meta.outputs.plot:
+            need_matplotlib()
+        run.check_outputs(force=True)
+        return run
+
+    def paths(self) -> list[Path]:
+        o, out = self.meta.outputs, self.output
+        paths = [out]
+        if o.baseline:
+            paths.append(sibling(out, "baseline"))
+        if o.save_cycles:
+            paths += [sibling(out, f"cycle{c}") for c in range(1, self.cfg.cycles + 1)]
+        paths += [p for p in (o.metrics, o.plot) if p]
+        return paths
+
+    def check_outputs(self, force: bool) -> None:
+        from orthocli import checkpoint as ckpt_io
+
+        m = self.meta
+        inputs = [str(p) for p in (m.model.checkpoint, m.data.data, m.data.test_data) if p]
+        paths = self.paths()
+        if len(set(map(os.path.abspath, paths))) < len(paths):
+            raise UsageError("two outputs share one path; give --metrics, --plot and -o different files")
+        for p in paths:
+            ckpt_io.check_output(p, force=force, inputs=inputs)
+
+    def prepared_data(self):
+        from orthocli.data import prepare
+
+        d = self.meta.data
+        return prepare(
+            None if d.data is None else str(d.data),
+            test_path=None if d.test_data is None else str(d.test_data),
+            val_fraction=self.cfg.val_fraction,
+            seed=self.cfg.seed,
+            max_samples=d.max_samples,
+        )
+
+    def model(self, data):
+        """A fresh model (seeded) or the starting checkpoint's; its arch dict (None for a pickled
+        module) and drop record (None unless the checkpoint is pruned)."""
+        from orthocli.models import arch_spec, build_model, init_weights
+        from orthocli.training import set_seed
+
+        m = self.meta.model
+        set_seed(self.cfg.seed)
+        if m.checkpoint is None:
+            opts = m.arch_options()
+            arch = arch_spec(
+                m.arch or "convnet",
+                in_channels=data.in_channels,
+                num_classes=data.num_classes,
+                input_shape=list(data.spatial_shape),
+                **opts,
+            )
+            model = build_model(arch)
+            if arch["name"] != "callable":
+                init_weights(model, opts.get("activation", "relu"))
+            return model, arch, None
+        return model_from_checkpoint(m, data)
+
+    # -- training ------------------------------------------------------------------------------
+    def train_all(self) -> None:
+        from orthocli.runtime import setup
+
+        hw = self.meta.hardware
+        if hw.threads:
+            import torch
+
+            torch.set_num_threads(hw.threads)
+        self.rt = setup(hw.device, hw.precision, deterministic=self.cfg.deterministic)
+        data = self.prepared_data()
+        self.data = data
+        where = self.rt.describe()
+        self.banner = [
+            f"Training on {where['name']} ({where['device']}, {where['precision']})"
+            + (f", {where['world_size']} processes" if self.rt.distributed else "")
+        ]
+        self.banner.append(
+            f"Data: {data.source}: {len(data.train)} train, {len(data.val)} val"
+            + (f", {len(data.test)} test" if data.test is not None else "")
+            + f"; writing {self.output}"
+        )
+        self.reporter.quiet = not self.rt.is_main
+        with self.reporter:
+            self.train_one("repr", data)
+            if self.meta.outputs.baseline:
+                self.train_one("baseline", data)
+
+    def train_one(self, role: str, data) -> None:
+        from orthocli.training import train
+
+        output = self.output if role == "repr" else sibling(self.output, "baseline")
+        cfg = dataclasses.replace(self.cfg, baseline=role == "baseline")
+        model, arch, record = self.model(data)
+        if self.rt.is_main and self.banner:  # once the model is built: bad input fails silently before
+            for line in self.banner:
+                self.reporter.log(line)
+            self.banner = []
+        if record is not None and self.meta.outputs.baseline:
+            raise UsageError(
+                "--baseline compares whole schedules; it does not apply to a pruned checkpoint's sub-network"
+            )
+        state = state_path(output)
+        resume = self.resume and state.exists()
+        if self.resume and role == "repr" and not resume:
+            raise UsageError(f"{state}: no saved training state to resume")
+        self.reporter.start(role, cfg)
+        result = train(
+            model,
+            data,
+            cfg,
+            record=record,
+            callback=lambda e: self.on_event(role, e, arch),
+            state_path=state,
+            resume=resume,
+            state_every=self.state_every,
+            meta=dataclasses.replace(self.meta, role=role).to_dict(),
+            runtime=self.rt,
+        )
+        if self.rt.is_main:
+            self.write_model(output, result, arch, cfg, role)
+        self.results[role] = (result, output)
+
+    def on_event(self, role: str, event: dict, arch) -> None:
+        if event["kind"] == "epoch":
+            self.reporter.update(role, event)
+            if self.meta.outputs.metrics:
+                self.log_metrics(role, event)
+        elif event["kind"] == "cycle":
+            self.reporter.cycle(role, event)
+            if role == "repr" and self.meta.outputs.save_cycles:
+                from orthocli import checkpoint as ckpt_io
+
+                path = sibling(self.output, f"cycle{event['cycle']}")
+                sd = {k: v.detach().clone() for k, v in event["state_dict"].items()}
+                ckpt_io.save(
+                    path,
+                    ckpt_io.make_payload(
+                        sd, arch=arch, config=self.resolved(), data=self.data_extras(), cycle=event["cycle"]
+                    ),
+                    force=True,
+                )
+
+    def log_metrics(self, role: str, event: dict) -> None:
+        if self.metrics_file is None:  # opened at the first epoch: bad input writes nothing
+            self.metrics_file = open(self.meta.outputs.metrics, "w")  # noqa: SIM115 (open across epochs)
+            for r, history in self.saved_history.items():  # a resumed run: what the state files hold
+                self.metrics_file.writelines(metric_line(r, e) for e in history)
+        self.metrics_file.write(metric_line(role, event))
+        self.metrics_file.flush()
+
+    # -- outputs -------------------------------------------------------------------------------
+    def resolved(self) -> dict:
+        """The configuration as option names -> values: enough to repeat the run (--config)."""
+        saved = self.meta.to_dict()
+        doc = {
+            "checkpoint": saved["checkpoint"],
+            "arch": saved["arch_name"],
+            **saved["arch_options"],
+            **{k: saved[k] for k in ("data", "test_data", "max_samples", "threads", "device", "precision")},
+        }
+        doc.update(self.cfg.to_dict())
+        doc["baseline"] = self.meta.outputs.baseline
+        return doc
+
+    def data_extras(self) -> dict:
+        d = self.data
+        return {
+            "source": d.source,
+            "mean": d.mean,
+            "std": d.std,
+            "num_classes": d.num_classes,
+            "in_channels": d.in_channels,
+            "input_shape": list(d.spatial_shape),
+        }
+
+    def write_model(self, output: Path, result, arch, cfg, role: str) -> None:
+        from orthocli import checkpoint as ckpt_io
+
+        sd = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+        payload = ckpt_io.make_payload(
+            sd,
+            arch=arch,
+            config=self.resolved(),
+            history=result.history,
+            data=self.data_extras(),
+            summary=result.summary(),
+            role=role,
+            prune=result.record,
+        )
+        ckpt_io.save(output, payload, force=True)  # outputs were checked before training
+
+    def close(self) -> dict | None:
+        """Finish the files (metrics, plot; state files removed) and return the summary document;
+        None on ranks other than 0, which write and report nothing."""
+        from orthocli.runtime import teardown
+
+        teardown(self.rt)
+        if not self.rt.is_main:
+            return None
+        if self.metrics_file is not None:
+            self.metrics_file.close()
+        if self.meta.outputs.plot:
+            from orthocli.plot import plot_history
+
+            plot_history(self.meta.outputs.plot, {r: res.history for r, (res, _) in self.results.items()})
+        for _, output in self.results.values():
+            state_path(output).unlink(missing_ok=True)
+        return self.document()
+
+    def document(self) -> dict:
+        result, output = self.results["repr"]
+        doc = {**result.summary(), "output": str(output)}
+        if "baseline" in self.results:
+            b, b_out = self.results["baseline"]
+            doc["baseline"] = {**b.summary(), "output": str(b_out)}
+        doc["runtime"] = self.rt.describe()
+        doc["config"] = self.resolved()
+        doc["data"] = self.data_extras()
+        if self.meta.outputs.metrics:
+            doc["metrics"] = str(self.meta.outputs.metrics)
+        if self.meta.outputs.plot:
+            doc["plot"] = str(self.meta.outputs.plot)
+        return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def default_output(arch: str) -> Path:
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in arch.split(":")[-1]) or "model"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    runs = Path("runs")
+    runs.mkdir(exist_ok=True)
+    return runs / f"{name}-{stamp}.pt"
+
+
+def need_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'orthocli[plot]'") from None
+
+
+def model_from_checkpoint(m: ModelOptions, data):
+    import torch
+
+    from orthocli import checkpoint as ckpt_io
+    from orthocli.errors import CheckpointError
+    from orthocli.models import arch_spec, build_model
+
+    path = str(m.checkpoint)
+    ck = ckpt_io.load(path, key=m.key, trust=m.trust)
+    arch = ck.extras.get("arch")
+    if arch is None and m.arch:
+        arch = arch_spec(
+            m.arch,
+            in_channels=data.in_channels,
+            num_classes=data.num_classes,
+            input_shape=list(data.spatial_shape),
+            **m.arch_options(),
+        )
+    ck.check_finite()
+    if arch is not None:
+        model = ckpt_io.load_weights(build_model(arch), ck.state_dict, path, arch)
+    elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
+        model = ck.module.float()
+    elif ck.module is not None:
+        raise CheckpointError(f"{path}: a TorchScript archive cannot be trained; start from its state dict with --arch")
+    else:
+        raise CheckpointError(
+            f"{path}: records no architecture; give --arch (and its options) to build the model for these weights"
+        )
+    return model, arch, ck.extras.get("prune")
+
+
+def metric_line(role: str, event: dict) -> str:
+    keep = ("epoch", "phase", "cycle", "lr", "loss", "train_acc", "val_loss", "val_acc", "seconds")
+    doc = {"run": role, **{k: event.get(k) for k in keep}}
+    doc = {
+        k: (None if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) else v)
+        for k, v in doc.items()
+    }
+    return json.dumps(doc) + "\n"
