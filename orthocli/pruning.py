@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 from orthocli.layers import ConvLayer, select
 from orthocli.redundancy import LayerScores, score_layers
@@ -58,7 +59,7 @@ def plan_drops(
     *,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-    skip_first: bool = True,
+    skip_first: bool = DEFAULT_DROP.skip_first,
 ) -> DropPlan:
     """Score the candidate layers and choose what to drop.
 

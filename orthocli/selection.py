@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from orthocli.droprule import DEFAULT_DROP
+
 
 @dataclass(frozen=True)
 class DropRule:
@@ -15,15 +17,16 @@ class DropRule:
 
     ratio: fraction of the candidate filters to drop (cut by count, so ties never change it).
     threshold: instead of a ratio, drop every filter whose score is above this value.
-    scope: "global" ranks all candidate filters of the network together (the authors' choice);
-           "layer" drops `ratio` of each layer.
+    scope: "layer" drops `ratio` of each layer; "global" ranks all candidate filters of the network
+           together (the authors' choice).
+    The defaults are the one default rule (`droprule.DEFAULT_DROP`).
     min_keep: filters every layer keeps, whatever the ranking says.
     """
 
-    ratio: float | None = 0.3
+    ratio: float | None = DEFAULT_DROP.ratio
     threshold: float | None = None
-    scope: str = "global"
-    min_keep: int = 1
+    scope: str = DEFAULT_DROP.scope
+    min_keep: int = DEFAULT_DROP.min_keep
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.threshold is None):

@@ -43,6 +43,7 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, DataSplits
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import CheckpointError, DataError, UsageError
 from orthocli.layers import convs_from_module
 from orthocli.pruning import make_rule, plan_drops
@@ -64,13 +65,13 @@ class TrainConfig:
     max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
     patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = 0.3  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    scope: str = "layer"  # "layer": drop the ratio in each layer (held up best in benchmarks/); "global": the authors
-    min_keep: int = 1  # filters every layer keeps
+    scope: str = DEFAULT_DROP.scope  # "layer": drop the ratio in each layer; "global": rank the network's filters
+    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv (its few input dims look redundant)
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
@@ -184,6 +185,13 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
 def sub_seed(seed: int, stream: int, index: int) -> int:
     """An independent seed for (run seed, stream, index): data order is stream 1, re-init stream 2."""
     return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
+
+
+def reinit_seed(seed: int, cycle: int) -> int:
+    """The seed of the generator that re-introduces the filters of cycle `cycle` (1-based) of a run
+    seeded `seed`. `orthocli reinit --seed S --cycle K` uses it too, so the steps run one by one
+    re-initialise to the values `orthocli train --seed S` gives in its cycle K."""
+    return sub_seed(seed, 2, cycle)
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
@@ -475,7 +483,7 @@ def _train(
             s.pending["val_after_subnet"] = val_acc
             if s.record is not None:
                 _reintroduce(
-                    model, optimizer, s.record, s.pending, sub_seed(cfg.seed, 2, phase.cycle), rt, cfg.reinit_scale
+                    model, optimizer, s.record, s.pending, reinit_seed(cfg.seed, phase.cycle), rt, cfg.reinit_scale
                 )
                 s.record, net, freezer = None, model, None
             s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]

@@ -29,7 +29,7 @@ def onet(tmp_path, data_dir):
 
 def test_round_trip_score_prune_reinit_on_a_real_checkpoint(run_cli, onet, tmp_path):
     original = torch.load(onet, weights_only=True)
-    res = run_cli("prune", onet, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--json")
+    res = run_cli("prune", onet, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--scope", "global", "--json")
     assert res.exit_code == 0, res.stderr
     plan = json.loads(res.stdout)
     conv_filters = {"conv2": 64, "conv3": 64, "conv4": 128}  # conv1 is skipped by default
@@ -198,7 +198,7 @@ def test_reinit_scale_sets_the_new_filters_norm(run_cli, onet, tmp_path):
     assert res.exit_code == 0, res.stderr
     pruned, after = load_payload(tmp_path / "p.pt"), load_payload(tmp_path / "r.pt")
     assert after["reinit"]["scale"] == 0.5
-    for name, layer in pruned["prune"]["layers"].items():
+    for layer in pruned["prune"]["layers"].values():
         rows = filter_rows(after["state_dict"][layer["key"]])[0]
         dropped = layer["dropped"].tolist()
         kept = [f for f in range(len(rows)) if f not in dropped]

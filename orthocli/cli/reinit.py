@@ -17,7 +17,17 @@ EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 def reinit(
     checkpoint: CkptArg,
     output: OutOpt,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the random directions inside the null space.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed for the random directions inside the null space: the values 'orthocli train --seed S' gives"
+            " in its cycle --cycle.",
+        ),
+    ] = 0,
+    cycle: Annotated[
+        int, typer.Option("--cycle", min=1, help="Re-initialise as cycle K of 'orthocli train --seed S' does.")
+    ] = 1,
     scale: ReinitScaleOpt = 1.0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -28,6 +38,7 @@ def reinit(
     from orthocli import checkpoint as ckpt_io
     from orthocli.errors import CheckpointError, UsageError
     from orthocli.subnet import reintroduce
+    from orthocli.training import reinit_seed
 
     if not scale > 0:
         raise UsageError(f"--reinit-scale must be positive, got {scale}")
@@ -36,16 +47,18 @@ def reinit(
     record = ckpt.extras.get("prune")
     if not record:
         raise CheckpointError(f"{checkpoint}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
-    report = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(seed), scale)
+    report = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(reinit_seed(seed, cycle)), scale)
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
-    extras["reinit"] = {"seed": seed, "scale": scale, "layers": report}
+    extras["reinit"] = {"seed": seed, "cycle": cycle, "scale": scale, "layers": report}
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[checkpoint])
     layers = [
         {"name": name, **counts, "fallback": counts["null_space"] < counts["dropped"]}
         for name, counts in report.items()
     ]
     if json_out:
-        print_json({"checkpoint": str(checkpoint), "output": str(output), "seed": seed, "layers": layers})
+        print_json(
+            {"checkpoint": str(checkpoint), "output": str(output), "seed": seed, "cycle": cycle, "layers": layers}
+        )
     else:
         _render(layers)
     fell_back = [layer["name"] for layer in layers if layer["fallback"]]
