@@ -510,6 +510,12 @@ def prepare(
     keep = torch.ones(len(data), dtype=torch.bool)
     keep[val_idx] = False
     train, val = _subset(data, keep.nonzero().flatten()), _subset(data, val_idx)
+    if len(train) < num_classes:  # some class has no training sample: the classifier cannot learn it
+        raise DataError(
+            f"{src}: {len(train)} training samples for {num_classes} classes (labels 0..{num_classes - 1}); "
+            "training needs at least one sample per class: give more data"
+            + (" or a larger --max-samples" if max_samples is not None else "")
+        )
     if test is not None:
         _check_test(test, train, num_classes, str(test_path or src))
 
