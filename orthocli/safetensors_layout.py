@@ -106,10 +106,12 @@ def decode(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path) -> 
             raise ValueError("not a JSON object")
     except KeyError as e:
         raise InputFileError(
-            f"{path}: its orthocli metadata names a tensor the file lacks ({e}); the file is damaged"
+            f"{path}: its orthocli metadata names a tensor the file lacks ({e}); re-save or re-download it"
         ) from None
-    except (ValueError, TypeError, AttributeError) as e:
-        raise InputFileError(f"{path}: its orthocli metadata is not valid ({str(e)[:120]})") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise InputFileError(
+            f"{path}: its orthocli metadata is damaged ({str(e)[:120]}); re-save or re-download it"
+        ) from None
     return {k: t for k, t in tensors.items() if k not in used}, extras
 
 

@@ -173,6 +173,27 @@ def test_a_payload_safetensors_cannot_hold_is_refused_and_nothing_written(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ('{"prune": {"$tensor": "orthocli/prune/gone"}}', "names a tensor the file lacks ('orthocli/prune/gone')"),
+        ('{"history": {"$dict": 5}}', "its orthocli metadata is damaged"),
+        ('{"history": [{"$float": "many"}]}', "its orthocli metadata is damaged"),
+        ("[1, 2]", "its orthocli metadata is damaged (not a JSON object)"),
+        ("[" * 100_000, "its orthocli metadata is damaged"),
+    ],
+)
+def test_damaged_metadata_is_one_line_exit_3(run_cli, tmp_path, tiny_state_dict, doc, message):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file(tiny_state_dict, str(path), metadata={"orthocli": doc})
+    result = run_cli("score", path)
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Error: ") and message in result.stderr and "re-download" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_readers_go_by_content_not_name(run_cli, tmp_path, tiny_state_dict):
     payload = ckpt_io.make_payload(tiny_state_dict, data={"mean": [0.5]})
     zip_named_st, st_named_pt = tmp_path / "zip.safetensors", tmp_path / "st.pt"
