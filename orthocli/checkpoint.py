@@ -121,6 +121,11 @@ def _sniff(path: Path) -> str:
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names):
             return "torch-zip"
+        if any(n.endswith("archive_format") for n in names):
+            raise InputFileError(
+                f"{path}: a torch.export program (.pt2, as 'orthocli export --format pt2' writes), which orthocli does "
+                "not read; give the checkpoint it was exported from"
+            )
         raise InputFileError(f"{path}: a zip archive, but not one written by torch.save or torch.jit.save")
     if len(head) >= 9:
         header_len = int.from_bytes(head[:8], "little")

@@ -240,6 +240,8 @@ def test_pt2_compact(run_cli, pruned, tmp_path):
     doc = export_json(run_cli, pruned, "-o", tmp_path / "small.pt2", "--compact")
     assert doc["format"] == "pt2" and doc["after"]["params"] < doc["before"]["params"]
     assert doc["verified"]["max_abs_diff"] <= 1e-4
+    result = run_cli("score", tmp_path / "small.pt2")  # not a checkpoint: say so, and what to give instead
+    assert result.exit_code == 3 and "a torch.export program (.pt2" in result.stderr
     program = torch.export.load(str(tmp_path / "small.pt2"))
     assert program.state_dict["features.conv2.weight"].shape[0] == 8 - 3
     model = checkpoint.load(pruned).model().eval()
