@@ -48,7 +48,7 @@ def test_prune_train_reinit_step_by_step_equals_trains_cycle(run_cli, tmp_path):
 
     dropped = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
     assert dropped and dropped == cycle["cycles"][0]["dropped"]
-    assert plan["rule"]["scope"] == "layer" and "features.conv1" in plan["excluded"]
+    assert plan["rule"]["scope"] == DEFAULT_DROP.scope and plan["rule"]["ratio"] == DEFAULT_DROP.ratio
     a, b = ckpt_io.load(tmp_path / "a.pt").state_dict, ckpt_io.load(tmp_path / "b.pt").state_dict
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
