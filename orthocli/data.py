@@ -196,8 +196,9 @@ def _read_npz(path: Path) -> dict:
 
 
 def _read_torch(path: Path) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # an open file: given a path ending in .safetensors, torch.load would read safetensors
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             raise DataError(f"{path}: holds objects other than tensors; {TORCH_HINT}") from None
