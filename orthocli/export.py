@@ -328,8 +328,8 @@ def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
     if fmt == "orthocli":
         written = ckpt_io.load(path)
         return None, written.state_dict, {"arch": written.extras.get("arch")}
-    if fmt == "pt2":
-        return torch.export.load(str(path)).module(), None, {}
+    if fmt == "pt2":  # from a buffer: torch.export.load goes by the name, and the temporary file's ends in .part
+        return torch.export.load(io.BytesIO(path.read_bytes())).module(), None, {}
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -471,7 +471,7 @@ def export(
     else:
         exported = masked if (masked is not None and fmt in _NEEDS_MODEL) else model
         plan = Plan(exported, ckpt.state_dict, arch, _run(exported, probe) if probe is not None else None)
-        if masked is not None:
+        if masked is not None and fmt not in _NEEDS_MODEL:  # the program formats carry the masks: no leak
             leak = _diff(_run(model, probe), _run(masked, probe))
     compact_doc = None if report is None else {**report.to_json(), "source": str(source)}
     data = _serialize(fmt, plan, ckpt, compact_doc, probe, output)

@@ -226,6 +226,7 @@ def test_pt2_is_the_masked_sub_network_with_a_dynamic_batch(run_cli, tmp_path):
     result = run_cli("export", src, "-o", tmp_path / "m.pt2", "--json")  # the suffix picks the format
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
+    assert result.stderr.splitlines()[0].startswith("Wrote ") and len(result.stderr.splitlines()) == 1  # no noise
     assert doc["format"] == "pt2" and doc["verified"]["against"] == "outputs"
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     loaded = torch.export.load(str(tmp_path / "m.pt2")).module()

@@ -63,7 +63,7 @@ def export(
     if doc["masked_max_abs_diff"]:
         log(
             f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: dropped "
-            "filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which keep the masks."
+            "filters leak through an activation with f(0) != 0. Use --compact, or pt2/torchscript/onnx, which keep the masks."
         )
     if doc["format"] == "torchscript":  # torch's own deprecation warnings are silenced: say it once, with the fix
         log(
