@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthocli.layers import ConvLayer
+from orthocli.layers import ConvLayer, filter_count
 
 
 @dataclass
@@ -140,7 +140,13 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
                     bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
                 elif not isinstance(mod, PER_CHANNEL_MODULES):
                     break
-            elif nxt.op == "call_function" and nxt.target not in PER_CHANNEL_FUNCTIONS or nxt.op == "call_method" and nxt.target not in PER_CHANNEL_METHODS or nxt.op not in ("call_module", "call_function", "call_method"):
+            elif (
+                nxt.op == "call_function"
+                and nxt.target not in PER_CHANNEL_FUNCTIONS
+                or nxt.op == "call_method"
+                and nxt.target not in PER_CHANNEL_METHODS
+                or nxt.op not in ("call_module", "call_function", "call_method")
+            ):
                 break
             cur = nxt
         bank.mask_node = cur.name
@@ -172,7 +178,7 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
     for i, bank in enumerate(banks):
         node = nodes[bank.mask_node]
         weight = model.get_parameter(bank.key)
-        channels = weight.shape[1] * bank.groups if bank.transposed else weight.shape[0]
+        channels = filter_count(weight, bank.groups, bank.transposed)
         spatial = weight.dim() - 2
         attr = f"_orthocli_mask_{i}"
         gm.register_buffer(
@@ -186,3 +192,19 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
         node.replace_all_uses_with(mul, delete_user_cb=lambda user, mul=mul: user is not mul)
     gm.recompile()
     return gm, masks
+
+
+def banks_of(ckpt) -> list[FilterBank]:
+    """Per conv of a checkpoint, the tensors indexed by its filters. With a known model, traced
+    (BatchNorm and the mask point included); otherwise each conv weight and its bias only."""
+    from orthocli.errors import CheckpointError, first_line
+    from orthocli.layers import checkpoint_convs
+    from orthocli.models import model_of
+
+    model = model_of(ckpt)
+    if model is not None:
+        try:
+            return banks_from_model(model)
+        except Exception as e:  # fx cannot trace every model (data-dependent control flow)
+            raise CheckpointError(f"{ckpt.path}: cannot trace the model with torch.fx ({first_line(e)})") from None
+    return banks_from_layers(checkpoint_convs(ckpt), ckpt.state_dict)

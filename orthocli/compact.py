@@ -33,7 +33,8 @@ import torch
 from torch import fx, nn
 
 from orthocli.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, banks_from_model
-from orthocli.errors import CheckpointError
+from orthocli.errors import CheckpointError, first_line
+from orthocli.layers import filter_count
 
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
 _SHAPE_READS = {"size", "dim"}  # methods that read the batch size and the like, not the values
@@ -137,7 +138,13 @@ def _consumers(start: fx.Node, modules: dict, layer: str) -> list[_Consumer]:
             if flat or _flatten_start(node, modules) != 1:
                 raise _KeepWidth(f"its channels are reshaped at {_describe(node)}")
             flat = True
-        elif isinstance(mod, PER_CHANNEL_MODULES) or node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS or node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
+        elif (
+            isinstance(mod, PER_CHANNEL_MODULES)
+            or node.op == "call_function"
+            and node.target in PER_CHANNEL_FUNCTIONS
+            or node.op == "call_method"
+            and node.target in PER_CHANNEL_METHODS
+        ):
             pass
         elif combines:
             pass  # x * 2, x + 1: element-wise with a constant
@@ -186,9 +193,7 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport
         gm = fx.symbolic_trace(model)
         banks = {b.name: b for b in banks_from_model(model)}
     except Exception as e:  # data-dependent control flow and the like
-        raise CheckpointError(
-            f"--compact: cannot trace the model with torch.fx ({str(e).splitlines()[0][:160]})"
-        ) from None
+        raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({first_line(e)})") from None
     nodes = {n.name: n for n in gm.graph.nodes}
     modules = dict(model.named_modules())
     report = CompactReport()
@@ -198,7 +203,7 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport
         if bank is None:
             raise CheckpointError(f"--compact: the drop record names layer '{name}', which the model does not have")
         conv = modules[name]
-        filters = conv.weight.shape[1] * conv.groups if conv.transposed else conv.weight.shape[0]
+        filters = filter_count(conv.weight, conv.groups, conv.transposed)
         idx = torch.as_tensor(idx, dtype=torch.long).unique()
         if idx.numel() == 0:
             continue
@@ -259,13 +264,13 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport
 
 def _zero_dropped(model: nn.Module, bank, idx: torch.Tensor) -> None:
     """What `subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters."""
-    from orthocli.subnet import _DROPPED_VALUE
+    from orthocli.subnet import DROPPED_VALUE
 
     tensors = dict(model.named_parameters())
     with torch.no_grad():
         for ch in bank.channels:
-            if ch.role in _DROPPED_VALUE and ch.key in tensors:
-                tensors[ch.key].index_fill_(ch.dim, idx.to(tensors[ch.key].device), _DROPPED_VALUE[ch.role])
+            if ch.role in DROPPED_VALUE and ch.key in tensors:
+                tensors[ch.key].index_fill_(ch.dim, idx.to(tensors[ch.key].device), DROPPED_VALUE[ch.role])
 
 
 def compacted(model: nn.Module, dropped: dict[str, torch.Tensor]) -> tuple[nn.Module, CompactReport]:
@@ -284,7 +289,7 @@ def apply_widths(model: nn.Module, widths: dict[str, int]) -> nn.Module:
         conv = modules.get(name)
         if not isinstance(conv, nn.modules.conv._ConvNd):
             raise CheckpointError(f"the architecture's widths name '{name}', which is not a conv layer of the model")
-        filters = conv.weight.shape[1] * conv.groups if conv.transposed else conv.weight.shape[0]
+        filters = filter_count(conv.weight, conv.groups, conv.transposed)
         if not 0 < int(kept) <= filters:
             raise CheckpointError(f"the architecture's widths give layer '{name}' {kept} filters; it has {filters}")
         dropped[name] = torch.arange(int(kept), filters)

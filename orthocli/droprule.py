@@ -1,5 +1,5 @@
 """The default drop rule, written once. `orthocli prune` and `orthocli train` (their options and
-`TrainConfig`) and the library (`selection.DropRule`, `pruning.plan_drops`) all read DEFAULT_DROP,
+`TrainConfig`) and the library (`drops.DropRule`, `drops.plan_drops`) all read DEFAULT_DROP,
 so the steps run one by one drop the filters that `train`'s cycle drops. No torch here: the
 commands' option defaults are read when `--help` is built."""
 

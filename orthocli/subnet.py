@@ -1,6 +1,7 @@
 """Sub-networks: dropping filters, keeping them frozen while the rest trains, and re-introducing
-them orthogonally (steps 3-4 of the method). Works on state dicts in place, so the same code
-serves a bare checkpoint (`orthocli prune`/`reinit`) and a live model (`orthocli train`).
+them orthogonally (the method's steps 3 "drop" and 4 "re-introduce"; docs/method.md). Works on
+state dicts in place, so the same code serves a bare checkpoint (`orthocli prune`/`reinit`) and a
+live model (`orthocli train`).
 
 A drop record, saved in the checkpoint under extras["prune"], is plain data:
 {"rule": {...}, "layers": {name: {"key", "groups", "transposed", "dropped": LongTensor,
@@ -17,11 +18,11 @@ import torch
 from orthocli.banks import FilterBank
 from orthocli.errors import CheckpointError
 from orthocli.nullspace import filter_scale, new_filters
-from orthocli.scoring import filter_rows
+from orthocli.orthogonality import filter_rows
 
 # What a dropped filter's tensors are set to (zero weight and bias: the filter is dead even where
 # the model is loaded without orthocli's masks) and what a re-introduced one starts from.
-_DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
+DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
 
 
@@ -36,7 +37,8 @@ def make_record(
             continue
         if bank.transposed and bank.groups > 1:
             raise CheckpointError(
-                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with --exclude"
+                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with "
+                "--exclude"
             )
         channels = []
         for ch in bank.channels:
@@ -64,9 +66,9 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
     with torch.no_grad():
         for layer in record["layers"].values():
             for ch in layer["channels"]:
-                if ch["role"] in _DROPPED_VALUE:
+                if ch["role"] in DROPPED_VALUE:
                     t = state_dict[ch["key"]]
-                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), _DROPPED_VALUE[ch["role"]])
+                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), DROPPED_VALUE[ch["role"]])
 
 
 def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:

@@ -1,5 +1,5 @@
-"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `phases()`, `train()`,
-`evaluate()`.
+"""Training with the RePr schedule (the method's steps 3 "drop", 4 "re-introduce" and 5 "output";
+docs/method.md): `TrainConfig`, `phases()`, `train()`, `evaluate()`.
 
 The schedule (figure 1 of the paper), counted in epochs:
 
@@ -8,7 +8,7 @@ The schedule (figure 1 of the paper), counted in epochs:
     by `max_epochs` (every epoch counted), keeping the best weights of that last phase.
 
 At the first sub-network epoch of a cycle the current conv filters are scored and the most
-redundant ones dropped, with the same functions as `orthocli prune` (`pruning.plan_drops`,
+redundant ones dropped, with the same functions as `orthocli prune` (`drops.plan_drops`,
 `subnet.make_record`, `subnet.apply_drops`). The sub-network trains through a masked trace of the
 model (`banks.masked_forward`: a dropped filter is masked where its channels are handed on, so it
 adds nothing to a residual sum while the skip path still carries that channel) and
@@ -44,12 +44,12 @@ from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.data import Arrays, DataSplits
 from orthocli.droprule import DEFAULT_DROP
-from orthocli.errors import CheckpointError, DataError, UsageError
+from orthocli.drops import DropRule, make_rule, plan_drops
+from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.layers import convs_from_module
-from orthocli.pruning import make_rule, plan_drops
 from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.selection import DropRule
 from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
 STATE_VERSION = 1
@@ -235,7 +235,7 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
         shape = "x".join(map(str, x.shape[1:]))
         raise DataError(
             f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass"
-            f" ({str(e).splitlines()[0][:160]})"
+            f" ({first_line(e)})"
         ) from None
     finally:
         model.train(was_training)
@@ -275,7 +275,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | None = None) -> dict | None:
     """Score the model's conv filters and zero the ones to drop, in place, exactly as `orthocli
-    prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
+    prune` does (`drops.plan_drops`); the drop record. None when a --threshold rule selects no
     filter this cycle (the cycle then trains the whole network)."""
     try:
         chosen = plan_drops(
@@ -614,7 +614,7 @@ def _banks(model: nn.Module) -> list:
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(
             f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
+            f" {first_line(e)}); train it with --cycles 0, or make its forward traceable"
         ) from None
 
 
@@ -705,12 +705,12 @@ def _load_state(path, model, optimizer, cfg: TrainConfig) -> LoopState:
 
 def _copied(obj):
     """Own copies of the tensors read from the file (it is memory-mapped and replaced every epoch)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, (LoopState, Best)):
-        return dataclasses.replace(obj, **{f.name: _copied(getattr(obj, f.name)) for f in fields(obj)})
-    if isinstance(obj, dict):
-        return {k: _copied(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copied(v) for v in obj)
-    return obj
+
+    def leaf(x):
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (LoopState, Best)):
+            return dataclasses.replace(x, **{f.name: _copied(getattr(x, f.name)) for f in fields(x)})
+        return x
+
+    return map_tree(obj, leaf)

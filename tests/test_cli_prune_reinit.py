@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from orthocli.models import ConvNet
-from orthocli.scoring import filter_rows, orthogonality_scores
+from orthocli.orthogonality import filter_rows, orthogonality_scores
 
 
 def load_payload(path):

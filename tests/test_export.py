@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_helpers import ONE_CYCLE
 
 from orthocli import checkpoint
 from orthocli.banks import banks_from_model
 from orthocli.compact import compacted, param_count
 from orthocli.export import _masked, probe_batch
-from orthocli.models import ConvNet, build_model
+from orthocli.layers import checkpoint_convs
+from orthocli.models import ConvNet, build_model, model_of
 from orthocli.subnet import apply_drops, make_record
 
 # the tests load TorchScript files themselves; torch 2.9+ marks torch.jit.load deprecated
@@ -201,7 +203,7 @@ def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, tmp_p
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
     ckpt = checkpoint.load(src)
-    model = ckpt.model().eval()
+    model = model_of(ckpt).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = probe_for(arch)
     doc = export_json(run_cli, src, "-o", tmp_path / "m.ts")
@@ -221,7 +223,7 @@ def test_pt2_is_the_masked_sub_network_with_a_dynamic_batch(run_cli, tmp_path):
     # sigmoid(0) = 0.5: only a file that keeps the masks matches the sub-network
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
-    model = checkpoint.load(src).model().eval()
+    model = model_of(checkpoint.load(src)).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     result = run_cli("export", src, "-o", tmp_path / "m.pt2", "--json")  # the suffix picks the format
     assert result.exit_code == 0, result.stderr
@@ -245,7 +247,7 @@ def test_pt2_compact(run_cli, pruned, tmp_path):
     assert result.exit_code == 3 and "a torch.export program (.pt2" in result.stderr
     program = torch.export.load(str(tmp_path / "small.pt2"))
     assert program.state_dict["features.conv2.weight"].shape[0] == 8 - 3
-    model = checkpoint.load(pruned).model().eval()
+    model = model_of(checkpoint.load(pruned)).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
@@ -282,7 +284,7 @@ def test_onnx_round_trip(run_cli, pruned, tmp_path):
     doc = export_json(run_cli, pruned, "-o", out, "--compact")
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    model = checkpoint.load(pruned).model().eval()
+    model = model_of(checkpoint.load(pruned)).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(3, 1, 8, 8)  # another batch size than the probe's
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
@@ -425,7 +427,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert scored.exit_code == 0, scored.stderr
     assert [layer["filters"] for layer in json.loads(scored.stdout)["layers"]] == [6, 5, 7]
     # retrain: the rebuilt compact model trains, and can be traced for the next prune
-    model = ckpt.model().train()
+    model = model_of(ckpt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     torch.manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
@@ -442,14 +444,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     res = run_cli(
         "train",
         out,
-        "--s1",
-        "1",
-        "--s2",
-        "1",
-        "--cycles",
-        "1",
-        "--max-epochs",
-        "3",
+        *ONE_CYCLE,
         "--max-samples",
         "200",
         "--threads",
@@ -461,7 +456,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert res.exit_code == 0, res.stderr
     retrained = checkpoint.load(tmp_path / "retrained.pt")
     assert retrained.extras["arch"]["widths"] == {"features.conv1": 6, "features.conv2": 5, "features.conv3": 7}
-    assert [layer.filters for layer in retrained.conv_layers()] == [6, 5, 7]
+    assert [layer.filters for layer in checkpoint_convs(retrained)] == [6, 5, 7]
 
 
 def test_compact_safetensors_and_torchscript(run_cli, pruned, tmp_path):

@@ -116,7 +116,9 @@ def test_unwritable_outputs(run_cli, tmp_path, model_pt, pruned_pt, sample_pt, c
     out = tmp_path / where if not where.startswith("/") else where
     res = run_cli(*writers(model_pt, pruned_pt, out, sample_pt)[command])
     assert res.exit_code == 5, res.stderr
-    assert text in res.stderr or "not writable" in res.stderr
+    if where.startswith("/proc") and not os.access("/proc", os.W_OK):
+        text = "directory is not writable"  # refused before writing; root passes that check, then fails to write
+    assert text in res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -181,5 +183,5 @@ def test_a_crafted_pickle_never_runs(run_cli, tmp_path):
     for command in ALL:
         res = run_cli(*command_on(command, tmp_path / "evil.pt", tmp_path / "o.pt"))
         assert_one_line_error(res, 6, "--trust", "run code")
-        assert "os.system" in res.stderr or "posix.system" in res.stderr
+        assert f"({os.system.__module__}.system)" in res.stderr  # the global the pickle names: posix.system here
     assert not marker.exists()

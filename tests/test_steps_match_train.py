@@ -13,7 +13,7 @@ import typer.main
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import app
 from orthocli.droprule import DEFAULT_DROP
-from orthocli.selection import DropRule
+from orthocli.drops import DropRule
 from orthocli.training import TrainConfig
 
 SMALL = ["--threads", "1", "--max-samples", "200", "--batch-size", "32", "--deterministic"]

@@ -7,21 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
 
 EPILOG = (
     "Example: orthocli export pruned.pt -o model.safetensors\n\n"
-    "Compact (dropped filters removed), rebuildable by orthocli: orthocli export pruned.pt -o small.pt --compact --format orthocli"
+    "Compact (dropped filters removed), rebuildable by orthocli: orthocli export pruned.pt -o small.pt --compact "
+    "--format orthocli"
 )
 FORMAT_HELP = (
     "safetensors | pt | pt2 | torchscript | onnx | orthocli. Default: from the output's extension "
-    "(.safetensors, .pt/.pth/.bin, .pt2, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli checkpoint. "
-    "pt2 (torch.export) is the format for today's PyTorch; torchscript is for older runtimes."
+    "(.safetensors, .pt/.pth/.bin, .pt2, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli "
+    "checkpoint. pt2 (torch.export) is the format for today's PyTorch; torchscript is for older runtimes."
 )
 
 
-@command(app, epilog=EPILOG)
+@command
 def export(
     checkpoint: CkptArg,
     output: Annotated[
@@ -32,7 +32,8 @@ def export(
         bool,
         typer.Option(
             "--compact",
-            help="Physically remove the dropped filters (and the channels that read them); verified against the masked model.",
+            help="Physically remove the dropped filters (and the channels that read them); verified against the masked "
+            "model.",
         ),
     ] = False,
     input_shape: Annotated[
@@ -62,16 +63,19 @@ def export(
         log(f"Note: {layer['name']} keeps its width: {layer['reason']}")
     if doc["masked_max_abs_diff"]:
         log(
-            f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: dropped "
-            "filters leak through an activation with f(0) != 0. Use --compact, or pt2/torchscript/onnx, which keep the masks."
+            f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: "
+            "dropped filters leak through an activation with f(0) != 0. Use --compact, or pt2/torchscript/onnx, "
+            "which keep the masks."
         )
     if doc["format"] == "torchscript":  # torch's own deprecation warnings are silenced: say it once, with the fix
         log(
-            "Note: PyTorch marks TorchScript deprecated; it suits older runtimes and libtorch. For PyTorch 2.x use --format pt2"
+            "Note: PyTorch marks TorchScript deprecated; it suits older runtimes and libtorch. "
+            "For PyTorch 2.x use --format pt2"
         )
     v = doc["verified"]
     log(
-        f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on {v['against']}"
+        f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on "
+        f"{v['against']}"
     )
 
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import (
     ExcludeOpt,
     ForceOpt,
@@ -69,7 +68,7 @@ def _opt(*names: str, panel: str, **kw: Any) -> Any:
     return typer.Option(*names, rich_help_panel=panel, **kw)
 
 
-@command(app, epilog=EPILOG)
+@command
 def train(
     ctx: typer.Context,
     checkpoint: Annotated[

@@ -1,4 +1,4 @@
-"""Which filters drop: counts, ties, scopes, min-keep, thresholds (orthocli.selection)."""
+"""Which filters drop: counts, ties, scopes, min-keep, thresholds (orthocli.drops)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orthocli.selection import DropRule, choose_drops
+from orthocli.drops import DropRule, choose_drops
 
 layer_sizes = st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=6)
 
