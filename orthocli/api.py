@@ -18,6 +18,7 @@ from torch import nn
 from orthocli.banks import FilterBank, banks_from_layers
 from orthocli.candidates import fixed_or_none
 from orthocli.controller import trace_banks, unwrap
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropPlan, DropRule
 from orthocli.drops import plan_drops as _plan
 from orthocli.layer_scores import score_layers
@@ -50,14 +51,14 @@ def score(source: Source) -> dict[str, torch.Tensor]:
 def plan_drops(
     source: Source,
     *,
-    ratio: float | None = 0.3,
+    ratio: float | None = DEFAULT_DROP.ratio,
     threshold: float | None = None,
-    scope: str = "layer",
-    min_keep: int = 1,
+    scope: str = DEFAULT_DROP.scope,
+    min_keep: int = DEFAULT_DROP.min_keep,
     layers: Sequence[str] = (),
     exclude: Sequence[str] = (),
-    skip_first: bool = True,
-    skip_last: bool = True,
+    skip_first: bool = DEFAULT_DROP.skip_first,
+    skip_last: bool = DEFAULT_DROP.skip_last,
 ) -> DropPlan:
     """Which filters `orthocli prune` (and each cycle of `orthocli train`) would drop, by the same
     rule: `.drops` maps layer name -> sorted filter indices; `.excluded` and `.reasons` say which

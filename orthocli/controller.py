@@ -29,6 +29,7 @@ from torch import nn
 
 from orthocli.banks import FilterBank, banks_from_model
 from orthocli.candidates import fixed_or_none
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, plan_drops
 from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.layers import convs_from_module
@@ -54,14 +55,14 @@ class ReprConfig:
     cycles: int = 3  # drop / re-introduce cycles (N); then plain training for as long as the loop runs
     unit: str = "epoch"  # "epoch": the loop calls epoch_end(); "step": optimizer steps, counted by hooks
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = 0.3  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle (the patent: 30%)
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    scope: str = "layer"  # "layer": the ratio of each layer; "global": ranked across the network (the authors)
-    min_keep: int = 1  # filters every layer keeps
+    scope: str = DEFAULT_DROP.scope  # "layer": the ratio of each layer; "global": ranked across the network
+    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
-    skip_last: bool = True  # where torch.fx cannot see the graph, never drop from the last conv (likely the output)
+    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv: its few input dims look redundant
+    skip_last: bool = DEFAULT_DROP.skip_last  # where torch.fx cannot see the graph, never drop from the last conv
     # --- re-introduction ---
     reinit_scale: float = 1.0  # norm of a new filter, as a multiple of the layer's mean kept-filter norm
     seed: int = 0  # the re-initialisation of cycle c draws from a generator seeded by (seed, c)
@@ -115,6 +116,13 @@ class Cycle:
 def sub_seed(seed: int, stream: int, index: int) -> int:
     """An independent seed for (run seed, stream, index): data order is stream 1, re-init stream 2."""
     return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
+
+
+def reinit_seed(seed: int, cycle: int) -> int:
+    """The seed of the generator that re-introduces the filters of cycle `cycle` (1-based) of a run
+    seeded `seed`. `orthocli reinit --seed S --cycle K` uses it too, so the steps run one by one
+    re-initialise to the values `orthocli train --seed S` gives in its cycle K."""
+    return sub_seed(seed, 2, cycle)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -434,7 +442,7 @@ class RePr:
             sub.remove()
             record = sub.record
             state = self.model.state_dict()
-            gen = torch.Generator().manual_seed(sub_seed(self.config.seed, 2, cycle))
+            gen = torch.Generator().manual_seed(reinit_seed(self.config.seed, cycle))
             report = reintroduce(state, record, gen, self.config.reinit_scale)
             if _distributed():  # the new values are rank 0's on every rank
                 import torch.distributed as dist

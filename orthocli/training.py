@@ -44,6 +44,7 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
@@ -63,14 +64,14 @@ class TrainConfig:
     max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
     patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = 0.3  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    scope: str = "layer"  # "layer": drop the ratio in each layer (held up best in benchmarks/); "global": the authors
-    min_keep: int = 1  # filters every layer keeps
+    scope: str = DEFAULT_DROP.scope  # "layer": drop the ratio in each layer; "global": rank the network's filters
+    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
-    skip_last: bool = True  # where the graph is unknown, never drop from the last conv (likely the output)
+    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv (its few input dims look redundant)
+    skip_last: bool = DEFAULT_DROP.skip_last  # where the graph is unknown, never drop from the last conv
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
