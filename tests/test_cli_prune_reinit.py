@@ -56,7 +56,7 @@ def test_round_trip_score_prune_reinit_on_a_real_checkpoint(run_cli, onet, tmp_p
             assert torch.equal(pruned["prune"]["layers"][layer["name"]]["dropped"], idx)
     # score sees the dropped filters as dead
     res = run_cli("score", tmp_path / "p.pt", "--json")
-    dead = {layer["name"]: layer["dead"] for layer in json.loads(res.stdout)["layers"]}
+    dead = {layer["name"]: layer["dead"] for layer in json.loads(res.stdout)["checkpoints"][0]["layers"]}
     assert all(dead[layer["name"]] == layer["dropped"] for layer in plan["layers"])
 
     res = run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt", "--seed", "3", "--json")

@@ -427,7 +427,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert "prune" not in ckpt.extras and ckpt.extras["data"]["mean"] == [0.5]
     scored = run_cli("score", out, "--json")
     assert scored.exit_code == 0, scored.stderr
-    assert [layer["filters"] for layer in json.loads(scored.stdout)["layers"]] == [6, 5, 7]
+    assert [layer["filters"] for layer in json.loads(scored.stdout)["checkpoints"][0]["layers"]] == [6, 5, 7]
     # retrain: the rebuilt compact model trains, and can be traced for the next prune
     model = model_of(ckpt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -465,7 +465,7 @@ def test_compact_safetensors_and_torchscript(run_cli, pruned, tmp_path):
     export_json(run_cli, pruned, "-o", tmp_path / "small.safetensors", "--compact")
     scored = run_cli("score", tmp_path / "small.safetensors", "--json")
     assert scored.exit_code == 0
-    assert [layer["filters"] for layer in json.loads(scored.stdout)["layers"]] == [6, 5, 7]
+    assert [layer["filters"] for layer in json.loads(scored.stdout)["checkpoints"][0]["layers"]] == [6, 5, 7]
     doc = export_json(run_cli, pruned, "-o", tmp_path / "small.ts", "--compact")
     assert doc["after"]["params"] < doc["before"]["params"]
     assert doc["verified"]["max_abs_diff"] <= 1e-4

@@ -203,7 +203,7 @@ def test_readers_go_by_content_not_name(run_cli, tmp_path, tiny_state_dict):
     for path, fmt in ((zip_named_st, "torch-zip"), (st_named_pt, "safetensors")):
         ckpt = ckpt_io.load(path)
         assert ckpt.format == fmt and same(ckpt.state_dict, tiny_state_dict) and ckpt.extras["data"] == {"mean": [0.5]}
-        doc = run_json(run_cli, "score", path)
+        doc = run_json(run_cli, "score", path)["checkpoints"][0]
         assert doc["format"] == fmt and [layer["name"] for layer in doc["layers"]] == ["conv1", "conv2"]
     # each command's output follows its own name, whatever the input was (two convs: the last one may drop)
     run_json(run_cli, "prune", zip_named_st, "-o", tmp_path / "p.safetensors", "--ratio", "0.5", "--no-skip-last")

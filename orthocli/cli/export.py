@@ -7,7 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
+from orthocli.cli.common import (
+    CkptArg,
+    ForceOpt,
+    JsonOpt,
+    KeyOpt,
+    TrustOpt,
+    command,
+    log,
+    name_column,
+    print_json,
+    print_table,
+    stdout,
+)
 
 EPILOG = (
     "Example: orthocli export pruned.pt -o model.safetensors\n\n"
@@ -96,13 +108,14 @@ def _render(doc: dict) -> None:
     out.print(table)
     if doc["compaction"]:
         layers = Table(title="Compacted layers")
-        for col in ("layer", "filters", "kept", "through / why full width"):
+        name_column(layers, "layer")
+        for col in ("filters", "kept", "through / why full width"):
             layers.add_column(col, justify="right" if col in ("filters", "kept") else "left", overflow="fold")
         for layer in doc["compaction"]["layers"]:
             layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]), ", ".join(layer["patterns"]))
         for layer in doc["compaction"]["kept_width"]:
             layers.add_row(layer["name"], "", "full width", layer["reason"])
-        out.print(layers)
+        print_table(layers)
     if doc["compaction"] and doc["compaction"]["patterns"]:
         saved = Table(title="Saving by pattern (its layers compacted alone)")
         for col in ("pattern", "layers", "params saved", "ms saved"):

@@ -17,8 +17,9 @@ from orthocli.cli.common import (
     TrustOpt,
     command,
     log,
+    name_column,
     print_json,
-    stdout,
+    print_table,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.droprule import DEFAULT_DROP
@@ -85,11 +86,13 @@ def _render(doc: dict) -> None:
         title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} "
         "ranking)"
     )
-    for col in ("layer", "filters", "dropped", "kept", "dropped filters"):
-        table.add_column(col, justify="left" if col in ("layer", "dropped filters") else "right", overflow="fold")
+    name_column(table, "layer")
+    for col in ("filters", "dropped", "kept"):
+        table.add_column(col, justify="right", overflow="fold")
+    table.add_column("dropped filters", overflow="fold")
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
         table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
     for layer in doc["left_out"]:
         table.add_row(layer["name"], "", "-", "", f"excluded: {layer['reason']}")
-    stdout().print(table)
+    print_table(table)

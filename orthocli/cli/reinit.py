@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, print_json, stdout
+from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
 from orthocli.cli.options import ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
@@ -52,8 +52,9 @@ def _render(layers: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="Re-introduced filters (null space = orthogonal to kept filters and old values)")
-    for col in ("layer", "re-introduced", "null space", "kept only", "random"):
-        table.add_column(col, justify="left" if col == "layer" else "right", overflow="fold")
+    name_column(table, "layer")
+    for col in ("re-introduced", "null space", "kept only", "random"):
+        table.add_column(col, justify="right", overflow="fold")
     for layer in layers:
         table.add_row(
             layer["name"],
@@ -62,4 +63,4 @@ def _render(layers: list[dict]) -> None:
             str(layer["kept_only"]),
             str(layer["random"]),
         )
-    stdout().print(table)
+    print_table(table)
