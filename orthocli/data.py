@@ -208,8 +208,9 @@ def _read_npz(path: Path) -> dict:
 
 
 def _read_torch(path: Path) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # an open file: given a path ending in .safetensors, torch.load would read safetensors
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             raise DataError(f"{path}: holds objects other than tensors; {TORCH_HINT}") from None
@@ -525,6 +526,12 @@ def prepare(
     keep = torch.ones(len(data), dtype=torch.bool)
     keep[val_idx] = False
     train, val = _subset(data, keep.nonzero().flatten()), _subset(data, val_idx)
+    if len(train) < num_classes:  # some class has no training sample: the classifier cannot learn it
+        raise DataError(
+            f"{src}: {len(train)} training samples for {num_classes} classes (labels 0..{num_classes - 1}); "
+            "training needs at least one sample per class: give more data"
+            + (" or a larger --max-samples" if max_samples is not None else "")
+        )
     if test is not None:
         _check_test(test, train, num_classes, str(test_path or src))
 

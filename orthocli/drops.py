@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
@@ -21,15 +22,16 @@ class DropRule:
 
     ratio: fraction of the candidate filters to drop (cut by count, so ties never change it).
     threshold: instead of a ratio, drop every filter whose score is above this value.
-    scope: "global" ranks all candidate filters of the network together (the authors' choice);
-           "layer" drops `ratio` of each layer.
+    scope: "layer" drops `ratio` of each layer; "global" ranks all candidate filters of the network
+           together (the authors' choice).
+    The defaults are the one default rule (`droprule.DEFAULT_DROP`).
     min_keep: filters every layer keeps, whatever the ranking says.
     """
 
-    ratio: float | None = 0.3
+    ratio: float | None = DEFAULT_DROP.ratio
     threshold: float | None = None
-    scope: str = "global"
-    min_keep: int = 1
+    scope: str = DEFAULT_DROP.scope
+    min_keep: int = DEFAULT_DROP.min_keep
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.threshold is None):
@@ -80,8 +82,9 @@ def choose_drops(scores: Sequence[torch.Tensor], rule: DropRule) -> list[torch.T
 class DropPlan:
     rule: DropRule
     candidates: list[LayerScores]  # scored layers that may lose filters, network order
-    excluded: list[str]  # conv layers left alone (globs, the first layer)
+    excluded: list[str]  # conv layers left alone, network order
     drops: dict[str, torch.Tensor]  # layer name -> dropped filter indices (sorted)
+    reasons: dict[str, str] = field(default_factory=dict)  # excluded layer -> why
 
     @property
     def total_filters(self) -> int:
@@ -111,6 +114,7 @@ class DropPlan:
             "rule": self.rule_dict(),
             "layers": layers,
             "excluded": self.excluded,
+            "left_out": [{"name": n, "reason": self.reasons.get(n, "")} for n in self.excluded],
             "total": {"filters": self.total_filters, "dropped": self.total_dropped},
         }
 
@@ -121,25 +125,70 @@ def plan_drops(
     *,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-    skip_first: bool = True,
+    skip_first: bool = DEFAULT_DROP.skip_first,
+    skip_last: bool = DEFAULT_DROP.skip_last,
+    fixed: dict[str, str] | None = None,
 ) -> DropPlan:
     """Score the candidate layers and choose what to drop.
 
     skip_first: leave the first conv layer alone. Its filters have few dimensions (3x3x3 = 27 for
     RGB), so they always look redundant and global ranking would empty it; the authors excluded it.
+    fixed: layers the model's graph says must keep every filter, with why (`candidates.fixed_layers`:
+    output layers, shared convs). None where the graph is unknown (a bare state dict); then
+    skip_last leaves the last conv layer alone, and any conv just before it that no later conv
+    reads: in most networks those channels are the outputs (class scores, box coordinates), which
+    a drop would delete.
+    A conv with one filter per group (depthwise) is never a candidate: each filter is alone in its
+    group, so it has nothing to be redundant with (every score is 0).
     """
-    chosen = select(layers, include, exclude)
-    if skip_first and layers and chosen and chosen[0].key == layers[0].key:
-        chosen = chosen[1:]
-    names = {c.key for c in chosen}
-    excluded = [layer.name for layer in layers if layer.key not in names]
-    if not chosen:
-        raise UsageError("no conv layer is left to prune after --layers/--exclude/--skip-first; loosen them")
-    scored = score_layers(chosen)
+    reasons: dict[str, str] = {}
+    chosen = {c.key for c in select(layers, include, exclude)}
+    for layer in layers:
+        if layer.key not in chosen:
+            reasons[layer.name] = "not matched by --layers, or matched by --exclude"
+    if skip_first and layers:
+        reasons.setdefault(
+            layers[0].name, "first conv layer (--skip-first): its few-dimensional filters look redundant"
+        )
+    if fixed is None and skip_last and len(layers) > 1:
+        for layer in _output_heads(layers):
+            reasons.setdefault(
+                layer.name,
+                "an output head of a model whose graph is unknown (--skip-last): it is the last conv, or beside it "
+                "and no later conv reads its channels",
+            )
+    for layer in layers:
+        if fixed and layer.name in fixed:
+            reasons.setdefault(layer.name, fixed[layer.name])
+        elif layer.groups > 1 and layer.filters == layer.groups:
+            reasons.setdefault(
+                layer.name, f"one filter per group (groups={layer.groups}, depthwise): nothing to compare it with"
+            )
+    candidates = [layer for layer in layers if layer.name not in reasons]
+    excluded = [layer.name for layer in layers if layer.name in reasons]
+    if not candidates:
+        why = "; ".join(f"{n}: {r}" for n, r in list(reasons.items())[:3])
+        raise UsageError(f"no conv layer is left to prune ({why}); loosen --layers/--exclude/--skip-first/--skip-last")
+    scored = score_layers(candidates)
     drops = choose_drops([s.scores for s in scored], rule)
-    plan = DropPlan(rule, scored, excluded, {s.layer.name: d for s, d in zip(scored, drops) if len(d)})
+    plan = DropPlan(rule, scored, excluded, {s.layer.name: d for s, d in zip(scored, drops) if len(d)}, reasons)
     _check_plan(plan)
     return plan
+
+
+def _output_heads(layers: list[ConvLayer]) -> list[ConvLayer]:
+    """Without a graph, the likely output layers: the last conv, and the convs just before it whose
+    channels no later conv reads (judged by shape: P-Net's face score head beside its box head)."""
+
+    def reads(layer: ConvLayer) -> int:
+        return layer.weight.shape[0] if layer.transposed else layer.weight.shape[1] * layer.groups
+
+    heads = []
+    for i in range(len(layers) - 1, 0, -1):
+        if any(reads(later) == layers[i].filters for later in layers[i + 1 :]):
+            break
+        heads.append(layers[i])
+    return heads
 
 
 def _check_plan(plan: DropPlan) -> None:

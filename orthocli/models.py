@@ -195,7 +195,9 @@ def build_model(arch: dict) -> nn.Module:
     if arch.get("widths"):
         from orthocli.compact import apply_widths
 
-        apply_widths(model, arch["widths"])
+        shape = [args.get("in_channels"), *args.get("input_shape", [])]
+        example = torch.zeros(1, *shape) if all(isinstance(n, int) for n in shape) and len(shape) > 1 else None
+        apply_widths(model, arch["widths"], example)
     return model
 
 

@@ -5,7 +5,7 @@ live model (`orthocli train`).
 
 A drop record, saved in the checkpoint under extras["prune"], is plain data:
 {"rule": {...}, "layers": {name: {"key", "groups", "transposed", "dropped": LongTensor,
- "channels": [{"key", "dim", "role", "old": Tensor}]}}}
+ "channels": [{"key", "dim", "role", "old": Tensor}], "follow": [depthwise conv names]}}}
 "old" holds each channel tensor's values for the dropped filters before dropping.
 """
 
@@ -23,6 +23,7 @@ from orthocli.orthogonality import filter_rows
 # What a dropped filter's tensors are set to (zero weight and bias: the filter is dead even where
 # the model is loaded without orthocli's masks) and what a re-introduced one starts from.
 DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
+DROPPED_VALUE.update({f"dw_{role}": value for role, value in DROPPED_VALUE.items()})  # a following depthwise conv
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
 
 
@@ -57,6 +58,7 @@ def make_record(
             "transposed": bank.transposed,
             "dropped": idx.detach().cpu().clone(),
             "channels": channels,
+            "follow": list(bank.follow),
         }
         fan_out = _fan_out(state_dict, bank, idx.detach().cpu())
         if fan_out is not None:
@@ -94,12 +96,15 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
 
 
 def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
-    """Set mask tensors (from `banks.masked_forward`) to 0 for dropped filters, 1 elsewhere."""
-    for name, m in masks.items():
+    """Set mask tensors (from `banks.masked_forward`) to 0 for dropped filters, 1 elsewhere. A
+    depthwise conv that follows a layer (`FilterBank.follow`) is masked at the same indices."""
+    for m in masks.values():
         m.fill_(1)
-        layer = record["layers"].get(name)
-        if layer is not None:
-            m.index_fill_(1, layer["dropped"].to(m.device), 0)
+    for name, layer in record["layers"].items():
+        for target in (name, *layer.get("follow", ())):
+            m = masks.get(target)
+            if m is not None:
+                m.index_fill_(1, torch.as_tensor(layer["dropped"], dtype=torch.long).to(m.device), 0)
 
 
 class Freezer:
@@ -181,7 +186,7 @@ def reintroduce(
                 t = state_dict[ch["key"]]
                 if ch["role"] in _FRESH_VALUE:
                     t.index_fill_(ch["dim"], dropped.to(t.device), _FRESH_VALUE[ch["role"]])
-                elif ch["role"] == "other":
+                elif ch["role"] == "other" or ch["role"].startswith("dw_"):  # as it was before the drop
                     t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
             nxt = layer.get("fan_out")
             counts["fan_out_zeroed"] = fan_out == "zero" and nxt is not None

@@ -7,15 +7,16 @@ The schedule (figure 1 of the paper), counted in epochs:
     then standard training until validation accuracy stops improving (`patience` epochs), capped
     by `max_epochs` (every epoch counted), keeping the best weights of that last phase.
 
-At the first sub-network epoch of a cycle the current conv filters are scored and the most
-redundant ones dropped, with the same functions as `orthocli prune` (`pruning.plan_drops`,
-`subnet.make_record`, `subnet.apply_drops`). The sub-network trains through a masked trace of the
-model (`banks.masked_forward`: a dropped filter is masked where its channels are handed on, so it
-adds nothing to a residual sum while the skip path still carries that channel) and
-`subnet.Freezer` keeps the dropped filters bit-identical. After its last sub-network epoch the
-dropped filters are re-introduced from the null space (`subnet.reintroduce`, as `orthocli
-reinit`, with a generator seeded by (seed, cycle)) and their optimizer state is zeroed. Standard
-epochs train the plain model: no masks, no overhead.
+The method itself is the public controller `controller.RePr`, which this loop drives as a user's
+loop would (`prepare()` before a cycle's first sub-network epoch, `epoch_end()` after every
+epoch): at the first sub-network epoch of a cycle the current conv filters are scored and the
+most redundant ones dropped, with the same functions as `orthocli prune`; the sub-network trains
+with the dropped filters masked where their channels are handed on (forward hooks: a dropped
+filter adds nothing to a residual sum while the skip path still carries that channel) and kept
+bit-identical by the optimizer's step hooks. After its last sub-network epoch they are
+re-introduced from the null space (as `orthocli reinit`, with a generator seeded by (seed,
+cycle)) and their optimizer state is zeroed. Standard epochs train the plain model: no hooks, no
+overhead. A pruned checkpoint's sub-network trains under a `controller.SubNetwork`.
 
 Reproducible: the data order of every epoch comes from a generator seeded by (seed, epoch), the
 learning rate is a pure function of the epoch, and the state file (`train(state_path=...)`) holds
@@ -41,17 +42,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from orthocli import checkpoint as ckpt_io
-from orthocli.banks import banks_from_model, masked_forward
+from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
-from orthocli.drops import DropRule, make_rule, plan_drops
+from orthocli.droprule import DEFAULT_DROP
+from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
-from orthocli.layers import convs_from_module
-from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the RePr controller's state in the loop state (`LoopState.method`)
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 
 
@@ -64,13 +64,14 @@ class TrainConfig:
     max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
     patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = 0.3  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    scope: str = "layer"  # "layer": drop the ratio in each layer (held up best in benchmarks/); "global": the authors
-    min_keep: int = 1  # filters every layer keeps
+    scope: str = DEFAULT_DROP.scope  # "layer": drop the ratio in each layer; "global": rank the network's filters
+    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv (its few input dims look redundant)
+    skip_last: bool = DEFAULT_DROP.skip_last  # where the graph is unknown, never drop from the last conv
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
@@ -112,12 +113,12 @@ class TrainConfig:
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.min_steps >= 0, f"--min-steps must be 0 or more, got {self.min_steps}")
-        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
-        need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
         need(
             self.reinit_fan_out in ("keep", "zero"),
             f"--reinit-fan-out must be 'keep' or 'zero', got '{self.reinit_fan_out}'",
         )
+        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
         need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")
         self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
         self.drop_rule()  # validates ratio / threshold / scope / min_keep
@@ -138,6 +139,26 @@ class TrainConfig:
 
     def drop_rule(self) -> DropRule:
         return make_rule(self.ratio, self.threshold, self.scope, self.min_keep)  # as `orthocli prune`
+
+    def method(self) -> ReprConfig:
+        """The options of the RePr controller (schedule in epochs, drop rule, re-initialisation)."""
+        return ReprConfig(
+            s1=self.s1,
+            s2=self.s2,
+            cycles=self.cycles,
+            unit="epoch",
+            ratio=self.ratio,
+            threshold=self.threshold,
+            scope=self.scope,
+            min_keep=self.min_keep,
+            layers=list(self.layers),
+            exclude=list(self.exclude),
+            skip_first=self.skip_first,
+            skip_last=self.skip_last,
+            reinit_scale=self.reinit_scale,
+            reinit_fan_out=self.reinit_fan_out,
+            seed=self.seed,
+        )
 
     def to_dict(self) -> dict:
         """By option name (the keys of --config, of a checkpoint's `config` and of the state file's)."""
@@ -194,19 +215,12 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
     return peak
 
 
-def sub_seed(seed: int, stream: int, index: int) -> int:
-    """An independent seed for (run seed, stream, index): data order is stream 1, re-init stream 2."""
-    return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
-
-
 def batches(
     n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1, min_steps: int = 0
 ) -> list[torch.Tensor]:
     """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
     resumed run sees the same order. A last batch of one sample (BatchNorm), or of fewer samples
-    than processes (each rank needs one), joins the one before. With `min_steps`, an epoch is as
-    many shuffled passes over the data as it takes to make at least that many batches (small data:
-    every phase then gets enough optimizer steps); the first pass is the one-pass epoch's."""
+    than processes (each rank needs one), joins the one before."""
     parts: list[torch.Tensor] = []
     p = 0
     while p == 0 or len(parts) < min_steps:
@@ -288,45 +302,6 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.peak_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | None = None) -> dict | None:
-    """Score the model's conv filters and zero the ones to drop, in place, exactly as `orthocli
-    prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
-    filter this cycle (the cycle then trains the whole network)."""
-    try:
-        chosen = plan_drops(
-            convs_from_module(model),
-            cfg.drop_rule(),
-            include=cfg.layers or None,
-            exclude=cfg.exclude or None,
-            skip_first=cfg.skip_first,
-        )
-    except UsageError:
-        if cfg.threshold is None:
-            raise
-        return None
-    drops = chosen.drops
-    if rt is not None and rt.distributed:  # decided once, on rank 0, the same on every rank
-        on_rank0 = broadcast_object(rt, {k: v.tolist() for k, v in drops.items()})
-        drops = {k: torch.tensor(v, dtype=torch.long) for k, v in on_rank0.items()}
-    state = model.state_dict()  # tensors share the parameters' storage: edits below are live
-    record = make_record(state, banks, drops, chosen.rule_dict())
-    apply_drops(state, record)
-    return record
-
-
-def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
-    """Before any training: the layer globs leave a layer to drop from and the ratio drops a filter.
-    (A --threshold is checked against each cycle's scores instead: a ratio of 0.5 stands in.)"""
-    rule = cfg.drop_rule() if cfg.threshold is None else make_rule(0.5, None, cfg.scope, cfg.min_keep)
-    plan_drops(
-        convs_from_module(model),
-        rule,
-        include=cfg.layers or None,
-        exclude=cfg.exclude or None,
-        skip_first=cfg.skip_first,
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -375,7 +350,8 @@ class LoopState:
     history: list[dict] = field(default_factory=list)  # one entry per epoch done (TrainResult.history)
     cycles: list[dict] = field(default_factory=list)  # one entry per finished cycle (TrainResult.cycles)
     pending: dict | None = None  # the running cycle's entry, filled in from its drop to its re-introduction
-    record: dict | None = None  # the active drop record (the sub-network trains), else None
+    record: dict | None = None  # a pruned checkpoint's drop record, when its sub-network trains
+    method: dict | None = None  # the RePr controller's state (`RePr.state_dict()`), when the method runs
     best: Best | None = None  # best weights of the final phase so far
     bad: int = 0  # final-phase epochs since the last better val accuracy
     stopped_early: bool = False
@@ -460,18 +436,17 @@ def _train(
     check_fits(model, data)
     subnet_only = given_record is not None
     epoch_phases = phases(cfg, subnet_only=subnet_only)
-    methodical = (cfg.cycles > 0 and not cfg.baseline) or subnet_only
-    banks = _banks(model) if methodical else []
-    if methodical and not subnet_only:
-        check_drop_options(model, cfg)
     optimizer = _optimizer(model, cfg)
+    # the method, as a user's loop runs it (checks the drop options before any training)
+    method = RePr(model, optimizer, cfg.method()) if cfg.cycles > 0 and not cfg.baseline and not subnet_only else None
     criterion, scaler = loss_fn(cfg.loss), rt.grad_scaler()
     if rt.distributed:  # every rank starts from rank 0's weights
         broadcast_tensors(rt, list(model.state_dict().values()))
     s = _load_state(state_path, model, optimizer, cfg) if resume else LoopState(record=given_record)
-    net, freezer, traced = model, None, {}  # traced: the masked trace, built once, masks set per cycle
-    if s.record is not None and not s.finished:
-        net, freezer = _subnet(model, banks, s.record, traced)
+    if method is not None and s.method is not None:
+        method.load_state_dict(s.method)
+    if s.record is not None:  # a pruned checkpoint: its sub-network, masked and frozen, to the end
+        SubNetwork(model, optimizer, s.record)
 
     epoch, saved_at = s.epoch, time.perf_counter()
     while not s.finished and epoch < len(epoch_phases):
@@ -481,27 +456,25 @@ def _train(
             s.best = _snapshot(model, _val_now(s, model, data, cfg), epoch)
         if phase.drop_before:  # score, drop, and train the sub-network from here
             s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
-            if not cfg.baseline:
-                s.record = drop_filters(model, banks, cfg, rt)
-                if s.record is not None:
-                    net, freezer = _subnet(model, banks, s.record, traced)
+            if method is not None:
+                method.prepare()
 
-        # one epoch: lr -> forward/backward -> (freeze) -> step -> (restore) -> eval
+        # one epoch: lr -> forward/backward -> step (the controller's hooks freeze) -> eval
         t0, lr = time.perf_counter(), lr_at(epoch, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, train_acc = _train_epoch(net, optimizer, criterion, freezer, data.train, cfg, epoch, rt, scaler)
+        loss, train_acc = _train_epoch(model, optimizer, criterion, data.train, cfg, epoch, rt, scaler)
         if not math.isfinite(loss):
             shown = "standard" if cfg.baseline and phase.name == "subnet" else phase.name
             raise Diverged(epoch + 1, shown, phase.cycle)
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
-        val_loss, val_acc = evaluate(net, data.val, cfg.loss)
-        if phase.reinit_after:  # re-introduce the dropped filters; back to the plain model
+        val_loss, val_acc = evaluate(model, data.val, cfg.loss)
+        done = method.epoch_end() if method is not None else None  # re-introduces after a cycle's last S2 epoch
+        if phase.reinit_after:
             s.pending["val_after_subnet"] = val_acc
-            if s.record is not None:
-                _reintroduce(model, optimizer, s.record, s.pending, sub_seed(cfg.seed, 2, phase.cycle), rt, cfg)
-                s.record, net, freezer = None, model, None
+            if done is not None and done.dropped:
+                s.pending.update(dropped=done.dropped, reintroduced=done.reintroduced, fallbacks=done.fallbacks)
             s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
             s.cycles.append(_cycle_entry(s.pending))
             s.pending = None
@@ -529,6 +502,8 @@ def _train(
         s.finished = s.stopped_early or epoch >= len(epoch_phases)
         if s.finished and s.best is not None:
             model.load_state_dict(s.best.state_dict)
+        if method is not None:
+            s.method = method.state_dict()
         if write_state_to is not None and (s.finished or time.perf_counter() - saved_at >= state_every):
             _save_state(write_state_to, model, optimizer, cfg, s, meta)
             saved_at = time.perf_counter()
@@ -536,13 +511,12 @@ def _train(
         if phase.reinit_after:
             callback({"kind": "cycle", **s.cycles[-1], "state_dict": model.state_dict()})
 
-    final_net = _subnet(model, banks, s.record, traced)[0] if s.record is not None else model
     return TrainResult(
         model=model,
         history=s.history,
         cycles=s.cycles,
-        val_accuracy=evaluate(final_net, data.val, cfg.loss)[1],
-        test_accuracy=evaluate(final_net, data.test, cfg.loss)[1],
+        val_accuracy=evaluate(model, data.val, cfg.loss)[1],
+        test_accuracy=evaluate(model, data.test, cfg.loss)[1],
         best_epoch=s.best.epoch if s.best else None,
         stopped_early=s.stopped_early,
         record=s.record,
@@ -550,7 +524,7 @@ def _train(
 
 
 def _train_epoch(
-    net, optimizer, criterion, freezer, train_set: Arrays, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
+    net, optimizer, criterion, train_set: Arrays, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
 ) -> tuple[float, float]:
     """One pass over the training data; (mean loss, accuracy) as seen during the pass.
 
@@ -574,38 +548,16 @@ def _train_epoch(
         (scaler.scale(weighted) if scaler is not None else weighted).backward()
         if rt.distributed:
             sum_gradients(rt, params)
-        if freezer is not None:
-            freezer.zero_grads()  # no gradient, so no new optimizer state, for dropped filters
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
-        if freezer is not None:
-            freezer.restore()  # momentum / weight decay / Adam moved them anyway: write them back
         loss_sum += loss.detach() * len(share)
         correct += (logits.detach().argmax(1) == y).sum()
     if rt.distributed:
         loss_sum, correct = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct)
     return float(loss_sum) / seen, int(correct) / seen
-
-
-def _reintroduce(
-    model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, cfg: TrainConfig
-) -> None:
-    state = model.state_dict()
-    generator = torch.Generator().manual_seed(seed)
-    report = reintroduce(state, record, generator, cfg.reinit_scale, cfg.reinit_fan_out)
-    if rt.distributed:  # the new values are rank 0's on every rank
-        broadcast_tensors(rt, [state[ch["key"]] for layer in record["layers"].values() for ch in layer["channels"]])
-    reset_optimizer_rows(optimizer, model, record, fan_out=cfg.reinit_fan_out == "zero")
-    pending["dropped"] = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
-    pending["reintroduced"] = report
-    pending["fallbacks"] = {
-        n: {"kept_only": r["kept_only"], "random": r["random"]}
-        for n, r in report.items()
-        if r["kept_only"] or r["random"]
-    }
 
 
 def _cycle_entry(pending: dict) -> dict:
@@ -625,30 +577,12 @@ def _val_now(s: LoopState, model: nn.Module, data: DataSplits, cfg: TrainConfig)
     return evaluate(model, data.val, cfg.loss)[1]
 
 
-def _banks(model: nn.Module) -> list:
-    try:
-        return banks_from_model(model)
-    except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
-        raise UsageError(
-            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {first_line(e)}); train it with --cycles 0, or make its forward traceable"
-        ) from None
-
-
 def _on_device(data: DataSplits, device: torch.device) -> DataSplits:
     """The data on the training device (moved once: these data sets fit in memory)."""
     if device.type == "cpu":
         return data
     move = lambda a: None if a is None else Arrays(a.x.to(device), a.y.to(device))  # noqa: E731
     return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
-
-
-def _subnet(model: nn.Module, banks: list, record: dict, traced: dict) -> tuple[nn.Module, Freezer]:
-    """The model masked by `record` (the trace shares the model's parameters), and its freezer."""
-    if not traced:
-        traced["net"], traced["masks"] = masked_forward(model, banks)
-    masks_from_record(record, traced["masks"])
-    return traced["net"], Freezer(model, record)
 
 
 def _snapshot(model: nn.Module, val: float, epoch: int) -> Best:

@@ -33,10 +33,14 @@ LAYER_KEYS = {
 
 
 def score_json(run_cli, *args) -> dict:
+    """The one checkpoint's entry of the schema-2 document `score --json` prints."""
     result = run_cli("score", *args, "--json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
-    return json.loads(result.stdout)  # exactly one JSON document
+    doc = json.loads(result.stdout)  # exactly one JSON document
+    assert doc["schema_version"] == 2 and doc["exit_code"] == 0
+    assert len(doc["checkpoints"]) == 1
+    return doc["checkpoints"][0]
 
 
 def assert_error(result, code: int, *fragments: str) -> str:
@@ -68,10 +72,15 @@ def orthogonal_filters(J: int, in_ch: int = 2, k: int = 3) -> torch.Tensor:
 
 def test_json_schema_and_scores(run_cli, save_ckpt, tiny_state_dict):
     path = save_ckpt(tiny_state_dict)
+    result = run_cli("score", path, "--json")
+    top = json.loads(result.stdout)
+    assert top["orthocli_version"] == __version__
+    assert top["schema_version"] == 2
+    assert (top["exit_code"], top["gate"]) == (0, None)
+    assert top["summary"] == {"checkpoints": 1, "scored": 1, "errors": 0}
     doc = score_json(run_cli, path)
-    assert doc["orthocli_version"] == __version__
-    assert doc["schema_version"] == 1
-    assert doc["checkpoint"] == str(path)
+    assert top["checkpoints"] == [doc]
+    assert (doc["checkpoint"], doc["exit_code"], doc["error"]) == (str(path), 0, None)
     assert doc["format"] == "torch-zip"
     assert doc["gate"] is None
     assert [layer["name"] for layer in doc["layers"]] == ["conv1", "conv2"]
@@ -215,7 +224,11 @@ def gate_ckpt(save_ckpt):
 def test_gate_fails_above_bound(run_cli, gate_ckpt):
     result = run_cli("score", gate_ckpt, "--fail-above", "0.5", "--json")
     assert result.exit_code == 1
-    doc = json.loads(result.stdout)
+    top = json.loads(result.stdout)
+    assert top["exit_code"] == 1
+    assert top["gate"] == {"fail_above": 0.5, "passed": False, "failing_checkpoints": [str(gate_ckpt)]}
+    doc = top["checkpoints"][0]
+    assert doc["exit_code"] == 1
     assert doc["gate"] == {"fail_above": 0.5, "passed": False, "failing_layers": ["redundant"]}
     assert "redundant" in result.stderr and "clean" not in result.stderr
 
@@ -224,7 +237,9 @@ def test_gate_fails_above_bound(run_cli, gate_ckpt):
 def test_gate_passes_at_or_below_bound(run_cli, gate_ckpt, bound):
     result = run_cli("score", gate_ckpt, "--fail-above", bound, "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["gate"] == {"fail_above": float(bound), "passed": True, "failing_layers": []}
+    doc = json.loads(result.stdout)
+    assert doc["gate"] == {"fail_above": float(bound), "passed": True, "failing_checkpoints": []}
+    assert doc["checkpoints"][0]["gate"] == {"fail_above": float(bound), "passed": True, "failing_layers": []}
 
 
 def test_gate_only_counts_scored_layers(run_cli, gate_ckpt):
@@ -273,7 +288,13 @@ def test_no_conv_layers_exit_4(run_cli, save_ckpt):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_weights_exit_4(run_cli, save_ckpt, tiny_state_dict, bad):
     tiny_state_dict["conv2.weight"][3, 1, 0, 0] = bad
-    assert_error(run_cli("score", save_ckpt(tiny_state_dict), "--json"), 4, "conv2", "NaN")
+    assert_error(run_cli("score", save_ckpt(tiny_state_dict)), 4, "conv2", "NaN")
+    # With --json the document still comes, the file's entry saying why it has no scores.
+    result = run_cli("score", save_ckpt(tiny_state_dict), "--json")
+    assert result.exit_code == 4
+    entry = json.loads(result.stdout)["checkpoints"][0]
+    assert entry["exit_code"] == 4 and "conv2" in entry["error"] and entry["layers"] is None
+    assert result.stderr.strip() == f"Error: {entry['error']}"
 
 
 def test_ambiguous_wrapper_exit_4_then_key(run_cli, save_ckpt, tiny_state_dict):
@@ -376,7 +397,7 @@ def test_console_script(data_dir):
     assert proc.stdout.strip() == f"orthocli {__version__}"
     proc = _run(*_console_script(), "score", str(data_dir / "mtcnn_pnet.pt"), "--json", "--fail-above", "1")
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    doc = json.loads(proc.stdout)["checkpoints"][0]
     assert [layer["name"] for layer in doc["layers"]] == ["conv1", "conv2", "conv3", "conv4_1", "conv4_2"]
     assert doc["gate"]["passed"] is True
     assert all(math.isfinite(s) for layer in doc["layers"] for s in layer["scores"])

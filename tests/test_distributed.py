@@ -100,3 +100,13 @@ def test_torchrun_cli_only_rank_zero_writes_and_reports(tmp_path):
 def test_torchrun_needs_an_output_path(tmp_path):
     res = torchrun(2, "-m", "orthocli", "train", "--cycles", "0", "--max-epochs", "1", cwd=tmp_path)
     assert res.returncode != 0 and "under torchrun give -o/--output" in res.stderr
+
+
+def test_the_api_in_a_users_ddp_loop_keeps_masks_and_weights_identical_on_both_ranks(tmp_path):
+    res = torchrun(2, HERE / "ddp_api_worker.py", tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert r0["masks"] == r1["masks"] and r0["cycles"] == r1["cycles"] and r0["cycles"][0]
+    assert [any(not all(m) for m in epoch.values()) for epoch in r0["masks"]] == [False, True, True, False]
+    for k in r0["params"]:
+        assert torch.equal(r0["params"][k], r1["params"][k]), k

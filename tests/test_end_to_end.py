@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from orthocli.droprule import DEFAULT_DROP
+
 SAMPLE = Path(__file__).parent.parent / "sample_models"
 
 
@@ -19,13 +21,16 @@ def run_json(run_cli, *args):
 
 
 def test_the_tour_on_the_sample_model(run_cli, tmp_path):
-    doc = run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")
+    doc = run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")["checkpoints"][0]
     assert [layer["name"] for layer in doc["layers"]] == ["features.conv1", "features.conv2", "features.conv3"]
     assert all(layer["layout_known"] for layer in doc["layers"])  # the metadata records the arch
-    assert doc == run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")  # deterministic
+    again = run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")
+    assert again["checkpoints"] == [doc]  # deterministic
 
     plan = run_json(run_cli, "prune", SAMPLE / "mnist1d_convnet.pt", "-o", tmp_path / "pruned.pt")
-    assert plan["total"]["dropped"] == int(0.3 * 64)  # conv2 + conv3; conv1 skipped
+    # the default rule: conv1 skipped, the ratio of conv2 and of conv3 (32 filters each), or of both together
+    r = DEFAULT_DROP.ratio
+    assert plan["total"]["dropped"] == (2 * int(r * 32) if DEFAULT_DROP.scope == "layer" else int(r * 64))
 
     small = ["--threads", "1", "--max-samples", "300"]
     sub = run_json(run_cli, "train", tmp_path / "pruned.pt", "--s2", "2", "-o", tmp_path / "sub.pt", *small)
@@ -35,7 +40,7 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
         torch.load(tmp_path / "sub.pt", weights_only=True),
     )
     assert "prune" in trained  # still a sub-network: reinit can follow
-    for _name, layer in pruned["prune"]["layers"].items():
+    for layer in pruned["prune"]["layers"].values():
         w0, w1 = pruned["state_dict"][layer["key"]], trained["state_dict"][layer["key"]]
         assert torch.equal(w0[layer["dropped"]], w1[layer["dropped"]])  # frozen
         assert not torch.equal(w0, w1)  # the rest trained

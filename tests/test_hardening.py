@@ -161,7 +161,7 @@ def test_nan_weights_and_mismatched_shapes_in_a_model_checkpoint(run_cli, tmp_pa
 @pytest.mark.parametrize("command", ["score", "prune"])
 def test_nan_weights_and_no_conv_layers(run_cli, tmp_path, command):
     torch.save({"fc.weight": torch.randn(3, 4)}, tmp_path / "linear.pt")
-    sd = {"c.weight": torch.randn(4, 2, 3, 3), "d.weight": torch.randn(4, 4, 3, 3)}
+    sd = {"c.weight": torch.randn(4, 2, 3, 3), "d.weight": torch.randn(4, 4, 3, 3), "e.weight": torch.randn(2, 4, 1, 1)}
     sd["d.weight"][1, 0, 0, 0] = float("nan")
     torch.save(sd, tmp_path / "nan.pt")
     extra = ["-o", tmp_path / "o.pt"] if command == "prune" else []

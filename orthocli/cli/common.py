@@ -43,6 +43,13 @@ TrustOpt = Annotated[
         " you trust.",
     ),
 ]
+CkptsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Checkpoints: files, folders (the checkpoint files in them) or glob patterns ('runs/*.pt').",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
@@ -92,9 +99,52 @@ def log(message: str) -> None:
     stderr().print(message, markup=False)
 
 
+def error(message: str) -> None:
+    """The one `Error: ...` line of a failure (with --debug, after the traceback being handled)."""
+    _traceback()
+    stderr().print(f"Error: {message}", markup=False)
+
+
 def fail(message: str, code: int) -> None:
     stderr().print(f"Error: {message}", markup=False)
     raise typer.Exit(code)
+
+
+def name_column(table: Any, header: str, **settings: Any) -> None:
+    """The column of layer names: add it first, and print the table with `print_table`."""
+    table.add_column(header, no_wrap=True, overflow="fold", **settings)
+
+
+# The narrowest a folded column gets before the names give way (a number then takes 2 lines).
+_MIN_FOLDED = 4
+
+
+def print_table(table: Any) -> None:
+    """Print a table whose first column holds layer names. When it does not fit the terminal (80
+    columns), the other columns fold first, widest first, down to a few characters each, then the
+    cell padding goes; a layer name breaks across lines only when it is longer than what is left
+    (48 characters for `score`'s 7 columns at 80). Rich alone shrinks every column evenly, names
+    included, so the widths are set here."""
+    from rich.cells import cell_len
+
+    out = stdout()
+    columns = table.columns
+    natural = [max([cell_len(str(c.header)), *(cell_len(str(v)) for v in c._cells)]) for c in columns]
+    others = range(1, len(columns))
+    floor = sum(min(_MIN_FOLDED, natural[i]) for i in others)
+    room = out.width - (3 * len(columns) + 1)  # a border before each column and one after, padding 1+1
+    if natural[0] > room - floor:
+        table.padding, room = (0, 0), out.width - (len(columns) + 1)
+    if sum(natural) > room:
+        widths = [min(natural[0], max(room - floor, 1)), *natural[1:]]
+        while sum(widths) > room:
+            widest = max(others, key=lambda i: widths[i])
+            if widths[widest] <= _MIN_FOLDED:
+                break
+            widths[widest] -= 1
+        for column, width in zip(columns, widths):
+            column.width, column.no_wrap, column.overflow = width, False, "fold"
+    out.print(table)
 
 
 def _traceback() -> None:

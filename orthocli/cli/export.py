@@ -7,7 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
+from orthocli.cli.common import (
+    CkptArg,
+    ForceOpt,
+    JsonOpt,
+    KeyOpt,
+    TrustOpt,
+    command,
+    log,
+    name_column,
+    print_json,
+    print_table,
+    stdout,
+)
 
 EPILOG = (
     "Example: orthocli export pruned.pt -o model.safetensors\n\n"
@@ -15,8 +27,9 @@ EPILOG = (
     "--format orthocli"
 )
 FORMAT_HELP = (
-    "safetensors | pt | torchscript | onnx | orthocli. Default: from the output's extension "
-    "(.safetensors, .pt/.pth/.bin, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli checkpoint."
+    "safetensors | pt | pt2 | torchscript | onnx | orthocli. Default: from the output's extension "
+    "(.safetensors, .pt/.pth/.bin, .pt2, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli "
+    "checkpoint. pt2 (torch.export) is the format for today's PyTorch; torchscript is for older runtimes."
 )
 
 
@@ -48,7 +61,7 @@ def export(
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a checkpoint for deployment (safetensors, pt, TorchScript, ONNX), verified by loading it back."""
+    """Export a checkpoint for deployment (safetensors, pt, pt2, TorchScript, ONNX), verified by loading it back."""
     from orthocli.export import export as run_export
     from orthocli.export import parse_shape
 
@@ -63,8 +76,13 @@ def export(
     if doc["masked_max_abs_diff"]:
         log(
             f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: "
-            "dropped filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which "
-            "keep the masks."
+            "dropped filters leak through an activation with f(0) != 0. Use --compact, or pt2/torchscript/onnx, "
+            "which keep the masks."
+        )
+    if doc["format"] == "torchscript":  # torch's own deprecation warnings are silenced: say it once, with the fix
+        log(
+            "Note: PyTorch marks TorchScript deprecated; it suits older runtimes and libtorch. "
+            "For PyTorch 2.x use --format pt2"
         )
     v = doc["verified"]
     log(
@@ -90,10 +108,18 @@ def _render(doc: dict) -> None:
     out.print(table)
     if doc["compaction"]:
         layers = Table(title="Compacted layers")
-        for col in ("layer", "filters", "kept"):
-            layers.add_column(col, justify="left" if col == "layer" else "right")
+        name_column(layers, "layer")
+        for col in ("filters", "kept", "through / why full width"):
+            layers.add_column(col, justify="right" if col in ("filters", "kept") else "left", overflow="fold")
         for layer in doc["compaction"]["layers"]:
-            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]))
+            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]), ", ".join(layer["patterns"]))
         for layer in doc["compaction"]["kept_width"]:
-            layers.add_row(layer["name"], "", "full width")
-        out.print(layers)
+            layers.add_row(layer["name"], "", "full width", layer["reason"])
+        print_table(layers)
+    if doc["compaction"] and doc["compaction"]["patterns"]:
+        saved = Table(title="Saving by pattern (its layers compacted alone)")
+        for col in ("pattern", "layers", "params saved", "ms saved"):
+            saved.add_column(col, justify="left" if col in ("pattern", "layers") else "right", overflow="fold")
+        for p in doc["compaction"]["patterns"]:
+            saved.add_row(p["pattern"], ", ".join(p["layers"]), f"{p['params_saved']:,}", f"{p['ms_saved']:.3f}")
+        out.print(saved)

@@ -19,8 +19,8 @@ ScopeOpt = Annotated[
     str,
     typer.Option(
         "--scope",
-        help="'global': rank all candidate filters together (the authors' choice); 'layer': drop the ratio in each"
-        " layer.",
+        help="'layer': drop the ratio in each layer; 'global': rank all candidate filters together (the authors'"
+        " choice).",
     ),
 ]
 MinKeepOpt = Annotated[int, typer.Option("--min-keep", min=1, help="Filters every layer keeps, whatever the ranking.")]
@@ -29,6 +29,14 @@ SkipFirstOpt = Annotated[
     typer.Option(
         "--skip-first/--no-skip-first",
         help="Leave the first conv layer alone (its few-dimensional filters always look redundant).",
+    ),
+]
+SkipLastOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-last/--no-skip-last",
+        help="Where the model's graph is unknown (a bare state dict): leave the last conv layer alone, as its channels are"
+        " likely the model's outputs. With a model, every conv whose channels reach the output is left alone anyway.",
     ),
 ]
 ReinitScaleOpt = Annotated[

@@ -17,10 +17,12 @@ from orthocli.cli.common import (
     TrustOpt,
     command,
     log,
+    name_column,
     print_json,
-    stdout,
+    print_table,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 
 EPILOG = (
@@ -35,11 +37,12 @@ def prune(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)
     ] = None,
-    ratio: RatioOpt = 0.3,
+    ratio: RatioOpt = DEFAULT_DROP.ratio,
     threshold: ThresholdOpt = None,
-    scope: ScopeOpt = "global",
-    min_keep: MinKeepOpt = 1,
-    skip_first: SkipFirstOpt = True,
+    scope: ScopeOpt = DEFAULT_DROP.scope,
+    min_keep: MinKeepOpt = DEFAULT_DROP.min_keep,
+    skip_first: SkipFirstOpt = DEFAULT_DROP.skip_first,
+    skip_last: SkipLastOpt = DEFAULT_DROP.skip_last,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; write nothing.")] = False,
@@ -62,6 +65,7 @@ def prune(
         include=layers,
         exclude=exclude,
         skip_first=skip_first,
+        skip_last=skip_last,
         key=key,
         trust=trust,
         force=force,
@@ -82,11 +86,13 @@ def _render(doc: dict) -> None:
         title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} "
         "ranking)"
     )
-    for col in ("layer", "filters", "dropped", "kept", "dropped filters"):
-        table.add_column(col, justify="left" if col in ("layer", "dropped filters") else "right", overflow="fold")
+    name_column(table, "layer")
+    for col in ("filters", "dropped", "kept"):
+        table.add_column(col, justify="right", overflow="fold")
+    table.add_column("dropped filters", overflow="fold")
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
         table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
-    for name in doc["excluded"]:
-        table.add_row(name, "", "-", "", "excluded")
-    stdout().print(table)
+    for layer in doc["left_out"]:
+        table.add_row(layer["name"], "", "-", "", f"excluded: {layer['reason']}")
+    print_table(table)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, print_json, stdout
+from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
 from orthocli.cli.options import ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
@@ -16,15 +16,33 @@ EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 def reinit(
     checkpoint: CkptArg,
     output: OutOpt,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the random directions inside the null space.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed for the random directions inside the null space: the values 'orthocli train --seed S' gives"
+            " in its cycle --cycle.",
+        ),
+    ] = 0,
+    cycle: Annotated[
+        int, typer.Option("--cycle", min=1, help="Re-initialise as cycle K of 'orthocli train --seed S' does.")
+    ] = 1,
     scale: ReinitScaleOpt = 1.0,
+    fan_out: Annotated[
+        Literal["keep", "zero"],
+        typer.Option(
+            "--reinit-fan-out",
+            help="The next layer's weights for a re-introduced channel: zero them (as 'orthocli train' does by"
+            " default; where the drop record knows that layer) or keep them (the paper).",
+        ),
+    ] = "zero",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
     from orthocli.reinit import reinit as run_reinit
 
-    report = run_reinit(checkpoint, output, seed=seed, scale=scale, force=force)
+    report = run_reinit(checkpoint, output, seed=seed, cycle=cycle, scale=scale, fan_out=fan_out, force=force)
     doc = report.to_json()
     if json_out:
         print_json(doc)
@@ -42,8 +60,9 @@ def _render(layers: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="Re-introduced filters (null space = orthogonal to kept filters and old values)")
-    for col in ("layer", "re-introduced", "null space", "kept only", "random"):
-        table.add_column(col, justify="left" if col == "layer" else "right", overflow="fold")
+    name_column(table, "layer")
+    for col in ("re-introduced", "null space", "kept only", "random"):
+        table.add_column(col, justify="right", overflow="fold")
     for layer in layers:
         table.add_row(
             layer["name"],
@@ -52,4 +71,4 @@ def _render(layers: list[dict]) -> None:
             str(layer["kept_only"]),
             str(layer["random"]),
         )
-    stdout().print(table)
+    print_table(table)

@@ -1,34 +1,43 @@
-"""`orthocli score`: how redundant is each conv filter?"""
+"""`orthocli score`: how redundant is each conv filter, in one checkpoint or many?"""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from orthocli.cli.common import (
-    CkptArg,
+    CkptsArg,
     ExcludeOpt,
     JsonOpt,
     KeyOpt,
     LayersOpt,
     TrustOpt,
     command,
+    error,
     log,
+    name_column,
     print_json,
+    print_table,
     stdout,
 )
-from orthocli.errors import EXIT_GATE_FAILED
+from orthocli.errors import EXIT_GATE_FAILED, OrthoError
+
+if TYPE_CHECKING:
+    from orthocli.checkpoint_scores import CheckpointScores
+
+SCHEMA_VERSION = 2  # 2: one document for any number of checkpoints, a list under "checkpoints"
 
 EPILOG = (
     "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
-    "CI gate: orthocli score model.pt --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4)"
+    "CI gate: orthocli score runs/ --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4"
+    " in any checkpoint of runs/; 3, 4 or 6 when one cannot be scored)"
 )
 
 
 @command
 def score(
-    checkpoint: CkptArg,
+    checkpoints: CkptsArg,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     top: Annotated[
@@ -40,7 +49,7 @@ def score(
             "--fail-above",
             min=0.0,
             max=1.0,
-            help="Exit with code 1 when any scored layer's mean score is above this bound.",
+            help="Exit with code 1 when any scored layer's mean score is above this bound, in any checkpoint.",
             show_default=False,
         ),
     ] = None,
@@ -49,86 +58,103 @@ def score(
     json_out: JsonOpt = False,
 ) -> None:
     """Score every conv filter by inter-filter orthogonality (higher = more redundant)."""
-    from orthocli import checkpoint as ckpt_io
-    from orthocli.layer_scores import gate_failures, most_redundant, score_layers
-    from orthocli.layers import select_convs
+    from orthocli.checkpoint_files import expand
+    from orthocli.checkpoint_scores import combined_exit_code, score_checkpoint, unreadable_json
 
-    ckpt = ckpt_io.load(checkpoint, key=key, trust=trust)
-    results = score_layers(select_convs(ckpt, layers, exclude))
-    failing = gate_failures(results, fail_above) if fail_above is not None else []
-    worst = most_redundant(results, top)
+    targets = expand(checkpoints)
+    entries, codes, failed = [], [], []
+    for target in targets:
+        try:
+            if target.error is not None:
+                raise target.error
+            result = score_checkpoint(
+                target.path, include=layers, exclude=exclude, key=key, trust=trust, top=top, fail_above=fail_above
+            )
+        except OrthoError as e:
+            message = str(e) if str(target.path) in str(e) else f"{target.path}: {e}"
+            error(message)
+            codes.append(e.exit_code)
+            entries.append(unreadable_json(target.path, e.exit_code, message))
+            continue
+        codes.append(result.exit_code)
+        if result.failing:
+            failed.append(str(result.path))
+            names = ", ".join(f"{r.layer.name} ({r.mean:.3f})" for r in result.failing)
+            log(f"Redundancy gate failed: {result.path}: mean score above {fail_above} in {names}")
+        if json_out:  # plain values only: the weights of one file are let go before the next loads
+            entries.append(result.to_json())
+        else:
+            _render(result, several=len(targets) > 1)
+        del result
+    code = combined_exit_code(codes)
     if json_out:
-        print_json(_document(ckpt, results, worst, fail_above, failing))
-    else:
-        _render(results, worst)
-    if failing:
-        names = ", ".join(f"{r.layer.name} ({r.mean:.3f})" for r in failing)
-        log(f"Redundancy gate failed: mean score above {fail_above} in {names}")
-        raise typer.Exit(EXIT_GATE_FAILED)
+        print_json(_document(entries, fail_above, failed, code))
+    if len(targets) > 1 and code:
+        _summary(code, codes, failed)
+    if code:
+        raise typer.Exit(code)
 
 
-def _document(ckpt, results, worst, bound, failing) -> dict:
+def _summary(code: int, codes: list[int], failed: list[str]) -> None:
+    """The last stderr line of a run over several checkpoints that did not pass."""
+    unusable = sum(1 for c in codes if c not in (0, EXIT_GATE_FAILED))
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {len(codes)} checkpoints failed the gate ({', '.join(failed)})")
+    if unusable:
+        parts.append(f"{unusable} of {len(codes)} could not be scored")
+    log("; ".join(parts) + f"; exit code {code}")
+
+
+def _document(entries: list[dict], bound: float | None, failed: list[str], code: int) -> dict:
     from orthocli import __version__
 
-    scores = [s for r in results for s in r.scores.tolist()]
+    scored = sum(1 for e in entries if e["error"] is None)
     return {
         "orthocli_version": __version__,
-        "schema_version": 1,
-        "checkpoint": str(ckpt.path),
-        "format": ckpt.format,
-        "layers": [r.to_json() for r in results],
-        "most_redundant": [{"layer": n, "filter": f, "score": s} for n, f, s in worst],
-        "summary": {
-            "layers": len(results),
-            "filters": len(scores),
-            "dead": sum(len(r.dead) for r in results),
-            "mean": sum(scores) / len(scores),
-            "max": max(scores),
-        },
-        "gate": None
-        if bound is None
-        else {"fail_above": bound, "passed": not failing, "failing_layers": [r.layer.name for r in failing]},
+        "schema_version": SCHEMA_VERSION,
+        "exit_code": code,
+        "checkpoints": entries,
+        "summary": {"checkpoints": len(entries), "scored": scored, "errors": len(entries) - scored},
+        "gate": None if bound is None else {"fail_above": bound, "passed": code == 0, "failing_checkpoints": failed},
     }
 
 
-def _render(results, worst) -> None:
+def _render(result: CheckpointScores, several: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="Filter redundancy per conv layer (score: 0 = orthogonal, higher = redundant)")
-    for col, justify in [
-        ("layer", "left"),
-        ("shape", "left"),
-        ("filters", "right"),
-        ("mean", "right"),
-        ("max", "right"),
-        ("dead", "right"),
-        ("note", "left"),
-    ]:
-        table.add_column(col, justify=justify, overflow="fold")
-    for r in results:
-        notes = []
-        if r.layer.groups > 1:
-            notes.append(f"groups={r.layer.groups}")
-        if r.layer.transposed:
-            notes.append("transposed")
-        if r.overcomplete:
-            notes.append("more filters than dimensions")
-        shape = "x".join(str(d) for d in r.layer.weight.shape)
-        table.add_row(
-            r.layer.name,
-            shape,
-            str(r.layer.filters),
-            f"{r.mean:.4f}",
-            f"{r.max:.4f}",
-            str(len(r.dead)),
-            ", ".join(notes),
-        )
     out = stdout()
-    out.print(table)
+    if several:
+        out.print(Text(f"{result.path} ({result.format})", style="bold"), overflow="fold")
+    table = Table(title="Filter redundancy per conv layer (score: 0 = orthogonal, higher = redundant)")
+    notes = [_notes(r) for r in result.layers]
+    name_column(table, "layer")
+    columns = ("shape", "filters", "mean", "max", "dead") + (("note",) if any(notes) else ())
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("shape", "note") else "right", overflow="fold")
+    for r, note in zip(result.layers, notes):
+        shape = "x".join(str(d) for d in r.layer.weight.shape)
+        row = [r.layer.name, shape, str(r.layer.filters), f"{r.mean:.4f}", f"{r.max:.4f}", str(len(r.dead))]
+        table.add_row(*row, *((note,) if any(notes) else ()))
+    print_table(table)
+    worst = result.most_redundant
     if worst:
         top = Table(title=f"{len(worst)} most redundant filters")
-        for col in ("layer", "filter", "score"):
-            top.add_column(col, justify="left" if col == "layer" else "right")
+        name_column(top, "layer")
+        top.add_column("filter", justify="right")
+        top.add_column("score", justify="right")
         for name, f, s in worst:
             top.add_row(name, str(f), f"{s:.4f}")
-        out.print(top)
+        print_table(top)
+
+
+def _notes(r) -> str:
+    notes = []
+    if r.layer.groups > 1:
+        notes.append(f"groups={r.layer.groups}")
+    if r.layer.transposed:
+        notes.append("transposed")
+    if r.overcomplete:
+        notes.append("more filters than dimensions")
+    return ", ".join(notes)

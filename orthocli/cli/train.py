@@ -27,7 +27,8 @@ from orthocli.cli.common import (
     stderr,
     stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
@@ -56,6 +57,7 @@ DropMinKeep = in_panel(MinKeepOpt, DROP)
 DropLayers = in_panel(LayersOpt, DROP)
 DropExclude = in_panel(ExcludeOpt, DROP)
 DropSkipFirst = in_panel(SkipFirstOpt, DROP)
+DropSkipLast = in_panel(SkipLastOpt, DROP)
 DropReinitScale = in_panel(ReinitScaleOpt, DROP)
 ModelKey = in_panel(KeyOpt, ARCH)
 ModelTrust = in_panel(TrustOpt, ARCH)
@@ -115,13 +117,14 @@ def train(
         ),
     ] = 25,
     # -- which filters drop (and how they come back)
-    ratio: DropRatio = 0.3,
+    ratio: DropRatio = DEFAULT_DROP.ratio,
     threshold: DropThreshold = None,
-    scope: DropScope = "layer",
-    min_keep: DropMinKeep = 1,
+    scope: DropScope = DEFAULT_DROP.scope,
+    min_keep: DropMinKeep = DEFAULT_DROP.min_keep,
     layers: DropLayers = None,
     exclude: DropExclude = None,
-    skip_first: DropSkipFirst = True,
+    skip_first: DropSkipFirst = DEFAULT_DROP.skip_first,
+    skip_last: DropSkipLast = DEFAULT_DROP.skip_last,
     reinit_scale: DropReinitScale = 1.0,
     reinit_fan_out: Annotated[
         Literal["keep", "zero"],
@@ -387,6 +390,7 @@ def train(
             layers=list(layers or []),
             exclude=list(exclude or []),
             skip_first=skip_first,
+            skip_last=skip_last,
             optimizer=optimizer,
             lr=lr,
             momentum=momentum,
