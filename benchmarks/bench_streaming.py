@@ -2,21 +2,20 @@
 of one training epoch on a generated folder of 64x64 colour PNGs. Prints, measured in this one run:
 
 1. peak RSS of a streamed epoch for two image counts (goal: it does not grow with the count, and
-   stays under 1 GiB for 20,000 images);
-2. throughput of a streamed epoch with `--workers` loader processes against the in-memory path
-   (`--in-memory`, the whole folder decoded into one tensor) on the smaller folder, which fits
-   (goal: >= 0.9).
+   stays under 1 GiB for 20,000 images), and of the in-memory path (`--in-memory`, the whole folder
+   decoded into one tensor) on the smaller folder, which fits;
+2. throughput of a streamed training epoch with `--workers` loader processes against the
+   in-memory path, on `--samples` images of the smaller folder (goal: >= 0.9).
 
     .venv/bin/python benchmarks/bench_streaming.py [--root /tmp/orthocli-stream-bench]
-        [--counts 5000,20000] [--workers 2] [--width 32] [--repeats 2]
+        [--counts 5000,20000] [--workers 2] [--width 32] [--samples 2000] [--repeats 3]
 
 The folder is generated once under --root (the smaller count is hard links to the first images)
-and reused. Each measurement is one `orthocli train` epoch (--cycles 0 --max-epochs 1
+and reused. Memory: each of the three is one `orthocli train` epoch (--cycles 0 --max-epochs 1
 --val-fraction 0 --threads 1) in a fresh process; peak RSS is that process's own (ru_maxrss) and,
-separately, its largest loader worker's; images/s counts the epoch alone (the history's seconds),
-and setup (listing, header checks, statistics or decoding everything) is shown beside it. The
-throughput runs alternate and the best of --repeats is kept, so other load on the machine counts
-less.
+separately, its largest loader worker's; setup (listing, header checks, statistics, or decoding
+everything) is shown beside the epoch. Throughput: training epochs of both kinds in this one
+process, alternating, the best of --repeats each, so other load on the machine counts less.
 """
 
 from __future__ import annotations
@@ -112,13 +111,42 @@ def doc_epoch_seconds(out: Path) -> float:
     return float(saved["history"][0]["seconds"])
 
 
+def throughput(folder: Path, samples: int, workers: int, width: int, repeats: int) -> dict[str, float]:
+    """Images per second of one training epoch over `samples` images of `folder`, in memory and
+    streamed, in this process (1 torch thread), alternating; the best of `repeats` each."""
+    import torch
+
+    from orthocli import datasets
+    from orthocli.models import arch_spec, build_model
+    from orthocli.runtime import Runtime
+    from orthocli.training import TrainConfig, _optimizer, _train_epoch, loss_fn, set_seed
+
+    torch.set_num_threads(1)
+    kw = dict(val_fraction=0, max_samples=samples, workers=workers)
+    splits = {"in-memory": datasets.prepare(folder, in_memory=True, **kw), "streamed": datasets.prepare(folder, **kw)}
+    cfg, rt = TrainConfig(cycles=0, max_epochs=1, val_fraction=0), Runtime(torch.device("cpu"))
+    best = dict.fromkeys(splits, 0.0)
+    for _ in range(repeats):
+        for name, data in splits.items():
+            set_seed(0)
+            spec = arch_spec("convnet", in_channels=3, num_classes=CLASSES, input_shape=[64, 64], width=width)
+            model = build_model(spec)
+            t0 = time.perf_counter()
+            _train_epoch(model, _optimizer(model, cfg), loss_fn("ce"), None, data.train, cfg, 0, rt)
+            rate = len(data.train) / (time.perf_counter() - t0)
+            print(f"  throughput {name}: {rate:.0f} images/s", file=sys.stderr)
+            best[name] = max(best[name], rate)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=Path("/tmp/orthocli-stream-bench"))
     ap.add_argument("--counts", default="5000,20000", help="two image counts, the smaller one fits in memory")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=2000, help="images per throughput epoch")
+    ap.add_argument("--repeats", type=int, default=3, help="throughput epochs of each kind (the best counts)")
     args = ap.parse_args()
     small, large = sorted(int(c) for c in args.counts.split(","))
     args.root.mkdir(parents=True, exist_ok=True)
@@ -129,32 +157,33 @@ def main() -> None:
     out = args.root / "model.pt"
 
     rows = {}
-    for _ in range(args.repeats):  # alternate, keep each one's best epoch
-        for name, folder, in_memory in (
-            (f"in-memory {small}", part, True),
-            (f"streamed {small}", part, False),
-            (f"streamed {large}", full, False),
-        ):
-            r = one_epoch(folder, out, args.workers, args.width, in_memory)
-            print(f"  {name}: {json.dumps({k: round(v, 3) for k, v in r.items() if v is not None})}", file=sys.stderr)
-            best = rows.get(name)
-            if best is None or r["epoch_s"] < best["epoch_s"]:
-                rows[name] = {**r, "rss_mib": max(r["rss_mib"], best["rss_mib"] if best else 0)}
+    for name, folder, in_memory in (
+        (f"streamed {small}", part, False),
+        (f"streamed {large}", full, False),
+        (f"in-memory {small}", part, True),
+    ):
+        rows[name] = one_epoch(folder, out, args.workers, args.width, in_memory)
+        print(f"  {name}: {json.dumps({k: round(v, 3) for k, v in rows[name].items()})}", file=sys.stderr)
+    rate = throughput(part, min(args.samples, small), args.workers, args.width, args.repeats)
 
-    print(f"one epoch, convnet width {args.width}, batch 64, 1 torch thread, --workers {args.workers}")
-    print(f"{'':22} {'peak RSS':>10} {'worker RSS':>11} {'images/s':>9} {'epoch s':>8} {'setup s':>8}")
+    print(
+        f"one epoch of orthocli train, convnet width {args.width}, batch 64, 1 torch thread, --workers {args.workers}"
+    )
+    print(f"{'':18} {'peak RSS':>10} {'worker RSS':>11} {'epoch s':>8} {'setup s':>8}")
     for name, r in rows.items():
         worker = f"{r['worker_rss_mib']:.0f} MiB" if "streamed" in name else "-"
-        print(
-            f"{name:22} {r['rss_mib']:>6.0f} MiB {worker:>11} {r['images_per_s']:>9.0f} {r['epoch_s']:>8.2f}"
-            f" {r['setup_s']:>8.2f}"
-        )
+        print(f"{name:18} {r['rss_mib']:>6.0f} MiB {worker:>11} {r['epoch_s']:>8.1f} {r['setup_s']:>8.1f}")
     s_small, s_large, mem = rows[f"streamed {small}"], rows[f"streamed {large}"], rows[f"in-memory {small}"]
-    growth = s_large["rss_mib"] / s_small["rss_mib"]
-    speed = s_small["images_per_s"] / mem["images_per_s"]
-    print(f"streamed peak RSS, {large} vs {small} images: {growth:.2f}x (goal: ~1, and under 1024 MiB)")
-    print(f"streamed vs in-memory throughput on {small} images: {speed:.2f}x (goal: >= 0.90)")
-    print(f"in-memory peak RSS vs streamed on {small} images: {mem['rss_mib'] / s_small['rss_mib']:.2f}x")
+    print(
+        f"streamed peak RSS, {large} vs {small} images: {s_large['rss_mib'] / s_small['rss_mib']:.2f}x"
+        f" ({s_large['rss_mib']:.0f} MiB; goal: ~1x, under 1024 MiB)"
+    )
+    print(f"in-memory vs streamed peak RSS, {small} images: {mem['rss_mib'] / s_small['rss_mib']:.2f}x")
+    print(
+        f"throughput, {min(args.samples, small)} images, best of {args.repeats} alternating epochs:"
+        f" in-memory {rate['in-memory']:.0f}/s, streamed {rate['streamed']:.0f}/s,"
+        f" ratio {rate['streamed'] / rate['in-memory']:.2f}x (goal: >= 0.90)"
+    )
 
 
 if __name__ == "__main__":
