@@ -528,14 +528,14 @@ def prepare(
         raise UsageError("--image-size applies to a folder of images (one subfolder per class); drop it")
     if not folder or (in_memory and image_size is None):
         data = memory.prepare(path, test_path=test_path, val_fraction=val_fraction, seed=seed, max_samples=max_samples)
-        if augment:
-            _need_images(data.spatial_shape)
-            pad = (-torch.tensor(data.mean, dtype=torch.float64) / torch.tensor(data.std, dtype=torch.float64)).float()
-            source = TensorSource(data.train, data.source, pad)
-            train = Streamed(source, torch.arange(len(source)), None, None, workers, True, seed)
-            data = replace(data, train=train)
-        return data
-    return _streamed(src, test_path, val_fraction, seed, max_samples, image_size, augment, workers, in_memory)
+    else:
+        data = _streamed(src, test_path, val_fraction, seed, max_samples, image_size, augment, workers, in_memory)
+    if augment and isinstance(data.train, Arrays):  # in memory: crop and flip through the same loader
+        _need_images(data.spatial_shape)
+        pad = (-torch.tensor(data.mean, dtype=torch.float64) / torch.tensor(data.std, dtype=torch.float64)).float()
+        source = TensorSource(data.train, data.source, pad)
+        data = replace(data, train=Streamed(source, torch.arange(len(source)), None, None, workers, True, seed))
+    return data
 
 
 def _is_image_folder(root: Path) -> bool:
@@ -579,9 +579,11 @@ def _streamed(src, test_path, val_fraction, seed, max_samples, image_size, augme
         return DataSplits(
             train=Arrays(norm(train_x), source.labels[train_idx]),
             val=Arrays(norm(_materialise(source, val_idx, workers)), source.labels[val_idx]),
-            test=None
-            if test is None
-            else Arrays(norm(_materialise(test, torch.arange(len(test)), workers)), test.labels),
+            test=(
+                Arrays(norm(_materialise(test, torch.arange(len(test)), workers)), test.labels)
+                if test is not None
+                else (None if test_arrays is None else memory._normalise(test_arrays, mean, std))
+            ),
             num_classes=num_classes,
             in_channels=source.channels,
             spatial_shape=tuple(source.spatial_shape),

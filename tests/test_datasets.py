@@ -329,3 +329,51 @@ def test_image_size_and_errors_through_the_cli(tmp_path, run_cli):
     res = run_cli(*TRAIN, "--image-size", "8", "-o", tmp_path / "d.pt")  # the built-in digits: an array file
     assert res.exit_code == 2 and "--image-size applies to a folder of images" in res.stderr
     assert not (tmp_path / "d.pt").exists()
+
+
+def test_a_resumed_run_on_a_streamed_augmented_folder_continues_exactly(tmp_path):
+    from orthocli.models import ConvNet, init_weights
+    from orthocli.training import TrainConfig, set_seed, train
+
+    root = png_folder(tmp_path / "imgs", per_class=8, size=(12, 12))
+    data = datasets.prepare(root, augment=True, workers=1, seed=2)
+    cfg = TrainConfig(s1=1, s2=1, cycles=1, max_epochs=4, batch_size=8, seed=2, deterministic=True)
+
+    def fresh():
+        set_seed(2)
+        model = ConvNet(3, 3, [12, 12], width=6)
+        init_weights(model, "relu")
+        return model
+
+    whole = train(fresh(), data, cfg).model.state_dict()
+
+    def stop_after_two(event):
+        if event["kind"] == "epoch" and event["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "run.state"
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), data, cfg, state_path=state, callback=stop_after_two)
+    resumed = train(fresh(), data, cfg, state_path=state, resume=True).model.state_dict()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_in_memory_folder_options_combine(tmp_path):
+    root = tmp_path / "imgs"
+    for c, size in (("a", (10, 14)), ("b", (20, 12))):
+        (root / c).mkdir(parents=True)
+        for k in range(5):
+            Image.fromarray(np.full((size[1], size[0], 3), 30 * k + 10 * (c == "b"), np.uint8)).save(
+                root / c / f"{k}.png"
+            )
+    test_file = tmp_path / "test.npz"
+    np.savez(test_file, x=np.full((4, 3, 8, 8), 50, np.uint8), y=[0, 1, 0, 1])
+    kw = dict(image_size=8, val_fraction=0.2, seed=1, workers=0, test_path=test_file)
+    whole = datasets.prepare(root, in_memory=True, **kw)
+    streamed = datasets.prepare(root, **kw)
+    assert isinstance(whole.train, memory.Arrays) and whole.train.x.shape == (8, 3, 8, 8)
+    torch.testing.assert_close(everything(streamed.train)[0], whole.train.x, rtol=0, atol=1e-5)
+    torch.testing.assert_close(streamed.test.x, whole.test.x)  # the test file, normalised with these statistics
+    assert torch.allclose(whole.test.x[:, 0], (50 - torch.tensor(whole.mean[0])).float() / whole.std[0])
+    augmented = datasets.prepare(root, in_memory=True, augment=True, **kw)
+    assert isinstance(augmented.train, Streamed) and augmented.train.augment  # --augment is kept in memory too
