@@ -12,13 +12,14 @@ model) a bank is the conv weight and its bias only.
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthocli.layers import ConvLayer
+from orthocli.layers import ConvLayer, filter_count
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Channel:
 
     key: str
     dim: int
-    role: str  # conv_weight | conv_bias | bn_weight | bn_bias | bn_mean | bn_var | other
+    role: str  # conv_weight | conv_bias | bn_weight | bn_bias | bn_mean | bn_var | other; dw_<role>: see `follow`
 
 
 @dataclass
@@ -38,6 +39,10 @@ class FilterBank:
     transposed: bool = False
     channels: list[Channel] = field(default_factory=list)
     mask_node: str | None = None  # fx node after which the channels are masked
+    # Depthwise convs that read this bank's channels one to one (channel i -> their filter i): a
+    # dropped channel takes their filter, bias and BatchNorm with it (roles "dw_*" in `channels`),
+    # and their output is masked too, so the sub-network is what compaction leaves.
+    follow: list[str] = field(default_factory=list)
 
 
 PER_CHANNEL_MODULES = (
@@ -140,12 +145,51 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
                     bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
                 elif not isinstance(mod, PER_CHANNEL_MODULES):
                     break
-            elif nxt.op == "call_function" and nxt.target not in PER_CHANNEL_FUNCTIONS or nxt.op == "call_method" and nxt.target not in PER_CHANNEL_METHODS or nxt.op not in ("call_module", "call_function", "call_method"):
+            elif (
+                nxt.op == "call_function"
+                and nxt.target not in PER_CHANNEL_FUNCTIONS
+                or nxt.op == "call_method"
+                and nxt.target not in PER_CHANNEL_METHODS
+                or nxt.op not in ("call_module", "call_function", "call_method")
+            ):
                 break
             cur = nxt
         bank.mask_node = cur.name
         banks.append(bank)
+    _link_depthwise(gm, modules, banks)
     return banks
+
+
+def is_depthwise(conv: nn.Module) -> bool:
+    """One input and one output channel per group: channel i in, channel i out."""
+    return (
+        isinstance(conv, nn.modules.conv._ConvNd)
+        and not conv.transposed
+        and conv.groups > 1
+        and conv.groups == conv.in_channels == conv.out_channels
+    )
+
+
+def _link_depthwise(gm, modules: dict, banks: list[FilterBank]) -> None:
+    """Attach to a bank the depthwise conv that is the only reader of its channels."""
+    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    by_name = {b.name: b for b in banks}
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for bank in banks:
+        users = list(nodes[bank.mask_node].users)
+        if len(users) != 1 or users[0].op != "call_module" or calls[bank.name] != 1:
+            continue
+        target = users[0].target
+        dw = by_name.get(target)
+        if (
+            dw is None
+            or not is_depthwise(modules[target])
+            or calls[target] != 1
+            or users[0].args[0] is not nodes[bank.mask_node]
+        ):
+            continue
+        bank.follow.append(target)
+        bank.channels += [Channel(ch.key, ch.dim, f"dw_{ch.role}") for ch in dw.channels]
 
 
 def banks_from_layers(layers: list[ConvLayer], state_dict: dict[str, torch.Tensor]) -> list[FilterBank]:
@@ -172,13 +216,18 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
     for i, bank in enumerate(banks):
         node = nodes[bank.mask_node]
         weight = model.get_parameter(bank.key)
-        channels = weight.shape[1] * bank.groups if bank.transposed else weight.shape[0]
+        channels = filter_count(weight, bank.groups, bank.transposed)
         spatial = weight.dim() - 2
-        attr = f"_orthocli_mask_{i}"
-        gm.register_buffer(
-            attr, torch.ones(1, channels, *([1] * spatial), device=weight.device, dtype=weight.dtype), persistent=False
-        )
-        masks[bank.name] = getattr(gm, attr)
+        if bank.name in masks:  # a conv called again (shared weights): every call reads the one mask
+            attr = next(a for a, t in gm.named_buffers() if t is masks[bank.name])
+        else:
+            attr = f"_orthocli_mask_{i}"
+            gm.register_buffer(
+                attr,
+                torch.ones(1, channels, *([1] * spatial), device=weight.device, dtype=weight.dtype),
+                persistent=False,
+            )
+            masks[bank.name] = getattr(gm, attr)
         with gm.graph.inserting_after(node):
             get = gm.graph.get_attr(attr)
         with gm.graph.inserting_after(get):
@@ -186,3 +235,19 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
         node.replace_all_uses_with(mul, delete_user_cb=lambda user, mul=mul: user is not mul)
     gm.recompile()
     return gm, masks
+
+
+def banks_of(ckpt) -> list[FilterBank]:
+    """Per conv of a checkpoint, the tensors indexed by its filters. With a known model, traced
+    (BatchNorm and the mask point included); otherwise each conv weight and its bias only."""
+    from orthocli.errors import CheckpointError, first_line
+    from orthocli.layers import checkpoint_convs
+    from orthocli.models import model_of
+
+    model = model_of(ckpt)
+    if model is not None:
+        try:
+            return banks_from_model(model)
+        except Exception as e:  # fx cannot trace every model (data-dependent control flow)
+            raise CheckpointError(f"{ckpt.path}: cannot trace the model with torch.fx ({first_line(e)})") from None
+    return banks_from_layers(checkpoint_convs(ckpt), ckpt.state_dict)

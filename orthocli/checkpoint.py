@@ -2,23 +2,23 @@
 
 Reads, with no model class needed: torch.save files (zip and legacy pickle), dicts wrapping a
 state dict (Lightning, training scripts), safetensors, TorchScript archives, and -- only when the
-user trusts the file -- whole pickled nn.Modules. Writes atomically: temporary file, then rename.
+user trusts the file -- whole pickled nn.Modules. Writes orthocli checkpoints atomically (atomic.py).
+Building the model a checkpoint records is models.py's job; tracing its filter banks, banks.py's.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
-import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orthocli.errors import CheckpointError, InputFileError, OutputError, TrustError
-from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
+from orthocli.errors import CheckpointError, InputFileError, TrustError, first_line
+from orthocli.formats import sniff
+from orthocli.trees import map_tree
 
 if TYPE_CHECKING:
     import torch
@@ -38,36 +38,7 @@ class Checkpoint:
     module: Any = None  # the nn.Module / ScriptModule when the file holds one
     extras: dict = field(default_factory=dict)  # orthocli's own entries: arch, masks, config, history
     key: str | None = None  # where the state dict sat inside a wrapping dict
-    _built: Any = field(default=None, repr=False, compare=False)
-
-    def conv_layers(self) -> list[ConvLayer]:
-        if self.module is not None:
-            return convs_from_module(self.module)
-        if self.extras.get("arch"):  # the layout from the architecture, the weights from the file
-            return [
-                ConvLayer(layer.name, layer.key, self.state_dict[layer.key], layer.groups, layer.transposed, True)
-                for layer in convs_from_module(self._architecture())
-                if layer.key in self.state_dict
-            ]
-        return convs_from_state_dict(self.state_dict)
-
-    def _architecture(self):
-        """The recorded architecture, built once per checkpoint (layers, banks and model share it)."""
-        if self._built is None:
-            from orthocli.models import build_model
-
-            self._built = build_model(self.extras["arch"])
-        return self._built
-
-    def model(self):
-        """The nn.Module these weights belong to, where known (trusted module, orthocli arch)."""
-        import torch
-
-        if isinstance(self.module, torch.nn.Module) and not isinstance(self.module, torch.jit.ScriptModule):
-            return self.module
-        if self.extras.get("arch"):
-            return load_weights(self._architecture(), self.state_dict, self.path, self.extras["arch"])
-        return None
+    arch_model: Any = field(default=None, repr=False, compare=False)  # cache of models.architecture
 
     def check_finite(self) -> None:
         """Refuse NaN or Inf weights before training or exporting them (score reports per layer)."""
@@ -78,19 +49,6 @@ class Checkpoint:
                 raise CheckpointError(
                     f"{self.path}: '{key}' holds NaN or Inf values; the checkpoint is damaged or its training diverged"
                 )
-
-    def select_convs(self, include: list[str] | None = None, exclude: list[str] | None = None) -> list[ConvLayer]:
-        """The conv layers matching the globs; an error when there are none."""
-        found = self.conv_layers()
-        if not found:
-            raise CheckpointError(
-                f"{self.path}: no conv layers found (looked for 3-D to 5-D floating-point tensors named '*weight')"
-            )
-        chosen = select(found, include, exclude)
-        if not chosen:
-            names = ", ".join(layer.name for layer in found[:12]) + (", ..." if len(found) > 12 else "")
-            raise CheckpointError(f"no conv layer matches --layers/--exclude; the layers are: {names}")
-        return chosen
 
 
 def _check_readable(path: Path) -> None:
@@ -105,29 +63,16 @@ def _check_readable(path: Path) -> None:
 
 
 def _sniff(path: Path) -> str:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
-            raise InputFileError(f"{path}: damaged or truncated zip archive; re-save or re-download it") from None
-        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
-        if any(n.endswith("data.pkl") for n in names):
-            return "torch-zip"
+    kind = sniff(path)
+    if kind == "damaged-zip":
+        raise InputFileError(f"{path}: damaged or truncated zip archive; re-save or re-download it")
+    if kind in ("npz", "zip"):
         raise InputFileError(f"{path}: a zip archive, but not one written by torch.save or torch.jit.save")
-    if len(head) >= 9:
-        header_len = int.from_bytes(head[:8], "little")
-        if head[8:9] == b"{" and 2 <= header_len <= size - 8:
-            return "safetensors"
-    if head[:1] == b"\x80":
-        return "torch-legacy"
-    raise InputFileError(
-        f"{path}: not a checkpoint; expected a torch.save file, a .safetensors file or a TorchScript archive"
-    )
+    if kind not in ("torchscript", "torch-zip", "safetensors", "torch-legacy"):
+        raise InputFileError(
+            f"{path}: not a checkpoint; expected a torch.save file, a .safetensors file or a TorchScript archive"
+        )
+    return kind
 
 
 def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
@@ -153,19 +98,19 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
                 f"{path}: holds pickled Python objects{what}; loading it would run code from the file. "
                 "If you trust where it came from, rerun with --trust"
             ) from None
-        raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
+        raise InputFileError(f"{path}: damaged or truncated checkpoint ({first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
         if trust and isinstance(e, (AttributeError, ModuleNotFoundError)):
             raise CheckpointError(
-                f"{path}: the pickled model needs code that is not importable here ({_short(e)})"
+                f"{path}: the pickled model needs code that is not importable here ({first_line(e)})"
             ) from None
-        raise InputFileError(f"{path}: damaged or truncated checkpoint ({_short(e)})") from None
+        raise InputFileError(f"{path}: damaged or truncated checkpoint ({first_line(e)})") from None
     except Exception as e:
         if trust:  # unpickling with --trust can raise anything the file's code raises
-            raise CheckpointError(f"{path}: loading the trusted pickle failed ({_short(e)})") from None
+            raise CheckpointError(f"{path}: loading the trusted pickle failed ({first_line(e)})") from None
         # The weights-only unpickler runs no code, so anything else it raises means a malformed
         # file (torch itself raises AssertionError on some corrupt legacy files).
-        raise InputFileError(f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {_short(e)})") from None
+        raise InputFileError(f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {first_line(e)})") from None
 
 
 def _pickles_parse(path: Path) -> bool:
@@ -184,11 +129,6 @@ def _pickles_parse(path: Path) -> bool:
             except Exception:
                 return False
     return True
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]
 
 
 def _tensor_dicts(obj: Any, prefix: str = "", depth: int = 0) -> Iterable[tuple[str, dict]]:
@@ -275,7 +215,7 @@ def _load_safetensors(path: Path) -> Checkpoint:
             meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise InputFileError(f"{path}: damaged or truncated safetensors file ({_short(e)})") from None
+        raise InputFileError(f"{path}: damaged or truncated safetensors file ({first_line(e)})") from None
     extras = {}
     if FORMAT_NAME in meta:
         try:
@@ -293,7 +233,7 @@ def _load_torchscript(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as e:
-        raise InputFileError(f"{path}: damaged TorchScript archive ({_short(e)})") from None
+        raise InputFileError(f"{path}: damaged TorchScript archive ({first_line(e)})") from None
     return Checkpoint(path, "torchscript", dict(module.state_dict()), module=module)
 
 
@@ -311,102 +251,8 @@ def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False
     return ckpt
 
 
-def load_weights(model, state_dict: dict, path, arch: dict | None = None):
-    """`model` with `state_dict` loaded (strict); a mismatch is one clear CheckpointError."""
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as e:
-        lines = [line.strip().rstrip(".") for line in str(e).splitlines()[1:] if line.strip()]
-        name = (arch or {}).get("target") or (arch or {}).get("name") or type(model).__name__
-        raise CheckpointError(
-            f"{path}: its weights do not fit the architecture {name} ({'; '.join(lines)[:300]})"
-        ) from None
-    return model
-
-
-def filter_banks(ckpt: Checkpoint) -> list:
-    """Per conv, the tensors indexed by its filters. With a known model, traced (BatchNorm and the
-    mask point included); otherwise each conv weight and its bias only."""
-    from orthocli.banks import banks_from_layers, banks_from_model
-
-    model = ckpt.model()
-    if model is not None:
-        try:
-            return banks_from_model(model)
-        except Exception as e:  # fx cannot trace every model (data-dependent control flow)
-            raise CheckpointError(f"{ckpt.path}: cannot trace the model with torch.fx ({_short(e)})") from None
-    return banks_from_layers(ckpt.conv_layers(), ckpt.state_dict)
-
-
 # ---------------------------------------------------------------------------------------------
 # Writing
-
-
-def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
-    """Refuse an output path before any work is done: the input itself, an existing file without
-    --force, a directory, or a folder that does not exist."""
-    p = Path(path)
-    for i in inputs:
-        ip = Path(i)
-        if p.resolve() == ip.resolve() or (ip.exists() and p.exists() and os.path.samefile(ip, p)):
-            raise OutputError(f"{p}: is the input file; write the result to another path")
-    if p.is_dir():
-        raise OutputError(f"{p}: is a directory; give a file name")
-    if p.exists() and not force:
-        raise OutputError(f"{p}: already exists; use --force to overwrite it")
-    if not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: no such directory; create it first")
-    if not os.access(p.parent, os.W_OK):
-        raise OutputError(f"{p.parent}: directory is not writable")
-    return p
-
-
-def atomic_write(
-    path: str | os.PathLike,
-    write: Callable[[Any], None],
-    *,
-    force: bool,
-    inputs=(),
-    check: Callable[[Path], None] | None = None,
-) -> Path:
-    """Write through a temporary file in the same folder, then rename: a reader never sees a
-    half-written file, and a failure or interruption leaves the old file (if any) in place.
-    `check`, if given, is called with the written temporary file before the rename; when it
-    raises, nothing is renamed and the temporary file is removed."""
-    p = check_output(path, force=force, inputs=inputs)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
-    except OSError as e:
-        raise OutputError(f"{p}: cannot write ({e.strerror or e}); check the folder's permissions") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if check is not None:
-            check(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result is an ordinary file
-        os.replace(tmp, p)
-    except OSError as e:
-        _unlink(tmp)
-        raise OutputError(f"{p}: cannot write ({e.strerror or e}); check free space and permissions") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return p
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def make_payload(state_dict: dict, **extras: Any) -> dict:
@@ -423,16 +269,15 @@ def save(path: str | os.PathLike, payload: dict, *, force: bool = False, inputs=
     import torch
 
     cpu_payload = _to_cpu(payload)
+    from orthocli.atomic import atomic_write
+
     return atomic_write(path, lambda f: torch.save(cpu_payload, f), force=force, inputs=inputs)
 
 
 def _to_cpu(obj: Any) -> Any:
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu() if obj.device.type != "cpu" else obj
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+    def leaf(x: Any) -> Any:
+        return x.detach().cpu() if isinstance(x, torch.Tensor) and x.device.type != "cpu" else x
+
+    return map_tree(obj, leaf)

@@ -1,23 +1,30 @@
 """Physical removal of dropped filters: a smaller model that computes what the masked one did.
 
 Found with torch.fx, reusing the filter banks of `banks.py`: a bank already holds every tensor
-indexed by a conv's filters (its weight and bias, a BatchNorm, a per-channel PReLU) and the node
-after which its channels are handed on. From that node the channels are followed forward to the
-tensors that read them:
+indexed by a conv's filters (its weight and bias, a BatchNorm, a per-channel PReLU, a depthwise
+conv that reads it one to one) and the node after which its channels are handed on. From that
+node the channels are followed forward to the tensors that read them:
 
 - a conv (groups=1): its input channels are removed;
 - a BatchNorm, an activation, pooling, dropout: removed per channel, and followed further;
-- a flatten (torch.flatten / nn.Flatten / view or reshape to (N, -1)) then a Linear: each removed
-  channel removes its block of in_features (in_features / channels of them, in order);
-- a grouped or depthwise conv: refused (`CheckpointError`): removing an input channel there
-  changes the groups, and the matching channels of that conv would have to go too.
+- a depthwise conv that is the only reader (`FilterBank.follow`): its filter, bias and BatchNorm
+  for the channel go with the channel, and its output is followed further ("depthwise");
+- `torch.cat` along the channels: the layer's channels are a block of the result, at the offset
+  of the tensors before it (shapes from one run of an example input) ("concatenation");
+- a reduction over the spatial dims (`x.mean((2, 3))`, sum, amax, amin): the channels stay, in
+  a tensor of fewer dims ("spatial reduction");
+- a flatten (torch.flatten / nn.Flatten / view or reshape to (N, -1)), or a reduction to (N, C),
+  then a Linear: each removed channel removes its block of in_features, in order;
+- a grouped conv other than a following depthwise one: refused (`CheckpointError`): removing an
+  input channel there changes the groups, and the matching channels would have to go too.
+- a conv called more than once (shared weights): refused; `prune` and `train` never drop from one.
 
-Anything else that combines the channels with another tensor (a residual add, a concatenation)
-or that is the model's output cannot lose channels on one side only. Such a layer is *kept at
-full width*: its dropped filters stay in the model with zero weight, bias and BatchNorm affine
-(what `subnet.apply_drops` writes), and the result lists it with the reason. In ResNet-20 the
-inner conv of each block (`layerX.Y.conv1`) is compacted; the stem and each block's second conv
-feed a residual add and keep their width.
+Anything else that combines the channels with another tensor (a residual add) or that is the
+model's output cannot lose channels on one side only. Such a layer is *kept at full width*: its
+dropped filters stay in the model with zero weight, bias and BatchNorm affine (what
+`subnet.apply_drops` writes), and the report gives the reason. In ResNet-20 the inner conv of each
+block (`layerX.Y.conv1`) is compacted; the stem and each block's second conv feed a residual add
+and keep their width.
 
 A compact model is rebuilt from its architecture dict plus `"widths"`: {conv name: filters kept}
 (see `apply_widths`, called by `models.build_model`).
@@ -27,21 +34,31 @@ from __future__ import annotations
 
 import copy
 import operator
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
 from torch import fx, nn
 
 from orthocli.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, banks_from_model
-from orthocli.errors import CheckpointError
+from orthocli.errors import CheckpointError, first_line
+from orthocli.layers import filter_count
 
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
+_CONCAT = {torch.cat, torch.concat}
 _SHAPE_READS = {"size", "dim"}  # methods that read the batch size and the like, not the values
+_REDUCTIONS = {"mean", "sum", "amax", "amin"}  # over the spatial dims: per channel
+PATTERNS = ("concatenation", "spatial reduction", "depthwise")
+_UNFOLLOWED = (
+    "its channels reach {}, which orthocli cannot follow (docs/compaction.md lists what it follows); write that "
+    "step with a followed operation, or exclude the layer when pruning (--exclude) so it keeps its filters"
+)
 
 
 @dataclass
 class CompactReport:
-    layers: dict[str, dict] = field(default_factory=dict)  # name -> {"filters", "kept"}: compacted
+    # name -> {"filters", "kept", "patterns"}: compacted; patterns lists what its channels went through
+    layers: dict[str, dict] = field(default_factory=dict)
     kept_width: dict[str, str] = field(default_factory=dict)  # name -> why it keeps its width
 
     @property
@@ -55,10 +72,28 @@ class CompactReport:
         }
 
 
+@dataclass(frozen=True)
+class _Path:
+    """Where a layer's channels sit in the tensor being followed: channels [offset, offset +
+    filters) of `width` along dim 1, in a tensor of `ndim` dims; `flat`: flattened to (N, features),
+    each channel a block of features / width."""
+
+    offset: int
+    width: int
+    ndim: int
+    flat: bool = False
+    patterns: frozenset = frozenset()
+
+    def via(self, pattern: str, **changes) -> _Path:
+        return _Path(**{**self.__dict__, "patterns": self.patterns | {pattern}, **changes})
+
+
 @dataclass
 class _Consumer:
     kind: str  # conv_in | bn | prelu | linear_flat
     target: str  # module path
+    offset: int  # where the layer's channels start in what the consumer reads
+    width: int  # the channels the consumer reads
 
 
 class _KeepWidth(Exception):
@@ -88,64 +123,152 @@ def _describe(node: fx.Node) -> str:
     return f"'{node.name}' ({node.op} {target})"
 
 
-def _consumers(start: fx.Node, modules: dict, layer: str) -> list[_Consumer]:
-    """Every module whose weights read the channels of `start`; raises _KeepWidth or refuses."""
+def _dims(node: fx.Node, ndim: int) -> tuple[list[int], bool] | None:
+    """The dims a mean/sum/amax/amin reduces, made non-negative, and keepdim; None if not known."""
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    if dim is None or not isinstance(keep, bool):
+        return None
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not dims or not all(isinstance(d, int) and -ndim <= d < ndim for d in dims):
+        return None
+    return sorted({d % ndim for d in dims}), keep
+
+
+def _is_reduction(node: fx.Node) -> bool:
+    if node.op == "call_method":
+        return node.target in _REDUCTIONS
+    return node.op == "call_function" and node.target in (torch.mean, torch.sum, torch.amax, torch.amin)
+
+
+def _width(node: fx.Node) -> int | None:
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) > 1 else None
+
+
+def _consumers(start: fx.Node, modules: dict, bank, banks: dict, calls: Counter, shaped: bool) -> tuple[list, set]:
+    """Every module whose weights read the channels of `start`, and the patterns passed on the
+    way; raises _KeepWidth or refuses."""
+    layer = bank.name
+    filters = modules[layer].out_channels
     found: list[_Consumer] = []
-    stack = [(user, start, False) for user in start.users]
+    patterns: set[str] = set()
+    stack = [(user, start, _Path(0, filters, modules[layer].weight.dim())) for user in start.users]
     seen = set()
     while stack:
-        node, src, flat = stack.pop()
-        if (node, src) in seen:
+        node, src, path = stack.pop()
+        if (node, src, path.offset) in seen:
             continue
-        seen.add((node, src))
+        seen.add((node, src, path.offset))
+        patterns |= path.patterns
         if node.op == "output":
-            raise _KeepWidth(f"its channels are an output of the model ({_describe(src)})")
+            raise _KeepWidth(
+                f"its channels are an output of the model ({_describe(src)}); outputs keep every channel. prune and train "
+                "no longer drop from such a layer: prune again"
+            )
         if node.op == "call_method" and node.target in _SHAPE_READS:
             continue
-        combines = node.op == "call_function" and node.target in _ELEMENTWISE | {torch.cat, torch.stack, torch.concat}
-        if combines and not (node.target in _ELEMENTWISE and sum(isinstance(a, fx.Node) for a in node.args) == 1):
-            raise _KeepWidth(f"its channels meet another tensor at '{node.name}' (a residual add or concatenation)")
-        if not combines and (not node.args or node.args[0] is not src):
-            raise _KeepWidth(f"its channels reach {_describe(node)}, which orthocli cannot follow")
-        mod = modules.get(node.target) if node.op == "call_module" else None
-        follow = True
-        if isinstance(mod, nn.modules.conv._ConvNd):
-            if flat:
-                raise _KeepWidth(f"its flattened channels reach the conv {_describe(node)}")
-            if mod.groups > 1:
-                raise CheckpointError(
-                    f"--compact: layer '{layer}' feeds the grouped conv '{node.target}' (groups={mod.groups}); removing its "
-                    "filters would change that conv's groups. Exclude the layer when pruning, or export without --compact"
+        if node.op == "call_function" and node.target in _CONCAT:
+            parts = node.args[0]
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if not isinstance(parts, (list, tuple)) or dim % path.ndim != 1 or path.flat:
+                raise _KeepWidth(
+                    f"its channels are concatenated at '{node.name}' along a dim other than the channels; only "
+                    "torch.cat(..., dim=1) is followed"
                 )
-            found.append(_Consumer("conv_in", node.target))
-            follow = False
+            widths = [_width(p) if isinstance(p, fx.Node) else None for p in parts]
+            if not shaped or any(w is None for w in widths):
+                raise _KeepWidth(
+                    f"its channels are concatenated at '{node.name}'; following a concatenation needs the widths of its "
+                    "inputs, from a run of an example input (give --input-shape)"
+                )
+            for i, p in enumerate(parts):
+                if p is src:
+                    offset = sum(widths[:i]) + path.offset
+                    more = path.via("concatenation", offset=offset, width=sum(widths))
+                    stack.extend((user, node, more) for user in node.users)
+            continue
+        if node.op == "call_function" and node.target in _ELEMENTWISE | {torch.stack}:
+            if node.target is torch.stack or sum(isinstance(a, fx.Node) for a in node.args) != 1:
+                raise _KeepWidth(
+                    f"its channels meet another tensor at '{node.name}' (a residual add or the like), which needs both "
+                    "at the same width; exclude the layer when pruning (--exclude) if it should keep every filter"
+                )
+            stack.extend((user, node, path) for user in node.users)  # x * 2, x + 1: element-wise with a constant
+            continue
+        if not node.args or node.args[0] is not src:
+            raise _KeepWidth(_UNFOLLOWED.format(_describe(node)))
+        mod = modules.get(node.target) if node.op == "call_module" else None
+        follow, nxt = True, node
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            if path.flat:
+                raise _KeepWidth(f"its flattened channels reach the conv {_describe(node)}")
+            if calls[node.target] > 1:
+                raise _KeepWidth(
+                    f"its channels reach the conv '{node.target}', which is called {calls[node.target]} times (shared "
+                    "weights): its input channels cannot shrink at one call only"
+                )
+            if node.target in bank.follow:
+                nxt = _node_named(node.graph, banks[node.target].mask_node)
+                path = path.via("depthwise")
+                patterns.add("depthwise")
+            elif mod.groups > 1:
+                raise CheckpointError(
+                    f"--compact: layer '{layer}' feeds the grouped conv '{node.target}' (groups={mod.groups}); removing "
+                    "its filters would change that conv's groups. Exclude the layer when pruning, or export without "
+                    "--compact"
+                )
+            else:
+                found.append(_Consumer("conv_in", node.target, path.offset, path.width))
+                follow = False
         elif isinstance(mod, nn.Linear):
-            if not flat:
-                raise _KeepWidth(f"its channels reach the Linear {_describe(node)} without a flatten")
-            found.append(_Consumer("linear_flat", node.target))
+            if not path.flat:
+                raise _KeepWidth(
+                    f"its channels reach the Linear {_describe(node)} without a flatten or a spatial reduction"
+                )
+            found.append(_Consumer("linear_flat", node.target, path.offset, path.width))
             follow = False
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            if flat:
+            if path.flat:
                 raise _KeepWidth(f"its flattened channels reach the BatchNorm {_describe(node)}")
-            found.append(_Consumer("bn", node.target))
+            found.append(_Consumer("bn", node.target, path.offset, path.width))
         elif isinstance(mod, nn.PReLU):
             if mod.num_parameters > 1:
-                if flat:
+                if path.flat:
                     raise _KeepWidth(f"its flattened channels reach the PReLU {_describe(node)}")
-                found.append(_Consumer("prelu", node.target))
+                found.append(_Consumer("prelu", node.target, path.offset, path.width))
         elif _flatten_start(node, modules) is not None:
-            if flat or _flatten_start(node, modules) != 1:
+            if path.flat or _flatten_start(node, modules) != 1:
                 raise _KeepWidth(f"its channels are reshaped at {_describe(node)}")
-            flat = True
-        elif isinstance(mod, PER_CHANNEL_MODULES) or node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS or node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
+            path = _Path(path.offset, path.width, 2, True, path.patterns)
+        elif _is_reduction(node):
+            reduced = None if path.flat else _dims(node, path.ndim)
+            if reduced is None or reduced[0][0] < 2:
+                raise _KeepWidth(
+                    f"its channels are reduced at {_describe(node)} over a dim other than the spatial ones"
+                )
+            dims, keep = reduced
+            ndim = path.ndim if keep else path.ndim - len(dims)
+            path = path.via("spatial reduction", ndim=ndim, flat=ndim == 2)
+            patterns.add("spatial reduction")
+        elif (
+            isinstance(mod, PER_CHANNEL_MODULES)
+            or node.op == "call_function"
+            and node.target in PER_CHANNEL_FUNCTIONS
+            or node.op == "call_method"
+            and node.target in PER_CHANNEL_METHODS
+        ):
             pass
-        elif combines:
-            pass  # x * 2, x + 1: element-wise with a constant
         else:
-            raise _KeepWidth(f"its channels reach {_describe(node)}, which orthocli cannot follow")
+            raise _KeepWidth(_UNFOLLOWED.format(_describe(node)))
         if follow:
-            stack.extend((user, node, flat) for user in node.users)
-    return found
+            stack.extend((user, nxt, path) for user in nxt.users)
+    return found, patterns
+
+
+def _node_named(graph: fx.Graph, name: str) -> fx.Node:
+    return next(n for n in graph.nodes if n.name == name)
 
 
 def _replace(model: nn.Module, key: str, dim: int, keep: torch.Tensor) -> torch.Tensor:
@@ -178,33 +301,52 @@ def _sync_sizes(mod: nn.Module) -> None:
         mod.num_parameters = mod.weight.numel()
 
 
-def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport:
+def compact(model: nn.Module, dropped: dict[str, torch.Tensor], example: torch.Tensor | None = None) -> CompactReport:
     """Remove the `dropped` filters (conv name -> filter indices) from `model`, in place, with the
     channels that read them. Layers that must keep their width get their dropped filters zeroed
-    instead. Raises CheckpointError for what cannot be done (see the module docstring)."""
+    instead. `example`: an input batch, run once to learn the widths a concatenation joins (without
+    it a layer whose channels are concatenated keeps its width). Raises CheckpointError for what
+    cannot be done (see the module docstring)."""
     try:
         gm = fx.symbolic_trace(model)
         banks = {b.name: b for b in banks_from_model(model)}
+        if example is not None:
+            from torch.fx.passes.shape_prop import ShapeProp
+
+            modes = [(m, m.training) for m in model.modules()]
+            model.eval()  # a run in training mode would move BatchNorm's running statistics
+            try:
+                with torch.no_grad():
+                    ShapeProp(gm).propagate(example)
+            finally:
+                for m, mode in modes:
+                    m.training = mode
     except Exception as e:  # data-dependent control flow and the like
-        raise CheckpointError(
-            f"--compact: cannot trace the model with torch.fx ({str(e).splitlines()[0][:160]})"
-        ) from None
+        raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({first_line(e)})") from None
     nodes = {n.name: n for n in gm.graph.nodes}
     modules = dict(model.named_modules())
+    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
     report = CompactReport()
-    plans = []
+    keeps: dict[str, torch.Tensor] = {}
+    removed: dict[tuple[str, str], tuple[int, set[int]]] = {}  # (consumer, kind) -> (width read, channels gone)
     for name, idx in dropped.items():
         bank = banks.get(name)
         if bank is None:
             raise CheckpointError(f"--compact: the drop record names layer '{name}', which the model does not have")
         conv = modules[name]
-        filters = conv.weight.shape[1] * conv.groups if conv.transposed else conv.weight.shape[0]
+        filters = filter_count(conv.weight, conv.groups, conv.transposed)
         idx = torch.as_tensor(idx, dtype=torch.long).unique()
         if idx.numel() == 0:
             continue
         if int(idx.max()) >= filters or int(idx.min()) < 0:
             raise CheckpointError(
                 f"--compact: layer '{name}' has {filters} filters; the drop record names filter {int(idx.max())}"
+            )
+        if calls[name] > 1:
+            raise CheckpointError(
+                f"--compact: layer '{name}' is called {calls[name]} times in forward() (shared weights); its filters "
+                "cannot be removed at one call only. Prune again (prune and train no longer drop from a shared conv), "
+                "or export without --compact"
             )
         if conv.groups > 1:
             raise CheckpointError(
@@ -215,66 +357,77 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor]) -> CompactReport
             raise CheckpointError(
                 f"--compact: the drop record drops all {filters} filters of layer '{name}'; nothing would be left"
             )
-        keep = torch.ones(filters, dtype=torch.bool)
-        keep[idx] = False
-        keep = keep.nonzero().flatten()
         try:
-            consumers = _consumers(nodes[bank.mask_node], modules, name)
+            consumers, patterns = _consumers(nodes[bank.mask_node], modules, bank, banks, calls, example is not None)
         except _KeepWidth as why:
             report.kept_width[name] = str(why)
             _zero_dropped(model, bank, idx)
             continue
-        plans.append((name, bank, filters, keep, consumers))
+        for c in consumers:
+            width, gone = removed.setdefault((c.target, c.kind), (c.width, set()))
+            if width != c.width:
+                raise CheckpointError(f"--compact: '{c.target}' reads the channels of '{name}' at two different widths")
+            gone.update((idx + c.offset).tolist())
+        keep = torch.ones(filters, dtype=torch.bool)
+        keep[idx] = False
+        keeps[name] = keep.nonzero().flatten()
+        report.layers[name] = {
+            "filters": filters,
+            "kept": len(keeps[name]),
+            "patterns": [p for p in PATTERNS if p in patterns],
+        }
     with torch.no_grad():
-        for name, bank, filters, keep, consumers in plans:
-            for ch in bank.channels:
+        for name, keep in keeps.items():
+            for ch in banks[name].channels:
                 _replace(model, ch.key, ch.dim, keep)
-            for c in consumers:
-                mod = modules[c.target]
-                if c.kind == "conv_in":
-                    _replace(model, f"{c.target}.weight", 0 if mod.transposed else 1, keep)
-                elif c.kind == "bn":
-                    for attr in ("weight", "bias", "running_mean", "running_var"):
-                        if getattr(mod, attr, None) is not None:
-                            _replace(model, f"{c.target}.{attr}", 0, keep)
-                elif c.kind == "prelu":
-                    _replace(model, f"{c.target}.weight", 0, keep)
-                elif c.kind == "linear_flat":
-                    features = mod.weight.shape[1]
-                    if features % filters:
-                        raise CheckpointError(
-                            f"--compact: the Linear '{c.target}' after layer '{name}' has {features} inputs, not a multiple "
-                            f"of the layer's {filters} channels"
-                        )
-                    block = features // filters
-                    cols = (keep[:, None] * block + torch.arange(block)).flatten()
-                    _replace(model, f"{c.target}.weight", 1, cols)
-                _sync_sizes(mod)
-            _sync_sizes(modules[name])
-            for ch in bank.channels:
                 _sync_sizes(modules[ch.key.rpartition(".")[0]])
-            report.layers[name] = {"filters": filters, "kept": len(keep)}
+            for dw in banks[name].follow:
+                mod = modules[dw]
+                mod.groups = mod.in_channels = mod.out_channels = mod.weight.shape[0]
+        for (target, kind), (width, gone) in removed.items():
+            mod = modules[target]
+            keep = torch.tensor([i for i in range(width) if i not in gone], dtype=torch.long)
+            if kind == "conv_in":
+                _replace(model, f"{target}.weight", 0 if mod.transposed else 1, keep)
+            elif kind == "bn":
+                for attr in ("weight", "bias", "running_mean", "running_var"):
+                    if getattr(mod, attr, None) is not None:
+                        _replace(model, f"{target}.{attr}", 0, keep)
+            elif kind == "prelu":
+                _replace(model, f"{target}.weight", 0, keep)
+            elif kind == "linear_flat":
+                features = mod.weight.shape[1]
+                if features % width:
+                    raise CheckpointError(
+                        f"--compact: the Linear '{target}' has {features} inputs, not a multiple of the {width} "
+                        "channels it reads"
+                    )
+                block = features // width
+                _replace(model, f"{target}.weight", 1, (keep[:, None] * block + torch.arange(block)).flatten())
+            _sync_sizes(mod)
     return report
 
 
 def _zero_dropped(model: nn.Module, bank, idx: torch.Tensor) -> None:
     """What `subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters."""
-    from orthocli.subnet import _DROPPED_VALUE
+    from orthocli.subnet import DROPPED_VALUE
 
     tensors = dict(model.named_parameters())
     with torch.no_grad():
         for ch in bank.channels:
-            if ch.role in _DROPPED_VALUE and ch.key in tensors:
-                tensors[ch.key].index_fill_(ch.dim, idx.to(tensors[ch.key].device), _DROPPED_VALUE[ch.role])
+            if ch.role in DROPPED_VALUE and ch.key in tensors:
+                tensors[ch.key].index_fill_(ch.dim, idx.to(tensors[ch.key].device), DROPPED_VALUE[ch.role])
 
 
-def compacted(model: nn.Module, dropped: dict[str, torch.Tensor]) -> tuple[nn.Module, CompactReport]:
+def compacted(
+    model: nn.Module, dropped: dict[str, torch.Tensor], example: torch.Tensor | None = None
+) -> tuple[nn.Module, CompactReport]:
     """A compact copy of `model`; the original is left as it is."""
     small = copy.deepcopy(model)
-    return small, compact(small, dropped)
+    return small, compact(small, dropped, example)
 
 
-def apply_widths(model: nn.Module, widths: dict[str, int]) -> nn.Module:
+def apply_widths(model: nn.Module, widths: dict[str, int], example: torch.Tensor | None = None) -> nn.Module:
     """Shrink a freshly built model to recorded widths (conv name -> filters kept), in place, so a
     compact state dict loads into it. Which filters go does not matter here: values come from the
     state dict; the shapes are the same as those `compact` produced."""
@@ -284,11 +437,11 @@ def apply_widths(model: nn.Module, widths: dict[str, int]) -> nn.Module:
         conv = modules.get(name)
         if not isinstance(conv, nn.modules.conv._ConvNd):
             raise CheckpointError(f"the architecture's widths name '{name}', which is not a conv layer of the model")
-        filters = conv.weight.shape[1] * conv.groups if conv.transposed else conv.weight.shape[0]
+        filters = filter_count(conv.weight, conv.groups, conv.transposed)
         if not 0 < int(kept) <= filters:
             raise CheckpointError(f"the architecture's widths give layer '{name}' {kept} filters; it has {filters}")
         dropped[name] = torch.arange(int(kept), filters)
-    report = compact(model, dropped)
+    report = compact(model, dropped, example)
     if report.kept_width:
         name, why = next(iter(report.kept_width.items()))
         raise CheckpointError(f"cannot rebuild the compact model: layer '{name}' cannot be narrowed ({why})")

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orthocli.errors import DataError, UsageError
+from orthocli.errors import DataError, UsageError, first_line
+from orthocli.formats import sniff
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then a 3x32x32 image in CHW order
@@ -153,34 +154,20 @@ def _make_arrays(x, y, where: Path, xkey: str = "x", ykey: str = "y", spatial_di
 
 
 def _sniff(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if not head:
+    kind = sniff(path)
+    if kind == "empty":
         raise DataError(f"{path}: file is empty; {FORMATS_HINT}")
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError):
-            raise DataError(f"{path}: damaged or truncated zip archive; re-save or re-download it") from None
-        if any(n.endswith("data.pkl") for n in names):
-            return "torch"
-        if names and all(n.endswith(".npy") for n in names):
-            return "npz"
-    if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
-        return "safetensors"
-    if head[:1] == b"\x80":
-        return "torch"  # legacy (pre-zip) torch.save pickle
-    if head.startswith(b"\x93NUMPY"):
+    if kind == "damaged-zip":
+        raise DataError(f"{path}: damaged or truncated zip archive; re-save or re-download it")
+    if kind in ("torch-zip", "torchscript", "torch-legacy"):  # a TorchScript archive holds data.pkl too
+        return "torch"
+    if kind in ("npz", "safetensors"):
+        return kind
+    if kind == "npy":
         raise DataError(f"{path}: a single .npy array; save inputs and labels together: numpy.savez(path, x=x, y=y)")
     if path.suffix.lower() in (".npz", ".pt", ".pth", ".safetensors"):
         raise DataError(f"{path}: damaged or not a real {path.suffix} file; re-save or re-download it")
     raise DataError(f"{path}: unknown data format; {FORMATS_HINT}")
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]
 
 
 def _read_npz(path: Path) -> dict:
@@ -190,9 +177,9 @@ def _read_npz(path: Path) -> dict:
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise DataError(f"{path}: holds pickled Python objects; store plain numeric arrays") from None
-        raise DataError(f"{path}: damaged .npz file ({_short(e)}); re-save or re-download it") from None
+        raise DataError(f"{path}: damaged .npz file ({first_line(e)}); re-save or re-download it") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise DataError(f"{path}: damaged .npz file ({_short(e)}); re-save or re-download it") from None
+        raise DataError(f"{path}: damaged .npz file ({first_line(e)}); re-save or re-download it") from None
 
 
 def _read_torch(path: Path) -> dict:
@@ -201,9 +188,9 @@ def _read_torch(path: Path) -> dict:
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             raise DataError(f"{path}: holds objects other than tensors; {TORCH_HINT}") from None
-        raise DataError(f"{path}: damaged torch file ({_short(e)}); re-save or re-download it") from None
+        raise DataError(f"{path}: damaged torch file ({first_line(e)}); re-save or re-download it") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
-        raise DataError(f"{path}: damaged torch file ({_short(e)}); re-save or re-download it") from None
+        raise DataError(f"{path}: damaged torch file ({first_line(e)}); re-save or re-download it") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: holds a {type(obj).__name__}, not a dict; {TORCH_HINT}")
     return obj
@@ -216,7 +203,7 @@ def _read_safetensors(path: Path) -> dict:
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise DataError(f"{path}: damaged .safetensors file ({_short(e)}); re-save or re-download it") from None
+        raise DataError(f"{path}: damaged .safetensors file ({first_line(e)}); re-save or re-download it") from None
 
 
 def _from_mapping(d: dict, path: Path) -> tuple[Arrays, Arrays | None]:
@@ -292,7 +279,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read it ({_short(e)}); re-download it") from None
+        raise DataError(f"{path}: cannot read it ({first_line(e)}); re-download it") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'}); re-download it")
     if raw[3] != ndim:
@@ -364,7 +351,7 @@ def _load_images(root: Path, classes: list[tuple[Path, list[Path]]]) -> Arrays:
                         )
                     xs.append(_image_array(im))
             except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise DataError(f"{f}: cannot read the image ({_short(e)}); fix or remove it") from None
+                raise DataError(f"{f}: cannot read the image ({first_line(e)}); fix or remove it") from None
             ys.append(label)
     channels = max(a.shape[0] for a in xs)
     x = np.stack([np.broadcast_to(a, (channels, *a.shape[1:])) for a in xs]).astype(np.float32)

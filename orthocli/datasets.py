@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from orthocli import data as memory
 from orthocli.data import CIFAR_RECORD, IDX_DTYPES, STD_FLOOR, Arrays, DataError, DataSplits, UsageError
+from orthocli.errors import first_line
 
 NORM_SAMPLES = 1000  # training samples the normalisation statistics are computed from (all if fewer)
 MAX_AUTO_WORKERS = 4  # --workers default: the CPU cores this process may use, at most this many
@@ -174,7 +175,7 @@ class IdxSource(Source):
             try:
                 self._bytes: bytes | None = gzip.decompress(images.read_bytes())
             except (OSError, EOFError, zlib.error) as e:
-                raise DataError(f"{images}: cannot read it ({memory._short(e)}); re-download it") from None
+                raise DataError(f"{images}: cannot read it ({first_line(e)}); re-download it") from None
             head, total = self._bytes[:16], len(self._bytes)
             self._reader = None
         else:
@@ -229,7 +230,7 @@ class ImageFolderSource(Source):
                         mode, im_size = im.mode, im.size
                         colour = colour or _is_colour(im)
                 except (*unreadable, OSError, ValueError) as e:
-                    raise DataError(f"{f}: cannot read the image ({memory._short(e)}); fix or remove it") from None
+                    raise DataError(f"{f}: cannot read the image ({first_line(e)}); fix or remove it") from None
                 wide = wide or mode in ("I", "F") or mode.startswith("I;16")
                 if image_size is None:
                     if size is None:
@@ -256,7 +257,7 @@ class ImageFolderSource(Source):
                     im = _resize_crop(im, self.image_size)
                 a = memory._image_array(im)
         except (*unreadable, OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read the image ({memory._short(e)}); fix or remove it") from None
+            raise DataError(f"{path}: cannot read the image ({first_line(e)}); fix or remove it") from None
         if a.shape[1:] != self.spatial_shape:
             raise DataError(
                 f"{path}: image is {a.shape[2]}x{a.shape[1]}, the others {self.spatial_shape[1]}x"

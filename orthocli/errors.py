@@ -43,3 +43,10 @@ class TrustError(OrthoError):
 
 class DataError(OrthoError):
     exit_code = EXIT_DATA
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """An exception's message cut to its first line, for a one-line error; its type's name where
+    the message is empty (`str(e).splitlines()[0]` raises IndexError there)."""
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]

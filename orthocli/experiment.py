@@ -288,7 +288,7 @@ class Experiment:
         return paths
 
     def check_outputs(self, force: bool) -> None:
-        from orthocli import checkpoint as ckpt_io
+        from orthocli.atomic import check_output
 
         m = self.meta
         inputs = [str(p) for p in (m.model.checkpoint, m.data.data, m.data.test_data) if p]
@@ -296,7 +296,7 @@ class Experiment:
         if len(set(map(os.path.abspath, paths))) < len(paths):
             raise UsageError("two outputs share one path; give --metrics, --plot and -o different files")
         for p in paths:
-            ckpt_io.check_output(p, force=force, inputs=inputs)
+            check_output(p, force=force, inputs=inputs)
 
     def prepared_data(self):
         from orthocli.datasets import prepare
@@ -541,7 +541,7 @@ def model_from_checkpoint(m: ModelOptions, data):
 
     from orthocli import checkpoint as ckpt_io
     from orthocli.errors import CheckpointError
-    from orthocli.models import arch_spec, build_model
+    from orthocli.models import arch_spec, build_model, load_weights
 
     path = str(m.checkpoint)
     ck = ckpt_io.load(path, key=m.key, trust=m.trust)
@@ -556,7 +556,7 @@ def model_from_checkpoint(m: ModelOptions, data):
         )
     ck.check_finite()
     if arch is not None:
-        model = ckpt_io.load_weights(build_model(arch), ck.state_dict, path, arch)
+        model = load_weights(build_model(arch), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:

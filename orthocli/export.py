@@ -48,7 +48,10 @@ import torch
 
 from orthocli import __version__
 from orthocli import checkpoint as ckpt_io
-from orthocli.errors import CheckpointError, UsageError
+from orthocli.atomic import atomic_write, check_output
+from orthocli.errors import CheckpointError, UsageError, first_line
+from orthocli.models import model_of
+from orthocli.trees import map_tree
 
 FORMATS = ("safetensors", "pt", "torchscript", "onnx", "orthocli")
 SUFFIXES = {
@@ -99,12 +102,13 @@ def require_onnx() -> None:
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(
-            f"ONNX export needs the optional extra: pip install 'orthocli[onnx]' ({' and '.join(missing)} not installed)"
+            f"ONNX export needs the optional extra: pip install 'orthocli[onnx]' ({' and '.join(missing)} not "
+            "installed)"
         )
 
 
 @dataclass
-class Plan:
+class ExportSpec:
     """What is exported: the module to run and trace, the tensors to write, the extras."""
 
     model: Any  # the exported model (compact, masked or plain), None without an architecture
@@ -118,7 +122,7 @@ class Plan:
 
 def _source_model(ckpt) -> Any:
     ckpt.check_finite()
-    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else ckpt.model()
+    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else model_of(ckpt)
     return model.eval() if model is not None else None
 
 
@@ -150,11 +154,13 @@ def _masked(model, dropped: dict) -> Any:
     from orthocli.banks import banks_from_model, masked_forward
     from orthocli.subnet import masks_from_record
 
-    gm, masks = masked_forward(model, banks_from_model(model))
+    banks = banks_from_model(model)
+    gm, masks = masked_forward(model, banks)
     unknown = sorted(set(dropped) - set(masks))
     if unknown:
         raise CheckpointError(f"the drop record names layers the model does not have: {', '.join(unknown)}")
-    masks_from_record({"layers": {n: {"dropped": i} for n, i in dropped.items()}}, masks)
+    follow = {b.name: b.follow for b in banks}
+    masks_from_record({"layers": {n: {"dropped": i, "follow": follow[n]} for n, i in dropped.items()}}, masks)
     return gm.eval()
 
 
@@ -175,26 +181,20 @@ def _diff(a, b) -> float:
     return float((a - b).abs().max()) if a.numel() else 0.0
 
 
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
-
-
 # --- metadata ----------------------------------------------------------------------------------
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return None
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
+    """Tensors as lists, NaN and Inf as None, anything else not JSON as its str."""
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.tolist()
+        if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+            return None
+        return x if x is None or isinstance(x, (bool, int, float, str)) else str(x)
+
+    return map_tree(obj, leaf)
 
 
 def prune_summary(extras: dict) -> dict | None:
@@ -227,22 +227,22 @@ def _plain(state_dict: dict) -> dict:
     return {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
 
 
-def _serialize(fmt: str, plan: Plan, ckpt, compact_doc: dict | None, probe: torch.Tensor | None) -> bytes:
+def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe: torch.Tensor | None) -> bytes:
     buf = io.BytesIO()
     if fmt == "safetensors":
         from safetensors.torch import save
 
-        return save(_plain(plan.state_dict), metadata=metadata(ckpt.extras, plan.arch, compact_doc))
+        return save(_plain(spec.state_dict), metadata=metadata(ckpt.extras, spec.arch, compact_doc))
     if fmt == "pt":
-        torch.save(_plain(plan.state_dict), buf)
+        torch.save(_plain(spec.state_dict), buf)
     elif fmt == "orthocli":
-        torch.save(_payload(ckpt, plan, compact_doc), buf)
+        torch.save(_payload(ckpt, spec, compact_doc), buf)
     elif fmt == "torchscript":
         with warnings.catch_warnings():  # torch 2.9+ marks TorchScript deprecated; it still loads everywhere
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(_script(plan.model, probe), buf)
+            torch.jit.save(_script(spec.model, probe), buf)
     elif fmt == "onnx":
-        return _onnx_bytes(plan.model, probe)
+        return _onnx_bytes(spec.model, probe)
     return buf.getvalue()
 
 
@@ -254,7 +254,7 @@ def _script(model, probe: torch.Tensor):
             warnings.simplefilter("ignore")
             return torch.jit.trace(model, probe)
     except Exception as e:
-        raise CheckpointError(f"cannot trace the model for TorchScript ({_short(e)})") from None
+        raise CheckpointError(f"cannot trace the model for TorchScript ({first_line(e, 200)})") from None
 
 
 def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
@@ -272,7 +272,7 @@ def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
                 verbose=False,
             )
     except Exception as e:
-        raise CheckpointError(f"cannot export the model to ONNX ({_short(e)})") from None
+        raise CheckpointError(f"cannot export the model to ONNX ({first_line(e, 200)})") from None
     return program.model_proto.SerializeToString()
 
 
@@ -290,24 +290,14 @@ def _quiet(logger: str):
 
 
 def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
-    """(runnable module or None, state dict or None, safetensors metadata) of a written file."""
-    if fmt == "safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return None, load_file(str(path)), meta
-    if fmt == "pt":
-        return None, torch.load(path, map_location="cpu", weights_only=True), {}
-    if fmt == "orthocli":
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        return None, payload["state_dict"], {"arch": payload.get("arch")}
+    """(runnable module or None, state dict or None, orthocli extras) of a written file, read as
+    any checkpoint is (checkpoint.py); ONNX, which is no checkpoint, through onnxruntime."""
+    if fmt == "onnx":
+        return _OnnxRunner(path), None, {}
+    ckpt = ckpt_io.load(path)
     if fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.load(str(path), map_location="cpu").eval(), None, {}
-    return _OnnxRunner(path), None, {}
+        return ckpt.module.eval(), None, {}
+    return None, ckpt.state_dict, ckpt.extras
 
 
 class _OnnxRunner:
@@ -327,49 +317,50 @@ class _OnnxRunner:
         return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
 
 
-def _verify(fmt: str, path: Path, plan: Plan, probe: torch.Tensor | None) -> tuple[float, str]:
+def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) -> tuple[float, str]:
     """Load the written file once: the max abs difference to the source, and what was compared
     ("outputs" on the probe batch, or "tensors" where there is no model to run)."""
     try:
         runnable, state, got_meta = _load_back(fmt, path)
-        if fmt == "safetensors":
-            json.loads(got_meta[ckpt_io.FORMAT_NAME])
+        if fmt == "safetensors" and not got_meta:
+            raise CheckpointError(f"verification failed: the written {fmt} file lost its metadata; nothing was written")
         if (
             runnable is None
             and probe is not None
-            and plan.model is not None
-            and not isinstance(plan.model, torch.jit.ScriptModule)
+            and spec.model is not None
+            and not isinstance(spec.model, torch.jit.ScriptModule)
         ):
-            runnable = _rebuild(plan, got_meta.get("arch") if fmt == "orthocli" else plan.arch)
+            runnable = _rebuild(spec, got_meta.get("arch") if fmt == "orthocli" else spec.arch)
             runnable.load_state_dict(state, strict=True)
         if runnable is not None:
-            return _diff(_run(runnable, probe), plan.expected), "outputs"
+            return _diff(_run(runnable, probe), spec.expected), "outputs"
     except CheckpointError:
         raise
     except Exception as e:
         raise CheckpointError(
-            f"verification failed: the written {fmt} file does not load back ({_short(e)}); nothing was written"
+            f"verification failed: the written {fmt} file does not load back ({first_line(e, 200)}); nothing was "
+            "written"
         ) from None
-    if set(state) != set(plan.state_dict):
+    if set(state) != set(spec.state_dict):
         raise CheckpointError(
             "verification failed: the written file's keys differ from the source; nothing was written"
         )
-    return max((_diff(state[k], plan.state_dict[k]) for k in state), default=0.0), "tensors"
+    return max((_diff(state[k], spec.state_dict[k]) for k in state), default=0.0), "tensors"
 
 
-def _rebuild(plan: Plan, arch: dict | None):
+def _rebuild(spec: ExportSpec, arch: dict | None):
     if arch:
         from orthocli.models import build_model
 
         return build_model(arch).eval()
-    return copy.deepcopy(plan.model).eval()
+    return copy.deepcopy(spec.model).eval()
 
 
-def _checked(fmt: str, plan: Plan, probe, result: dict):
+def _checked(fmt: str, spec: ExportSpec, probe, result: dict):
     """The check `atomic_write` runs on the temporary file; fills `result`."""
 
     def check(path: Path) -> None:
-        diff, against = _verify(fmt, path, plan, probe)
+        diff, against = _verify(fmt, path, spec, probe)
         result.update(max_abs_diff=diff, against=against)
         if not diff <= VERIFY_TOL:
             raise CheckpointError(
@@ -424,7 +415,7 @@ def export(
     fmt = format_for(output, fmt)
     if fmt == "onnx":
         require_onnx()
-    ckpt_io.check_output(output, force=force, inputs=[source])
+    check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     model, arch, dropped = _source_model(ckpt), ckpt.extras.get("arch"), _dropped(ckpt.extras)
     _refuse(ckpt, fmt, compact, model, arch, dropped)
@@ -437,24 +428,24 @@ def export(
 
     report, leak = None, None
     if compact:
-        plan, report = _compact_plan(model, masked, dropped, arch, probe)
+        spec, report = _compact_spec(model, masked, dropped, arch, probe)
     else:
         exported = masked if (masked is not None and fmt in _NEEDS_MODEL) else model
-        plan = Plan(exported, ckpt.state_dict, arch, _run(exported, probe) if probe is not None else None)
+        spec = ExportSpec(exported, ckpt.state_dict, arch, _run(exported, probe) if probe is not None else None)
         if masked is not None:
             leak = _diff(_run(model, probe), _run(masked, probe))
     compact_doc = None if report is None else {**report.to_json(), "source": str(source)}
-    data = _serialize(fmt, plan, ckpt, compact_doc, probe)
+    data = _serialize(fmt, spec, ckpt, compact_doc, probe)
     result: dict = {}
-    ckpt_io.atomic_write(
-        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, plan, probe, result)
+    atomic_write(
+        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, spec, probe, result)
     )
 
-    timed = [model, plan.model] if compact else [plan.model]
-    ms = median_ms(timed, probe) if probe is not None and plan.model is not None else [None] * len(timed)
+    timed = [model, spec.model] if compact else [spec.model]
+    ms = median_ms(timed, probe) if probe is not None and spec.model is not None else [None] * len(timed)
     before = None
     if compact:  # the same export without --compact, serialized in memory to measure its size
-        full = Plan(masked if fmt in _NEEDS_MODEL else model, ckpt.state_dict, arch, None)
+        full = ExportSpec(masked if fmt in _NEEDS_MODEL else model, ckpt.state_dict, arch, None)
         before = _stats(model, ckpt.state_dict, len(_serialize(fmt, full, ckpt, None, probe)), ms[0])
     return {
         "checkpoint": str(source),
@@ -470,9 +461,35 @@ def export(
         "dropped_filters": sum(len(i) for i in dropped.values()),
         "masked_max_abs_diff": leak,
         "before": before,
-        "after": _stats(plan.model, plan.state_dict, Path(output).stat().st_size, ms[-1]),
-        "compaction": report.to_json() if report is not None else None,
+        "after": _stats(spec.model, spec.state_dict, Path(output).stat().st_size, ms[-1]),
+        "compaction": None
+        if report is None
+        else {**report.to_json(), "patterns": pattern_savings(model, dropped, report, probe)},
     }
+
+
+def pattern_savings(model, dropped: dict, report, probe: torch.Tensor) -> list[dict]:
+    """What each compaction pattern (concatenation, spatial reduction, depthwise) gave on this
+    model: the layers whose channels went through it, compacted alone, against the full model:
+    parameters removed and median forward time saved (`median_ms`, on the probe batch)."""
+    from orthocli.compact import PATTERNS, compacted, param_count
+
+    savings = []
+    for pattern in PATTERNS:
+        layers = [name for name, info in report.layers.items() if pattern in info["patterns"]]
+        if not layers:
+            continue
+        small, _ = compacted(model, {name: dropped[name] for name in layers}, probe)
+        full_ms, small_ms = median_ms([model, small.eval()], probe)
+        savings.append(
+            {
+                "pattern": pattern,
+                "layers": layers,
+                "params_saved": param_count(model) - param_count(small),
+                "ms_saved": round(full_ms - small_ms, 4),
+            }
+        )
+    return savings
 
 
 def _masked_or_none(model, dropped: dict, probe, *, required: bool):
@@ -486,15 +503,15 @@ def _masked_or_none(model, dropped: dict, probe, *, required: bool):
     except Exception as e:  # fx cannot trace every model
         if required:
             raise CheckpointError(
-                f"cannot trace the model with torch.fx to apply its drop masks ({_short(e)})"
+                f"cannot trace the model with torch.fx to apply its drop masks ({first_line(e, 200)})"
             ) from None
         return None
 
 
-def _compact_plan(model, masked, dropped: dict, arch: dict | None, probe: torch.Tensor):
+def _compact_spec(model, masked, dropped: dict, arch: dict | None, probe: torch.Tensor):
     from orthocli.compact import compacted
 
-    small, report = compacted(model, dropped)
+    small, report = compacted(model, dropped, probe)
     expected = _run(small.eval(), probe)
     gap = _diff(expected, _run(masked, probe))
     if not gap <= COMPACT_TOL:
@@ -504,7 +521,7 @@ def _compact_plan(model, masked, dropped: dict, arch: dict | None, probe: torch.
             + (f"; layers kept at full width leak through their dropped filters ({kept})" if kept else "")
         )
     out_arch = dict(arch, widths={**arch.get("widths", {}), **report.widths}) if arch else None
-    return Plan(small, small.state_dict(), out_arch, expected), report
+    return ExportSpec(small, small.state_dict(), out_arch, expected), report
 
 
 def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
@@ -529,12 +546,13 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
         )
     if fmt == "orthocli" and not arch:
         raise CheckpointError(
-            f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} records none; "
+            f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} "
+            "records none; "
             "export the compact model to safetensors, pt, torchscript or onnx instead"
         )
 
 
-def _payload(ckpt, plan: Plan, compact_doc: dict | None) -> dict:
+def _payload(ckpt, spec: ExportSpec, compact_doc: dict | None) -> dict:
     """An orthocli checkpoint of the exported weights: the source's extras, the new architecture;
     a compact one drops the drop record (its filter indices no longer exist) and records how it
     was made under "compact"."""
@@ -542,8 +560,8 @@ def _payload(ckpt, plan: Plan, compact_doc: dict | None) -> dict:
     if compact_doc is not None:
         extras.pop("prune", None)
         extras["compact"] = compact_doc
-    if plan.arch is not None:
-        extras["arch"] = plan.arch
+    if spec.arch is not None:
+        extras["arch"] = spec.arch
     if ckpt.extras.get("format") != ckpt_io.FORMAT_NAME:  # as `orthocli prune` records a foreign input
         extras.setdefault("source", {"path": str(ckpt.path), "format": ckpt.format, "key": ckpt.key})
-    return ckpt_io.make_payload(_plain(plan.state_dict), **extras)
+    return ckpt_io.make_payload(_plain(spec.state_dict), **extras)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from orthocli.checkpoint import Checkpoint
+
 _CONV_TYPES = {
     "Conv1d": False,
     "Conv2d": False,
@@ -18,6 +20,12 @@ _CONV_TYPES = {
     "ConvTranspose2d": True,
     "ConvTranspose3d": True,
 }
+
+
+def filter_count(weight: torch.Tensor, groups: int = 1, transposed: bool = False) -> int:
+    """The filters (output channels) of a conv weight: a regular conv stores (out, in / groups,
+    *kernel); a transposed one (in, out / groups, *kernel)."""
+    return weight.shape[1] * groups if transposed else weight.shape[0]
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class ConvLayer:
 
     @property
     def filters(self) -> int:
-        return self.weight.shape[1] * self.groups if self.transposed else self.weight.shape[0]
+        return filter_count(self.weight, self.groups, self.transposed)
 
     @property
     def fan_in(self) -> int:
@@ -92,3 +100,37 @@ def select(layers: Iterable[ConvLayer], include: list[str] | None, exclude: list
             continue
         out.append(layer)
     return out
+
+
+def checkpoint_convs(ckpt: Checkpoint) -> list[ConvLayer]:
+    """The conv layers of a checkpoint: from its module where it holds one, from its recorded
+    architecture (layout) and weights where it records one, else guessed from the weights' shapes."""
+    if ckpt.module is not None:
+        return convs_from_module(ckpt.module)
+    if ckpt.extras.get("arch"):
+        from orthocli.models import architecture
+
+        return [
+            ConvLayer(layer.name, layer.key, ckpt.state_dict[layer.key], layer.groups, layer.transposed, True)
+            for layer in convs_from_module(architecture(ckpt))
+            if layer.key in ckpt.state_dict
+        ]
+    return convs_from_state_dict(ckpt.state_dict)
+
+
+def select_convs(
+    ckpt: Checkpoint, include: list[str] | None = None, exclude: list[str] | None = None
+) -> list[ConvLayer]:
+    """The checkpoint's conv layers matching the globs; an error when there are none."""
+    from orthocli.errors import CheckpointError
+
+    found = checkpoint_convs(ckpt)
+    if not found:
+        raise CheckpointError(
+            f"{ckpt.path}: no conv layers found (looked for 3-D to 5-D floating-point tensors named '*weight')"
+        )
+    chosen = select(found, include, exclude)
+    if not chosen:
+        names = ", ".join(layer.name for layer in found[:12]) + (", ..." if len(found) > 12 else "")
+        raise CheckpointError(f"no conv layer matches --layers/--exclude; the layers are: {names}")
+    return chosen

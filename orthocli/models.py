@@ -1,4 +1,5 @@
-"""Architectures rebuilt from the arguments recorded in a checkpoint (claims 2-3 of the method).
+"""Architectures rebuilt from the arguments recorded in a checkpoint (model initialisation: the
+patent's claims 2-3, docs/method.md).
 
 An architecture is a plain dict, saved with the weights: {"name": "convnet", "args": {...}},
 {"name": "resnet20", "args": {...}}, or {"name": "callable", "target": "pkg.mod:fn", "args": {...}}
@@ -194,7 +195,9 @@ def build_model(arch: dict) -> nn.Module:
     if arch.get("widths"):
         from orthocli.compact import apply_widths
 
-        apply_widths(model, arch["widths"])
+        shape = [args.get("in_channels"), *args.get("input_shape", [])]
+        example = torch.zeros(1, *shape) if all(isinstance(n, int) for n in shape) and len(shape) > 1 else None
+        apply_widths(model, arch["widths"], example)
     return model
 
 
@@ -215,3 +218,34 @@ def arch_spec(name: str, *, in_channels: int, num_classes: int, input_shape: lis
         args.update({k: v for k, v in options.items() if v is not None})
         return {"name": "callable", "target": name, "args": args}
     raise UsageError(f"unknown architecture '{name}'; choose {', '.join(BUILTIN)} or give 'package.module:callable'")
+
+
+def architecture(ckpt):
+    """The model a checkpoint's recorded architecture describes, without weights; built once per
+    checkpoint (its layers, banks and model share it)."""
+    if ckpt.arch_model is None:
+        ckpt.arch_model = build_model(ckpt.extras["arch"])
+    return ckpt.arch_model
+
+
+def model_of(ckpt):
+    """The nn.Module a checkpoint's weights belong to, where known (a trusted pickled module, an
+    orthocli architecture); None for a bare state dict or a TorchScript archive."""
+    if isinstance(ckpt.module, nn.Module) and not isinstance(ckpt.module, torch.jit.ScriptModule):
+        return ckpt.module
+    if ckpt.extras.get("arch"):
+        return load_weights(architecture(ckpt), ckpt.state_dict, ckpt.path, ckpt.extras["arch"])
+    return None
+
+
+def load_weights(model, state_dict: dict, path, arch: dict | None = None):
+    """`model` with `state_dict` loaded (strict); a mismatch is one clear CheckpointError."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        lines = [line.strip().rstrip(".") for line in str(e).splitlines()[1:] if line.strip()]
+        name = (arch or {}).get("target") or (arch or {}).get("name") or type(model).__name__
+        raise CheckpointError(
+            f"{path}: its weights do not fit the architecture {name} ({'; '.join(lines)[:300]})"
+        ) from None
+    return model

@@ -1,10 +1,12 @@
-"""New values for dropped filters, orthogonal to what the layer already holds (step 4 of the method).
+"""New values for dropped filters, orthogonal to what the layer already holds (the method's step 4,
+"re-introduce"; docs/method.md).
 
 The span of [kept filters' current values; dropped filters' values before dropping] is found with
 a rank-revealing QR decomposition (Gram-Schmidt with column pivoting); seeded random vectors are
 projected onto its orthogonal complement (the null space) and orthonormalised with a Householder
 QR, so each new filter is orthogonal to every kept filter, to its own old value and to the other
-new filters. `null_space_basis` extends the span to a basis of the null space with a complete QR. Pure math: tensors and a torch.Generator in, tensors out.
+new filters. `null_space_basis` extends the span to a basis of the null space with a complete QR.
+Pure math: tensors and a torch.Generator in, tensors out.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def new_filters(kept: torch.Tensor, old: torch.Tensor, *, scale: float, generato
         out.append(_directions(span, draws[:, :n1]))
     n2 = 0
     if n1 < k:
-        # Orthogonal to the kept filters and to the new ones of step 1 (not to the old values).
+        # Orthogonal to the kept filters and to the new ones of fallback 1 (not to the old values).
         span = row_space_basis(torch.cat([kept, *out]))
         n2 = min(k - n1, d - span.shape[1])
         if n2:

@@ -13,7 +13,7 @@ def plot_history(path: Path, histories: dict[str, list]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from orthocli import checkpoint as ckpt_io
+    from orthocli.atomic import atomic_write
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     shaded = False
@@ -39,5 +39,5 @@ def plot_history(path: Path, histories: dict[str, list]) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    ckpt_io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), force=True)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), force=True)
     plt.close(fig)

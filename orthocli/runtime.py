@@ -71,11 +71,13 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
             raise UsageError(f"--device {spec}: expected {DEVICES}") from None
         if not torch.cuda.is_available():
             raise UsageError(
-                f"--device {spec}: CUDA is not available here (no GPU, or a CPU build of torch); use --device cpu or auto"
+                f"--device {spec}: CUDA is not available here (no GPU, or a CPU build of torch); use --device cpu or "
+                "auto"
             )
         if not 0 <= index < torch.cuda.device_count():
             raise UsageError(
-                f"--device {spec}: there are {torch.cuda.device_count()} CUDA devices (0..{torch.cuda.device_count() - 1})"
+                f"--device {spec}: there are {torch.cuda.device_count()} CUDA devices "
+                f"(0..{torch.cuda.device_count() - 1})"
             )
         return torch.device("cuda", index)
     raise UsageError(f"--device {spec}: expected {DEVICES}")
@@ -89,7 +91,8 @@ def resolve_precision(spec: str, device: torch.device) -> str:
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if spec != "fp32" and device.type != "cuda":
         raise UsageError(
-            f"--precision {spec} needs a CUDA device; on {device.type} training runs in fp32 (use --precision fp32 or auto)"
+            f"--precision {spec} needs a CUDA device; on {device.type} training runs in fp32 (use --precision fp32 or "
+            "auto)"
         )
     return spec
 

@@ -1,10 +1,11 @@
 """Sub-networks: dropping filters, keeping them frozen while the rest trains, and re-introducing
-them orthogonally (steps 3-4 of the method). Works on state dicts in place, so the same code
-serves a bare checkpoint (`orthocli prune`/`reinit`) and a live model (`orthocli train`).
+them orthogonally (the method's steps 3 "drop" and 4 "re-introduce"; docs/method.md). Works on
+state dicts in place, so the same code serves a bare checkpoint (`orthocli prune`/`reinit`) and a
+live model (`orthocli train`).
 
 A drop record, saved in the checkpoint under extras["prune"], is plain data:
 {"rule": {...}, "layers": {name: {"key", "groups", "transposed", "dropped": LongTensor,
- "channels": [{"key", "dim", "role", "old": Tensor}]}}}
+ "channels": [{"key", "dim", "role", "old": Tensor}], "follow": [depthwise conv names]}}}
 "old" holds each channel tensor's values for the dropped filters before dropping.
 """
 
@@ -17,11 +18,12 @@ import torch
 from orthocli.banks import FilterBank
 from orthocli.errors import CheckpointError
 from orthocli.nullspace import filter_scale, new_filters
-from orthocli.scoring import filter_rows
+from orthocli.orthogonality import filter_rows
 
 # What a dropped filter's tensors are set to (zero weight and bias: the filter is dead even where
 # the model is loaded without orthocli's masks) and what a re-introduced one starts from.
-_DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
+DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
+DROPPED_VALUE.update({f"dw_{role}": value for role, value in DROPPED_VALUE.items()})  # a following depthwise conv
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
 
 
@@ -36,7 +38,8 @@ def make_record(
             continue
         if bank.transposed and bank.groups > 1:
             raise CheckpointError(
-                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with --exclude"
+                f"layer '{bank.name}': dropping filters of a grouped transposed conv is not supported; exclude it with "
+                "--exclude"
             )
         channels = []
         for ch in bank.channels:
@@ -55,6 +58,7 @@ def make_record(
             "transposed": bank.transposed,
             "dropped": idx.detach().cpu().clone(),
             "channels": channels,
+            "follow": list(bank.follow),
         }
     return {"rule": rule, "layers": layers}
 
@@ -64,18 +68,21 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
     with torch.no_grad():
         for layer in record["layers"].values():
             for ch in layer["channels"]:
-                if ch["role"] in _DROPPED_VALUE:
+                if ch["role"] in DROPPED_VALUE:
                     t = state_dict[ch["key"]]
-                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), _DROPPED_VALUE[ch["role"]])
+                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), DROPPED_VALUE[ch["role"]])
 
 
 def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
-    """Set mask tensors (from `banks.masked_forward`) to 0 for dropped filters, 1 elsewhere."""
-    for name, m in masks.items():
+    """Set mask tensors (from `banks.masked_forward`) to 0 for dropped filters, 1 elsewhere. A
+    depthwise conv that follows a layer (`FilterBank.follow`) is masked at the same indices."""
+    for m in masks.values():
         m.fill_(1)
-        layer = record["layers"].get(name)
-        if layer is not None:
-            m.index_fill_(1, layer["dropped"].to(m.device), 0)
+    for name, layer in record["layers"].items():
+        for target in (name, *layer.get("follow", ())):
+            m = masks.get(target)
+            if m is not None:
+                m.index_fill_(1, torch.as_tensor(layer["dropped"], dtype=torch.long).to(m.device), 0)
 
 
 class Freezer:
@@ -146,7 +153,7 @@ def reintroduce(
                 t = state_dict[ch["key"]]
                 if ch["role"] in _FRESH_VALUE:
                     t.index_fill_(ch["dim"], dropped.to(t.device), _FRESH_VALUE[ch["role"]])
-                elif ch["role"] == "other":
+                elif ch["role"] == "other" or ch["role"].startswith("dw_"):  # as it was before the drop
                     t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
             report[name] = counts
     return report

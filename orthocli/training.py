@@ -1,5 +1,5 @@
-"""Training with the RePr schedule (steps 3-5 of the method): `TrainConfig`, `phases()`, `train()`,
-`evaluate()`.
+"""Training with the RePr schedule (the method's steps 3 "drop", 4 "re-introduce" and 5 "output";
+docs/method.md): `TrainConfig`, `phases()`, `train()`, `evaluate()`.
 
 The schedule (figure 1 of the paper), counted in epochs:
 
@@ -42,14 +42,15 @@ from torch import nn
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.banks import banks_from_model, masked_forward
+from orthocli.candidates import fixed_or_none
 from orthocli.data import Arrays, DataSplits
 from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, train_batches
-from orthocli.errors import CheckpointError, DataError, UsageError
+from orthocli.drops import DropRule, make_rule, plan_drops
+from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.layers import convs_from_module
-from orthocli.pruning import make_rule, plan_drops
 from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.selection import DropRule
 from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
 STATE_VERSION = 1
@@ -72,6 +73,7 @@ class TrainConfig:
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
     skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
+    skip_last: bool = True  # where the graph is unknown, never drop from the last conv (likely the output)
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
@@ -228,7 +230,7 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
         shape = "x".join(map(str, x.shape[1:]))
         raise DataError(
             f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass"
-            f" ({str(e).splitlines()[0][:160]})"
+            f" ({first_line(e)})"
         ) from None
     finally:
         model.train(was_training)
@@ -283,6 +285,8 @@ def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | 
             include=cfg.layers or None,
             exclude=cfg.exclude or None,
             skip_first=cfg.skip_first,
+            skip_last=cfg.skip_last,
+            fixed=fixed_or_none(model),
         )
     except UsageError:
         if cfg.threshold is None:
@@ -308,6 +312,8 @@ def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
         include=cfg.layers or None,
         exclude=cfg.exclude or None,
         skip_first=cfg.skip_first,
+        skip_last=cfg.skip_last,
+        fixed=fixed_or_none(model),
     )
 
 
@@ -634,7 +640,7 @@ def _banks(model: nn.Module) -> list:
     except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
         raise UsageError(
             f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {str(e).splitlines()[0][:160]}); train it with --cycles 0, or make its forward traceable"
+            f" {first_line(e)}); train it with --cycles 0, or make its forward traceable"
         ) from None
 
 
@@ -732,12 +738,12 @@ def _load_state(path, model, optimizer, cfg: TrainConfig) -> LoopState:
 
 def _copied(obj):
     """Own copies of the tensors read from the file (it is memory-mapped and replaced every epoch)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, (LoopState, Best)):
-        return dataclasses.replace(obj, **{f.name: _copied(getattr(obj, f.name)) for f in fields(obj)})
-    if isinstance(obj, dict):
-        return {k: _copied(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copied(v) for v in obj)
-    return obj
+
+    def leaf(x):
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (LoopState, Best)):
+            return dataclasses.replace(x, **{f.name: _copied(getattr(x, f.name)) for f in fields(x)})
+        return x
+
+    return map_tree(obj, leaf)

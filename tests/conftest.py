@@ -37,6 +37,23 @@ def make_tiny_model(seed: int = 0) -> torch.nn.Module:
     )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread while a module's tests train: for tiny models a second thread costs
+    more than it saves, and far more on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from orthocli.data import prepare
+
+    return prepare(max_samples=120, seed=0)  # 108 train, 12 val, 359 test, 1x8x8, 10 classes
+
+
 @pytest.fixture
 def tiny_model() -> torch.nn.Module:
     return make_tiny_model()
@@ -94,3 +111,18 @@ def run_cli():
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture
+def train_json(run_cli):
+    """`orthocli train` at its smallest (train_helpers.TINY) plus `args`: its --json document."""
+    import json
+
+    from train_helpers import TINY
+
+    def run(*args):
+        result = run_cli("train", *TINY, *args, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return run

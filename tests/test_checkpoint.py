@@ -20,11 +20,11 @@ from orthocli.errors import (
     OrthoError,
     TrustError,
 )
-from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
+from orthocli.layers import ConvLayer, checkpoint_convs, convs_from_module
 
 
 def conv_names(ckpt) -> list[str]:
-    return [layer.name for layer in ckpt.conv_layers()]
+    return [layer.name for layer in checkpoint_convs(ckpt)]
 
 
 def assert_same_tensors(got: dict, want: dict) -> None:
@@ -50,13 +50,13 @@ def test_state_dict_formats(save_ckpt, tiny_state_dict, fmt, expected):
     assert ckpt.format == expected
     assert ckpt.module is None
     assert_same_tensors(ckpt.state_dict, tiny_state_dict)
-    layers = ckpt.conv_layers()
-    assert [(l.name, l.key, tuple(l.weight.shape)) for l in layers] == [
+    layers = checkpoint_convs(ckpt)
+    assert [(c.name, c.key, tuple(c.weight.shape)) for c in layers] == [
         ("conv1", "conv1.weight", (8, 3, 3, 3)),
         ("conv2", "conv2.weight", (16, 4, 3, 3)),
     ]
     # A bare state dict records no groups or layout: both are assumed, and say so.
-    assert all(l.groups == 1 and not l.transposed and not l.known for l in layers)
+    assert all(c.groups == 1 and not c.transposed and not c.known for c in layers)
 
 
 # --- dicts wrapping a state dict -------------------------------------------------------------
@@ -173,9 +173,9 @@ EXPECTED_KNOWN = [
 
 
 def _check_known_layers(layers: list[ConvLayer]) -> None:
-    got = [(l.name, tuple(l.weight.shape), l.groups, l.transposed, l.filters) for l in layers]
+    got = [(c.name, tuple(c.weight.shape), c.groups, c.transposed, c.filters) for c in layers]
     assert got == EXPECTED_KNOWN
-    assert all(l.known for l in layers)
+    assert all(c.known for c in layers)
 
 
 def test_torchscript(save_ckpt):
@@ -185,8 +185,18 @@ def test_torchscript(save_ckpt):
     ckpt = checkpoint.load(path)
     assert ckpt.format == "torchscript"
     assert ckpt.module is not None
-    _check_known_layers(ckpt.conv_layers())
+    _check_known_layers(checkpoint_convs(ckpt))
     assert_same_tensors(ckpt.state_dict, model.state_dict())
+
+
+def test_conv_layer_filters_and_fan_in():
+    model = GroupedAndTransposed()
+    by_name = {c.name: c for c in convs_from_module(model)}
+    # filters = output channels; fan_in = length of one filter = (in/groups) * prod(kernel)
+    assert (by_name["stem"].filters, by_name["stem"].fan_in) == (8, 27)
+    assert (by_name["dw"].filters, by_name["dw"].fan_in) == (8, 9)
+    assert (by_name["up"].filters, by_name["up"].fan_in) == (6, 4 * 4)
+    assert (by_name["head"].filters, by_name["head"].fan_in) == (4, 6)
 
 
 def test_whole_module_needs_trust(save_ckpt):
@@ -200,9 +210,9 @@ def test_whole_module_needs_trust(save_ckpt):
     assert_one_line_error(e.value, path)
     ckpt = checkpoint.load(path, trust=True)
     assert ckpt.format == "module"
-    layers = ckpt.conv_layers()
-    assert [l.name for l in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
-    assert [(l.groups, l.transposed) for l in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
+    layers = checkpoint_convs(ckpt)
+    assert [c.name for c in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
+    assert [(c.groups, c.transposed) for c in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
 
 
 def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
@@ -210,7 +220,7 @@ def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
     with pytest.raises(TrustError):
         checkpoint.load(path)
     ckpt = checkpoint.load(path, trust=True)
-    assert [(l.name, l.groups) for l in ckpt.conv_layers()] == [("conv1", 1), ("conv2", 2)]
+    assert [(c.name, c.groups) for c in checkpoint_convs(ckpt)] == [("conv1", 1), ("conv2", 2)]
 
 
 class _Payload:
@@ -327,143 +337,3 @@ def test_truncated_torchscript(tmp_path, save_ckpt):
     with pytest.raises(InputFileError) as e:
         checkpoint.load(path)
     assert_one_line_error(e.value, path)
-
-
-# --- conv discovery -------------------------------------------------------------------------
-
-
-def test_convs_from_state_dict_takes_3d_to_5d_float_weights_only():
-    sd = {
-        "a.weight": torch.zeros(4, 2, 3),
-        "b.weight": torch.zeros(4, 2, 3, 3),
-        "c.weight": torch.zeros(4, 2, 1, 3, 3),
-        "fc.weight": torch.zeros(4, 2),  # Linear
-        "bn.weight": torch.zeros(4),
-        "a.bias": torch.zeros(4, 2, 3),  # not a weight
-        "q.weight": torch.zeros(4, 2, 3, 3, dtype=torch.int8),  # quantised storage, not floats
-        "six.weight": torch.zeros(1, 1, 1, 1, 1, 1),
-        "basis": torch.zeros(4, 1, 8),
-        "weight": torch.zeros(2, 2, 2),  # a bare Conv1d's own state dict
-    }
-    assert [(l.name, l.key) for l in convs_from_state_dict(sd)] == [
-        ("a", "a.weight"),
-        ("b", "b.weight"),
-        ("c", "c.weight"),
-        ("weight", "weight"),
-    ]
-
-
-def test_conv_layer_filters_and_fan_in():
-    model = GroupedAndTransposed()
-    by_name = {l.name: l for l in convs_from_module(model)}
-    # filters = output channels; fan_in = length of one filter = (in/groups) * prod(kernel)
-    assert (by_name["stem"].filters, by_name["stem"].fan_in) == (8, 27)
-    assert (by_name["dw"].filters, by_name["dw"].fan_in) == (8, 9)
-    assert (by_name["up"].filters, by_name["up"].fan_in) == (6, 4 * 4)
-    assert (by_name["head"].filters, by_name["head"].fan_in) == (4, 6)
-
-
-def test_select_globs():
-    sd = {f"{n}.weight": torch.zeros(2, 2, 3) for n in ["features.0", "features.3", "classifier.0", "conv1"]}
-    layers = convs_from_state_dict(sd)
-    names = lambda ls: [l.name for l in ls]  # noqa: E731
-    assert names(select(layers, None, None)) == ["features.0", "features.3", "classifier.0", "conv1"]
-    assert names(select(layers, ["features.*"], None)) == ["features.0", "features.3"]
-    assert names(select(layers, ["features.*", "conv?"], ["*.3"])) == ["features.0", "conv1"]
-    assert names(select(layers, None, ["conv1", "classifier.*"])) == ["features.0", "features.3"]
-    assert names(select(layers, ["Features.*"], None)) == []  # case-sensitive
-
-
-def test_select_convs_errors(save_ckpt):
-    path = save_ckpt({"fc.weight": torch.zeros(4, 8), "fc.bias": torch.zeros(4)})
-    with pytest.raises(CheckpointError, match="no conv layers") as e:
-        checkpoint.load(path).select_convs()
-    assert_one_line_error(e.value, path)
-    path = save_ckpt({"conv1.weight": torch.zeros(4, 2, 3)}, name="c.pt")
-    with pytest.raises(CheckpointError, match="no conv layer matches.*conv1"):
-        checkpoint.load(path).select_convs(["nothing*"], None)
-
-
-# --- real checkpoints trained by others (tests/data/SOURCES.md) ----------------------------
-
-
-REAL = {
-    "crepe_tiny.pt": (
-        "torch-zip",
-        [
-            ("conv1", (128, 1, 512, 1)),
-            ("conv2", (16, 128, 64, 1)),
-            ("conv3", (16, 16, 64, 1)),
-            ("conv4", (16, 16, 64, 1)),
-            ("conv5", (32, 16, 64, 1)),
-            ("conv6", (64, 32, 64, 1)),
-        ],
-    ),
-    "mtcnn_pnet.pt": (
-        "torch-legacy",
-        [
-            ("conv1", (10, 3, 3, 3)),
-            ("conv2", (16, 10, 3, 3)),
-            ("conv3", (32, 16, 3, 3)),
-            ("conv4_1", (2, 32, 1, 1)),
-            ("conv4_2", (4, 32, 1, 1)),
-        ],
-    ),
-    "mtcnn_onet.pt": (
-        "torch-legacy",
-        [
-            ("conv1", (32, 3, 3, 3)),
-            ("conv2", (64, 32, 3, 3)),
-            ("conv3", (64, 64, 3, 3)),
-            ("conv4", (128, 64, 2, 2)),
-        ],
-    ),
-    "lpips_alex.pth": (
-        "torch-legacy",
-        [(f"lin{i}.model.1", (1, c, 1, 1)) for i, c in enumerate([64, 192, 384, 256, 256])],
-    ),
-    "silero_vad.jit": (
-        "torchscript",
-        [
-            (f"{m}.{n}", s)
-            for m, first_in in [("_model", 129), ("_model_8k", 65)]
-            for n, s in [
-                ("encoder.0.reparam_conv", (128, first_in, 3)),
-                ("encoder.1.reparam_conv", (64, 128, 3)),
-                ("encoder.2.reparam_conv", (64, 64, 3)),
-                ("encoder.3.reparam_conv", (128, 64, 3)),
-                ("decoder.decoder.2", (1, 128, 1)),
-            ]
-        ],
-    ),
-}
-
-
-@pytest.mark.parametrize("name", sorted(REAL))
-def test_real_checkpoints(data_dir, name):
-    fmt, expected = REAL[name]
-    ckpt = checkpoint.load(data_dir / name)
-    assert ckpt.format == fmt
-    layers = ckpt.conv_layers()
-    assert [(l.name, tuple(l.weight.shape)) for l in layers] == expected
-    assert all(l.groups == 1 and not l.transposed for l in layers)
-    assert all(torch.isfinite(l.weight).all() for l in layers)
-
-
-def test_silero_convs_come_from_the_torchscript_modules(data_dir):
-    ckpt = checkpoint.load(data_dir / "silero_vad.jit")
-    assert isinstance(ckpt.module, torch.jit.ScriptModule)
-    layers = ckpt.conv_layers()
-    assert all(l.known for l in layers)
-    mods = dict(ckpt.module.named_modules())
-    assert all(mods[l.name].original_name == "Conv1d" for l in layers)
-    # The STFT basis is a 3-D buffer used through F.conv1d, not a conv layer.
-    assert ckpt.state_dict["_model.stft.forward_basis_buffer"].dim() == 3
-    assert not any("stft" in l.name for l in layers)
-
-
-def test_real_linear_weights_are_not_convs(data_dir):
-    assert "classifier.weight" in checkpoint.load(data_dir / "crepe_tiny.pt").state_dict
-    onet = checkpoint.load(data_dir / "mtcnn_onet.pt")
-    assert "dense5.weight" in onet.state_dict
-    assert not any(l.name.startswith(("classifier", "dense")) for l in onet.conv_layers())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from orthocli.models import ConvNet
-from orthocli.scoring import filter_rows, orthogonality_scores
+from orthocli.orthogonality import filter_rows, orthogonality_scores
 
 
 def load_payload(path):
@@ -29,7 +29,8 @@ def onet(tmp_path, data_dir):
 
 def test_round_trip_score_prune_reinit_on_a_real_checkpoint(run_cli, onet, tmp_path):
     original = torch.load(onet, weights_only=True)
-    res = run_cli("prune", onet, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--json")
+    # O-Net's last conv feeds a Linear, which a bare state dict cannot show: --no-skip-last lets it drop
+    res = run_cli("prune", onet, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--no-skip-last", "--json")
     assert res.exit_code == 0, res.stderr
     plan = json.loads(res.stdout)
     conv_filters = {"conv2": 64, "conv3": 64, "conv4": 128}  # conv1 is skipped by default
@@ -170,7 +171,9 @@ def test_reinit_reports_fallback_for_a_first_layer_without_room(run_cli, tmp_pat
     sd = {"c.weight": torch.randn(40, 3, 3, 3), "d.weight": torch.randn(8, 40, 3, 3)}
     torch.save(sd, tmp_path / "m.pt")
     assert (
-        run_cli("prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--no-skip-first", "--scope", "layer").exit_code
+        run_cli(
+            "prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--no-skip-first", "--no-skip-last", "--scope", "layer"
+        ).exit_code
         == 0
     )
     res = run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt", "--json")
@@ -198,7 +201,7 @@ def test_reinit_scale_sets_the_new_filters_norm(run_cli, onet, tmp_path):
     assert res.exit_code == 0, res.stderr
     pruned, after = load_payload(tmp_path / "p.pt"), load_payload(tmp_path / "r.pt")
     assert after["reinit"]["scale"] == 0.5
-    for name, layer in pruned["prune"]["layers"].items():
+    for layer in pruned["prune"]["layers"].values():
         rows = filter_rows(after["state_dict"][layer["key"]])[0]
         dropped = layer["dropped"].tolist()
         kept = [f for f in range(len(rows)) if f not in dropped]

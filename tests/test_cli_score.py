@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from orthocli import __version__
-from orthocli.scoring import DEAD_SCORE, orthogonality_scores
+from orthocli.layers import checkpoint_convs
+from orthocli.orthogonality import DEAD_SCORE, orthogonality_scores
 
 LAYER_KEYS = {
     "name",
@@ -166,8 +167,8 @@ def test_real_checkpoints_score(run_cli, data_dir, name):
     from orthocli import checkpoint
 
     doc = score_json(run_cli, data_dir / name)
-    layers = checkpoint.load(data_dir / name).conv_layers()
-    assert [layer["name"] for layer in doc["layers"]] == [l.name for l in layers]
+    layers = checkpoint_convs(checkpoint.load(data_dir / name))
+    assert [layer["name"] for layer in doc["layers"]] == [c.name for c in layers]
     for got, layer in zip(doc["layers"], layers):
         assert got["scores"] == pytest.approx(orthogonality_scores(layer.weight).tolist(), abs=1e-6)
         assert all(0 <= s <= 1 for s in got["scores"])
@@ -288,7 +289,7 @@ def test_pickled_module_exit_6_then_trust(run_cli, save_ckpt, tiny_model):
     path = save_ckpt(tiny_model)
     assert_error(run_cli("score", path), 6, str(path), "--trust")
     doc = score_json(run_cli, path, "--trust")
-    assert [(l["name"], l["groups"], l["layout_known"]) for l in doc["layers"]] == [
+    assert [(c["name"], c["groups"], c["layout_known"]) for c in doc["layers"]] == [
         ("conv1", 1, True),
         ("conv2", 2, True),
     ]

@@ -9,50 +9,20 @@ import sys
 import numpy as np
 import pytest
 import torch
+from train_helpers import TINY
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import train as train_cli
-from orthocli.experiment import DataOptions, Experiment, HardwareOptions, ModelOptions, OutputOptions
+from orthocli.errors import EXIT_DATA
+from orthocli.experiment import DataOptions, HardwareOptions, ModelOptions, OutputOptions
 from orthocli.models import build_model
 from orthocli.training import TrainConfig
 
-# A tiny, fast run: 120 digits, 4 filters per layer, 1 + 1 epochs per cycle.
-TINY = [
-    "--max-samples",
-    "120",
-    "--width",
-    "4",
-    "--s1",
-    "1",
-    "--s2",
-    "1",
-    "--cycles",
-    "1",
-    "--max-epochs",
-    "3",
-    "--batch-size",
-    "32",
-]
 SUMMARY_KEYS = {"val_accuracy", "test_accuracy", "epochs", "best_epoch", "stopped_early", "cycles", "output"}
 CYCLE_KEYS = {"cycle", "val_before_drop", "val_after_subnet", "val_after_reinit", "dropped", "fallbacks"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: faster, and far faster on a busy machine
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def train_json(run_cli):
-    def run(*args):
-        result = run_cli("train", *TINY, *args, "--json")
-        assert result.exit_code == 0, result.stderr
-        return json.loads(result.stdout)
-
-    return run
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_json_summary_and_files(train_json, tmp_path):
@@ -109,89 +79,6 @@ def test_default_output_goes_to_runs(run_cli, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     written = list((tmp_path / "runs").glob("convnet-*.pt"))
     assert len(written) == 1 and written[0].name.endswith("Z.pt")
-
-
-def test_options_from_toml_and_flags_win(run_cli, tmp_path):
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(
-        'cycles = 0\nmax-epochs = 2\noptimizer = "adam"\nexclude = ["features.conv3"]\nwidth = 5\nmax_samples = 100\n'
-    )
-    result = run_cli("train", "--config", cfg, "--width", "3", "--json", "-o", tmp_path / "m.pt")
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
-    c = doc["config"]
-    assert (c["cycles"], c["max_epochs"], c["optimizer"], c["exclude"], c["width"]) == (
-        0,
-        2,
-        "adam",
-        ["features.conv3"],
-        3,
-    )
-    assert doc["epochs"] == 2
-
-
-def test_toml_applies_with_click_installed_next_to_typer(run_cli, tmp_path):
-    """Typer >= 0.24 carries its own click; an installed click (the test extra has one, as have most
-    environments) once made every option look given on the command line, so the TOML was ignored."""
-    import click  # noqa: F401  (importable and imported, as in an environment with huggingface_hub or flask)
-
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(
-        'cycles = 0\nmax_epochs = 1\nbatch_size = 16\nseed = 3\nwidth = 5\nmax_samples = 60\nschedule = "step"\n'
-    )
-    result = run_cli("train", "--config", cfg, "--seed", "4", "--json", "-o", tmp_path / "m.pt")
-    assert result.exit_code == 0, result.stderr
-    c = json.loads(result.stdout)["config"]
-    assert (c["cycles"], c["max_epochs"], c["batch_size"], c["width"], c["max_samples"]) == (0, 1, 16, 5, 60)
-    assert c["schedule"] == "step" and json.loads(result.stdout)["epochs"] == 1
-    assert c["seed"] == 4  # the flag wins
-
-
-@pytest.mark.parametrize("text", ["cylces = 2\n", 'optimizer = "rmsprop"\n', "s1 = [\n"])
-def test_bad_toml_is_a_usage_error(run_cli, tmp_path, text):
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(text)
-    result = run_cli("train", *TINY, "-o", tmp_path / "m.pt", "--config", cfg)
-    assert result.exit_code == 2 and result.stderr.startswith("Error: --config")
-    assert not (tmp_path / "m.pt").exists()
-
-
-def test_resume_after_interrupt_matches_an_uninterrupted_run(run_cli, tmp_path, monkeypatch):
-    args = [*TINY, "--s2", "2", "--cycles", "2", "--max-epochs", "8", "--deterministic", "--baseline", "--metrics"]
-    full = run_cli("train", *args, tmp_path / "full.jsonl", "-o", tmp_path / "full.pt", "--json")
-    assert full.exit_code == 0, full.stderr
-
-    real = Experiment.on_event
-
-    def interrupt(self, role, event, arch):
-        real(self, role, event, arch)
-        if role == "baseline" and event["kind"] == "epoch" and event["epoch"] == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Experiment, "on_event", interrupt)
-    out = tmp_path / "run.pt"
-    first = run_cli("train", *args, tmp_path / "run.jsonl", "-o", out, "--state-every", "0")
-    assert first.exit_code == 130 and f"orthocli train -o {out} --resume" in first.stderr
-    assert (tmp_path / "run.pt.state").exists() and (tmp_path / "run.baseline.pt.state").exists()
-    assert not (tmp_path / "run.baseline.pt").exists()
-
-    monkeypatch.setattr(Experiment, "on_event", real)
-    again = run_cli("train", "-o", out, "--resume", "--json")
-    assert again.exit_code == 0, again.stderr
-    for name in ("", ".baseline"):
-        a, b = ckpt_io.load(tmp_path / f"full{name}.pt"), ckpt_io.load(tmp_path / f"run{name}.pt")
-        assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-
-    def strip(text):
-        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in text.splitlines()]
-
-    assert strip((tmp_path / "run.jsonl").read_text()) == strip((tmp_path / "full.jsonl").read_text())
-    assert not list(tmp_path.glob("*.state"))
-
-
-def test_resume_without_state(run_cli, tmp_path):
-    result = run_cli("train", "-o", tmp_path / "m.pt", "--resume")
-    assert result.exit_code == 2 and "no saved training state" in result.stderr
 
 
 def test_pruned_checkpoint_trains_the_sub_network(train_json, tmp_path):
@@ -325,6 +212,30 @@ def test_user_architecture_by_import_path(train_json, tmp_path, monkeypatch):
     assert arch["target"] == "my_models:small" and arch["args"]["width"] == 4
 
 
+def test_an_error_with_an_empty_message_keeps_its_exit_code(run_cli, tmp_path, monkeypatch):
+    """A model whose forward raises an exception with no message: the data-does-not-fit error
+    (exit 7) names the exception's type, instead of an internal error (exit 70)."""
+    (tmp_path / "silent_models.py").write_text(
+        "from torch import nn\n\n"
+        "class Silent(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        raise ValueError()\n\n"
+        "def silent(in_channels, num_classes, input_shape):\n"
+        "    return Silent()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_cli("train", *TINY, "--arch", "silent_models:silent", "-o", tmp_path / "s.pt")
+    assert result.exit_code == EXIT_DATA, result.stderr
+    assert result.stderr.strip().splitlines()[-1:] == [
+        "Error: the data does not fit the model: samples of shape 1x8x8 (C x spatial) fail in its forward pass"
+        " (ValueError)"
+    ]
+    assert not (tmp_path / "s.pt").exists()
+
+
 def test_start_from_checkpoints(train_json, tmp_path):
     train_json("-o", tmp_path / "a.pt", "--cycles", "0", "--max-epochs", "2")
     a = ckpt_io.load(tmp_path / "a.pt")
@@ -390,55 +301,6 @@ def test_a_trusted_pickled_module_trains_only_with_trust(run_cli, tmp_path):
     assert set(torch.load(tmp_path / "w.pt", weights_only=True)["state_dict"]) == set(
         ConvNet(1, 10, [8, 8], width=8).state_dict()
     )
-
-
-def test_run_meta_round_trips_and_a_damaged_one_is_named(tmp_path):
-    from pathlib import Path
-
-    from orthocli.errors import CheckpointError
-    from orthocli.experiment import RunMeta
-
-    meta = RunMeta(
-        model=ModelOptions(checkpoint=Path("a.pt"), arch="convnet", width=4, batchnorm=True, activation="tanh"),
-        data=DataOptions(data=Path("d.npz"), max_samples=50),
-        outputs=OutputOptions(output=Path("m.pt"), baseline=True, metrics=Path("m.jsonl")),
-        hardware=HardwareOptions(device="cpu", threads=2),
-        role="baseline",
-    )
-    doc = meta.to_dict()
-    assert json.loads(json.dumps(doc)) == doc  # plain values only
-    assert RunMeta.from_dict(doc, tmp_path / "s") == meta
-    with pytest.raises(CheckpointError, match="s.state: the saved options are damaged.*arch_options"):
-        RunMeta.from_dict({k: v for k, v in doc.items() if k != "arch_options"}, tmp_path / "s.state")
-
-
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        (lambda p: p.update(state_version=99), "a training state of version 99"),
-        (lambda p: p["meta"].pop("output"), "the saved options are damaged"),
-        (lambda p: p["train"].pop("best"), "a damaged training state file"),
-    ],
-)
-def test_resume_from_a_damaged_state_file(run_cli, tmp_path, monkeypatch, damage, message):
-    real = Experiment.on_event
-
-    def interrupt(self, role, event, arch):
-        real(self, role, event, arch)
-        if event["kind"] == "epoch" and event["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Experiment, "on_event", interrupt)
-    out = tmp_path / "m.pt"
-    assert run_cli("train", *TINY, "-o", out, "--state-every", "0").exit_code == 130
-    state = tmp_path / "m.pt.state"
-    payload = torch.load(state, weights_only=True)
-    damage(payload)
-    torch.save(payload, state)
-    monkeypatch.setattr(Experiment, "on_event", real)
-    result = run_cli("train", "-o", out, "--resume")
-    assert result.exit_code == 4 and message in result.stderr, result.stderr
-    assert not out.exists()
 
 
 def test_help_groups_the_options_in_panels_and_flags_show_no_type(run_cli):

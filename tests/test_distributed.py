@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import ONE_CYCLE
 
 HERE = Path(__file__).parent
 
@@ -74,14 +75,7 @@ def test_torchrun_cli_only_rank_zero_writes_and_reports(tmp_path):
         "-m",
         "orthocli",
         "train",
-        "--s1",
-        "1",
-        "--s2",
-        "1",
-        "--cycles",
-        "1",
-        "--max-epochs",
-        "3",
+        *ONE_CYCLE,
         "--max-samples",
         "200",
         "--width",

@@ -35,7 +35,7 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
         torch.load(tmp_path / "sub.pt", weights_only=True),
     )
     assert "prune" in trained  # still a sub-network: reinit can follow
-    for name, layer in pruned["prune"]["layers"].items():
+    for _name, layer in pruned["prune"]["layers"].items():
         w0, w1 = pruned["state_dict"][layer["key"]], trained["state_dict"][layer["key"]]
         assert torch.equal(w0[layer["dropped"]], w1[layer["dropped"]])  # frozen
         assert not torch.equal(w0, w1)  # the rest trained

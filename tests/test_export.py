@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_helpers import ONE_CYCLE
 
 from orthocli import checkpoint
 from orthocli.banks import banks_from_model
 from orthocli.compact import compacted, param_count
 from orthocli.export import _masked, probe_batch
-from orthocli.models import ConvNet, build_model
+from orthocli.layers import checkpoint_convs
+from orthocli.models import ConvNet, build_model, model_of
 from orthocli.subnet import apply_drops, make_record
 
 # the tests load TorchScript files themselves; torch 2.9+ marks torch.jit.load deprecated
@@ -200,7 +202,7 @@ def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, tmp_p
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
     ckpt = checkpoint.load(src)
-    model = ckpt.model().eval()
+    model = model_of(ckpt).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = probe_for(arch)
     doc = export_json(run_cli, src, "-o", tmp_path / "m.ts")
@@ -224,7 +226,7 @@ def test_onnx_round_trip(run_cli, pruned, tmp_path):
     doc = export_json(run_cli, pruned, "-o", out, "--compact")
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    model = checkpoint.load(pruned).model().eval()
+    model = model_of(checkpoint.load(pruned)).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(3, 1, 8, 8)  # another batch size than the probe's
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
@@ -335,11 +337,13 @@ def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
     assert not (tmp_path / "r.safetensors").exists()
 
 
-def test_compact_refuses_a_grouped_consumer(run_cli, tmp_path):
+def test_compact_removes_a_channel_with_the_depthwise_filter_that_reads_it(run_cli, tmp_path):
     src = save_pruned(tmp_path / "dw.pt", DW_ARCH, {"c1": [1]})
-    result = run_cli("export", src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
-    assert result.exit_code == 4
-    assert "feeds the grouped conv 'dw' (groups=4)" in result.stderr
+    doc = export_json(run_cli, src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
+    assert doc["compaction"]["layers"] == [{"name": "c1", "filters": 4, "kept": 3, "patterns": ["depthwise"]}]
+    small = torch.load(tmp_path / "dw.pt2", weights_only=True)
+    assert small["dw.weight"].shape == (3, 1, 3, 3) and small["fc.weight"].shape == (3, 3 * 6 * 6)
+    assert doc["verified"]["max_abs_diff"] <= 1e-5
 
 
 def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, pruned, tmp_path):
@@ -367,7 +371,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert scored.exit_code == 0, scored.stderr
     assert [layer["filters"] for layer in json.loads(scored.stdout)["layers"]] == [6, 5, 7]
     # retrain: the rebuilt compact model trains, and can be traced for the next prune
-    model = ckpt.model().train()
+    model = model_of(ckpt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     torch.manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
@@ -384,14 +388,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     res = run_cli(
         "train",
         out,
-        "--s1",
-        "1",
-        "--s2",
-        "1",
-        "--cycles",
-        "1",
-        "--max-epochs",
-        "3",
+        *ONE_CYCLE,
         "--max-samples",
         "200",
         "--threads",
@@ -403,7 +400,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert res.exit_code == 0, res.stderr
     retrained = checkpoint.load(tmp_path / "retrained.pt")
     assert retrained.extras["arch"]["widths"] == {"features.conv1": 6, "features.conv2": 5, "features.conv3": 7}
-    assert [layer.filters for layer in retrained.conv_layers()] == [6, 5, 7]
+    assert [layer.filters for layer in checkpoint_convs(retrained)] == [6, 5, 7]
 
 
 def test_compact_safetensors_and_torchscript(run_cli, pruned, tmp_path):

@@ -116,7 +116,9 @@ def test_unwritable_outputs(run_cli, tmp_path, model_pt, pruned_pt, sample_pt, c
     out = tmp_path / where if not where.startswith("/") else where
     res = run_cli(*writers(model_pt, pruned_pt, out, sample_pt)[command])
     assert res.exit_code == 5, res.stderr
-    assert text in res.stderr or "not writable" in res.stderr
+    if where.startswith("/proc") and not os.access("/proc", os.W_OK):
+        text = "directory is not writable"  # refused before writing; root passes that check, then fails to write
+    assert text in res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -159,7 +161,7 @@ def test_nan_weights_and_mismatched_shapes_in_a_model_checkpoint(run_cli, tmp_pa
 @pytest.mark.parametrize("command", ["score", "prune"])
 def test_nan_weights_and_no_conv_layers(run_cli, tmp_path, command):
     torch.save({"fc.weight": torch.randn(3, 4)}, tmp_path / "linear.pt")
-    sd = {"c.weight": torch.randn(4, 2, 3, 3), "d.weight": torch.randn(4, 4, 3, 3)}
+    sd = {"c.weight": torch.randn(4, 2, 3, 3), "d.weight": torch.randn(4, 4, 3, 3), "e.weight": torch.randn(2, 4, 1, 1)}
     sd["d.weight"][1, 0, 0, 0] = float("nan")
     torch.save(sd, tmp_path / "nan.pt")
     extra = ["-o", tmp_path / "o.pt"] if command == "prune" else []
@@ -181,5 +183,5 @@ def test_a_crafted_pickle_never_runs(run_cli, tmp_path):
     for command in ALL:
         res = run_cli(*command_on(command, tmp_path / "evil.pt", tmp_path / "o.pt"))
         assert_one_line_error(res, 6, "--trust", "run code")
-        assert "os.system" in res.stderr or "posix.system" in res.stderr
+        assert f"({os.system.__module__}.system)" in res.stderr  # the global the pickle names: posix.system here
     assert not marker.exists()

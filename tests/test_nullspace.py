@@ -88,7 +88,7 @@ def test_reintroduce_keeps_kept_filters_bit_identical_and_orthogonal(groups, tra
     idx = torch.tensor(kept)
     assert torch.equal(w.index_select(dim, idx), before.index_select(dim, idx))
     assert sd["c.bias"][drops["c"]].abs().sum() == 0
-    from orthocli.scoring import filter_rows
+    from orthocli.orthogonality import filter_rows
 
     rows, old_rows = (
         filter_rows(w, groups=groups, transposed=transposed).reshape(12, -1),

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from train_helpers import ONE_CYCLE
 
 from orthocli.errors import UsageError
 from orthocli.runtime import Runtime, resolve_device, resolve_precision
@@ -47,7 +48,12 @@ def test_fp32_runtime_changes_nothing():
     rt = Runtime(torch.device("cpu"))
     assert rt.grad_scaler() is None and rt.is_main and not rt.distributed
     with rt.autocast():
+        assert not torch.is_autocast_enabled("cpu")
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+    # The same check sees autocast where there is some: bf16 on the CPU runs the matmul in bfloat16.
+    with Runtime(torch.device("cpu"), precision="bf16").autocast():
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
 
 
 @no_cuda
@@ -64,14 +70,7 @@ def test_cuda_training_with_amp_writes_a_cpu_loadable_checkpoint(run_cli, tmp_pa
         pytest.skip("this GPU has no bf16")
     res = run_cli(
         "train",
-        "--s1",
-        "1",
-        "--s2",
-        "1",
-        "--cycles",
-        "1",
-        "--max-epochs",
-        "3",
+        *ONE_CYCLE,
         "--width",
         "8",
         "--device",

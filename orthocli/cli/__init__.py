@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from orthocli import __version__
-from orthocli.cli import common
+from orthocli.cli import common, export, prune, reinit, score, train
 
 app = typer.Typer(
     name="orthocli",
@@ -35,12 +35,13 @@ def root(
     common.DEBUG["on"] = debug or common.debug_from_env()
 
 
-# Registering the commands: each module adds itself to `app`.
-from orthocli.cli import export as _export  # noqa: E402,F401
-from orthocli.cli import prune as _prune  # noqa: E402,F401
-from orthocli.cli import reinit as _reinit  # noqa: E402,F401
-from orthocli.cli import score as _score  # noqa: E402,F401
-from orthocli.cli import train as _train  # noqa: E402,F401
+# Each command module exposes its function and EPILOG and knows nothing of the app; --help lists
+# the commands in this order.
+app.command("export", epilog=export.EPILOG, cls=common.Command)(export.export)
+app.command("prune", epilog=prune.EPILOG, cls=common.Command)(prune.prune)
+app.command("reinit", epilog=reinit.EPILOG, cls=common.Command)(reinit.reinit)
+app.command("score", epilog=score.EPILOG, cls=common.Command)(score.score)
+app.command("train", epilog=train.EPILOG, cls=common.Command)(train.train)
 
 
 def main() -> None:

@@ -116,7 +116,7 @@ def in_panel(alias: Any, panel: str) -> Any:
     return Annotated[(kind, info, *more)] if more else Annotated[kind, info]
 
 
-class _Command(TyperCommand):
+class Command(TyperCommand):
     """Help without a type column for flags: `--force` takes no value, so `<bool>` would mislead."""
 
     def get_params(self, ctx: Any) -> list:
@@ -127,30 +127,26 @@ class _Command(TyperCommand):
         return params
 
 
-def command(app: typer.Typer, **settings: Any) -> Callable:
-    """Register a command whose library errors become one `Error: ...` line and an exit code."""
-    settings.setdefault("cls", _Command)
+def command(fn: Callable) -> Callable:
+    """A command whose library errors become one `Error: ...` line and an exit code. Registered
+    on the app, with `cls=Command`, by orthocli/cli/__init__.py."""
 
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except (typer.Exit, typer.Abort, SystemExit):
-                raise
-            except OrthoError as e:
-                _traceback()
-                fail(str(e), e.exit_code)
-            except KeyboardInterrupt:
-                fail("interrupted", EXIT_INTERRUPTED)
-            except Exception as e:
-                _traceback()
-                fail(
-                    f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
-                    EXIT_INTERNAL,
-                )
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except OrthoError as e:
+            _traceback()
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as e:
+            _traceback()
+            fail(
+                f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
+                EXIT_INTERNAL,
+            )
 
-        app.command(**settings)(run)
-        return run
-
-    return decorate
+    return run

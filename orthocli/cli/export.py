@@ -7,12 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, KeyOpt, TrustOpt, command, log, print_json, stdout
 
 EPILOG = (
     "Example: orthocli export pruned.pt -o model.safetensors\n\n"
-    "Compact (dropped filters removed), rebuildable by orthocli: orthocli export pruned.pt -o small.pt --compact --format orthocli"
+    "Compact (dropped filters removed), rebuildable by orthocli: orthocli export pruned.pt -o small.pt --compact "
+    "--format orthocli"
 )
 FORMAT_HELP = (
     "safetensors | pt | torchscript | onnx | orthocli. Default: from the output's extension "
@@ -20,7 +20,7 @@ FORMAT_HELP = (
 )
 
 
-@command(app, epilog=EPILOG)
+@command
 def export(
     checkpoint: CkptArg,
     output: Annotated[
@@ -31,7 +31,8 @@ def export(
         bool,
         typer.Option(
             "--compact",
-            help="Physically remove the dropped filters (and the channels that read them); verified against the masked model.",
+            help="Physically remove the dropped filters (and the channels that read them); verified against the masked "
+            "model.",
         ),
     ] = False,
     input_shape: Annotated[
@@ -61,12 +62,14 @@ def export(
         log(f"Note: {layer['name']} keeps its width: {layer['reason']}")
     if doc["masked_max_abs_diff"]:
         log(
-            f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: dropped "
-            "filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which keep the masks."
+            f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: "
+            "dropped filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which "
+            "keep the masks."
         )
     v = doc["verified"]
     log(
-        f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on {v['against']}"
+        f"Wrote {output} ({doc['format']}); verified by loading it back: max abs diff {v['max_abs_diff']:.3g} on "
+        f"{v['against']}"
     )
 
 
@@ -87,10 +90,17 @@ def _render(doc: dict) -> None:
     out.print(table)
     if doc["compaction"]:
         layers = Table(title="Compacted layers")
-        for col in ("layer", "filters", "kept"):
-            layers.add_column(col, justify="left" if col == "layer" else "right")
+        for col in ("layer", "filters", "kept", "through / why full width"):
+            layers.add_column(col, justify="right" if col in ("filters", "kept") else "left", overflow="fold")
         for layer in doc["compaction"]["layers"]:
-            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]))
+            layers.add_row(layer["name"], str(layer["filters"]), str(layer["kept"]), ", ".join(layer["patterns"]))
         for layer in doc["compaction"]["kept_width"]:
-            layers.add_row(layer["name"], "", "full width")
+            layers.add_row(layer["name"], "", "full width", layer["reason"])
         out.print(layers)
+    if doc["compaction"] and doc["compaction"]["patterns"]:
+        saved = Table(title="Saving by pattern (its layers compacted alone)")
+        for col in ("pattern", "layers", "params saved", "ms saved"):
+            saved.add_column(col, justify="left" if col in ("pattern", "layers") else "right", overflow="fold")
+        for p in doc["compaction"]["patterns"]:
+            saved.add_row(p["pattern"], ", ".join(p["layers"]), f"{p['params_saved']:,}", f"{p['ms_saved']:.3f}")
+        out.print(saved)

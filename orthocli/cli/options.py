@@ -31,6 +31,14 @@ SkipFirstOpt = Annotated[
         help="Leave the first conv layer alone (its few-dimensional filters always look redundant).",
     ),
 ]
+SkipLastOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-last/--no-skip-last",
+        help="Where the model's graph is unknown (a bare state dict): leave the last conv layer alone, as its channels are"
+        " likely the model's outputs. With a model, every conv whose channels reach the output is left alone anyway.",
+    ),
+]
 ReinitScaleOpt = Annotated[
     float,
     typer.Option(

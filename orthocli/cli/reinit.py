@@ -6,14 +6,13 @@ from typing import Annotated
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, print_json, stdout
 from orthocli.cli.options import ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 
 
-@command(app, epilog=EPILOG)
+@command
 def reinit(
     checkpoint: CkptArg,
     output: OutOpt,
@@ -23,35 +22,18 @@ def reinit(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
-    import torch
+    from orthocli.reinit import reinit as run_reinit
 
-    from orthocli import checkpoint as ckpt_io
-    from orthocli.errors import CheckpointError, UsageError
-    from orthocli.subnet import reintroduce
-
-    if not scale > 0:
-        raise UsageError(f"--reinit-scale must be positive, got {scale}")
-    ckpt_io.check_output(output, force=force, inputs=[checkpoint])
-    ckpt = ckpt_io.load(checkpoint)
-    record = ckpt.extras.get("prune")
-    if not record:
-        raise CheckpointError(f"{checkpoint}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
-    report = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(seed), scale)
-    extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
-    extras["reinit"] = {"seed": seed, "scale": scale, "layers": report}
-    ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[checkpoint])
-    layers = [
-        {"name": name, **counts, "fallback": counts["null_space"] < counts["dropped"]}
-        for name, counts in report.items()
-    ]
+    report = run_reinit(checkpoint, output, seed=seed, scale=scale, force=force)
+    doc = report.to_json()
     if json_out:
-        print_json({"checkpoint": str(checkpoint), "output": str(output), "seed": seed, "layers": layers})
+        print_json(doc)
     else:
-        _render(layers)
-    fell_back = [layer["name"] for layer in layers if layer["fallback"]]
-    if fell_back:
+        _render(doc["layers"])
+    if report.fell_back:
         log(
-            f"No room in the null space for every filter in: {', '.join(fell_back)} (see the kept_only / random columns)"
+            f"No room in the null space for every filter in: {', '.join(report.fell_back)} (see the kept_only / random "
+            "columns)"
         )
     log(f"Wrote {output}")
 

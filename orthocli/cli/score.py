@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import (
     CkptArg,
     ExcludeOpt,
@@ -27,7 +26,7 @@ EPILOG = (
 )
 
 
-@command(app, epilog=EPILOG)
+@command
 def score(
     checkpoint: CkptArg,
     layers: LayersOpt = None,
@@ -51,10 +50,11 @@ def score(
 ) -> None:
     """Score every conv filter by inter-filter orthogonality (higher = more redundant)."""
     from orthocli import checkpoint as ckpt_io
-    from orthocli.redundancy import gate_failures, most_redundant, score_layers
+    from orthocli.layer_scores import gate_failures, most_redundant, score_layers
+    from orthocli.layers import select_convs
 
     ckpt = ckpt_io.load(checkpoint, key=key, trust=trust)
-    results = score_layers(ckpt.select_convs(layers, exclude))
+    results = score_layers(select_convs(ckpt, layers, exclude))
     failing = gate_failures(results, fail_above) if fail_above is not None else []
     worst = most_redundant(results, top)
     if json_out:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
-from orthocli.cli import app
 from orthocli.cli.common import (
     ExcludeOpt,
     ForceOpt,
@@ -28,7 +27,7 @@ from orthocli.cli.common import (
     stderr,
     stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.errors import EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
@@ -56,6 +55,7 @@ DropMinKeep = in_panel(MinKeepOpt, DROP)
 DropLayers = in_panel(LayersOpt, DROP)
 DropExclude = in_panel(ExcludeOpt, DROP)
 DropSkipFirst = in_panel(SkipFirstOpt, DROP)
+DropSkipLast = in_panel(SkipLastOpt, DROP)
 DropReinitScale = in_panel(ReinitScaleOpt, DROP)
 ModelKey = in_panel(KeyOpt, ARCH)
 ModelTrust = in_panel(TrustOpt, ARCH)
@@ -68,7 +68,7 @@ def _opt(*names: str, panel: str, **kw: Any) -> Any:
     return typer.Option(*names, rich_help_panel=panel, **kw)
 
 
-@command(app, epilog=EPILOG)
+@command
 def train(
     ctx: typer.Context,
     checkpoint: Annotated[
@@ -112,6 +112,7 @@ def train(
     layers: DropLayers = None,
     exclude: DropExclude = None,
     skip_first: DropSkipFirst = True,
+    skip_last: DropSkipLast = True,
     reinit_scale: DropReinitScale = 1.0,
     # -- model
     arch: Annotated[
@@ -395,6 +396,7 @@ def train(
             layers=list(layers or []),
             exclude=list(exclude or []),
             skip_first=skip_first,
+            skip_last=skip_last,
             optimizer=optimizer,
             lr=lr,
             momentum=momentum,

@@ -1,4 +1,4 @@
-"""Which filters drop: counts, ties, scopes, min-keep, thresholds (orthocli.selection)."""
+"""Which filters drop: counts, ties, scopes, min-keep, thresholds (orthocli.drops)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orthocli.selection import DropRule, choose_drops
+from orthocli.drops import DropRule, choose_drops
 
 layer_sizes = st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=6)
 
@@ -34,11 +34,11 @@ def test_global_drops_the_highest_scores_by_count(sizes, ratio, seed, ties, min_
     drops = choose_drops(scores, DropRule(ratio=ratio, scope="global", min_keep=min_keep))
     room = sum(max(0, n - min_keep) for n in sizes)
     assert sum(len(d) for d in drops) == min(math.floor(ratio * sum(sizes) + 1e-9), room)
-    for n, d, s in zip(sizes, drops, scores):
+    for n, d in zip(sizes, drops):
         assert len(d) <= max(0, n - min_keep)
         assert d.tolist() == sorted(set(d.tolist()))
     # Nothing kept outranks something dropped, unless its layer had no room left.
-    for li, (n, d, s) in enumerate(zip(sizes, drops, scores)):
+    for _li, (n, d, s) in enumerate(zip(sizes, drops, scores)):
         kept = [f for f in range(n) if f not in d.tolist()]
         if len(d) < max(0, n - min_keep):
             lowest_dropped = min((float(sc[dd]) for sc, ds in zip(scores, drops) for dd in ds), default=math.inf)

@@ -50,7 +50,7 @@ class LayerScores:
 
 
 def score_layer(layer: ConvLayer) -> LayerScores:
-    from orthocli.scoring import DEAD_SCORE, orthogonality_scores
+    from orthocli.orthogonality import DEAD_SCORE, orthogonality_scores
 
     if layer.filters == 0 or layer.fan_in == 0:
         raise CheckpointError(

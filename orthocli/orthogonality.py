@@ -1,4 +1,4 @@
-"""Inter-filter orthogonality scores (step 2 of the method). Tensors in, tensors out.
+"""Inter-filter orthogonality scores (the method's step 2, "score"; docs/method.md). Tensors in, tensors out.
 
 For a conv layer with J filters, each filter flattened to a row of W (J x k*k*c) and scaled to
 unit length, P = |W_hat W_hat^T - I| and score[f] = sum_j P[f, j] / J. Higher means the filter

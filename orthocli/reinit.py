@@ -1,0 +1,69 @@
+"""`orthocli reinit` as a library function: re-introduce the dropped filters of a pruned
+checkpoint (the second half of the method's step 4, "re-introduce"), write the result, return what was done."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orthocli.errors import CheckpointError, UsageError
+
+
+@dataclass
+class ReinitLayer:
+    name: str
+    dropped: int  # filters re-introduced
+    null_space: int  # of them, orthogonal to the kept filters and the old values
+    kept_only: int  # orthogonal to the kept filters only (no room left for more)
+    random: int  # random directions (no room at all)
+
+    @property
+    def fallback(self) -> bool:
+        return self.null_space < self.dropped
+
+
+@dataclass
+class ReinitReport:
+    checkpoint: Path
+    output: Path
+    seed: int
+    layers: list[ReinitLayer]
+
+    @property
+    def fell_back(self) -> list[str]:
+        """Layers where the null space had no room for every filter."""
+        return [layer.name for layer in self.layers if layer.fallback]
+
+    def to_json(self) -> dict:
+        return {
+            "checkpoint": str(self.checkpoint),
+            "output": str(self.output),
+            "seed": self.seed,
+            "layers": [{**asdict(layer), "fallback": layer.fallback} for layer in self.layers],
+        }
+
+
+def reinit(
+    source: str | os.PathLike, output: str | os.PathLike, *, seed: int = 0, scale: float = 1.0, force: bool = False
+) -> ReinitReport:
+    """Re-introduce the filters `source` dropped, seeded; write the checkpoint to `output`."""
+    import torch
+
+    from orthocli import checkpoint as ckpt_io
+    from orthocli.atomic import check_output
+    from orthocli.subnet import reintroduce
+
+    if not scale > 0:
+        raise UsageError(f"--reinit-scale must be positive, got {scale}")
+    check_output(output, force=force, inputs=[source])
+    ckpt = ckpt_io.load(source)
+    record = ckpt.extras.get("prune")
+    if not record:
+        raise CheckpointError(f"{source}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
+    counts = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(seed), scale)
+    extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
+    extras["reinit"] = {"seed": seed, "scale": scale, "layers": counts}
+    ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[source])
+    layers = [ReinitLayer(name, **c) for name, c in counts.items()]
+    return ReinitReport(Path(source), Path(output), seed, layers)
