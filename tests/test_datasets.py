@@ -377,3 +377,14 @@ def test_in_memory_folder_options_combine(tmp_path):
     assert torch.allclose(whole.test.x[:, 0], (50 - torch.tensor(whole.mean[0])).float() / whole.std[0])
     augmented = datasets.prepare(root, in_memory=True, augment=True, **kw)
     assert isinstance(augmented.train, Streamed) and augmented.train.augment  # --augment is kept in memory too
+
+
+def test_the_data_options_are_saved_for_resume_and_old_state_files_read_as_before(tmp_path):
+    from orthocli.experiment import DataOptions, HardwareOptions, ModelOptions, OutputOptions, RunMeta
+
+    data = DataOptions(data=Path("imgs"), image_size=32, augment=True, workers=3, in_memory=True)
+    meta = RunMeta(ModelOptions(), data, OutputOptions(output=Path("m.pt")), HardwareOptions())
+    doc = meta.to_dict()
+    assert json.loads(json.dumps(doc)) == doc and RunMeta.from_dict(doc, tmp_path) == meta
+    older = {k: v for k, v in doc.items() if k not in ("image_size", "augment", "workers", "in_memory")}
+    assert RunMeta.from_dict(older, tmp_path).data == DataOptions(data=Path("imgs"))  # streaming's defaults
