@@ -2,16 +2,19 @@
 
 Reads, with no model class needed: torch.save files (zip and legacy pickle), dicts wrapping a
 state dict (Lightning, training scripts), safetensors, TorchScript archives, and -- only when the
-user trusts the file -- whole pickled nn.Modules. Writes orthocli checkpoints atomically (atomic.py).
-Building the model a checkpoint records is models.py's job; tracing its filter banks, banks.py's.
+user trusts the file -- whole pickled nn.Modules; the format is told by the content, never the
+name. Writes orthocli checkpoints atomically (atomic.py), as a torch.save zip or, with a
+.safetensors name, as safetensors (layout: safetensors_layout.py). Building the model a checkpoint
+records is models.py's job; tracing its filter banks, banks.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +69,11 @@ def _sniff(path: Path) -> str:
     kind = sniff(path)
     if kind == "damaged-zip":
         raise InputFileError(f"{path}: damaged or truncated zip archive; re-save or re-download it")
+    if kind == "pt2":
+        raise InputFileError(
+            f"{path}: a torch.export program (.pt2, as 'orthocli export --format pt2' writes), which orthocli does "
+            "not read; give the checkpoint it was exported from"
+        )
     if kind in ("npz", "zip"):
         raise InputFileError(f"{path}: a zip archive, but not one written by torch.save or torch.jit.save")
     if kind not in ("torchscript", "torch-zip", "safetensors", "torch-legacy"):
@@ -80,10 +88,14 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
 
     import torch
 
+    # torch.load reads a path ending in .safetensors as safetensors, whatever it holds: a torch file
+    # under that name is given as an open file (which cannot be memory-mapped) so that content decides.
+    by_name = str(path).endswith(".safetensors")
     try:
-        with warnings.catch_warnings():  # a damaged file makes torch warn before it fails: one line only
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=not trust, mmap=fmt == "torch-zip" or None)
+        with warnings.catch_warnings(), open(path, "rb") if by_name else contextlib.nullcontext(path) as source:
+            warnings.simplefilter("ignore", UserWarning)  # a damaged file makes torch warn before it fails
+            mmap = fmt == "torch-zip" and not by_name
+            return torch.load(source, map_location="cpu", weights_only=not trust, mmap=mmap or None)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg:
@@ -205,8 +217,6 @@ def _unwrap(obj: Any, path: Path, fmt: str, key: str | None) -> Checkpoint:
 
 
 def _load_safetensors(path: Path) -> Checkpoint:
-    import json
-
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -216,12 +226,9 @@ def _load_safetensors(path: Path) -> Checkpoint:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise InputFileError(f"{path}: damaged or truncated safetensors file ({first_line(e)})") from None
-    extras = {}
-    if FORMAT_NAME in meta:
-        try:
-            extras = json.loads(meta[FORMAT_NAME])
-        except ValueError:
-            raise InputFileError(f"{path}: its orthocli metadata is not valid JSON") from None
+    from orthocli.safetensors_layout import decode
+
+    state, extras = decode(state, meta, path)
     return Checkpoint(path, "safetensors", state, extras=extras)
 
 
@@ -264,14 +271,32 @@ def make_payload(state_dict: dict, **extras: Any) -> dict:
 
 
 def save(path: str | os.PathLike, payload: dict, *, force: bool = False, inputs=()) -> Path:
-    """Write an orthocli checkpoint atomically; tensors are moved to the CPU first, so a file
-    written on a GPU loads anywhere."""
+    """Write an orthocli checkpoint atomically, in the format its name asks for (`writes_safetensors`);
+    tensors are moved to the CPU first, so a file written on a GPU loads anywhere."""
+    from orthocli.atomic import atomic_write
+
+    return atomic_write(path, writer(payload, path), force=force, inputs=inputs)
+
+
+def writes_safetensors(path: str | os.PathLike) -> bool:
+    """Whether `save` writes `path` as safetensors: a name ending in .safetensors (and the training
+    state file OUT.safetensors.state beside OUT.safetensors). Anything else, .pt and .pth included,
+    gets torch.save's zip archive. Readers never go by the name: `load` looks at the content."""
+    name = Path(path).name.lower()
+    return name.endswith(".safetensors") or name.endswith(".safetensors.state")
+
+
+def writer(payload: dict, path: str | os.PathLike) -> Callable[[Any], None]:
+    """The function that writes `payload` into an open binary file, as `save` would for `path`."""
     import torch
 
     cpu_payload = _to_cpu(payload)
-    from orthocli.atomic import atomic_write
+    if writes_safetensors(path):
+        from orthocli.safetensors_layout import encode
 
-    return atomic_write(path, lambda f: torch.save(cpu_payload, f), force=force, inputs=inputs)
+        data = encode(cpu_payload)  # before the file is opened: a payload it cannot hold writes nothing
+        return lambda f: f.write(data)
+    return lambda f: torch.save(cpu_payload, f)
 
 
 def _to_cpu(obj: Any) -> Any:

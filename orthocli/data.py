@@ -183,8 +183,9 @@ def _read_npz(path: Path) -> dict:
 
 
 def _read_torch(path: Path) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # an open file: given a path ending in .safetensors, torch.load would read safetensors
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             raise DataError(f"{path}: holds objects other than tensors; {TORCH_HINT}") from None
@@ -445,6 +446,16 @@ def split_indices(
     return pool[keep.nonzero().flatten()], pool[val_rel]
 
 
+def check_classes_trained(n_train: int, num_classes: int, where, max_samples: int | None) -> None:
+    """DataError unless every class can have a training sample (`n_train` at least `num_classes`)."""
+    if n_train < num_classes:  # some class has no training sample: the classifier cannot learn it
+        raise DataError(
+            f"{where}: {n_train} training samples for {num_classes} classes (labels 0..{num_classes - 1}); "
+            "training needs at least one sample per class: give more data"
+            + (" or a larger --max-samples" if max_samples is not None else "")
+        )
+
+
 def _subset(a: Arrays, idx: torch.Tensor) -> Arrays:
     return Arrays(a.x[idx], a.y[idx])
 
@@ -509,6 +520,7 @@ def prepare(
         raise DataError(f"{src}: every label is 0; a classifier needs at least two classes")
     train_idx, val_idx = split_indices(data.y, val_fraction=val_fraction, seed=seed, max_samples=max_samples)
     train, val = _subset(data, train_idx), _subset(data, val_idx)
+    check_classes_trained(len(train), num_classes, src, max_samples)
     if test is not None:
         _check_test(test, train, num_classes, str(test_path or src))
 

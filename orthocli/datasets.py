@@ -595,6 +595,7 @@ def _streamed(src, test_path, val_fraction, seed, max_samples, image_size, augme
     train_idx, val_idx = memory.split_indices(
         source.labels, val_fraction=val_fraction, seed=seed, max_samples=max_samples
     )
+    memory.check_classes_trained(len(train_idx), num_classes, src, max_samples)
     _check_test(test if test is not None else test_arrays, source, num_classes, str(test_path or src))
     if augment:
         _need_images(source.spatial_shape)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
@@ -21,15 +22,16 @@ class DropRule:
 
     ratio: fraction of the candidate filters to drop (cut by count, so ties never change it).
     threshold: instead of a ratio, drop every filter whose score is above this value.
-    scope: "global" ranks all candidate filters of the network together (the authors' choice);
-           "layer" drops `ratio` of each layer.
+    scope: "layer" drops `ratio` of each layer; "global" ranks all candidate filters of the network
+           together (the authors' choice).
+    The defaults are the one default rule (`droprule.DEFAULT_DROP`).
     min_keep: filters every layer keeps, whatever the ranking says.
     """
 
-    ratio: float | None = 0.3
+    ratio: float | None = DEFAULT_DROP.ratio
     threshold: float | None = None
-    scope: str = "global"
-    min_keep: int = 1
+    scope: str = DEFAULT_DROP.scope
+    min_keep: int = DEFAULT_DROP.min_keep
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.threshold is None):
@@ -123,8 +125,8 @@ def plan_drops(
     *,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-    skip_first: bool = True,
-    skip_last: bool = True,
+    skip_first: bool = DEFAULT_DROP.skip_first,
+    skip_last: bool = DEFAULT_DROP.skip_last,
     fixed: dict[str, str] | None = None,
 ) -> DropPlan:
     """Score the candidate layers and choose what to drop.

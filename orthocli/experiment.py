@@ -359,6 +359,11 @@ class Experiment:
             + (f", {len(data.test)} test" if data.test is not None else "")
             + f"; writing {self.output}"
         )
+        if not len(data.val) and self.cfg.val_fraction > 0:  # too few samples per class to hold any out
+            self.banner.append(
+                f"Warning: the validation split is empty ({len(data.train)} samples): no early stopping and no"
+                " choice of the best epoch; the last epoch's weights are kept. Give more data to have one"
+            )
         self.reporter.quiet = not self.rt.is_main
         with self.reporter:
             self.train_one("repr", data)

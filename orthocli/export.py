@@ -7,23 +7,29 @@ Formats (`--format`, else from the output's extension):
   (architecture, data statistics, a summary of dropped filters, orthocli's version) are one JSON
   document in the file's metadata under "orthocli", never tensors.
 - pt (.pt, .pth, .bin): `torch.save` of the same plain state dict, nothing else.
+- pt2 (.pt2): `torch.export`'s ExportedProgram of the model (masks included), with a dynamic
+  batch dimension, written by `torch.export.save`; loads with `torch.export.load(path).module()`.
+  The format for today's PyTorch (2.x).
 - torchscript (.ts, .jit, .torchscript): the model traced (`torch.jit.trace`) on a probe batch.
+  PyTorch marks TorchScript deprecated (its calls warn); it stays for older runtimes and libtorch.
 - onnx (.onnx): `torch.onnx.export` (dynamo exporter, dynamic batch); the optional extra
   `pip install 'orthocli[onnx]'`.
-- orthocli (never from the extension): an orthocli checkpoint (`torch.save` dict with the
-  architecture, config, history), the one to use for a compact model that `orthocli score` and
-  `orthocli train` should rebuild.
+- orthocli (never from the extension): an orthocli checkpoint (architecture, config, history;
+  a torch.save zip, or safetensors when the output's name ends in .safetensors, as every command
+  writes them), the one to use for a compact model that `orthocli score` and `orthocli train`
+  should rebuild.
 
 A pruned checkpoint (with a drop record) exported without --compact: its dropped filters are
 zero in the weights (conv weight and bias, BatchNorm weight and bias), so a plain state dict is
 the sub-network wherever zero stays zero; an activation with f(0) != 0 (sigmoid) after them
 still leaks, which the export reports (`masked_max_abs_diff`). TorchScript and ONNX export the
-masked model (masks included), so they are the sub-network exactly. With --compact the dropped
+masked model (masks included), so they are the sub-network exactly; so does pt2. With --compact the dropped
 filters are removed (see `compact.py`) and the compact model must match the masked one within
 COMPACT_TOL.
 
 Verification: the written file (still under a temporary name) is loaded once -- the state dict
-into a freshly built model, the TorchScript archive with torch.jit.load, the ONNX file with
+into a freshly built model, the ExportedProgram with torch.export.load, the TorchScript archive
+with torch.jit.load, the ONNX file with
 onnxruntime or onnx's reference evaluator -- and run on a seeded probe batch of the input shape;
 its output must be within VERIFY_TOL of the source. Otherwise nothing is written (exit 4).
 Without a model or an input shape, a state dict is verified tensor by tensor.
@@ -53,12 +59,13 @@ from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.models import model_of
 from orthocli.trees import map_tree
 
-FORMATS = ("safetensors", "pt", "torchscript", "onnx", "orthocli")
+FORMATS = ("safetensors", "pt", "pt2", "torchscript", "onnx", "orthocli")
 SUFFIXES = {
     ".safetensors": "safetensors",
     ".pt": "pt",
     ".pth": "pt",
     ".bin": "pt",
+    ".pt2": "pt2",
     ".ts": "torchscript",
     ".jit": "torchscript",
     ".torchscript": "torchscript",
@@ -68,7 +75,8 @@ VERIFY_TOL = 1e-4  # max abs difference between the loaded file's output and the
 COMPACT_TOL = 1e-5  # max abs difference between the compact model and the masked one
 PROBE_ROWS = 8  # samples in the probe batch (seeded normal noise of the model's input shape)
 TIMING_RUNS = 7  # timed forward passes on the probe batch, after one warm-up; the median is reported
-_NEEDS_MODEL = ("torchscript", "onnx")
+_DYNAMIC_BATCH = ("pt2", "onnx")  # formats exported with a dynamic batch dimension
+_NEEDS_MODEL = ("pt2", "torchscript", "onnx")  # formats that hold the model's code, not only its weights
 
 
 def format_for(output: str | os.PathLike, fmt: str | None) -> str:
@@ -227,7 +235,7 @@ def _plain(state_dict: dict) -> dict:
     return {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
 
 
-def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe: torch.Tensor | None) -> bytes:
+def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe: torch.Tensor | None, output) -> bytes:
     buf = io.BytesIO()
     if fmt == "safetensors":
         from safetensors.torch import save
@@ -236,9 +244,12 @@ def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe
     if fmt == "pt":
         torch.save(_plain(spec.state_dict), buf)
     elif fmt == "orthocli":
-        torch.save(_payload(ckpt, spec, compact_doc), buf)
+        ckpt_io.writer(_payload(ckpt, spec, compact_doc), output)(buf)  # safetensors or torch zip, by the name
+    elif fmt == "pt2":
+        torch.export.save(_exported_program(spec.model, probe), buf)
     elif fmt == "torchscript":
-        with warnings.catch_warnings():  # torch 2.9+ marks TorchScript deprecated; it still loads everywhere
+        # torch 2.9+ marks TorchScript deprecated (the CLI says so once); it still loads on older runtimes
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(_script(spec.model, probe), buf)
     elif fmt == "onnx":
@@ -257,6 +268,20 @@ def _script(model, probe: torch.Tensor):
         raise CheckpointError(f"cannot trace the model for TorchScript ({first_line(e, 200)})") from None
 
 
+def _batch_dim() -> dict:
+    """The first input's dimension 0 is the batch: any size at run time, not the probe's."""
+    return {0: torch.export.Dim("batch")}
+
+
+def _exported_program(model, probe: torch.Tensor):
+    try:
+        with warnings.catch_warnings(), _quiet("torch.export"):
+            warnings.simplefilter("ignore")
+            return torch.export.export(model, (probe,), dynamic_shapes=(_batch_dim(),), strict=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot export the model with torch.export ({first_line(e, 200)})") from None
+
+
 def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
     try:
         # The exporter prints progress on stdout, which is the command's result: send it to stderr.
@@ -268,7 +293,7 @@ def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
                 dynamo=True,
                 input_names=["input"],
                 output_names=["output"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamic_shapes=(_batch_dim(),),
                 verbose=False,
             )
     except Exception as e:
@@ -291,9 +316,12 @@ def _quiet(logger: str):
 
 def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
     """(runnable module or None, state dict or None, orthocli extras) of a written file, read as
-    any checkpoint is (checkpoint.py); ONNX, which is no checkpoint, through onnxruntime."""
+    any checkpoint is (checkpoint.py); ONNX and pt2 programs, which are no checkpoints, through their
+    runtimes."""
     if fmt == "onnx":
         return _OnnxRunner(path), None, {}
+    if fmt == "pt2":  # from a buffer: torch.export.load goes by the name, and the temporary file's ends in .part
+        return torch.export.load(io.BytesIO(path.read_bytes())).module(), None, {}
     ckpt = ckpt_io.load(path)
     if fmt == "torchscript":
         return ckpt.module.eval(), None, {}
@@ -333,7 +361,10 @@ def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) 
             runnable = _rebuild(spec, got_meta.get("arch") if fmt == "orthocli" else spec.arch)
             runnable.load_state_dict(state, strict=True)
         if runnable is not None:
-            return _diff(_run(runnable, probe), spec.expected), "outputs"
+            diff = _diff(_run(runnable, probe), spec.expected)
+            if fmt in _DYNAMIC_BATCH:  # one sample too: the batch dimension is not fixed to the probe's
+                diff = max(diff, _diff(_run(runnable, probe[:1]), spec.expected[:1]))
+            return diff, "outputs"
     except CheckpointError:
         raise
     except Exception as e:
@@ -432,10 +463,10 @@ def export(
     else:
         exported = masked if (masked is not None and fmt in _NEEDS_MODEL) else model
         spec = ExportSpec(exported, ckpt.state_dict, arch, _run(exported, probe) if probe is not None else None)
-        if masked is not None:
+        if masked is not None and fmt not in _NEEDS_MODEL:  # the program formats carry the masks: no leak
             leak = _diff(_run(model, probe), _run(masked, probe))
     compact_doc = None if report is None else {**report.to_json(), "source": str(source)}
-    data = _serialize(fmt, spec, ckpt, compact_doc, probe)
+    data = _serialize(fmt, spec, ckpt, compact_doc, probe, output)
     result: dict = {}
     atomic_write(
         output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, spec, probe, result)
@@ -446,7 +477,7 @@ def export(
     before = None
     if compact:  # the same export without --compact, serialized in memory to measure its size
         full = ExportSpec(masked if fmt in _NEEDS_MODEL else model, ckpt.state_dict, arch, None)
-        before = _stats(model, ckpt.state_dict, len(_serialize(fmt, full, ckpt, None, probe)), ms[0])
+        before = _stats(model, ckpt.state_dict, len(_serialize(fmt, full, ckpt, None, probe, output)), ms[0])
     return {
         "checkpoint": str(source),
         "format": fmt,
@@ -531,6 +562,11 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
     if model is None and fmt in _NEEDS_MODEL:
         raise CheckpointError(
             f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}"
+        )
+    if fmt == "pt2" and isinstance(model, torch.jit.ScriptModule):
+        raise CheckpointError(
+            f"pt2 export needs a Python model: {ckpt.path} is a TorchScript archive, which torch.export cannot "
+            "export; export the checkpoint it was made from, or keep the TorchScript file"
         )
     if not compact:
         return

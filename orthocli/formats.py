@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def sniff(path: Path) -> str:
-    """One of: empty, damaged-zip, torchscript, torch-zip, npz, zip, safetensors, torch-legacy, npy,
-    unknown."""
+    """One of: empty, damaged-zip, torchscript, torch-zip, npz, pt2, zip, safetensors, torch-legacy,
+    npy, unknown."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(16)
@@ -27,6 +27,8 @@ def sniff(path: Path) -> str:
             return "torch-zip"
         if names and all(n.endswith(".npy") for n in names):
             return "npz"
+        if any(n.endswith("archive_format") for n in names):
+            return "pt2"  # torch.export.save's archive
         return "zip"
     # safetensors: an 8-byte little-endian header length, then the JSON header
     if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropPlan, DropRule, plan_drops
 from orthocli.errors import UsageError
 
@@ -28,17 +29,18 @@ class PruneReport:
 def prune(
     source: str | os.PathLike,
     output: str | os.PathLike | None,
-    rule: DropRule,
+    rule: DropRule = DropRule(),  # frozen: one shared default is safe
     *,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-    skip_first: bool = True,
-    skip_last: bool = True,
+    skip_first: bool = DEFAULT_DROP.skip_first,
+    skip_last: bool = DEFAULT_DROP.skip_last,
     key: str | None = None,
     trust: bool = False,
     force: bool = False,
 ) -> PruneReport:
-    """Drop filters of `source` by `rule` and write the result to `output`; with no output, only plan."""
+    """Drop filters of `source` by `rule` (default: the default rule, as `orthocli prune` and `orthocli
+    train` use) and write the result to `output`; with no output, only plan."""
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
     from orthocli.banks import banks_of

@@ -28,6 +28,7 @@ class ReinitReport:
     checkpoint: Path
     output: Path
     seed: int
+    cycle: int
     layers: list[ReinitLayer]
 
     @property
@@ -40,30 +41,42 @@ class ReinitReport:
             "checkpoint": str(self.checkpoint),
             "output": str(self.output),
             "seed": self.seed,
+            "cycle": self.cycle,
             "layers": [{**asdict(layer), "fallback": layer.fallback} for layer in self.layers],
         }
 
 
 def reinit(
-    source: str | os.PathLike, output: str | os.PathLike, *, seed: int = 0, scale: float = 1.0, force: bool = False
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    seed: int = 0,
+    cycle: int = 1,
+    scale: float = 1.0,
+    force: bool = False,
 ) -> ReinitReport:
-    """Re-introduce the filters `source` dropped, seeded; write the checkpoint to `output`."""
+    """Re-introduce the filters `source` dropped; write the checkpoint to `output`. The random
+    directions come from the generator `orthocli train --seed seed` uses in its cycle `cycle`
+    (`training.reinit_seed`), so the steps run one by one give `train`'s values."""
     import torch
 
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
     from orthocli.subnet import reintroduce
+    from orthocli.training import reinit_seed
 
     if not scale > 0:
         raise UsageError(f"--reinit-scale must be positive, got {scale}")
+    if cycle < 1:
+        raise UsageError(f"--cycle must be at least 1, got {cycle}")
     check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source)
     record = ckpt.extras.get("prune")
     if not record:
         raise CheckpointError(f"{source}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
-    counts = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(seed), scale)
+    counts = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(reinit_seed(seed, cycle)), scale)
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
-    extras["reinit"] = {"seed": seed, "scale": scale, "layers": counts}
+    extras["reinit"] = {"seed": seed, "cycle": cycle, "scale": scale, "layers": counts}
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[source])
     layers = [ReinitLayer(name, **c) for name, c in counts.items()]
-    return ReinitReport(Path(source), Path(output), seed, layers)
+    return ReinitReport(Path(source), Path(output), seed, cycle, layers)

@@ -8,7 +8,7 @@ The schedule (figure 1 of the paper), counted in epochs:
     by `max_epochs` (every epoch counted), keeping the best weights of that last phase.
 
 At the first sub-network epoch of a cycle the current conv filters are scored and the most
-redundant ones dropped, with the same functions as `orthocli prune` (`pruning.plan_drops`,
+redundant ones dropped, with the same functions as `orthocli prune` (`drops.plan_drops`,
 `subnet.make_record`, `subnet.apply_drops`). The sub-network trains through a masked trace of the
 model (`banks.masked_forward`: a dropped filter is masked where its channels are handed on, so it
 adds nothing to a residual sum while the skip path still carries that channel) and
@@ -45,6 +45,7 @@ from orthocli.banks import banks_from_model, masked_forward
 from orthocli.candidates import fixed_or_none
 from orthocli.data import Arrays, DataSplits
 from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, train_batches
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule, plan_drops
 from orthocli.errors import CheckpointError, DataError, UsageError, first_line
 from orthocli.layers import convs_from_module
@@ -66,14 +67,14 @@ class TrainConfig:
     max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
     patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = 0.3  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    scope: str = "layer"  # "layer": drop the ratio in each layer (held up best in benchmarks/); "global": the authors
-    min_keep: int = 1  # filters every layer keeps
+    scope: str = DEFAULT_DROP.scope  # "layer": drop the ratio in each layer; "global": rank the network's filters
+    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = True  # never drop from the first conv: its few input dims make it look redundant
-    skip_last: bool = True  # where the graph is unknown, never drop from the last conv (likely the output)
+    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv (its few input dims look redundant)
+    skip_last: bool = DEFAULT_DROP.skip_last  # where the graph is unknown, never drop from the last conv
     # --- optimisation ---
     optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
     lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
@@ -189,6 +190,13 @@ def sub_seed(seed: int, stream: int, index: int) -> int:
     return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
 
 
+def reinit_seed(seed: int, cycle: int) -> int:
+    """The seed of the generator that re-introduces the filters of cycle `cycle` (1-based) of a run
+    seeded `seed`. `orthocli reinit --seed S --cycle K` uses it too, so the steps run one by one
+    re-initialise to the values `orthocli train --seed S` gives in its cycle K."""
+    return sub_seed(seed, 2, cycle)
+
+
 def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
     """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
     resumed run sees the same order. A last batch of one sample (BatchNorm), or of fewer samples
@@ -276,7 +284,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | None = None) -> dict | None:
     """Score the model's conv filters and zero the ones to drop, in place, exactly as `orthocli
-    prune` does (`pruning.plan_drops`); the drop record. None when a --threshold rule selects no
+    prune` does (`drops.plan_drops`); the drop record. None when a --threshold rule selects no
     filter this cycle (the cycle then trains the whole network)."""
     try:
         chosen = plan_drops(
@@ -488,7 +496,7 @@ def _train(
             s.pending["val_after_subnet"] = val_acc
             if s.record is not None:
                 _reintroduce(
-                    model, optimizer, s.record, s.pending, sub_seed(cfg.seed, 2, phase.cycle), rt, cfg.reinit_scale
+                    model, optimizer, s.record, s.pending, reinit_seed(cfg.seed, phase.cycle), rt, cfg.reinit_scale
                 )
                 s.record, net, freezer = None, model, None
             s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]

@@ -30,7 +30,9 @@ def onet(tmp_path, data_dir):
 def test_round_trip_score_prune_reinit_on_a_real_checkpoint(run_cli, onet, tmp_path):
     original = torch.load(onet, weights_only=True)
     # O-Net's last conv feeds a Linear, which a bare state dict cannot show: --no-skip-last lets it drop
-    res = run_cli("prune", onet, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--no-skip-last", "--json")
+    res = run_cli(
+        "prune", onet, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--scope", "global", "--no-skip-last", "--json"
+    )
     assert res.exit_code == 0, res.stderr
     plan = json.loads(res.stdout)
     conv_filters = {"conv2": 64, "conv3": 64, "conv4": 128}  # conv1 is skipped by default

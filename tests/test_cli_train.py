@@ -139,6 +139,7 @@ def test_bad_data_exit_7_and_nothing_written(run_cli, train_json, tmp_path):
     )
     colour = _npz(tmp_path / "colour.npz", rng.normal(size=(40, 3, 8, 8)), np.arange(40) % 10)
     many = _npz(tmp_path / "many.npz", rng.normal(size=(60, 1, 8, 8)), np.arange(60) % 12)
+    few = _npz(tmp_path / "few.npz", rng.normal(size=(3, 1, 8, 8)), np.array([0, 1, 4]))  # labels name 5 classes
     (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
     base = tmp_path / "base.pt"
     train_json("-o", base, "--cycles", "0", "--max-epochs", "1")
@@ -148,12 +149,25 @@ def test_bad_data_exit_7_and_nothing_written(run_cli, train_json, tmp_path):
         (["--data", tmp_path / "junk.npz"], "damaged"),
         ([base, "--data", colour], "does not fit the model"),  # a 1-channel model, 3-channel data
         ([base, "--data", many], "labels out of range"),  # 10 outputs, 12 classes
+        (["--data", few], "3 training samples for 5 classes (labels 0..4); training needs at least one sample per"),
     ]
     for args, message in cases:
         result = run_cli("train", *TINY, *args, "-o", out / "m.pt", "--metrics", out / "m.jsonl")
         assert result.exit_code == 7, (args, result.stderr)
         assert message in result.stderr and result.stderr.splitlines()[-1].startswith("Error: ")
         assert list(out.iterdir()) == [], args
+
+
+def test_an_empty_validation_split_is_a_warning(run_cli, tmp_path):
+    rng = np.random.default_rng(1)
+    tiny = _npz(tmp_path / "tiny.npz", rng.normal(size=(4, 1, 8, 8)), np.arange(4))  # one sample per class
+    result = run_cli("train", *TINY, "--data", tiny, "-o", tmp_path / "m.pt", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "Warning: the validation split is empty (4 samples): no early stopping" in result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["val_accuracy"] is None and doc["stopped_early"] is False and doc["epochs"] == 3
+    chosen = run_cli("train", *TINY, "--data", tiny, "--val-fraction", "0", "-o", tmp_path / "n.pt")
+    assert chosen.exit_code == 0 and "validation split is empty" not in chosen.stderr  # asked for: no warning
 
 
 def test_existing_output_needs_force(run_cli, tmp_path):

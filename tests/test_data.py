@@ -61,6 +61,13 @@ def test_tensor_files_round_trip_with_embedded_test(tmp_path, suffix):
     same(test, xt, yt)
 
 
+def test_the_content_decides_not_the_name(tmp_path):
+    x, y = make_set()
+    for real, named in ((".pt", ".safetensors"), (".safetensors", ".pt"), (".npz", ".pt")):
+        path = save_any(tmp_path / f"d{real}", x=x, y=y).rename(tmp_path / f"{real[1:]}-as{named}")
+        same(load_arrays(path)[0], x, y)
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".pt", ".safetensors"])
 def test_missing_channel_dim_is_added(tmp_path, suffix):
     y = np.array([0, 1, 0, 1])

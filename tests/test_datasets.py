@@ -388,3 +388,12 @@ def test_the_data_options_are_saved_for_resume_and_old_state_files_read_as_befor
     assert json.loads(json.dumps(doc)) == doc and RunMeta.from_dict(doc, tmp_path) == meta
     older = {k: v for k, v in doc.items() if k not in ("image_size", "augment", "workers", "in_memory")}
     assert RunMeta.from_dict(older, tmp_path).data == DataOptions(data=Path("imgs"))  # streaming's defaults
+
+
+def test_a_streamed_folder_with_a_class_left_without_training_samples_is_refused(tmp_path):
+    _cifar(tmp_path, {"data_batch_1.bin": 3})  # labels 0, 1, 2
+    with open(tmp_path / "data_batch_1.bin", "r+b") as f:
+        f.seek(2 * 3073)
+        f.write(bytes([9]))  # labels 0, 1, 9: classes 0..9, three of them present
+    with pytest.raises(memory.DataError, match="3 training samples for 10 classes"):
+        datasets.prepare(tmp_path, val_fraction=0, workers=0)

@@ -38,7 +38,7 @@ def test_global_drops_the_highest_scores_by_count(sizes, ratio, seed, ties, min_
         assert len(d) <= max(0, n - min_keep)
         assert d.tolist() == sorted(set(d.tolist()))
     # Nothing kept outranks something dropped, unless its layer had no room left.
-    for _li, (n, d, s) in enumerate(zip(sizes, drops, scores)):
+    for n, d, s in zip(sizes, drops, scores):
         kept = [f for f in range(n) if f not in d.tolist()]
         if len(d) < max(0, n - min_keep):
             lowest_dropped = min((float(sc[dd]) for sc, ds in zip(scores, drops) for dd in ds), default=math.inf)
@@ -59,9 +59,10 @@ def test_layer_scope_drops_the_ratio_of_each_layer(sizes, ratio, seed):
 
 def test_ties_break_by_layer_then_filter_and_never_change_the_count():
     scores = [torch.full((4,), 0.5), torch.full((4,), 0.5)]
-    drops = choose_drops(scores, DropRule(ratio=0.5))
+    drops = choose_drops(scores, DropRule(ratio=0.5, scope="global"))
     assert [d.tolist() for d in drops] == [[0, 1, 2], [0]]
-    assert choose_drops(scores, DropRule(ratio=0.5))[0].tolist() == drops[0].tolist()  # deterministic
+    assert choose_drops(scores, DropRule(ratio=0.5, scope="global"))[0].tolist() == drops[0].tolist()  # deterministic
+    assert [d.tolist() for d in choose_drops(scores, DropRule(ratio=0.5))] == [[0, 1], [0, 1]]  # default: per layer
 
 
 def test_threshold_drops_scores_strictly_above_it():
@@ -76,7 +77,7 @@ def test_threshold_drops_scores_strictly_above_it():
 
 def test_min_keep_holds_against_global_ranking():
     scores = [torch.ones(10), torch.zeros(10)]
-    drops = choose_drops(scores, DropRule(ratio=0.5, min_keep=3))
+    drops = choose_drops(scores, DropRule(ratio=0.5, min_keep=3, scope="global"))
     assert len(drops[0]) == 7 and len(drops[1]) == 3
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from orthocli.droprule import DEFAULT_DROP
+
 SAMPLE = Path(__file__).parent.parent / "sample_models"
 
 
@@ -25,7 +27,9 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
     assert doc == run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")  # deterministic
 
     plan = run_json(run_cli, "prune", SAMPLE / "digits_convnet.pt", "-o", tmp_path / "pruned.pt")
-    assert plan["total"]["dropped"] == int(0.3 * 64)  # conv2 + conv3; conv1 skipped
+    # the default rule: conv1 skipped, the ratio of conv2 and of conv3 (32 filters each), or of both together
+    r = DEFAULT_DROP.ratio
+    assert plan["total"]["dropped"] == (2 * int(r * 32) if DEFAULT_DROP.scope == "layer" else int(r * 64))
 
     small = ["--threads", "1", "--max-samples", "300"]
     sub = run_json(run_cli, "train", tmp_path / "pruned.pt", "--s2", "2", "-o", tmp_path / "sub.pt", *small)
@@ -35,7 +39,7 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
         torch.load(tmp_path / "sub.pt", weights_only=True),
     )
     assert "prune" in trained  # still a sub-network: reinit can follow
-    for _name, layer in pruned["prune"]["layers"].items():
+    for layer in pruned["prune"]["layers"].values():
         w0, w1 = pruned["state_dict"][layer["key"]], trained["state_dict"][layer["key"]]
         assert torch.equal(w0[layer["dropped"]], w1[layer["dropped"]])  # frozen
         assert not torch.equal(w0, w1)  # the rest trained

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -218,10 +219,67 @@ def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, tmp_p
     assert "leak through an activation with f(0) != 0" in result.stderr
 
 
-def test_onnx_round_trip(run_cli, pruned, tmp_path):
+def test_pt2_is_the_masked_sub_network_with_a_dynamic_batch(run_cli, tmp_path):
+    # sigmoid(0) = 0.5: only a file that keeps the masks matches the sub-network
+    arch = convnet_arch(activation="sigmoid", batchnorm=False)
+    src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
+    model = model_of(checkpoint.load(src)).eval()
+    masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
+    result = run_cli("export", src, "-o", tmp_path / "m.pt2", "--json")  # the suffix picks the format
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert result.stderr.splitlines()[0].startswith("Wrote ") and len(result.stderr.splitlines()) == 1  # no noise
+    assert doc["format"] == "pt2" and doc["verified"]["against"] == "outputs"
+    assert doc["verified"]["max_abs_diff"] <= 1e-4
+    loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    for rows in (1, 3):  # neither is the probe's batch size
+        x = torch.randn(rows, 1, 8, 8)
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), masked(x), atol=1e-5)
+            assert (model(x) - masked(x)).abs().max() > 1e-3
+
+
+def test_pt2_compact(run_cli, pruned, tmp_path):
+    doc = export_json(run_cli, pruned, "-o", tmp_path / "small.pt2", "--compact")
+    assert doc["format"] == "pt2" and doc["after"]["params"] < doc["before"]["params"]
+    assert doc["verified"]["max_abs_diff"] <= 1e-4
+    result = run_cli("score", tmp_path / "small.pt2")  # not a checkpoint: say so, and what to give instead
+    assert result.exit_code == 3 and "a torch.export program (.pt2" in result.stderr
+    program = torch.export.load(str(tmp_path / "small.pt2"))
+    assert program.state_dict["features.conv2.weight"].shape[0] == 8 - 3
+    model = model_of(checkpoint.load(pruned)).eval()
+    masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), masked(x), atol=1e-4)
+
+
+def test_torchscript_says_it_is_for_older_runtimes_and_pt2_refuses_a_torchscript_source(run_cli, pruned, tmp_path):
+    result = run_cli("export", pruned, "-o", tmp_path / "m.ts")
+    assert result.exit_code == 0, result.stderr
+    assert "For PyTorch 2.x use --format pt2" in result.stderr
+    assert "Warning: `torch.jit" not in result.stderr and "DeprecationWarning" not in result.stderr
+    result = run_cli("export", tmp_path / "m.ts", "-o", tmp_path / "m.pt2")
+    assert result.exit_code == 4
+    assert "pt2 export needs a Python model" in result.stderr
+    assert not (tmp_path / "m.pt2").exists()
+
+
+def onnx_runtime():
+    """onnxruntime; the test skips without the onnx extra, except in CI, which installs it (.ci/run)."""
+    if os.environ.get("CI"):  # a missing extra fails the CI run
+        import onnx  # noqa: F401
+        import onnxruntime
+        import onnxscript  # noqa: F401
+
+        return onnxruntime
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
+    return pytest.importorskip("onnxruntime")
+
+
+def test_onnx_round_trip(run_cli, pruned, tmp_path):
+    ort = onnx_runtime()
     out = tmp_path / "model.onnx"
     doc = export_json(run_cli, pruned, "-o", out, "--compact")
     assert doc["verified"]["max_abs_diff"] <= 1e-4

@@ -15,8 +15,9 @@ EPILOG = (
     "--format orthocli"
 )
 FORMAT_HELP = (
-    "safetensors | pt | torchscript | onnx | orthocli. Default: from the output's extension "
-    "(.safetensors, .pt/.pth/.bin, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli checkpoint."
+    "safetensors | pt | pt2 | torchscript | onnx | orthocli. Default: from the output's extension "
+    "(.safetensors, .pt/.pth/.bin, .pt2, .ts/.jit/.torchscript, .onnx); 'orthocli' writes an orthocli "
+    "checkpoint. pt2 (torch.export) is the format for today's PyTorch; torchscript is for older runtimes."
 )
 
 
@@ -48,7 +49,7 @@ def export(
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a checkpoint for deployment (safetensors, pt, TorchScript, ONNX), verified by loading it back."""
+    """Export a checkpoint for deployment (safetensors, pt, pt2, TorchScript, ONNX), verified by loading it back."""
     from orthocli.export import export as run_export
     from orthocli.export import parse_shape
 
@@ -63,8 +64,13 @@ def export(
     if doc["masked_max_abs_diff"]:
         log(
             f"Warning: the exported weights differ from the masked sub-network by {doc['masked_max_abs_diff']:.3g}: "
-            "dropped filters leak through an activation with f(0) != 0. Use --compact, or torchscript/onnx, which "
-            "keep the masks."
+            "dropped filters leak through an activation with f(0) != 0. Use --compact, or pt2/torchscript/onnx, "
+            "which keep the masks."
+        )
+    if doc["format"] == "torchscript":  # torch's own deprecation warnings are silenced: say it once, with the fix
+        log(
+            "Note: PyTorch marks TorchScript deprecated; it suits older runtimes and libtorch. "
+            "For PyTorch 2.x use --format pt2"
         )
     v = doc["verified"]
     log(

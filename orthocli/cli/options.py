@@ -19,8 +19,8 @@ ScopeOpt = Annotated[
     str,
     typer.Option(
         "--scope",
-        help="'global': rank all candidate filters together (the authors' choice); 'layer': drop the ratio in each"
-        " layer.",
+        help="'layer': drop the ratio in each layer; 'global': rank all candidate filters together (the authors'"
+        " choice).",
     ),
 ]
 MinKeepOpt = Annotated[int, typer.Option("--min-keep", min=1, help="Filters every layer keeps, whatever the ranking.")]

@@ -21,6 +21,7 @@ from orthocli.cli.common import (
     stdout,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 
 EPILOG = (
@@ -35,12 +36,12 @@ def prune(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)
     ] = None,
-    ratio: RatioOpt = 0.3,
+    ratio: RatioOpt = DEFAULT_DROP.ratio,
     threshold: ThresholdOpt = None,
-    scope: ScopeOpt = "global",
-    min_keep: MinKeepOpt = 1,
-    skip_first: SkipFirstOpt = True,
-    skip_last: SkipLastOpt = True,
+    scope: ScopeOpt = DEFAULT_DROP.scope,
+    min_keep: MinKeepOpt = DEFAULT_DROP.min_keep,
+    skip_first: SkipFirstOpt = DEFAULT_DROP.skip_first,
+    skip_last: SkipLastOpt = DEFAULT_DROP.skip_last,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; write nothing.")] = False,

@@ -16,7 +16,17 @@ EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 def reinit(
     checkpoint: CkptArg,
     output: OutOpt,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the random directions inside the null space.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed for the random directions inside the null space: the values 'orthocli train --seed S' gives"
+            " in its cycle --cycle.",
+        ),
+    ] = 0,
+    cycle: Annotated[
+        int, typer.Option("--cycle", min=1, help="Re-initialise as cycle K of 'orthocli train --seed S' does.")
+    ] = 1,
     scale: ReinitScaleOpt = 1.0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -24,7 +34,7 @@ def reinit(
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
     from orthocli.reinit import reinit as run_reinit
 
-    report = run_reinit(checkpoint, output, seed=seed, scale=scale, force=force)
+    report = run_reinit(checkpoint, output, seed=seed, cycle=cycle, scale=scale, force=force)
     doc = report.to_json()
     if json_out:
         print_json(doc)

@@ -28,6 +28,7 @@ from orthocli.cli.common import (
     stdout,
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
@@ -105,14 +106,14 @@ def train(
         ),
     ] = 10,
     # -- which filters drop (and how they come back)
-    ratio: DropRatio = 0.3,
+    ratio: DropRatio = DEFAULT_DROP.ratio,
     threshold: DropThreshold = None,
-    scope: DropScope = "layer",
-    min_keep: DropMinKeep = 1,
+    scope: DropScope = DEFAULT_DROP.scope,
+    min_keep: DropMinKeep = DEFAULT_DROP.min_keep,
     layers: DropLayers = None,
     exclude: DropExclude = None,
-    skip_first: DropSkipFirst = True,
-    skip_last: DropSkipLast = True,
+    skip_first: DropSkipFirst = DEFAULT_DROP.skip_first,
+    skip_last: DropSkipLast = DEFAULT_DROP.skip_last,
     reinit_scale: DropReinitScale = 1.0,
     # -- model
     arch: Annotated[

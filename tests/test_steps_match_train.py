@@ -1,0 +1,74 @@
+"""One drop rule for the steps and the one-shot pipeline: `prune` -> `train` (the sub-network) ->
+`reinit`, each with its defaults, drops the filters `train`'s cycle drops and re-initialises them
+to the same values, given the same weights and seed (the seed convention: `training.reinit_seed`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import typer.main
+
+from orthocli import checkpoint as ckpt_io
+from orthocli.cli import app
+from orthocli.droprule import DEFAULT_DROP
+from orthocli.drops import DropRule
+from orthocli.training import TrainConfig
+
+SMALL = ["--threads", "1", "--max-samples", "200", "--batch-size", "32", "--deterministic"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_json(run_cli, *args) -> dict:
+    result = run_cli(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_prune_train_reinit_step_by_step_equals_trains_cycle(run_cli, tmp_path):
+    start = tmp_path / "start.pt"
+    run_json(run_cli, "train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", start)
+
+    # one shot: train's cycle 1 from these weights (no standard epochs before the drop, none after)
+    cycle = run_json(
+        run_cli, "train", start, *SMALL, "--s1", "0", "--s2", "2", "--cycles", "1", "-o", tmp_path / "a.pt"
+    )
+    # step by step, each command with its defaults
+    plan = run_json(run_cli, "prune", start, "-o", tmp_path / "pruned.pt")
+    run_json(run_cli, "train", tmp_path / "pruned.pt", *SMALL, "--s2", "2", "-o", tmp_path / "sub.pt")
+    run_json(run_cli, "reinit", tmp_path / "sub.pt", "-o", tmp_path / "b.pt")
+
+    dropped = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
+    assert dropped and dropped == cycle["cycles"][0]["dropped"]
+    assert plan["rule"]["scope"] == DEFAULT_DROP.scope and plan["rule"]["ratio"] == DEFAULT_DROP.ratio
+    a, b = ckpt_io.load(tmp_path / "a.pt").state_dict, ckpt_io.load(tmp_path / "b.pt").state_dict
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+    # the seed decides the re-initialised values: another seed, other values in the dropped rows only
+    run_json(run_cli, "reinit", tmp_path / "sub.pt", "-o", tmp_path / "c.pt", "--seed", "1")
+    c = ckpt_io.load(tmp_path / "c.pt").state_dict
+    record = ckpt_io.load(tmp_path / "sub.pt").extras["prune"]
+    for layer in record["layers"].values():
+        key, rows = layer["key"], layer["dropped"]
+        assert not torch.equal(c[key][rows], b[key][rows])
+        kept = [i for i in range(b[key].shape[0]) if i not in rows.tolist()]
+        assert torch.equal(c[key][kept], b[key][kept])
+
+
+def test_one_default_drop_rule_for_prune_train_and_the_library():
+    group = typer.main.get_command(app)
+    for command in ("prune", "train"):
+        defaults = {p.name: p.default for p in group.commands[command].params}
+        assert {name: defaults[name] for name in DEFAULT_DROP.__dict__} == DEFAULT_DROP.__dict__, command
+    rule, cfg = DropRule(), TrainConfig()
+    assert (rule.ratio, rule.scope, rule.min_keep) == (DEFAULT_DROP.ratio, DEFAULT_DROP.scope, DEFAULT_DROP.min_keep)
+    assert {name: getattr(cfg, name) for name in DEFAULT_DROP.__dict__} == DEFAULT_DROP.__dict__
