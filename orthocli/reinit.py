@@ -57,13 +57,13 @@ def reinit(
 ) -> ReinitReport:
     """Re-introduce the filters `source` dropped; write the checkpoint to `output`. The random
     directions come from the generator `orthocli train --seed seed` uses in its cycle `cycle`
-    (`training.reinit_seed`), so the steps run one by one give `train`'s values."""
+    (`controller.reinit_seed`), so the steps run one by one give `train`'s values."""
     import torch
 
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
+    from orthocli.controller import reinit_seed
     from orthocli.subnet import reintroduce
-    from orthocli.training import reinit_seed
 
     if not scale > 0:
         raise UsageError(f"--reinit-scale must be positive, got {scale}")

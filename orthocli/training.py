@@ -7,15 +7,16 @@ The schedule (figure 1 of the paper), counted in epochs:
     then standard training until validation accuracy stops improving (`patience` epochs), capped
     by `max_epochs` (every epoch counted), keeping the best weights of that last phase.
 
-At the first sub-network epoch of a cycle the current conv filters are scored and the most
-redundant ones dropped, with the same functions as `orthocli prune` (`drops.plan_drops`,
-`subnet.make_record`, `subnet.apply_drops`). The sub-network trains through a masked trace of the
-model (`banks.masked_forward`: a dropped filter is masked where its channels are handed on, so it
-adds nothing to a residual sum while the skip path still carries that channel) and
-`subnet.Freezer` keeps the dropped filters bit-identical. After its last sub-network epoch the
-dropped filters are re-introduced from the null space (`subnet.reintroduce`, as `orthocli
-reinit`, with a generator seeded by (seed, cycle)) and their optimizer state is zeroed. Standard
-epochs train the plain model: no masks, no overhead.
+The method itself is the public controller `controller.RePr`, which this loop drives as a user's
+loop would (`prepare()` before a cycle's first sub-network epoch, `epoch_end()` after every
+epoch): at the first sub-network epoch of a cycle the current conv filters are scored and the
+most redundant ones dropped, with the same functions as `orthocli prune`; the sub-network trains
+with the dropped filters masked where their channels are handed on (forward hooks: a dropped
+filter adds nothing to a residual sum while the skip path still carries that channel) and kept
+bit-identical by the optimizer's step hooks. After its last sub-network epoch they are
+re-introduced from the null space (as `orthocli reinit`, with a generator seeded by (seed,
+cycle)) and their optimizer state is zeroed. Standard epochs train the plain model: no hooks, no
+overhead. A pruned checkpoint's sub-network trains under a `controller.SubNetwork`.
 
 Reproducible: the data order of every epoch comes from a generator seeded by (seed, epoch), the
 learning rate is a pure function of the epoch, and the state file (`train(state_path=...)`) holds
@@ -41,20 +42,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from orthocli import checkpoint as ckpt_io
-from orthocli.banks import banks_from_model, masked_forward
-from orthocli.candidates import fixed_or_none
+from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
 from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, train_batches
 from orthocli.droprule import DEFAULT_DROP
-from orthocli.drops import DropRule, make_rule, plan_drops
+from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, UsageError, first_line
-from orthocli.layers import convs_from_module
-from orthocli.runtime import Runtime, broadcast_object, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the RePr controller's state in the loop state (`LoopState.method`)
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 
 
@@ -130,6 +128,25 @@ class TrainConfig:
     def drop_rule(self) -> DropRule:
         return make_rule(self.ratio, self.threshold, self.scope, self.min_keep)  # as `orthocli prune`
 
+    def method(self) -> ReprConfig:
+        """The options of the RePr controller (schedule in epochs, drop rule, re-initialisation)."""
+        return ReprConfig(
+            s1=self.s1,
+            s2=self.s2,
+            cycles=self.cycles,
+            unit="epoch",
+            ratio=self.ratio,
+            threshold=self.threshold,
+            scope=self.scope,
+            min_keep=self.min_keep,
+            layers=list(self.layers),
+            exclude=list(self.exclude),
+            skip_first=self.skip_first,
+            skip_last=self.skip_last,
+            reinit_scale=self.reinit_scale,
+            seed=self.seed,
+        )
+
     def to_dict(self) -> dict:
         """By option name (the keys of --config, of a checkpoint's `config` and of the state file's)."""
         return {_OPTION_NAME.get(k, k): v for k, v in asdict(self).items()}
@@ -183,18 +200,6 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
     if cfg.lr_schedule == "step":
         return peak * 0.1 ** ((epoch >= total // 2) + (epoch >= (3 * total) // 4))
     return peak
-
-
-def sub_seed(seed: int, stream: int, index: int) -> int:
-    """An independent seed for (run seed, stream, index): data order is stream 1, re-init stream 2."""
-    return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
-
-
-def reinit_seed(seed: int, cycle: int) -> int:
-    """The seed of the generator that re-introduces the filters of cycle `cycle` (1-based) of a run
-    seeded `seed`. `orthocli reinit --seed S --cycle K` uses it too, so the steps run one by one
-    re-initialise to the values `orthocli train --seed S` gives in its cycle K."""
-    return sub_seed(seed, 2, cycle)
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
@@ -282,49 +287,6 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.peak_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def drop_filters(model: nn.Module, banks: list, cfg: TrainConfig, rt: Runtime | None = None) -> dict | None:
-    """Score the model's conv filters and zero the ones to drop, in place, exactly as `orthocli
-    prune` does (`drops.plan_drops`); the drop record. None when a --threshold rule selects no
-    filter this cycle (the cycle then trains the whole network)."""
-    try:
-        chosen = plan_drops(
-            convs_from_module(model),
-            cfg.drop_rule(),
-            include=cfg.layers or None,
-            exclude=cfg.exclude or None,
-            skip_first=cfg.skip_first,
-            skip_last=cfg.skip_last,
-            fixed=fixed_or_none(model),
-        )
-    except UsageError:
-        if cfg.threshold is None:
-            raise
-        return None
-    drops = chosen.drops
-    if rt is not None and rt.distributed:  # decided once, on rank 0, the same on every rank
-        on_rank0 = broadcast_object(rt, {k: v.tolist() for k, v in drops.items()})
-        drops = {k: torch.tensor(v, dtype=torch.long) for k, v in on_rank0.items()}
-    state = model.state_dict()  # tensors share the parameters' storage: edits below are live
-    record = make_record(state, banks, drops, chosen.rule_dict())
-    apply_drops(state, record)
-    return record
-
-
-def check_drop_options(model: nn.Module, cfg: TrainConfig) -> None:
-    """Before any training: the layer globs leave a layer to drop from and the ratio drops a filter.
-    (A --threshold is checked against each cycle's scores instead: a ratio of 0.5 stands in.)"""
-    rule = cfg.drop_rule() if cfg.threshold is None else make_rule(0.5, None, cfg.scope, cfg.min_keep)
-    plan_drops(
-        convs_from_module(model),
-        rule,
-        include=cfg.layers or None,
-        exclude=cfg.exclude or None,
-        skip_first=cfg.skip_first,
-        skip_last=cfg.skip_last,
-        fixed=fixed_or_none(model),
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -373,7 +335,8 @@ class LoopState:
     history: list[dict] = field(default_factory=list)  # one entry per epoch done (TrainResult.history)
     cycles: list[dict] = field(default_factory=list)  # one entry per finished cycle (TrainResult.cycles)
     pending: dict | None = None  # the running cycle's entry, filled in from its drop to its re-introduction
-    record: dict | None = None  # the active drop record (the sub-network trains), else None
+    record: dict | None = None  # a pruned checkpoint's drop record, when its sub-network trains
+    method: dict | None = None  # the RePr controller's state (`RePr.state_dict()`), when the method runs
     best: Best | None = None  # best weights of the final phase so far
     bad: int = 0  # final-phase epochs since the last better val accuracy
     stopped_early: bool = False
@@ -458,18 +421,17 @@ def _train(
     check_fits(model, data)
     subnet_only = given_record is not None
     epoch_phases = phases(cfg, subnet_only=subnet_only)
-    methodical = (cfg.cycles > 0 and not cfg.baseline) or subnet_only
-    banks = _banks(model) if methodical else []
-    if methodical and not subnet_only:
-        check_drop_options(model, cfg)
     optimizer = _optimizer(model, cfg)
+    # the method, as a user's loop runs it (checks the drop options before any training)
+    method = RePr(model, optimizer, cfg.method()) if cfg.cycles > 0 and not cfg.baseline and not subnet_only else None
     criterion, scaler = loss_fn(cfg.loss), rt.grad_scaler()
     if rt.distributed:  # every rank starts from rank 0's weights
         broadcast_tensors(rt, list(model.state_dict().values()))
     s = _load_state(state_path, model, optimizer, cfg) if resume else LoopState(record=given_record)
-    net, freezer, traced = model, None, {}  # traced: the masked trace, built once, masks set per cycle
-    if s.record is not None and not s.finished:
-        net, freezer = _subnet(model, banks, s.record, traced)
+    if method is not None and s.method is not None:
+        method.load_state_dict(s.method)
+    if s.record is not None:  # a pruned checkpoint: its sub-network, masked and frozen, to the end
+        SubNetwork(model, optimizer, s.record)
 
     epoch, saved_at = s.epoch, time.perf_counter()
     while not s.finished and epoch < len(epoch_phases):
@@ -479,26 +441,22 @@ def _train(
             s.best = _snapshot(model, _val_now(s, model, data, cfg), epoch)
         if phase.drop_before:  # score, drop, and train the sub-network from here
             s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
-            if not cfg.baseline:
-                s.record = drop_filters(model, banks, cfg, rt)
-                if s.record is not None:
-                    net, freezer = _subnet(model, banks, s.record, traced)
+            if method is not None:
+                method.prepare()
 
-        # one epoch: lr -> forward/backward -> (freeze) -> step -> (restore) -> eval
+        # one epoch: lr -> forward/backward -> step (the controller's hooks freeze) -> eval
         t0, lr = time.perf_counter(), lr_at(epoch, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, train_acc = _train_epoch(net, optimizer, criterion, freezer, data.train, cfg, epoch, rt, scaler)
+        loss, train_acc = _train_epoch(model, optimizer, criterion, data.train, cfg, epoch, rt, scaler)
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
-        val_loss, val_acc = evaluate(net, data.val, cfg.loss)
-        if phase.reinit_after:  # re-introduce the dropped filters; back to the plain model
+        val_loss, val_acc = evaluate(model, data.val, cfg.loss)
+        done = method.epoch_end() if method is not None else None  # re-introduces after a cycle's last S2 epoch
+        if phase.reinit_after:
             s.pending["val_after_subnet"] = val_acc
-            if s.record is not None:
-                _reintroduce(
-                    model, optimizer, s.record, s.pending, reinit_seed(cfg.seed, phase.cycle), rt, cfg.reinit_scale
-                )
-                s.record, net, freezer = None, model, None
+            if done is not None and done.dropped:
+                s.pending.update(dropped=done.dropped, reintroduced=done.reintroduced, fallbacks=done.fallbacks)
             s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
             s.cycles.append(_cycle_entry(s.pending))
             s.pending = None
@@ -526,6 +484,8 @@ def _train(
         s.finished = s.stopped_early or epoch >= len(epoch_phases)
         if s.finished and s.best is not None:
             model.load_state_dict(s.best.state_dict)
+        if method is not None:
+            s.method = method.state_dict()
         if write_state_to is not None and (s.finished or time.perf_counter() - saved_at >= state_every):
             _save_state(write_state_to, model, optimizer, cfg, s, meta)
             saved_at = time.perf_counter()
@@ -533,13 +493,12 @@ def _train(
         if phase.reinit_after:
             callback({"kind": "cycle", **s.cycles[-1], "state_dict": model.state_dict()})
 
-    final_net = _subnet(model, banks, s.record, traced)[0] if s.record is not None else model
     return TrainResult(
         model=model,
         history=s.history,
         cycles=s.cycles,
-        val_accuracy=evaluate(final_net, data.val, cfg.loss)[1],
-        test_accuracy=evaluate(final_net, data.test, cfg.loss)[1],
+        val_accuracy=evaluate(model, data.val, cfg.loss)[1],
+        test_accuracy=evaluate(model, data.test, cfg.loss)[1],
         best_epoch=s.best.epoch if s.best else None,
         stopped_early=s.stopped_early,
         record=s.record,
@@ -568,7 +527,7 @@ def _epoch_batches(train_set: Arrays | Streamed, cfg: TrainConfig, epoch: int, r
 
 
 def _train_epoch(
-    net, optimizer, criterion, freezer, train_set, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
+    net, optimizer, criterion, train_set: Arrays | Streamed, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
 ) -> tuple[float, float]:
     """One pass over the training data; (mean loss, accuracy) as seen during the pass.
 
@@ -589,15 +548,11 @@ def _train_epoch(
         (scaler.scale(weighted) if scaler is not None else weighted).backward()
         if rt.distributed:
             sum_gradients(rt, params)
-        if freezer is not None:
-            freezer.zero_grads()  # no gradient, so no new optimizer state, for dropped filters
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
-        if freezer is not None:
-            freezer.restore()  # momentum / weight decay / Adam moved them anyway: write them back
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
@@ -606,23 +561,6 @@ def _train_epoch(
     if not torch.isfinite(loss_sum):
         raise UsageError(f"training diverged at epoch {epoch + 1} (the loss is not finite); lower --lr")
     return float(loss_sum) / int(seen), int(correct) / int(seen)
-
-
-def _reintroduce(
-    model: nn.Module, optimizer, record: dict, pending: dict, seed: int, rt: Runtime, scale: float
-) -> None:
-    state = model.state_dict()
-    report = reintroduce(state, record, torch.Generator().manual_seed(seed), scale)
-    if rt.distributed:  # the new values are rank 0's on every rank
-        broadcast_tensors(rt, [state[ch["key"]] for layer in record["layers"].values() for ch in layer["channels"]])
-    reset_optimizer_rows(optimizer, model, record)
-    pending["dropped"] = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
-    pending["reintroduced"] = report
-    pending["fallbacks"] = {
-        n: {"kept_only": r["kept_only"], "random": r["random"]}
-        for n, r in report.items()
-        if r["kept_only"] or r["random"]
-    }
 
 
 def _cycle_entry(pending: dict) -> dict:
@@ -642,16 +580,6 @@ def _val_now(s: LoopState, model: nn.Module, data: DataSplits, cfg: TrainConfig)
     return evaluate(model, data.val, cfg.loss)[1]
 
 
-def _banks(model: nn.Module) -> list:
-    try:
-        return banks_from_model(model)
-    except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
-        raise UsageError(
-            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {first_line(e)}); train it with --cycles 0, or make its forward traceable"
-        ) from None
-
-
 def _on_device(data: DataSplits, device: torch.device) -> DataSplits:
     """The in-memory splits on the training device (moved once: they fit in memory); streamed
     splits move batch by batch."""
@@ -665,14 +593,6 @@ def _device_of(model: nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
     return torch.device("cpu")
-
-
-def _subnet(model: nn.Module, banks: list, record: dict, traced: dict) -> tuple[nn.Module, Freezer]:
-    """The model masked by `record` (the trace shares the model's parameters), and its freezer."""
-    if not traced:
-        traced["net"], traced["masks"] = masked_forward(model, banks)
-    masks_from_record(record, traced["masks"])
-    return traced["net"], Freezer(model, record)
 
 
 def _snapshot(model: nn.Module, val: float, epoch: int) -> Best:

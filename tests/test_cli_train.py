@@ -82,14 +82,13 @@ def test_default_output_goes_to_runs(run_cli, tmp_path, monkeypatch):
 
 
 def test_pruned_checkpoint_trains_the_sub_network(train_json, tmp_path):
-    from orthocli.banks import banks_from_model
-    from orthocli.training import drop_filters
+    from orthocli.api import drop, plan_drops
 
     train_json("-o", tmp_path / "m.pt", "--cycles", "0", "--max-epochs", "1")
     ckpt = ckpt_io.load(tmp_path / "m.pt")
     model = build_model(ckpt.extras["arch"])
     model.load_state_dict(ckpt.state_dict)
-    record = drop_filters(model, banks_from_model(model), TrainConfig(ratio=0.5))
+    record = drop(model, plan_drops(model, ratio=0.5))
     pruned = {k: v.clone() for k, v in model.state_dict().items()}
     ckpt_io.save(tmp_path / "p.pt", ckpt_io.make_payload(pruned, arch=ckpt.extras["arch"], prune=record))
 

@@ -121,3 +121,13 @@ def test_streamed_folder_shards_across_ranks_and_keeps_them_identical(tmp_path):
         assert torch.equal(r0["state_dict"][k], r1["state_dict"][k]), k
     assert len(r0["read"]) == len(r1["read"]) and set(r0["read"]) | set(r1["read"]) == set(r0["train"])
     assert len(set(r0["read"]) & set(r1["read"])) <= 1  # disjoint, but for the sampler's padding
+
+
+def test_the_api_in_a_users_ddp_loop_keeps_masks_and_weights_identical_on_both_ranks(tmp_path):
+    res = torchrun(2, HERE / "ddp_api_worker.py", tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert r0["masks"] == r1["masks"] and r0["cycles"] == r1["cycles"] and r0["cycles"][0]
+    assert [any(not all(m) for m in epoch.values()) for epoch in r0["masks"]] == [False, True, True, False]
+    for k in r0["params"]:
+        assert torch.equal(r0["params"][k], r1["params"][k]), k

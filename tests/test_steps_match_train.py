@@ -1,6 +1,6 @@
 """One drop rule for the steps and the one-shot pipeline: `prune` -> `train` (the sub-network) ->
 `reinit`, each with its defaults, drops the filters `train`'s cycle drops and re-initialises them
-to the same values, given the same weights and seed (the seed convention: `training.reinit_seed`)."""
+to the same values, given the same weights and seed (the seed convention: `controller.reinit_seed`)."""
 
 from __future__ import annotations
 

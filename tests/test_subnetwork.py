@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from train_helpers import clone_state, convnet
 
-from orthocli import training
+from orthocli import controller
+from orthocli.api import drop, plan_drops
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.models import ConvNet, ResNet20
 from orthocli.subnet import apply_drops, make_record, masks_from_record
@@ -34,12 +35,12 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
     """Momentum, weight decay and Adam's moments would all move them; weights, biases, BatchNorm
     affine parameters and running statistics must not change while the sub-network trains."""
     seen = {}
-    real_drop = training.drop_filters
+    real_drop = controller.apply_drops
+    model = convnet(digits, batchnorm=True)
 
-    def spy(model, banks, cfg, rt=None):
-        record = real_drop(model, banks, cfg, rt)
+    def spy(state, record):
+        real_drop(state, record)
         seen.update(model=model, record=record, frozen=_dropped_values(model, record), kept=clone_state(model))
-        return record
 
     checks = []
 
@@ -48,9 +49,9 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
             now = _dropped_values(seen["model"], seen["record"])
             checks.append(all(torch.equal(now[k], seen["frozen"][k]) for k in now))
 
-    real_reint = training.reintroduce
-    monkeypatch.setattr(training, "drop_filters", spy)
-    monkeypatch.setattr(training, "reintroduce", lambda *a: check() or real_reint(*a))  # after the last S2 epoch
+    real_reint = controller.reintroduce
+    monkeypatch.setattr(controller, "apply_drops", spy)
+    monkeypatch.setattr(controller, "reintroduce", lambda *a: check() or real_reint(*a))  # after the last S2 epoch
 
     cfg = TrainConfig(
         s1=1,
@@ -63,7 +64,6 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
         weight_decay=0.05,
         batch_size=32,
     )
-    model = convnet(digits, batchnorm=True)
     train(model, digits, cfg, callback=check)
     assert checks == [True, True, True]
     roles = {ch["role"] for layer in seen["record"]["layers"].values() for ch in layer["channels"]}
@@ -77,7 +77,7 @@ def test_pruned_start_trains_the_sub_network_only(digits):
     model = convnet(digits, batchnorm=True)
     train(model, digits, TrainConfig(cycles=0, max_epochs=1, batch_size=32))
     cfg = TrainConfig(s2=2, ratio=0.5, batch_size=32, weight_decay=0.1)
-    record = training.drop_filters(model, banks_from_model(model), cfg)
+    record = drop(model, plan_drops(model, ratio=cfg.ratio))
     frozen = _dropped_values(model, record)
     result = train(model, digits, cfg, record=record)
     assert [e["phase"] for e in result.history] == ["subnet", "subnet"] and result.record is record

@@ -9,7 +9,7 @@ import pytest
 import torch
 from train_helpers import FAST, clone_state, convnet, states_equal
 
-from orthocli import training
+from orthocli import controller, training
 from orthocli.data import Arrays
 from orthocli.errors import DataError, UsageError
 from orthocli.models import ConvNet, arch_spec, build_model
@@ -91,11 +91,11 @@ def test_squared_error_is_the_patents_formula():
 def test_train_follows_the_phases(digits, monkeypatch):
     """Drops before the first S2 epoch of each cycle, re-introduction after its last, all epochs counted."""
     calls = []
-    real_drop, real_reint = training.drop_filters, training.reintroduce
+    real_drop, real_reint = controller.apply_drops, controller.reintroduce
     events = []
     done = lambda: sum(e["kind"] == "epoch" for e in events)  # noqa: E731
-    monkeypatch.setattr(training, "drop_filters", lambda *a: calls.append(("drop", done())) or real_drop(*a))
-    monkeypatch.setattr(training, "reintroduce", lambda *a: calls.append(("reinit", done())) or real_reint(*a))
+    monkeypatch.setattr(controller, "apply_drops", lambda *a: calls.append(("drop", done())) or real_drop(*a))
+    monkeypatch.setattr(controller, "reintroduce", lambda *a: calls.append(("reinit", done())) or real_reint(*a))
     cfg = TrainConfig(s1=1, s2=2, cycles=2, max_epochs=8, patience=100, batch_size=32)
     result = train(convnet(digits), digits, cfg, callback=events.append)
     epochs = [e for e in events if e["kind"] == "epoch"]
