@@ -62,6 +62,10 @@ class DataOptions:
     data: Path | None = None  # training data; None: the built-in UCI digits
     test_data: Path | None = None  # a separate test set
     max_samples: int | None = None  # use at most this many training samples (stratified)
+    image_size: int | None = None  # an image folder's images resized and centre-cropped to this
+    augment: bool = False  # random crop (padded) and horizontal flip of training images
+    workers: int | None = None  # loader processes for streamed data; None: datasets.default_workers()
+    in_memory: bool = False  # read a folder whole into memory instead of streaming it
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,10 @@ class RunMeta:
             "data": path(d.data),
             "test_data": path(d.test_data),
             "max_samples": d.max_samples,
+            "image_size": d.image_size,
+            "augment": d.augment,
+            "workers": d.workers,
+            "in_memory": d.in_memory,
             "threads": h.threads,
             "baseline": o.baseline,
             "save_cycles": o.save_cycles,
@@ -140,7 +148,16 @@ class RunMeta:
                     arch=doc["arch_name"],
                     **{**arch_options, "activation": arch_options.get("activation") or "relu"},
                 ),
-                data=DataOptions(path(doc["data"]), path(doc["test_data"]), doc["max_samples"]),
+                data=DataOptions(
+                    path(doc["data"]),
+                    path(doc["test_data"]),
+                    doc["max_samples"],
+                    # absent from the state files of runs begun before streaming: their defaults
+                    image_size=doc.get("image_size"),
+                    augment=bool(doc.get("augment", False)),
+                    workers=doc.get("workers"),
+                    in_memory=bool(doc.get("in_memory", False)),
+                ),
                 outputs=OutputOptions(
                     output=Path(doc["output"]),
                     baseline=bool(doc["baseline"]),
@@ -282,7 +299,7 @@ class Experiment:
             check_output(p, force=force, inputs=inputs)
 
     def prepared_data(self):
-        from orthocli.data import prepare
+        from orthocli.datasets import prepare
 
         d = self.meta.data
         return prepare(
@@ -291,6 +308,10 @@ class Experiment:
             val_fraction=self.cfg.val_fraction,
             seed=self.cfg.seed,
             max_samples=d.max_samples,
+            image_size=d.image_size,
+            augment=d.augment,
+            workers=d.workers,
+            in_memory=d.in_memory,
         )
 
     def model(self, data):
@@ -420,7 +441,21 @@ class Experiment:
             "checkpoint": saved["checkpoint"],
             "arch": saved["arch_name"],
             **saved["arch_options"],
-            **{k: saved[k] for k in ("data", "test_data", "max_samples", "threads", "device", "precision")},
+            **{
+                k: saved[k]
+                for k in (
+                    "data",
+                    "test_data",
+                    "max_samples",
+                    "image_size",
+                    "augment",
+                    "workers",
+                    "in_memory",
+                    "threads",
+                    "device",
+                    "precision",
+                )
+            },
         }
         doc.update(self.cfg.to_dict())
         doc["baseline"] = self.meta.outputs.baseline

@@ -176,7 +176,7 @@ def train(
         _opt(
             "--data",
             panel=DATA,
-            help="Training data: .npz/.pt/.safetensors with x, y; image folder; CIFAR-10 binary or MNIST IDX folder."
+            help="Training data: .npz/.pt/.safetensors with x, y (read whole); image folder, CIFAR-10 binary or MNIST IDX folder (streamed)."
             " Default: built-in UCI digits.",
             show_default=False,
         ),
@@ -207,6 +207,46 @@ def train(
             show_default=False,
         ),
     ] = None,
+    image_size: Annotated[
+        Optional[int],
+        _opt(
+            "--image-size",
+            panel=DATA,
+            min=1,
+            help="Image folder: resize each image (shorter side) to N and centre-crop it to NxN. Default: the images'"
+            " own size, which must be the same for all.",
+            show_default=False,
+        ),
+    ] = None,
+    augment: Annotated[
+        bool,
+        _opt(
+            "--augment",
+            panel=DATA,
+            help="Augment training images: random crop padded by 1/8 of the size (4 px at 32x32) and horizontal flip,"
+            " seeded by --seed. Off by default.",
+        ),
+    ] = False,
+    workers: Annotated[
+        Optional[int],
+        _opt(
+            "--workers",
+            panel=DATA,
+            min=0,
+            help="Loader processes reading streamed data (0: in the training process). Default: the CPU cores per"
+            " training process, at most 4.",
+            show_default=False,
+        ),
+    ] = None,
+    in_memory: Annotated[
+        bool,
+        _opt(
+            "--in-memory",
+            panel=DATA,
+            help="Read a folder (images, CIFAR-10, MNIST) whole into memory instead of streaming it: faster when it"
+            " fits. Array files are always read whole.",
+        ),
+    ] = False,
     # -- optimisation
     optimizer: Annotated[
         Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")
@@ -385,7 +425,15 @@ def train(
                 batchnorm=batchnorm,
                 activation=activation,
             ),
-            data=DataOptions(data=_path(data), test_data=_path(test_data), max_samples=max_samples),
+            data=DataOptions(
+                data=_path(data),
+                test_data=_path(test_data),
+                max_samples=max_samples,
+                image_size=image_size,
+                augment=augment,
+                workers=workers,
+                in_memory=in_memory,
+            ),
             outputs=OutputOptions(
                 output=_path(output),
                 baseline=baseline,
