@@ -20,7 +20,7 @@ SMALL = ["--threads", "1", "--max-samples", "200", "--batch-size", "32", "--dete
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, run_cli, tmp_path):
+def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, tmp_path):
     start = tmp_path / "start.pt"
     cli_json("train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", start)
 
