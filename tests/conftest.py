@@ -109,6 +109,19 @@ def run_cli():
 
 
 @pytest.fixture
+def cli_json(run_cli):
+    """cli_json(*args): the command's --json document, after asserting it exited 0."""
+    import json
+
+    def run(*args):
+        result = run_cli(*args, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return run
+
+
+@pytest.fixture
 def data_dir() -> Path:
     return DATA
 

@@ -38,12 +38,7 @@ def fcn(in_channels, num_classes, input_shape, width=6):
 TINY = ["--max-samples", "120", "--width", "6", "--s1", "1", "--s2", "1", "--cycles", "2", "--batch-size", "32"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
