@@ -3,7 +3,6 @@ architectures are rebuilt through {"name": "callable", "target": "export_helpers
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -131,12 +130,6 @@ def save_pruned(path: Path, arch: dict, drops: dict[str, list[int]], seed: int =
 
 
 CONVNET_DROPS = {"features.conv1": [1, 3], "features.conv2": [0, 5, 7], "features.conv3": [2]}
-
-
-def export_json(run_cli, *args):
-    result = run_cli("export", *args, "--json")
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def probe_for(arch: dict) -> torch.Tensor:

@@ -14,7 +14,6 @@ from export_helpers import (
     SIGRES_ARCH,
     USER_ARCH,
     convnet_arch,
-    export_json,
     probe_for,
     prune,
     save_pruned,
@@ -117,18 +116,18 @@ def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
     assert not (tmp_path / "r.safetensors").exists()
 
 
-def test_compact_removes_a_channel_with_the_depthwise_filter_that_reads_it(run_cli, tmp_path):
+def test_compact_removes_a_channel_with_the_depthwise_filter_that_reads_it(cli_json, tmp_path):
     src = save_pruned(tmp_path / "dw.pt", DW_ARCH, {"c1": [1]})
-    doc = export_json(run_cli, src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
+    doc = cli_json("export", src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
     assert doc["compaction"]["layers"] == [{"name": "c1", "filters": 4, "kept": 3, "patterns": ["depthwise"]}]
     small = torch.load(tmp_path / "dw.pt2", weights_only=True)
     assert small["dw.weight"].shape == (3, 1, 3, 3) and small["fc.weight"].shape == (3, 3 * 6 * 6)
     assert doc["verified"]["max_abs_diff"] <= 1e-5
 
 
-def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, pruned, tmp_path):
+def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, cli_json, pruned, tmp_path):
     out = tmp_path / "small.pt"
-    doc = export_json(run_cli, pruned, "-o", out, "--compact", "--format", "orthocli")
+    doc = cli_json("export", pruned, "-o", out, "--compact", "--format", "orthocli")
     assert set(doc) == {
         "checkpoint",
         "format",
@@ -183,18 +182,18 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, prune
     assert [layer.filters for layer in checkpoint_convs(retrained)] == [6, 5, 7]
 
 
-def test_compact_safetensors_and_torchscript(run_cli, pruned, tmp_path):
-    export_json(run_cli, pruned, "-o", tmp_path / "small.safetensors", "--compact")
+def test_compact_safetensors_and_torchscript(run_cli, cli_json, pruned, tmp_path):
+    cli_json("export", pruned, "-o", tmp_path / "small.safetensors", "--compact")
     scored = run_cli("score", tmp_path / "small.safetensors", "--json")
     assert scored.exit_code == 0
     assert [layer["filters"] for layer in json.loads(scored.stdout)["checkpoints"][0]["layers"]] == [6, 5, 7]
-    doc = export_json(run_cli, pruned, "-o", tmp_path / "small.ts", "--compact")
+    doc = cli_json("export", pruned, "-o", tmp_path / "small.ts", "--compact")
     assert doc["after"]["params"] < doc["before"]["params"]
     assert doc["verified"]["max_abs_diff"] <= 1e-4
 
 
-def test_user_architecture_through_the_cli(run_cli, tmp_path):
+def test_user_architecture_through_the_cli(cli_json, tmp_path):
     src = save_pruned(tmp_path / "user.pt", USER_ARCH, {"c1": [0, 2], "c2": [5]})
-    doc = export_json(run_cli, src, "-o", tmp_path / "user.safetensors", "--compact")
+    doc = cli_json("export", src, "-o", tmp_path / "user.safetensors", "--compact")
     assert doc["before"]["params"] - doc["after"]["params"] == CASES["user"][2]
     assert {layer["name"]: layer["kept"] for layer in doc["compaction"]["layers"]} == {"c1": 4, "c2": 5}

@@ -12,7 +12,6 @@ from export_helpers import (
     CONVNET_DROPS,
     USER_ARCH,
     convnet_arch,
-    export_json,
     probe_for,
     save_pruned,
     trained_like,
@@ -27,12 +26,12 @@ from orthocli.models import ConvNet, model_of
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 
 
-def test_safetensors_loads_strict_into_model_class_with_extras_in_metadata(run_cli, pruned, tmp_path):
+def test_safetensors_loads_strict_into_model_class_with_extras_in_metadata(cli_json, pruned, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     out = tmp_path / "model.safetensors"
-    doc = export_json(run_cli, pruned, "-o", out)
+    doc = cli_json("export", pruned, "-o", out)
     assert doc["format"] == "safetensors" and doc["verified"]["against"] == "outputs"
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     state = load_file(str(out))
@@ -49,9 +48,9 @@ def test_safetensors_loads_strict_into_model_class_with_extras_in_metadata(run_c
     assert checkpoint.load(out).extras["arch"] == convnet_arch()
 
 
-def test_pt_is_a_plain_state_dict(run_cli, pruned, tmp_path):
+def test_pt_is_a_plain_state_dict(cli_json, pruned, tmp_path):
     out = tmp_path / "model.pt"
-    export_json(run_cli, pruned, "-o", out)
+    cli_json("export", pruned, "-o", out)
     state = torch.load(out, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     model = ConvNet(**convnet_arch()["args"])
@@ -59,7 +58,7 @@ def test_pt_is_a_plain_state_dict(run_cli, pruned, tmp_path):
     assert torch.equal(state["features.conv2.weight"][5], torch.zeros_like(state["features.conv2.weight"][5]))
 
 
-def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, tmp_path):
+def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, cli_json, tmp_path):
     # sigmoid(0) = 0.5: zeroed filters still send 0.5 downstream unless masked
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
@@ -67,7 +66,7 @@ def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, tmp_p
     model = model_of(ckpt).eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = probe_for(arch)
-    doc = export_json(run_cli, src, "-o", tmp_path / "m.ts")
+    doc = cli_json("export", src, "-o", tmp_path / "m.ts")
     loaded = torch.jit.load(str(tmp_path / "m.ts"))
     with torch.no_grad():
         assert torch.allclose(loaded(x), masked(x), atol=1e-5)
@@ -100,8 +99,8 @@ def test_pt2_is_the_masked_sub_network_with_a_dynamic_batch(run_cli, tmp_path):
             assert (model(x) - masked(x)).abs().max() > 1e-3
 
 
-def test_pt2_compact(run_cli, pruned, tmp_path):
-    doc = export_json(run_cli, pruned, "-o", tmp_path / "small.pt2", "--compact")
+def test_pt2_compact(run_cli, cli_json, pruned, tmp_path):
+    doc = cli_json("export", pruned, "-o", tmp_path / "small.pt2", "--compact")
     assert doc["format"] == "pt2" and doc["after"]["params"] < doc["before"]["params"]
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     result = run_cli("score", tmp_path / "small.pt2")  # not a checkpoint: say so, and what to give instead
@@ -139,10 +138,10 @@ def onnx_runtime():
     return pytest.importorskip("onnxruntime")
 
 
-def test_onnx_round_trip(run_cli, pruned, tmp_path):
+def test_onnx_round_trip(cli_json, pruned, tmp_path):
     ort = onnx_runtime()
     out = tmp_path / "model.onnx"
-    doc = export_json(run_cli, pruned, "-o", out, "--compact")
+    doc = cli_json("export", pruned, "-o", out, "--compact")
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     model = model_of(checkpoint.load(pruned)).eval()
@@ -163,20 +162,20 @@ def test_onnx_missing_is_a_usage_error(run_cli, pruned, tmp_path, monkeypatch):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_bare_state_dict_exports_to_safetensors_verified_by_tensors(run_cli, tmp_path):
+def test_bare_state_dict_exports_to_safetensors_verified_by_tensors(cli_json, tmp_path):
     src = tmp_path / "bare.pt"
     torch.save(trained_like(convnet_arch()).state_dict(), src)
-    doc = export_json(run_cli, src, "-o", tmp_path / "bare.safetensors")
+    doc = cli_json("export", src, "-o", tmp_path / "bare.safetensors")
     assert doc["verified"] == {"max_abs_diff": 0.0, "tolerance": 1e-4, "against": "tensors", "probe_shape": None}
 
 
-def test_trusted_whole_model_to_torchscript_needs_an_input_shape(run_cli, tmp_path):
+def test_trusted_whole_model_to_torchscript_needs_an_input_shape(run_cli, cli_json, tmp_path):
     model = trained_like(USER_ARCH)
     torch.save(model, tmp_path / "whole.pt")
     result = run_cli("export", tmp_path / "whole.pt", "-o", tmp_path / "m.ts", "--trust")
     assert result.exit_code == 2
     assert "give --input-shape" in result.stderr
-    doc = export_json(run_cli, tmp_path / "whole.pt", "-o", tmp_path / "m.ts", "--trust", "--input-shape", "1,6,6")
+    doc = cli_json("export", tmp_path / "whole.pt", "-o", tmp_path / "m.ts", "--trust", "--input-shape", "1,6,6")
     assert doc["verified"]["against"] == "outputs" and doc["after"]["params"] == param_count(model)
     x = torch.randn(2, 1, 6, 6)
     with torch.no_grad():
