@@ -139,3 +139,11 @@ def train_json(run_cli):
         return json.loads(result.stdout)
 
     return run
+
+
+@pytest.fixture
+def pruned(tmp_path) -> Path:
+    """An orthocli checkpoint of a ConvNet with trained-like statistics and export_helpers.CONVNET_DROPS dropped."""
+    from export_helpers import CONVNET_DROPS, convnet_arch, save_pruned
+
+    return save_pruned(tmp_path / "pruned.pt", convnet_arch(), CONVNET_DROPS)
