@@ -448,6 +448,39 @@ def stratified_pick(
     return torch.sort(torch.cat(picked)).values
 
 
+def split_indices(
+    y: torch.Tensor, *, val_fraction: float, seed: int, max_samples: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted (train, validation) indices into labels `y`: with `max_samples`, first a stratified,
+    seeded subsample of that many; then a stratified validation part of `val_fraction` of it (at
+    least one sample when the fraction is above 0; every class keeps a training sample). One rule
+    for the in-memory and the streamed data, so a seed picks the same samples from either."""
+    generator = torch.Generator().manual_seed(seed)
+    pool = torch.arange(len(y))
+    if max_samples is not None and max_samples < len(y):
+        n_present = len(torch.unique(y))
+        if max_samples < n_present:
+            raise UsageError(f"max samples is {max_samples} but the data has {n_present} classes; use at least that")
+        pool = stratified_pick(y, max_samples, generator, min_pick=1)
+    n_val = round(val_fraction * len(pool))
+    if val_fraction > 0:
+        n_val = max(n_val, 1)
+    val_rel = stratified_pick(y[pool], n_val, generator, min_left=1)
+    keep = torch.ones(len(pool), dtype=torch.bool)
+    keep[val_rel] = False
+    return pool[keep.nonzero().flatten()], pool[val_rel]
+
+
+def check_classes_trained(n_train: int, num_classes: int, where, max_samples: int | None) -> None:
+    """DataError unless every class can have a training sample (`n_train` at least `num_classes`)."""
+    if n_train < num_classes:  # some class has no training sample: the classifier cannot learn it
+        raise DataError(
+            f"{where}: {n_train} training samples for {num_classes} classes (labels 0..{num_classes - 1}); "
+            "training needs at least one sample per class: give more data"
+            + (" or a larger --max-samples" if max_samples is not None else "")
+        )
+
+
 def _subset(a: Arrays, idx: torch.Tensor) -> Arrays:
     return Arrays(a.x[idx], a.y[idx])
 
@@ -513,25 +546,9 @@ def prepare(
     num_classes = int(data.y.max()) + 1
     if num_classes < 2:
         raise DataError(f"{src}: every label is 0; a classifier needs at least two classes")
-    n_present = len(torch.unique(data.y))
-    generator = torch.Generator().manual_seed(seed)
-    if max_samples is not None and max_samples < len(data):
-        if max_samples < n_present:
-            raise UsageError(f"max samples is {max_samples} but the data has {n_present} classes; use at least that")
-        data = _subset(data, stratified_pick(data.y, max_samples, generator, min_pick=1))
-    n_val = round(val_fraction * len(data))
-    if val_fraction > 0:
-        n_val = max(n_val, 1)
-    val_idx = stratified_pick(data.y, n_val, generator, min_left=1)
-    keep = torch.ones(len(data), dtype=torch.bool)
-    keep[val_idx] = False
-    train, val = _subset(data, keep.nonzero().flatten()), _subset(data, val_idx)
-    if len(train) < num_classes:  # some class has no training sample: the classifier cannot learn it
-        raise DataError(
-            f"{src}: {len(train)} training samples for {num_classes} classes (labels 0..{num_classes - 1}); "
-            "training needs at least one sample per class: give more data"
-            + (" or a larger --max-samples" if max_samples is not None else "")
-        )
+    train_idx, val_idx = split_indices(data.y, val_fraction=val_fraction, seed=seed, max_samples=max_samples)
+    train, val = _subset(data, train_idx), _subset(data, val_idx)
+    check_classes_trained(len(train), num_classes, src, max_samples)
     if test is not None:
         _check_test(test, train, num_classes, str(test_path or src))
 

@@ -63,6 +63,10 @@ class DataOptions:
     builtin: str | None = None  # a built-in set by name (data.BUILTIN_SETS); None with no `data`: the default
     test_data: Path | None = None  # a separate test set
     max_samples: int | None = None  # use at most this many training samples (stratified)
+    image_size: int | None = None  # an image folder's images resized and centre-cropped to this
+    augment: bool = False  # random crop (padded) and horizontal flip of training images
+    workers: int | None = None  # loader processes for streamed data; None: datasets.default_workers()
+    in_memory: bool = False  # read a folder whole into memory instead of streaming it
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,10 @@ class RunMeta:
             "builtin": d.builtin,
             "test_data": path(d.test_data),
             "max_samples": d.max_samples,
+            "image_size": d.image_size,
+            "augment": d.augment,
+            "workers": d.workers,
+            "in_memory": d.in_memory,
             "threads": h.threads,
             "baseline": o.baseline,
             "save_cycles": o.save_cycles,
@@ -144,10 +152,15 @@ class RunMeta:
                 ),
                 # state files from before named sets had no "builtin": no data was the built-in digits
                 data=DataOptions(
-                    path(doc["data"]),
-                    doc.get("builtin", "digits" if doc["data"] is None else None),
-                    path(doc["test_data"]),
-                    doc["max_samples"],
+                    data=path(doc["data"]),
+                    builtin=doc.get("builtin", "digits" if doc["data"] is None else None),
+                    test_data=path(doc["test_data"]),
+                    max_samples=doc["max_samples"],
+                    # absent from the state files of runs begun before streaming: their defaults
+                    image_size=doc.get("image_size"),
+                    augment=bool(doc.get("augment", False)),
+                    workers=doc.get("workers"),
+                    in_memory=bool(doc.get("in_memory", False)),
                 ),
                 outputs=OutputOptions(
                     output=Path(doc["output"]),
@@ -291,7 +304,7 @@ class Experiment:
             check_output(p, force=force, inputs=inputs)
 
     def prepared_data(self):
-        from orthocli.data import prepare
+        from orthocli.datasets import prepare
 
         d = self.meta.data
         return prepare(
@@ -300,6 +313,10 @@ class Experiment:
             val_fraction=self.cfg.val_fraction,
             seed=self.cfg.seed,
             max_samples=d.max_samples,
+            image_size=d.image_size,
+            augment=d.augment,
+            workers=d.workers,
+            in_memory=d.in_memory,
         )
 
     def model(self, data):
@@ -436,7 +453,20 @@ class Experiment:
             "arch": saved["arch_name"],
             **saved["arch_options"],
             "data": saved["data"] if saved["data"] is not None else saved["builtin"],
-            **{k: saved[k] for k in ("test_data", "max_samples", "threads", "device", "precision")},
+            **{
+                k: saved[k]
+                for k in (
+                    "test_data",
+                    "max_samples",
+                    "image_size",
+                    "augment",
+                    "workers",
+                    "in_memory",
+                    "threads",
+                    "device",
+                    "precision",
+                )
+            },
         }
         doc.update(self.cfg.to_dict())
         doc["baseline"] = self.meta.outputs.baseline

@@ -44,6 +44,7 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
+from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, train_batches
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
@@ -254,7 +255,7 @@ def set_seed(seed: int) -> None:
 
 def check_fits(model: nn.Module, data: DataSplits) -> None:
     """The model takes the data's samples and has an output per class; else DataError."""
-    x = data.train.x[:2]
+    x = head(data.train, 2).to(_device_of(model))
     was_training = model.training
     model.eval()
     try:
@@ -280,16 +281,22 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
 
 
 def evaluate(
-    model: nn.Module, arrays: Arrays | None, loss: str = "ce", batch_size: int = 1024
+    model: nn.Module, arrays: Arrays | Streamed | None, loss: str = "ce", batch_size: int = 1024
 ) -> tuple[float | None, float | None]:
-    """(mean loss, accuracy) of `model` on `arrays` in eval mode; (None, None) for no data."""
+    """(mean loss, accuracy) of `model` on `arrays` in eval mode; (None, None) for no data. A
+    streamed split is read in order onto the model's device."""
     if arrays is None or len(arrays) == 0:
         return None, None
     model.eval()
     criterion, total, correct = loss_fn(loss), 0.0, 0
+    if isinstance(arrays, Streamed):
+        pairs = eval_batches(arrays, _device_of(model))
+    else:
+        pairs = (
+            (arrays.x[i : i + batch_size], arrays.y[i : i + batch_size]) for i in range(0, len(arrays), batch_size)
+        )
     with torch.no_grad():
-        for i in range(0, len(arrays), batch_size):
-            x, y = arrays.x[i : i + batch_size], arrays.y[i : i + batch_size]
+        for x, y in pairs:
             logits = model(x).float()
             total += float(criterion(logits, y)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
@@ -523,28 +530,46 @@ def _train(
     )
 
 
+def _epoch_batches(train_set: Arrays | Streamed, cfg: TrainConfig, epoch: int, rt: Runtime):
+    """(x, y, share) of every step of one epoch, share being this rank's part of the step's samples.
+
+    In memory, under torchrun each rank takes every world_size-th sample of each (global) batch. A
+    streamed split is read by a DataLoader: in one process in the order `batches` gives (the order
+    the in-memory data has), under torchrun from this rank's `DistributedSampler` shard."""
+    if isinstance(train_set, Streamed):
+        if rt.distributed:
+            lists = distributed_batches(
+                len(train_set), cfg.batch_size, sub_seed(cfg.seed, 1, 0), epoch, rt.rank, rt.world_size
+            )
+        else:
+            lists = [b.tolist() for b in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, 1, cfg.min_steps)]
+        for x, y in train_batches(train_set, lists, epoch, rt.device):
+            yield x, y, 1 / rt.world_size
+        return
+    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size, cfg.min_steps):
+        share = idx[rt.rank :: rt.world_size].to(rt.device)
+        yield train_set.x[share], train_set.y[share], len(share) / len(idx)
+
+
 def _train_epoch(
-    net, optimizer, criterion, train_set: Arrays, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
+    net, optimizer, criterion, train_set: Arrays | Streamed, cfg: TrainConfig, epoch: int, rt: Runtime, scaler=None
 ) -> tuple[float, float]:
     """One pass over the training data; (mean loss, accuracy) as seen during the pass.
 
-    Under torchrun each rank takes every world_size-th sample of each (global) batch; its loss is
-    weighted by its share and the gradients summed over ranks, so an update equals the one a
-    single process makes on the whole batch."""
+    Under torchrun each rank's loss is weighted by its share of the step's samples and the
+    gradients summed over ranks, so an update equals the one a single process makes on the whole
+    batch."""
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), device=rt.device)
     correct = torch.zeros((), dtype=torch.long, device=rt.device)
-    seen = 0
-    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size, cfg.min_steps):
-        seen += len(idx)
-        share = idx[rt.rank :: rt.world_size].to(rt.device)
-        x, y = train_set.x[share], train_set.y[share]
+    seen = torch.zeros((), dtype=torch.long, device=rt.device)
+    for x, y, share in _epoch_batches(train_set, cfg, epoch, rt):
         with rt.autocast():
             logits = net(x)
         loss = criterion(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        weighted = loss * (len(share) / len(idx)) if rt.distributed else loss
+        weighted = loss * share if rt.distributed else loss
         (scaler.scale(weighted) if scaler is not None else weighted).backward()
         if rt.distributed:
             sum_gradients(rt, params)
@@ -553,11 +578,12 @@ def _train_epoch(
             scaler.update()
         else:
             optimizer.step()
-        loss_sum += loss.detach() * len(share)
+        loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
-    if rt.distributed:
-        loss_sum, correct = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct)
-    return float(loss_sum) / seen, int(correct) / seen
+        seen += len(y)
+    if rt.distributed:  # (a DistributedSampler repeats a few samples to give every rank as many)
+        loss_sum, correct, seen = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct), sum_over_ranks(rt, seen)
+    return float(loss_sum) / int(seen), int(correct) / int(seen)
 
 
 def _cycle_entry(pending: dict) -> dict:
@@ -578,11 +604,18 @@ def _val_now(s: LoopState, model: nn.Module, data: DataSplits, cfg: TrainConfig)
 
 
 def _on_device(data: DataSplits, device: torch.device) -> DataSplits:
-    """The data on the training device (moved once: these data sets fit in memory)."""
+    """The in-memory splits on the training device (moved once: they fit in memory); streamed
+    splits move batch by batch."""
     if device.type == "cpu":
         return data
-    move = lambda a: None if a is None else Arrays(a.x.to(device), a.y.to(device))  # noqa: E731
+    move = lambda a: a if not isinstance(a, Arrays) else Arrays(a.x.to(device), a.y.to(device))  # noqa: E731
     return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    return torch.device("cpu")
 
 
 def _snapshot(model: nn.Module, val: float, epoch: int) -> Best:

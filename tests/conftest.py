@@ -109,6 +109,19 @@ def run_cli():
 
 
 @pytest.fixture
+def cli_json(run_cli):
+    """cli_json(*args): the command's --json document, after asserting it exited 0."""
+    import json
+
+    def run(*args):
+        result = run_cli(*args, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return run
+
+
+@pytest.fixture
 def data_dir() -> Path:
     return DATA
 
@@ -126,3 +139,11 @@ def train_json(run_cli):
         return json.loads(result.stdout)
 
     return run
+
+
+@pytest.fixture
+def pruned(tmp_path) -> Path:
+    """An orthocli checkpoint of a ConvNet with trained-like statistics and export_helpers.CONVNET_DROPS dropped."""
+    from export_helpers import CONVNET_DROPS, convnet_arch, save_pruned
+
+    return save_pruned(tmp_path / "pruned.pt", convnet_arch(), CONVNET_DROPS)

@@ -102,6 +102,27 @@ def test_torchrun_needs_an_output_path(tmp_path):
     assert res.returncode != 0 and "under torchrun give -o/--output" in res.stderr
 
 
+def test_streamed_folder_shards_across_ranks_and_keeps_them_identical(tmp_path):
+    """A streamed image folder under torchrun: each rank reads its own DistributedSampler shard, the
+    shards cover the training samples, and both ranks end with the same weights and drops."""
+    import numpy as np
+
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for k in range(12):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}/{k}.png")
+    res = torchrun(2, HERE / "ddp_stream_worker.py", tmp_path / "imgs", tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert r0["world"] == 2 and len(r0["cycles"]) == 1 and r0["cycles"] == r1["cycles"]
+    for k in r0["state_dict"]:
+        assert torch.equal(r0["state_dict"][k], r1["state_dict"][k]), k
+    assert len(r0["read"]) == len(r1["read"]) and set(r0["read"]) | set(r1["read"]) == set(r0["train"])
+    assert len(set(r0["read"]) & set(r1["read"])) <= 1  # disjoint, but for the sampler's padding
+
+
 def test_the_api_in_a_users_ddp_loop_keeps_masks_and_weights_identical_on_both_ranks(tmp_path):
     res = torchrun(2, HERE / "ddp_api_worker.py", tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -18,12 +18,7 @@ OPTIONS = dict(s1=1, s2=2, cycles=1, ratio=0.4, seed=3)
 EPOCHS = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_net() -> torch.nn.Module:

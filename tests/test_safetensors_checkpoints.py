@@ -19,18 +19,7 @@ SMALL = ["--threads", "1", "--max-samples", "120", "--batch-size", "32", "--dete
 TRAIN = [*SMALL, "--width", "4", "--s1", "1", "--s2", "1", "--cycles", "2", "--max-epochs", "5"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_json(run_cli, *args) -> dict:
-    result = run_cli(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def is_safetensors(path: Path) -> bool:
@@ -44,18 +33,18 @@ def is_safetensors(path: Path) -> bool:
     return True
 
 
-def pipeline(run_cli, folder: Path, ext: str) -> dict[str, Path]:
+def pipeline(cli_json, folder: Path, ext: str) -> dict[str, Path]:
     """train (with --save-cycles and --baseline) -> prune -> train the sub-network -> reinit ->
     train -> export (as orthocli checkpoint and safetensors), every file named with `ext`."""
     folder.mkdir()
     f = {name: folder / f"{name}{ext}" for name in ("trained", "pruned", "sub", "reinit", "final", "export")}
-    run_json(run_cli, "train", *TRAIN, "--save-cycles", "--baseline", "-o", f["trained"])
-    run_json(run_cli, "prune", f["trained"], "-o", f["pruned"])
-    run_json(run_cli, "train", f["pruned"], *SMALL, "--s2", "1", "-o", f["sub"])
-    run_json(run_cli, "reinit", f["sub"], "-o", f["reinit"], "--seed", "3")
-    run_json(run_cli, "train", f["reinit"], *SMALL, "--cycles", "0", "--max-epochs", "1", "-o", f["final"])
-    run_json(run_cli, "export", f["final"], "-o", f["export"], "--format", "orthocli")
-    run_json(run_cli, "export", f["final"], "-o", folder / "deploy.safetensors")
+    cli_json("train", *TRAIN, "--save-cycles", "--baseline", "-o", f["trained"])
+    cli_json("prune", f["trained"], "-o", f["pruned"])
+    cli_json("train", f["pruned"], *SMALL, "--s2", "1", "-o", f["sub"])
+    cli_json("reinit", f["sub"], "-o", f["reinit"], "--seed", "3")
+    cli_json("train", f["reinit"], *SMALL, "--cycles", "0", "--max-epochs", "1", "-o", f["final"])
+    cli_json("export", f["final"], "-o", f["export"], "--format", "orthocli")
+    cli_json("export", f["final"], "-o", folder / "deploy.safetensors")
     return f
 
 
@@ -79,8 +68,8 @@ def without_paths(extras: dict) -> dict:
     return {k: v for k, v in extras.items() if k not in ("history", "source")}
 
 
-def test_the_pipeline_in_safetensors_matches_pt_and_writes_no_pickle(run_cli, tmp_path):
-    st = pipeline(run_cli, tmp_path / "st", ".safetensors")
+def test_the_pipeline_in_safetensors_matches_pt_and_writes_no_pickle(cli_json, tmp_path):
+    st = pipeline(cli_json, tmp_path / "st", ".safetensors")
     written = sorted(p.name for p in (tmp_path / "st").iterdir())
     assert written == sorted(
         [f"{n}.safetensors" for n in st]
@@ -90,7 +79,7 @@ def test_the_pipeline_in_safetensors_matches_pt_and_writes_no_pickle(run_cli, tm
     for name in written:
         assert is_safetensors(tmp_path / "st" / name), name
 
-    pt = pipeline(run_cli, tmp_path / "pt", ".pt")
+    pt = pipeline(cli_json, tmp_path / "pt", ".pt")
     for name in pt:
         assert zipfile.is_zipfile(pt[name]), name  # .pt: torch.save's zip archive
         a, b = ckpt_io.load(st[name]), ckpt_io.load(pt[name])
@@ -116,9 +105,9 @@ def test_the_pipeline_in_safetensors_matches_pt_and_writes_no_pickle(run_cli, tm
     assert set(pruned.state_dict) == {k for k in names if not k.startswith("orthocli/")}
 
 
-def test_interrupted_run_in_safetensors_resumes_from_a_safetensors_state(run_cli, tmp_path, monkeypatch):
+def test_interrupted_run_in_safetensors_resumes_from_a_safetensors_state(cli_json, run_cli, tmp_path, monkeypatch):
     adam = ["--optimizer", "adam"]  # its state holds tuples, integer keys and tensors
-    full = run_json(run_cli, "train", *TRAIN, *adam, "--save-cycles", "-o", tmp_path / "full.safetensors")
+    full = cli_json("train", *TRAIN, *adam, "--save-cycles", "-o", tmp_path / "full.safetensors")
     real = ckpt_io.save
     states = []
 
@@ -138,7 +127,7 @@ def test_interrupted_run_in_safetensors_resumes_from_a_safetensors_state(run_cli
     state = tmp_path / "run.safetensors.state"
     assert is_safetensors(state)
     monkeypatch.setattr(ckpt_io, "save", real)
-    again = run_json(run_cli, "train", "-o", out, "--resume")
+    again = cli_json("train", "-o", out, "--resume")
     assert again["val_accuracy"] == full["val_accuracy"]
     a, b = ckpt_io.load(tmp_path / "full.safetensors"), ckpt_io.load(out)
     assert same(a.state_dict, b.state_dict)
@@ -195,7 +184,7 @@ def test_damaged_metadata_is_one_line_exit_3(run_cli, tmp_path, tiny_state_dict,
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_readers_go_by_content_not_name(run_cli, tmp_path, tiny_state_dict):
+def test_readers_go_by_content_not_name(cli_json, tmp_path, tiny_state_dict):
     payload = ckpt_io.make_payload(tiny_state_dict, data={"mean": [0.5]})
     zip_named_st, st_named_pt = tmp_path / "zip.safetensors", tmp_path / "st.pt"
     torch.save(payload, zip_named_st)  # a torch zip under a .safetensors name
@@ -203,11 +192,11 @@ def test_readers_go_by_content_not_name(run_cli, tmp_path, tiny_state_dict):
     for path, fmt in ((zip_named_st, "torch-zip"), (st_named_pt, "safetensors")):
         ckpt = ckpt_io.load(path)
         assert ckpt.format == fmt and same(ckpt.state_dict, tiny_state_dict) and ckpt.extras["data"] == {"mean": [0.5]}
-        doc = run_json(run_cli, "score", path)["checkpoints"][0]
+        doc = cli_json("score", path)["checkpoints"][0]
         assert doc["format"] == fmt and [layer["name"] for layer in doc["layers"]] == ["conv1", "conv2"]
     # each command's output follows its own name, whatever the input was (two convs: the last one may drop)
-    run_json(run_cli, "prune", zip_named_st, "-o", tmp_path / "p.safetensors", "--ratio", "0.5", "--no-skip-last")
-    run_json(run_cli, "prune", st_named_pt, "-o", tmp_path / "p.pt", "--ratio", "0.5", "--no-skip-last")
+    cli_json("prune", zip_named_st, "-o", tmp_path / "p.safetensors", "--ratio", "0.5", "--no-skip-last")
+    cli_json("prune", st_named_pt, "-o", tmp_path / "p.pt", "--ratio", "0.5", "--no-skip-last")
     assert is_safetensors(tmp_path / "p.safetensors") and zipfile.is_zipfile(tmp_path / "p.pt")
     a, b = ckpt_io.load(tmp_path / "p.safetensors"), ckpt_io.load(tmp_path / "p.pt")
     assert same(a.state_dict, b.state_dict) and same(a.extras["prune"], b.extras["prune"])

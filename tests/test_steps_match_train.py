@@ -4,8 +4,6 @@ to the same values, given the same weights and seed (the seed convention: `contr
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import typer.main
@@ -19,32 +17,19 @@ from orthocli.training import TrainConfig
 SMALL = ["--threads", "1", "--max-samples", "200", "--batch-size", "32", "--deterministic"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run_json(run_cli, *args) -> dict:
-    result = run_cli(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def test_prune_train_reinit_step_by_step_equals_trains_cycle(run_cli, tmp_path):
+def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, tmp_path):
     start = tmp_path / "start.pt"
-    run_json(run_cli, "train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", start)
+    cli_json("train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", start)
 
     # one shot: train's cycle 1 from these weights (no standard epochs before the drop, none after)
-    cycle = run_json(
-        run_cli, "train", start, *SMALL, "--s1", "0", "--s2", "2", "--cycles", "1", "-o", tmp_path / "a.pt"
-    )
+    cycle = cli_json("train", start, *SMALL, "--s1", "0", "--s2", "2", "--cycles", "1", "-o", tmp_path / "a.pt")
     # step by step, each command with its defaults
-    plan = run_json(run_cli, "prune", start, "-o", tmp_path / "pruned.pt")
-    run_json(run_cli, "train", tmp_path / "pruned.pt", *SMALL, "--s2", "2", "-o", tmp_path / "sub.pt")
-    run_json(run_cli, "reinit", tmp_path / "sub.pt", "-o", tmp_path / "b.pt")
+    plan = cli_json("prune", start, "-o", tmp_path / "pruned.pt")
+    cli_json("train", tmp_path / "pruned.pt", *SMALL, "--s2", "2", "-o", tmp_path / "sub.pt")
+    cli_json("reinit", tmp_path / "sub.pt", "-o", tmp_path / "b.pt")
 
     dropped = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
     assert dropped and dropped == cycle["cycles"][0]["dropped"]
@@ -54,7 +39,7 @@ def test_prune_train_reinit_step_by_step_equals_trains_cycle(run_cli, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
     # the seed decides the re-initialised values: another seed, other values in the dropped rows only
-    run_json(run_cli, "reinit", tmp_path / "sub.pt", "-o", tmp_path / "c.pt", "--seed", "1")
+    cli_json("reinit", tmp_path / "sub.pt", "-o", tmp_path / "c.pt", "--seed", "1")
     c = ckpt_io.load(tmp_path / "c.pt").state_dict
     record = ckpt_io.load(tmp_path / "sub.pt").extras["prune"]
     for layer in record["layers"].values():

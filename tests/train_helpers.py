@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from orthocli import training
-from orthocli.models import arch_spec, build_model, init_weights
+from orthocli.models import ConvNet, arch_spec, build_model, init_weights
 
 # One RePr cycle of `orthocli train`, 1 + 1 epochs, then one standard epoch.
 ONE_CYCLE = ["--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3"]
@@ -35,3 +37,43 @@ def states_equal(a: dict, b: dict) -> bool:
 
 def clone_state(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --- the controller tests' model, data and loop (orthocli.RePr in a user's own loop)
+
+
+def make_model(seed: int = 0, activation: str = "relu") -> nn.Module:
+    torch.manual_seed(seed)
+    return ConvNet(1, 4, [8, 8], width=8, depth=3, activation=activation, batchnorm=True)
+
+
+def make_data(n: int = 48, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def make_optimizer(model: nn.Module, name: str = "sgd") -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=0.01)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+
+
+def run_epoch(model, optimizer, data, batch: int = 16) -> None:
+    model.train()
+    x, y = data
+    for i in range(0, len(x), batch):
+        loss = F.cross_entropy(model(x[i : i + batch]), y[i : i + batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def frozen_values(model, record) -> dict[str, torch.Tensor]:
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    return {
+        ch["key"]: tensors[ch["key"]].detach().index_select(ch["dim"], layer["dropped"]).clone()
+        for layer in record["layers"].values()
+        for ch in layer["channels"]
+    }

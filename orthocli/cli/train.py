@@ -197,8 +197,8 @@ def train(
             "--data",
             panel=DATA,
             help="Training data: a built-in set by name, mnist1d (the default) or digits; or a .npz/.pt/.safetensors"
-            " file with x, y, an image folder, a CIFAR-10 binary or MNIST IDX folder. A bare name is the built-in set"
-            " even where a file of that name exists: write ./NAME for the file.",
+            " file with x, y (read whole), an image folder, a CIFAR-10 binary or MNIST IDX folder (streamed). A bare"
+            " name is the built-in set even where a file of that name exists: write ./NAME for the file.",
             show_default=False,
         ),
     ] = None,
@@ -228,6 +228,46 @@ def train(
             show_default=False,
         ),
     ] = None,
+    image_size: Annotated[
+        Optional[int],
+        _opt(
+            "--image-size",
+            panel=DATA,
+            min=1,
+            help="Image folder: resize each image (shorter side) to N and centre-crop it to NxN. Default: the images'"
+            " own size, which must be the same for all.",
+            show_default=False,
+        ),
+    ] = None,
+    augment: Annotated[
+        bool,
+        _opt(
+            "--augment",
+            panel=DATA,
+            help="Augment training images: random crop padded by 1/8 of the size (4 px at 32x32) and horizontal flip,"
+            " seeded by --seed. Off by default.",
+        ),
+    ] = False,
+    workers: Annotated[
+        Optional[int],
+        _opt(
+            "--workers",
+            panel=DATA,
+            min=0,
+            help="Loader processes reading streamed data (0: in the training process). Default: the CPU cores per"
+            " training process, at most 4.",
+            show_default=False,
+        ),
+    ] = None,
+    in_memory: Annotated[
+        bool,
+        _opt(
+            "--in-memory",
+            panel=DATA,
+            help="Read a folder (images, CIFAR-10, MNIST) whole into memory instead of streaming it: faster when it"
+            " fits. Array files are always read whole.",
+        ),
+    ] = False,
     # -- optimisation
     optimizer: Annotated[
         Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")
@@ -418,7 +458,16 @@ def train(
                 batchnorm=batchnorm,
                 activation=activation,
             ),
-            data=_data_options(data, test_data, max_samples, reporter),
+            data=_data_options(
+                data,
+                reporter,
+                test_data=_path(test_data),
+                max_samples=max_samples,
+                image_size=image_size,
+                augment=augment,
+                workers=workers,
+                in_memory=in_memory,
+            ),
             outputs=OutputOptions(
                 output=_path(output),
                 baseline=baseline,
@@ -518,17 +567,16 @@ def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _data_options(data: str | None, test_data: str | Path | None, max_samples: int | None, reporter) -> DataOptions:
-    """--data as a built-in set's name (the default set when not given) or a path."""
+def _data_options(data: str | None, reporter, **options: Any) -> DataOptions:
+    """--data as a built-in set's name (the default set when not given) or a path; `options`: the
+    other fields of DataOptions."""
     from orthocli.data import DEFAULT_DATA, builtin_name
     from orthocli.experiment import DataOptions
 
     name = DEFAULT_DATA if data is None else builtin_name(data)
     if data is not None and name is not None and Path(data).exists():
         reporter.log(f"--data {data} is the built-in set; for the file or folder of that name write ./{data}")
-    return DataOptions(
-        data=None if name is not None else Path(data), builtin=name, test_data=_path(test_data), max_samples=max_samples
-    )
+    return DataOptions(data=None if name is not None else Path(data), builtin=name, **options)
 
 
 def _from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:
