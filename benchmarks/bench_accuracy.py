@@ -2,13 +2,19 @@
 
 For every seed, one control (`--baseline`: the same schedule and epochs, same data order, nothing
 dropped) and one method run per configuration of the grid; the difference is paired by seed.
-Prints a Markdown table (mean +- standard deviation over seeds, wins) with the command and machine,
-and writes every run as a JSON line to --out.
+Prints a Markdown table (test accuracy mean +- standard deviation over seeds, the mean paired
+difference with its 95% t-interval, wins, runs that diverged) with the command and machine, and
+writes every run as a JSON line to --out. A run whose loss stops being finite is reported as
+diverged (its arm and epoch in --out) and left out of the statistics; the others are kept.
 
+    python benchmarks/bench_accuracy.py --data mnist1d --grid defaults --seeds 10
     python benchmarks/bench_accuracy.py --data digits --arch convnet --grid full --seeds 5
-    python benchmarks/bench_accuracy.py --data benchmarks/data/mnist5k.npz --arch convnet --grid small
+    python benchmarks/bench_accuracy.py --data benchmarks/data/mnist5k.npz --max-samples 250 --grid defaults
     python benchmarks/bench_accuracy.py --data digits --arch resnet20 --grid small --set width=8
     python benchmarks/bench_accuracy.py --data digits --grid knobs        # the investigation
+
+`--data` takes a built-in set's name (mnist1d, digits) or a path; `--max-samples N` trains on a
+stratified, seeded subset of N samples (validation split included; the test set stays whole).
 
 Grids: full = scope {global, layer} x first layer {skipped, dropped from} x ratio {0.1, 0.3, 0.5};
 small = the same at ratio 0.3; knobs = the default configuration with one setting changed at a
@@ -24,7 +30,6 @@ import itertools
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from multiprocessing import get_context
@@ -33,7 +38,17 @@ ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 # Settings that only change what the method drops and re-introduces: configurations differing only
 # in these share one control per seed. Any other setting (optimizer, schedule, epochs) gets a
 # control of its own with the same setting, so every comparison has the same budget.
-DROP_KEYS = ("ratio", "threshold", "scope", "min_keep", "skip_first", "layers", "exclude", "reinit_scale")
+DROP_KEYS = (
+    "ratio",
+    "threshold",
+    "scope",
+    "min_keep",
+    "skip_first",
+    "layers",
+    "exclude",
+    "reinit_scale",
+    "reinit_fan_out",
+)
 
 
 def control_key(overrides: dict) -> str:
@@ -58,24 +73,40 @@ def grid(name: str) -> list[tuple[str, dict]]:
             ("S2 = 5 epochs", {"s2": 5}),
             ("per-layer, ratio 0.1", {"scope": "layer", "ratio": 0.1}),
         ]
-    if name == "defaults":  # the candidates for train's defaults, after full/small/knobs
+    if name == "defaults":  # the candidates for train's defaults
+        return [
+            ("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"}),
+            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),
+        ]
+    if name == "paper":  # the paper's re-introduction alone (e.g. with --set cycles=5)
+        return [("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"})]
+    if name == "zero":  # the default re-introduction alone
+        return [("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"})]
+    if name == "authors":  # the candidates of the previous round (README before issue 16)
         return [
             ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global"}),
             ("layer, first layer skipped, 0.3, scale 1", {"scope": "layer"}),
             ("layer, first layer skipped, 0.3, scale 0.5", {"scope": "layer", "reinit_scale": 0.5}),
         ]
-    raise SystemExit(f"unknown grid {name!r}: full, small, knobs, defaults")
+    if name == "fanout":  # re-introduction: the next layer's weights, with ratio and scale
+        return [
+            (f"fan-out {f}, ratio {r}", {"reinit_fan_out": f, "ratio": r})
+            for f in ("keep", "zero")
+            for r in (0.1, 0.3, 0.5)
+        ]
+    raise SystemExit(f"unknown grid {name!r}: defaults, paper, zero, full, small, knobs, authors, fanout")
 
 
 def run_one(job: dict) -> dict:
     import torch
 
     from orthocli.data import prepare
+    from orthocli.errors import Diverged
     from orthocli.models import arch_spec, build_model, init_weights
     from orthocli.training import TrainConfig, set_seed, train
 
     torch.set_num_threads(1)
-    data = prepare(job["data"], seed=job["seed"])
+    data = prepare(job["data"], seed=job["seed"], max_samples=job["max_samples"])
     arch_opts = {k: v for k, v in job["base"].items() if k in ARCH_KEYS}
     cfg_opts = {k: v for k, v in {**job["base"], **job["overrides"]}.items() if k not in ARCH_KEYS}
     cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
@@ -90,13 +121,23 @@ def run_one(job: dict) -> dict:
     model = build_model(arch)
     init_weights(model, arch_opts.get("activation", "relu"))
     t0 = time.perf_counter()
-    result = train(model, data, cfg)
+    epochs: list[dict] = []
+    try:
+        result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
+    except Diverged as e:  # the loss stopped being finite: report it, keep every other run
+        return {
+            **{k: job[k] for k in ("label", "seed", "baseline")},
+            "diverged": str(e),
+            "epochs": len(epochs) + 1,
+            "seconds": time.perf_counter() - t0,
+        }
     return {
         **{k: job[k] for k in ("label", "seed", "baseline")},
         "test_accuracy": result.test_accuracy,
         "val_accuracy": result.val_accuracy,
         "epochs": result.epochs,
         "seconds": time.perf_counter() - t0,
+        "max_loss_jump": max((b["loss"] / a["loss"] for a, b in zip(epochs, epochs[1:]) if a["loss"] > 0), default=1.0),
     }
 
 
@@ -111,19 +152,19 @@ def parse_value(text: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="digits", help="'digits' (shipped) or a data path orthocli reads")
+    ap.add_argument("--data", default="mnist1d", help="a built-in set (mnist1d, digits) or a data path orthocli reads")
+    ap.add_argument("--max-samples", type=int, default=None, help="train on a stratified subset of this many samples")
     ap.add_argument("--arch", default="convnet")
-    ap.add_argument("--grid", default="small")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--grid", default="defaults")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None, help="JSON lines of every run")
     args = ap.parse_args()
     base = dict(kv.split("=", 1) for kv in args.set)
     base = {k: parse_value(v) for k, v in base.items()}
-    data = None if args.data == "digits" else args.data
     configs = grid(args.grid)
-    common = {"data": data, "arch": args.arch, "base": base}
+    common = {"data": args.data, "max_samples": args.max_samples, "arch": args.arch, "base": base}
     controls = {control_key(o): {k: v for k, v in o.items() if k not in DROP_KEYS} for _, o in configs}
     jobs = [
         {**common, "label": f"control {key}", "overrides": o, "seed": s, "baseline": True}
@@ -136,31 +177,54 @@ def main() -> None:
         for s in range(args.seeds)
     ]
     t0 = time.perf_counter()
-    with get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.map(run_one, jobs, chunksize=1)
+    runs = []
+    # written as runs finish: an interrupted grid keeps them
+    with open(args.out or os.devnull, "w") as out, get_context("spawn").Pool(args.jobs) as pool:
+        for run in pool.imap_unordered(run_one, jobs, chunksize=1):
+            runs.append(run)
+            out.write(json.dumps(run) + "\n")
+            out.flush()
     elapsed = time.perf_counter() - t0
-    if args.out:
-        with open(args.out, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in runs)
     cmd = "python benchmarks/bench_accuracy.py " + " ".join(sys.argv[1:])
     print(f"`{cmd}`  ")
     print(
         f"{platform.machine()}, {os.cpu_count()} CPUs, {args.seeds} seeds, {len(runs)} runs in {elapsed / 60:.1f} min; "
-        f"data {args.data}, arch {args.arch}, base {base or 'defaults'}; test accuracy (%), mean ± sd over seeds\n"
+        f"data {args.data}"
+        + (f" ({args.max_samples} samples)" if args.max_samples else "")
+        + f", arch {args.arch}, base {base or 'defaults'}; test accuracy (%), mean ± sd over seeds; gain: "
+        "mean paired difference (RePr minus its seed's control) with its 95% t-interval\n"
     )
-    print("| configuration | RePr | control | difference (paired) | RePr better |")
-    print("| --- | --- | --- | --- | --- |")
+    print(table(runs, configs))
+
+
+def table(runs: list[dict], configs: list[tuple[str, dict]]) -> str:
+    from orthocli.stats import paired
+
+    lines = [
+        "| configuration | RePr | control | gain [95% CI] | RePr better | diverged |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for label, overrides in configs:
-        control = {r["seed"]: r["test_accuracy"] for r in runs if r["label"] == f"control {control_key(overrides)}"}
-        ctl = list(control.values())
-        mine = {r["seed"]: r["test_accuracy"] for r in runs if r["label"] == label}
-        diffs = [100 * (mine[s] - control[s]) for s in mine]
-        acc = [100 * v for v in mine.values()]
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
-        print(
-            f"| {label} | {statistics.mean(acc):.2f} ± {sd(acc):.2f} | {100 * statistics.mean(ctl):.2f} ± {100 * sd(ctl):.2f} "
-            f"| {statistics.mean(diffs):+.2f} ± {sd(diffs):.2f} | {sum(d > 0 for d in diffs)}/{len(diffs)} |"
+        control = {r["seed"]: r for r in runs if r["label"] == f"control {control_key(overrides)}"}
+        mine = {r["seed"]: r for r in runs if r["label"] == label}
+        diverged = [
+            f"{'control' if r['baseline'] else 'RePr'} seed {r['seed']} epoch {r['epochs']}"
+            for r in (*control.values(), *mine.values())
+            if "diverged" in r
+        ]
+        seeds = sorted(
+            s for s in mine if "diverged" not in mine[s] and "diverged" not in control.get(s, {"diverged": 1})
         )
+        if not seeds:
+            lines.append(f"| {label} | - | - | - | - | {'; '.join(diverged) or '-'} |")
+            continue
+        p = paired([100 * mine[s]["test_accuracy"] for s in seeds], [100 * control[s]["test_accuracy"] for s in seeds])
+        ci = f"[{p.ci_low:+.2f}, {p.ci_high:+.2f}]" if p.ci_low is not None else ""
+        lines.append(
+            f"| {label} | {p.method.mean:.2f} ± {p.method.sd:.2f} | {p.control.mean:.2f} ± {p.control.sd:.2f} "
+            f"| {p.mean_difference:+.2f} {ci} | {p.wins}/{p.n} | {'; '.join(diverged) or 0} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ class ReprConfig:
     skip_last: bool = DEFAULT_DROP.skip_last  # where torch.fx cannot see the graph, never drop from the last conv
     # --- re-introduction ---
     reinit_scale: float = 1.0  # norm of a new filter, as a multiple of the layer's mean kept-filter norm
+    # the next layer's weights for a re-introduced channel: "zero" (the output is unchanged at
+    # re-introduction) or "keep" (the paper); see `subnet.reintroduce`
+    reinit_fan_out: str = "zero"
     seed: int = 0  # the re-initialisation of cycle c draws from a generator seeded by (seed, c)
 
     def __post_init__(self) -> None:
@@ -76,6 +79,8 @@ class ReprConfig:
             raise UsageError(f"unit must be 'epoch' or 'step', got {self.unit!r}")
         if not self.reinit_scale > 0:
             raise UsageError(f"reinit_scale must be positive, got {self.reinit_scale}")
+        if self.reinit_fan_out not in ("keep", "zero"):
+            raise UsageError(f"reinit_fan_out must be 'keep' or 'zero', got {self.reinit_fan_out!r}")
         self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
         self.drop_rule()
 
@@ -443,14 +448,14 @@ class RePr:
             record = sub.record
             state = self.model.state_dict()
             gen = torch.Generator().manual_seed(reinit_seed(self.config.seed, cycle))
-            report = reintroduce(state, record, gen, self.config.reinit_scale)
+            report = reintroduce(state, record, gen, self.config.reinit_scale, self.config.reinit_fan_out)
             if _distributed():  # the new values are rank 0's on every rank
                 import torch.distributed as dist
 
                 for layer in record["layers"].values():
                     for ch in layer["channels"]:
                         dist.broadcast(state[ch["key"]], src=0)
-            reset_optimizer_rows(self.optimizer, self.model, record)
+            reset_optimizer_rows(self.optimizer, self.model, record, fan_out=self.config.reinit_fan_out == "zero")
             dropped = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
             entry = Cycle(cycle, dropped, report)
         self.cycles.append(entry)

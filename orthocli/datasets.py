@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from orthocli import data as memory
-from orthocli.data import CIFAR_RECORD, IDX_DTYPES, STD_FLOOR, Arrays, DataError, DataSplits, UsageError
+from orthocli.data import CIFAR_RECORD, IDX_DTYPES, STD_FLOOR, Arrays, DataError, DataSplits, UsageError, builtin_name
 from orthocli.errors import first_line
 
 NORM_SAMPLES = 1000  # training samples the normalisation statistics are computed from (all if fewer)
@@ -547,7 +547,8 @@ def prepare(
         raise UsageError(f"--workers must be 0 or more, got {workers}")
     if workers is None:
         workers = default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    src = Path(path).expanduser() if path is not None else None
+    named = builtin_name(path) is not None  # a built-in set's name, even where a folder has that name
+    src = Path(path).expanduser() if path is not None and not named else None
     folder = src is not None and src.is_dir()
     if image_size is not None and not (folder and _is_image_folder(src)):
         raise UsageError("--image-size applies to a folder of images (one subfolder per class); drop it")

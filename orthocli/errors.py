@@ -11,6 +11,7 @@ EXIT_CHECKPOINT = 4  # it reads, but its content is unusable for the command
 EXIT_OUTPUT = 5  # the output cannot or must not be written
 EXIT_TRUST = 6  # loading would run code from the file and --trust was not given
 EXIT_DATA = 7  # training or test data cannot be used
+EXIT_DIVERGED = 8  # training diverged (the loss stopped being finite); with --baseline the other run is kept
 EXIT_INTERNAL = 70  # a bug in orthocli (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
@@ -43,6 +44,20 @@ class TrustError(OrthoError):
 
 class DataError(OrthoError):
     exit_code = EXIT_DATA
+
+
+class Diverged(OrthoError):
+    """The training loss stopped being finite: in which epoch (1-based), phase and cycle."""
+
+    exit_code = EXIT_DIVERGED
+
+    def __init__(self, epoch: int, phase: str, cycle: int | None) -> None:
+        self.epoch, self.phase, self.cycle = epoch, phase, cycle
+        where = f"{phase} phase" + (f" of cycle {cycle}" if cycle is not None else "")
+        super().__init__(f"training diverged in epoch {epoch} ({where}): the loss is not finite; lower --lr")
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "phase": self.phase, "cycle": self.cycle, "message": str(self)}
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orthocli.errors import CheckpointError, OutputError, UsageError
+from orthocli.errors import CheckpointError, Diverged, OutputError, UsageError
 
 if TYPE_CHECKING:
     from orthocli.training import TrainConfig
@@ -59,7 +59,8 @@ _ARCH_OPTIONS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 class DataOptions:
     """Where the samples come from (the validation split is `TrainConfig.val_fraction`)."""
 
-    data: Path | None = None  # training data; None: the built-in UCI digits
+    data: Path | None = None  # training data from a file or folder; None: the built-in set `builtin`
+    builtin: str | None = None  # a built-in set by name (data.BUILTIN_SETS); None with no `data`: the default
     test_data: Path | None = None  # a separate test set
     max_samples: int | None = None  # use at most this many training samples (stratified)
     image_size: int | None = None  # an image folder's images resized and centre-cropped to this
@@ -115,6 +116,7 @@ class RunMeta:
             "arch_name": m.arch,
             "arch_options": {k: getattr(m, k) for k in _ARCH_OPTIONS},
             "data": path(d.data),
+            "builtin": d.builtin,
             "test_data": path(d.test_data),
             "max_samples": d.max_samples,
             "image_size": d.image_size,
@@ -148,10 +150,12 @@ class RunMeta:
                     arch=doc["arch_name"],
                     **{**arch_options, "activation": arch_options.get("activation") or "relu"},
                 ),
+                # state files from before named sets had no "builtin": no data was the built-in digits
                 data=DataOptions(
-                    path(doc["data"]),
-                    path(doc["test_data"]),
-                    doc["max_samples"],
+                    data=path(doc["data"]),
+                    builtin=doc.get("builtin", "digits" if doc["data"] is None else None),
+                    test_data=path(doc["test_data"]),
+                    max_samples=doc["max_samples"],
                     # absent from the state files of runs begun before streaming: their defaults
                     image_size=doc.get("image_size"),
                     augment=bool(doc.get("augment", False)),
@@ -213,6 +217,7 @@ class Experiment:
         self.results: dict[str, Any] = {}
         self.metrics_file = None
         self.saved_history: dict[str, list] = {}  # per role, the epochs a resumed run already did
+        self.diverged: dict[str, Diverged] = {}  # per role, a run whose loss stopped being finite (--baseline)
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -303,7 +308,7 @@ class Experiment:
 
         d = self.meta.data
         return prepare(
-            None if d.data is None else str(d.data),
+            d.builtin if d.data is None else Path(d.data),  # a Path is always a path, never a set's name
             test_path=None if d.test_data is None else str(d.test_data),
             val_fraction=self.cfg.val_fraction,
             seed=self.cfg.seed,
@@ -366,9 +371,15 @@ class Experiment:
             )
         self.reporter.quiet = not self.rt.is_main
         with self.reporter:
-            self.train_one("repr", data)
-            if self.meta.outputs.baseline:
-                self.train_one("baseline", data)
+            for role in ("repr", "baseline") if self.meta.outputs.baseline else ("repr",):
+                try:
+                    self.train_one(role, data)
+                except Diverged as e:
+                    if not self.meta.outputs.baseline:
+                        raise
+                    # two runs compared: keep and report the other one's result instead of losing both
+                    self.diverged[role] = e
+                    self.reporter.log(f"{'RePr' if role == 'repr' else 'Control'}: {e}")
 
     def train_one(self, role: str, data) -> None:
         from orthocli.training import train
@@ -441,10 +452,10 @@ class Experiment:
             "checkpoint": saved["checkpoint"],
             "arch": saved["arch_name"],
             **saved["arch_options"],
+            "data": saved["data"] if saved["data"] is not None else saved["builtin"],
             **{
                 k: saved[k]
                 for k in (
-                    "data",
                     "test_data",
                     "max_samples",
                     "image_size",
@@ -504,14 +515,16 @@ class Experiment:
             plot_history(self.meta.outputs.plot, {r: res.history for r, (res, _) in self.results.items()})
         for _, output in self.results.values():
             state_path(output).unlink(missing_ok=True)
+        for role in self.diverged:  # resuming would only diverge again
+            state_path(self.output if role == "repr" else sibling(self.output, "baseline")).unlink(missing_ok=True)
         return self.document()
 
     def document(self) -> dict:
-        result, output = self.results["repr"]
-        doc = {**result.summary(), "output": str(output)}
-        if "baseline" in self.results:
-            b, b_out = self.results["baseline"]
-            doc["baseline"] = {**b.summary(), "output": str(b_out)}
+        """The method run's summary, with --baseline the control's under "baseline"; a run that
+        diverged is {"diverged": {epoch, phase, cycle, message}, "output": None} instead."""
+        doc = self._summary("repr")
+        if self.meta.outputs.baseline:
+            doc["baseline"] = self._summary("baseline")
         doc["runtime"] = self.rt.describe()
         doc["config"] = self.resolved()
         doc["data"] = self.data_extras()
@@ -520,6 +533,12 @@ class Experiment:
         if self.meta.outputs.plot:
             doc["plot"] = str(self.meta.outputs.plot)
         return doc
+
+    def _summary(self, role: str) -> dict:
+        if role in self.diverged:
+            return {"diverged": self.diverged[role].to_dict(), "output": None}
+        result, output = self.results[role]
+        return {**result.summary(), "output": str(output)}
 
 
 # ---------------------------------------------------------------------------------------------

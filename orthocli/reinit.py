@@ -17,6 +17,7 @@ class ReinitLayer:
     null_space: int  # of them, orthogonal to the kept filters and the old values
     kept_only: int  # orthogonal to the kept filters only (no room left for more)
     random: int  # random directions (no room at all)
+    fan_out_zeroed: bool = False  # the next layer's weights for them were set to 0 (fan_out "zero")
 
     @property
     def fallback(self) -> bool:
@@ -53,6 +54,7 @@ def reinit(
     seed: int = 0,
     cycle: int = 1,
     scale: float = 1.0,
+    fan_out: str = "zero",
     force: bool = False,
 ) -> ReinitReport:
     """Re-introduce the filters `source` dropped; write the checkpoint to `output`. The random
@@ -67,6 +69,8 @@ def reinit(
 
     if not scale > 0:
         raise UsageError(f"--reinit-scale must be positive, got {scale}")
+    if fan_out not in ("keep", "zero"):
+        raise UsageError(f"--reinit-fan-out must be 'keep' or 'zero', got '{fan_out}'")
     if cycle < 1:
         raise UsageError(f"--cycle must be at least 1, got {cycle}")
     check_output(output, force=force, inputs=[source])
@@ -74,7 +78,8 @@ def reinit(
     record = ckpt.extras.get("prune")
     if not record:
         raise CheckpointError(f"{source}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
-    counts = reintroduce(ckpt.state_dict, record, torch.Generator().manual_seed(reinit_seed(seed, cycle)), scale)
+    generator = torch.Generator().manual_seed(reinit_seed(seed, cycle))
+    counts = reintroduce(ckpt.state_dict, record, generator, scale, fan_out)  # as train's re-introduction
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
     extras["reinit"] = {"seed": seed, "cycle": cycle, "scale": scale, "layers": counts}
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[source])

@@ -60,7 +60,29 @@ def make_record(
             "channels": channels,
             "follow": list(bank.follow),
         }
+        fan_out = _fan_out(state_dict, bank, idx.detach().cpu())
+        if fan_out is not None:
+            layers[bank.name]["fan_out"] = fan_out
     return {"rule": rule, "layers": layers}
+
+
+def _fan_out(state_dict: dict[str, torch.Tensor], bank: FilterBank, idx: torch.Tensor) -> dict | None:
+    """Where the next layer reads the dropped filters' channels: {"key", "dim", "index"}, or None
+    when the bank has no single consumer (see `banks.Consumer`)."""
+    consumer = getattr(bank, "consumer", None)
+    if consumer is None or consumer.key not in state_dict:
+        return None
+    weight, nxt = state_dict[bank.key], state_dict[consumer.key]
+    filters = weight.shape[1] * bank.groups if bank.transposed else weight.shape[0]
+    span = consumer.span
+    if span is None:  # a Linear after a flatten: each channel is `span` consecutive features
+        if nxt.shape[consumer.dim] % filters:
+            return None
+        span = nxt.shape[consumer.dim] // filters
+    elif nxt.shape[consumer.dim] != filters:
+        return None
+    index = (idx[:, None] * span + torch.arange(span)).flatten()
+    return {"key": consumer.key, "dim": consumer.dim, "index": index}
 
 
 def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
@@ -116,12 +138,23 @@ class Freezer:
 
 
 def reintroduce(
-    state_dict: dict[str, torch.Tensor], record: dict, generator: torch.Generator, scale: float = 1.0
+    state_dict: dict[str, torch.Tensor],
+    record: dict,
+    generator: torch.Generator,
+    scale: float = 1.0,
+    fan_out: str = "keep",
 ) -> dict[str, dict]:
     """Give every dropped filter new values from the null space of [kept filters; its old value],
     in place. Kept filters are not touched. Returns, per layer, how many filters came from the
-    null space and how many needed a fallback (see `nullspace.new_filters`). Each new filter's
-    norm is `scale` times the mean norm of the layer's kept filters (`nullspace.filter_scale`)."""
+    null space and how many needed a fallback (see `nullspace.new_filters`), and whether the
+    next layer's weights for them were zeroed. Each new filter's norm is `scale` times the mean
+    norm of the layer's kept filters (`nullspace.filter_scale`).
+
+    `fan_out`: what the next layer does with a re-introduced channel. "keep" (the paper): its
+    weights stay as they were, trained for the old filter, so the network's output jumps; with a
+    long flattened feature map into a Linear the jump can be orders of magnitude in the loss.
+    "zero": they are set to 0 (where the record knows them: `fan_out` entries), so the output is
+    unchanged at re-introduction and the next layer learns to use the new filter from there."""
     report = {}
     with torch.no_grad():
         for name, layer in record["layers"].items():
@@ -155,6 +188,11 @@ def reintroduce(
                     t.index_fill_(ch["dim"], dropped.to(t.device), _FRESH_VALUE[ch["role"]])
                 elif ch["role"] == "other" or ch["role"].startswith("dw_"):  # as it was before the drop
                     t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
+            nxt = layer.get("fan_out")
+            counts["fan_out_zeroed"] = fan_out == "zero" and nxt is not None
+            if counts["fan_out_zeroed"]:
+                t = state_dict[nxt["key"]]
+                t.index_fill_(nxt["dim"], nxt["index"].to(t.device), 0.0)
             report[name] = counts
     return report
 
@@ -167,9 +205,12 @@ def _write_rows(weight: torch.Tensor, filters: torch.Tensor, rows: torch.Tensor,
         weight.index_copy_(0, filters, rows.reshape(len(filters), *weight.shape[1:]))
 
 
-def reset_optimizer_rows(optimizer: torch.optim.Optimizer, model: torch.nn.Module, record: dict) -> None:
+def reset_optimizer_rows(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, record: dict, fan_out: bool = False
+) -> None:
     """Zero the optimizer state (momentum, Adam moments) of re-introduced filters, so stale state
-    from before they were dropped does not push their new values."""
+    from before they were dropped does not push their new values; with `fan_out` also that of the
+    next layer's weights for them (after `reintroduce(fan_out="zero")`)."""
     params = dict(model.named_parameters())
     for layer in record["layers"].values():
         for ch in layer["channels"]:
@@ -178,3 +219,9 @@ def reset_optimizer_rows(optimizer: torch.optim.Optimizer, model: torch.nn.Modul
             for value in (state or {}).values():
                 if isinstance(value, torch.Tensor) and value.shape == p.shape:
                     value.index_fill_(ch["dim"], layer["dropped"].to(value.device), 0)
+        nxt = layer.get("fan_out") if fan_out else None
+        p = params.get(nxt["key"]) if nxt is not None else None
+        state = optimizer.state.get(p) if p is not None else None
+        for value in (state or {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                value.index_fill_(nxt["dim"], nxt["index"].to(value.device), 0)

@@ -47,7 +47,7 @@ from orthocli.data import Arrays, DataSplits
 from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, train_batches
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule
-from orthocli.errors import CheckpointError, DataError, UsageError, first_line
+from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.trees import map_tree
 
@@ -82,6 +82,10 @@ class TrainConfig:
     # Constant by default: a decaying lr leaves the filters re-introduced in the last cycle too little to recover.
     lr_schedule: str = "none"
     batch_size: int = 64
+    # Optimizer steps an epoch takes at least (0: one pass): on small data an epoch is a handful of
+    # steps, so S1/S2 counted in epochs would leave a re-introduced filter almost no steps to recover.
+    # 25 turned significant losses on small sets into none (docs/results.md); larger sets are unaffected.
+    min_steps: int = 25
     loss: str = "ce"  # "ce" cross-entropy; "mse" the patent's E = 1/2 sum_k (softmax_k - onehot_k)^2, batch mean
     # --- reproducibility and data ---
     seed: int = 0  # model init, validation split, data order (per epoch), re-initialisation (per cycle)
@@ -89,6 +93,10 @@ class TrainConfig:
     val_fraction: float = 0.1  # part of the training data held out for validation (0: no early stopping)
     baseline: bool = False  # the control: same schedule and budget, nothing dropped
     reinit_scale: float = 1.0  # norm of a re-introduced filter, as a multiple of the layer's mean kept-filter norm
+    # What the next layer does with a re-introduced channel: "zero" its weights, so the network's output
+    # is unchanged at re-introduction, or "keep" them (the paper). Zero by default: kept weights can make
+    # the loss jump by orders of magnitude and diverge (long signals into a wide Linear; docs/results.md).
+    reinit_fan_out: str = "zero"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -105,6 +113,11 @@ class TrainConfig:
         )
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        need(self.min_steps >= 0, f"--min-steps must be 0 or more, got {self.min_steps}")
+        need(
+            self.reinit_fan_out in ("keep", "zero"),
+            f"--reinit-fan-out must be 'keep' or 'zero', got '{self.reinit_fan_out}'",
+        )
         need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
         need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")
@@ -144,6 +157,7 @@ class TrainConfig:
             skip_first=self.skip_first,
             skip_last=self.skip_last,
             reinit_scale=self.reinit_scale,
+            reinit_fan_out=self.reinit_fan_out,
             seed=self.seed,
         )
 
@@ -202,14 +216,22 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
     return peak
 
 
-def batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
+def batches(
+    n: int, batch_size: int, seed: int, epoch: int, world_size: int = 1, min_steps: int = 0
+) -> list[torch.Tensor]:
     """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
     resumed run sees the same order. A last batch of one sample (BatchNorm), or of fewer samples
     than processes (each rank needs one), joins the one before."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(sub_seed(seed, 1, epoch)))
-    parts = list(order.split(batch_size))
-    if len(parts) > 1 and len(parts[-1]) < max(2, world_size):
-        parts[-2:] = [torch.cat(parts[-2:])]
+    parts: list[torch.Tensor] = []
+    p = 0
+    while p == 0 or len(parts) < min_steps:
+        stream_seed = sub_seed(seed, 1, epoch) if p == 0 else sub_seed(seed, 3, epoch * 100_003 + p)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed))
+        one = list(order.split(batch_size))
+        if len(one) > 1 and len(one[-1]) < max(2, world_size):
+            one[-2:] = [torch.cat(one[-2:])]
+        parts += one
+        p += 1
     return parts
 
 
@@ -449,6 +471,9 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss, train_acc = _train_epoch(model, optimizer, criterion, data.train, cfg, epoch, rt, scaler)
+        if not math.isfinite(loss):
+            shown = "standard" if cfg.baseline and phase.name == "subnet" else phase.name
+            raise Diverged(epoch + 1, shown, phase.cycle)
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
         val_loss, val_acc = evaluate(model, data.val, cfg.loss)
@@ -517,11 +542,11 @@ def _epoch_batches(train_set: Arrays | Streamed, cfg: TrainConfig, epoch: int, r
                 len(train_set), cfg.batch_size, sub_seed(cfg.seed, 1, 0), epoch, rt.rank, rt.world_size
             )
         else:
-            lists = [b.tolist() for b in batches(len(train_set), cfg.batch_size, cfg.seed, epoch)]
+            lists = [b.tolist() for b in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, 1, cfg.min_steps)]
         for x, y in train_batches(train_set, lists, epoch, rt.device):
             yield x, y, 1 / rt.world_size
         return
-    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size):
+    for idx in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, rt.world_size, cfg.min_steps):
         share = idx[rt.rank :: rt.world_size].to(rt.device)
         yield train_set.x[share], train_set.y[share], len(share) / len(idx)
 
@@ -558,8 +583,6 @@ def _train_epoch(
         seen += len(y)
     if rt.distributed:  # (a DistributedSampler repeats a few samples to give every rank as many)
         loss_sum, correct, seen = sum_over_ranks(rt, loss_sum), sum_over_ranks(rt, correct), sum_over_ranks(rt, seen)
-    if not torch.isfinite(loss_sum):
-        raise UsageError(f"training diverged at epoch {epoch + 1} (the loss is not finite); lower --lr")
     return float(loss_sum) / int(seen), int(correct) / int(seen)
 
 

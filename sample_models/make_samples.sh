@@ -1,8 +1,8 @@
 #!/usr/bin/env sh
 # Rebuilds the shipped sample checkpoints: the paper's plain ConvNet (3 conv layers of 32 3x3
-# filters, ReLU, max pooling) trained on the shipped UCI digits with orthocli itself.
+# filters, ReLU, max pooling) trained on the shipped MNIST-1D (the default data) with orthocli itself.
 #   sh sample_models/make_samples.sh
 set -eu
 cd "$(dirname "$0")"
-orthocli train --s1 10 --s2 5 --cycles 2 --seed 0 --deterministic --threads 1 -o digits_convnet.pt --force
-orthocli export digits_convnet.pt -o digits_convnet.safetensors --force
+orthocli train --s1 10 --s2 5 --cycles 2 --seed 0 --deterministic --threads 1 -o mnist1d_convnet.pt --force
+orthocli export mnist1d_convnet.pt -o mnist1d_convnet.safetensors --force

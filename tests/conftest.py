@@ -51,7 +51,7 @@ def one_thread():
 def digits():
     from orthocli.data import prepare
 
-    return prepare(max_samples=120, seed=0)  # 108 train, 12 val, 359 test, 1x8x8, 10 classes
+    return prepare("digits", max_samples=120, seed=0)  # 108 train, 12 val, 359 test, 1x8x8, 10 classes
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from orthocli.training import TrainConfig, set_seed, train
 def main(out_dir: str) -> None:
     torch.set_num_threads(1)
     rt = setup("cpu", "fp32", deterministic=True)
-    data = prepare(None, max_samples=256, seed=0)
+    data = prepare("digits", max_samples=256, seed=0)
     set_seed(0)
     model = ConvNet(1, 10, [8, 8], width=8)
     init_weights(model, "relu")

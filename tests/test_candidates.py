@@ -35,7 +35,22 @@ def fcn(in_channels, num_classes, input_shape, width=6):
     return FCN(in_channels, num_classes, width)
 """
 
-TINY = ["--max-samples", "120", "--width", "6", "--s1", "1", "--s2", "1", "--cycles", "2", "--batch-size", "32"]
+TINY = [
+    "--data",
+    "digits",
+    "--max-samples",
+    "120",
+    "--width",
+    "6",
+    "--s1",
+    "1",
+    "--s2",
+    "1",
+    "--cycles",
+    "2",
+    "--batch-size",
+    "32",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -198,6 +198,8 @@ def test_cli_defaults_are_the_typed_options_defaults():
             assert params[name].default == default, name
     for options in (ModelOptions, DataOptions, OutputOptions, HardwareOptions):
         for f in dataclasses.fields(options):
+            if f.name == "builtin":  # given as --data NAME
+                continue
             assert params[f.name].default == f.default, f.name
 
 
@@ -343,3 +345,85 @@ def test_help_groups_the_options_in_panels_and_flags_show_no_type(run_cli):
     assert sum(map(len, panels.values())) >= 40 and panels["Options"] == ["--help"]
     assert "<bool>" not in result.stdout
     assert re.search(r"--force\s+-f\s+Overwrite", result.stdout)  # a flag: no type between name and help
+
+
+def test_built_in_sets_by_name_and_a_path_of_the_same_name(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quick = [a for a in TINY if a not in ("--data", "digits")] + ["--json"]
+    default = run_cli("train", *quick, "-o", "a.pt")
+    assert default.exit_code == 0, default.stderr
+    doc = json.loads(default.stdout)  # no --data: MNIST-1D, recorded by name so --config repeats it
+    assert (doc["config"]["data"], doc["data"]["source"], doc["data"]["input_shape"]) == (
+        "mnist1d",
+        "mnist1d (built-in)",
+        [40],
+    )
+    (tmp_path / "digits").mkdir()  # a folder that shadows the name: the name still means the built-in set
+    named = run_cli("train", *quick, "--data", "digits", "-o", "b.pt")
+    assert named.exit_code == 0, named.stderr
+    assert json.loads(named.stdout)["data"]["source"] == "digits (built-in)"
+    assert "--data digits is the built-in set; for the file or folder of that name write ./digits" in named.stderr
+    path = run_cli("train", *quick, "--data", "./digits", "-o", "c.pt")
+    assert path.exit_code == 7 and "digits: folder holds no data" in path.stderr  # ./NAME is the path
+
+
+def test_a_diverged_run_is_reported_and_the_other_arm_kept(run_cli, tmp_path):
+    # Re-introduced filters a 1e30 times too long overflow the loss after the first re-introduction;
+    # the control never re-introduces, so it finishes.
+    out = tmp_path / "m.pt"
+    res = run_cli("train", *TINY, "--reinit-scale", "1e30", "--baseline", "-o", out, "--json")
+    assert res.exit_code == 8, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        "Error: the RePr run diverged (the loss stopped being finite; see above); lower --lr"
+    )
+    assert "RePr: training diverged in epoch 3 (final phase)" in res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["diverged"] == {
+        "epoch": 3,
+        "phase": "final",
+        "cycle": None,
+        "message": "training diverged in epoch 3 (final phase): the loss is not finite; lower --lr",
+    }
+    assert doc["output"] is None and doc["baseline"]["output"] == str(tmp_path / "m.baseline.pt")
+    assert 0 <= doc["baseline"]["test_accuracy"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.baseline.pt"]  # no state file left to resume
+    alone = run_cli("train", *TINY, "--reinit-scale", "1e30", "-o", tmp_path / "alone.pt")
+    assert alone.exit_code == 8 and alone.stderr.splitlines()[-1].startswith("Error: training diverged in epoch 3")
+    assert not (tmp_path / "alone.pt").exists()
+
+
+def test_seeds_pairs_summary_files_and_resume(run_cli, tmp_path):
+    out = tmp_path / "s.pt"
+    alone = run_cli("train", *TINY, "--seeds", "3", "-o", out)
+    assert (
+        alone.exit_code == 2
+        and "--seeds compares the method with its control seed by seed: add --baseline" in alone.stderr
+    )
+    args = ["train", *TINY, "--baseline", "--seeds", "3", "--seed", "4", "-o", out, "--json"]
+    first = run_cli(*args)
+    assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert [s["seed"] for s in doc["seeds"]] == [4, 5, 6]
+    assert "Seed 5 (2 of 3): RePr then control, writing" in first.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"s.seed{k}{tag}.pt" for k in (4, 5, 6) for tag in (".baseline", "")]
+    test = doc["summary"]["test_accuracy"]
+    method = [s["repr"]["test_accuracy"] for s in doc["seeds"]]
+    control = [s["baseline"]["test_accuracy"] for s in doc["seeds"]]
+    diffs = [m - c for m, c in zip(method, control)]
+    assert test["n"] == doc["summary"]["pairs"] == 3 and test["wins"] == sum(d > 0 for d in diffs)
+    assert test["mean_difference"] == pytest.approx(sum(diffs) / 3)
+    half = 4.303 * float(np.std(diffs, ddof=1)) / 3**0.5  # t(0.975, 2 df)
+    assert (test["ci_low"], test["ci_high"]) == pytest.approx(
+        (test["mean_difference"] - half, test["mean_difference"] + half)
+    )
+    assert test["method"]["mean"] == pytest.approx(sum(method) / 3) and "val_accuracy" in doc["summary"]
+    # an interrupted sweep: seeds 5 and 6 never finished; --resume reads 4 back and trains the others
+    for p in [*tmp_path.glob("s.seed5*"), *tmp_path.glob("s.seed6*")]:
+        p.unlink()
+    kept = (tmp_path / "s.seed4.pt").stat().st_mtime_ns
+    again = run_cli(*args, "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["seeds"] == doc["seeds"]  # the same runs, the same results
+    assert (tmp_path / "s.seed4.pt").stat().st_mtime_ns == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == names

@@ -292,7 +292,7 @@ def mobile(in_channels, num_classes, input_shape, width=6):
 def test_train_prune_and_compact_a_model_with_every_pattern(run_cli, tmp_path, monkeypatch):
     (tmp_path / "mobile_models.py").write_text(MOBILE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    tiny = ["--max-samples", "120", "--s1", "1", "--s2", "1", "--cycles", "1", "--batch-size", "32"]
+    tiny = ["--data", "digits", "--max-samples", "120", "--s1", "1", "--s2", "1", "--cycles", "1", "--batch-size", "32"]
     res = run_cli("train", *tiny, "--arch", "mobile_models:mobile", "-o", tmp_path / "m.pt", "--json")
     assert res.exit_code == 0, res.stderr
     assert set(json.loads(res.stdout)["cycles"][0]["dropped"]) <= {"expand", "a", "b"}  # dw: depthwise

@@ -55,7 +55,7 @@ def test_a_plain_loop_trains_exactly_as_orthocli_train(tmp_path):
     """The same data order, optimizer and options: the same weights, bit for bit."""
     from orthocli.data import prepare
 
-    data = prepare(max_samples=120, seed=0)
+    data = prepare("digits", max_samples=120, seed=0)
     cfg = TrainConfig(s1=1, s2=2, cycles=1, max_epochs=3, batch_size=32, lr=0.05, weight_decay=0.01, ratio=0.4)
     set_seed(0)
     by_train = ConvNet(1, 10, [8, 8], width=6, batchnorm=True)
@@ -67,7 +67,7 @@ def test_a_plain_loop_trains_exactly_as_orthocli_train(tmp_path):
     ctrl = RePr(model, optimizer, s1=1, s2=2, cycles=1, ratio=0.4)
     for epoch in range(3):
         model.train()
-        for idx in batches(len(data.train), 32, cfg.seed, epoch):
+        for idx in batches(len(data.train), 32, cfg.seed, epoch, min_steps=cfg.min_steps):
             loss = F.cross_entropy(model(data.train.x[idx]), data.train.y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

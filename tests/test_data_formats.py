@@ -12,8 +12,8 @@ import pytest
 import torch
 from data_helpers import make_set, raises_data, same, save_any
 
-from orthocli.data import default_data_path, load_arrays, prepare
-from orthocli.errors import DataError
+from orthocli.data import DEFAULT_DATA, builtin_name, builtin_path, default_data_path, load_arrays, prepare
+from orthocli.errors import DataError, UsageError
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".pt", ".pth", ".safetensors"])
@@ -192,11 +192,36 @@ def test_mnist_idx_errors(tmp_path):
 
 
 def test_shipped_digits():
-    data, test = load_arrays(default_data_path())
-    assert default_data_path().parent.name == "data" and default_data_path().parent.parent.name == "orthocli"
+    data, test = load_arrays(builtin_path("digits"))
+    assert builtin_path("digits").parent.name == "data" and builtin_path("digits").parent.parent.name == "orthocli"
     assert data.x.shape == (1438, 1, 8, 8) and test.x.shape == (359, 1, 8, 8)
     assert data.x.min() == 0 and data.x.max() == 16 and set(data.y.tolist()) == set(range(10))
-    s = prepare()
+    s = prepare("digits")
     assert (s.num_classes, s.in_channels, s.spatial_shape, s.source) == (10, 1, (8, 8), "digits (built-in)")
     assert len(s.train) + len(s.val) == 1438 and len(s.test) == 359
-    assert prepare(default_data_path()).source == "digits (built-in)"
+    assert prepare(builtin_path("digits")).source == "digits (built-in)"
+
+
+def test_shipped_mnist1d_is_the_default():
+    data, test = load_arrays(builtin_path("mnist1d"))
+    assert data.x.shape == (4000, 1, 40) and test.x.shape == (1000, 1, 40)
+    assert set(data.y.tolist()) == set(range(10)) == set(test.y.tolist())
+    assert abs(float(data.x.mean())) < 0.05 and abs(float(data.x.std()) - 1) < 0.05  # standardised by its maker
+    s = prepare()
+    assert (s.num_classes, s.in_channels, s.spatial_shape, s.source) == (10, 1, (40,), "mnist1d (built-in)")
+    assert len(s.train) + len(s.val) == 4000 and len(s.test) == 1000
+    assert default_data_path() == builtin_path(DEFAULT_DATA) == builtin_path("mnist1d")
+    assert prepare("mnist1d").source == "mnist1d (built-in)"
+
+
+def test_a_name_is_the_built_in_set_a_path_object_is_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    x, y = make_set(n=20, shape=(1, 6))
+    np.savez(tmp_path / "digits", x=x, y=y)  # a file called digits.npz, and a folder called digits
+    (tmp_path / "digits").mkdir()
+    assert prepare("digits").source == "digits (built-in)"  # the name, whatever lies in the folder
+    assert prepare(Path("digits.npz")).spatial_shape == (6,)
+    assert builtin_name("digits") == "digits" and builtin_name("./digits") is None
+    assert builtin_name(Path("digits")) is None
+    with pytest.raises(UsageError, match="mnist1d, digits"):
+        builtin_path("cifar")

@@ -21,13 +21,13 @@ def run_json(run_cli, *args):
 
 
 def test_the_tour_on_the_sample_model(run_cli, tmp_path):
-    doc = run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")["checkpoints"][0]
+    doc = run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")["checkpoints"][0]
     assert [layer["name"] for layer in doc["layers"]] == ["features.conv1", "features.conv2", "features.conv3"]
     assert all(layer["layout_known"] for layer in doc["layers"])  # the metadata records the arch
-    again = run_json(run_cli, "score", SAMPLE / "digits_convnet.safetensors", "--top", "5")
+    again = run_json(run_cli, "score", SAMPLE / "mnist1d_convnet.safetensors", "--top", "5")
     assert again["checkpoints"] == [doc]  # deterministic
 
-    plan = run_json(run_cli, "prune", SAMPLE / "digits_convnet.pt", "-o", tmp_path / "pruned.pt")
+    plan = run_json(run_cli, "prune", SAMPLE / "mnist1d_convnet.pt", "-o", tmp_path / "pruned.pt")
     # the default rule: conv1 skipped, the ratio of conv2 and of conv3 (32 filters each), or of both together
     r = DEFAULT_DROP.ratio
     assert plan["total"]["dropped"] == (2 * int(r * 32) if DEFAULT_DROP.scope == "layer" else int(r * 64))
@@ -60,7 +60,7 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
         tmp_path / "final.pt",
         *small,
     )
-    assert final["epochs"] <= 3 and final["test_accuracy"] > 0.5
+    assert final["epochs"] <= 3 and final["test_accuracy"] > 0.3  # 3 x chance on MNIST-1D after 3 epochs of 300 samples
 
     exported = run_json(run_cli, "export", tmp_path / "final.pt", "-o", tmp_path / "model.safetensors")
     assert exported["verified"]["max_abs_diff"] <= 1e-4

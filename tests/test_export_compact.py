@@ -168,6 +168,8 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, cli_j
         "train",
         out,
         *ONE_CYCLE,
+        "--data",
+        "digits",
         "--max-samples",
         "200",
         "--threads",

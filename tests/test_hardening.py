@@ -33,7 +33,7 @@ def sample_pt(tmp_path):
     """The shipped sample model: an orthocli checkpoint that records its architecture."""
     from pathlib import Path
 
-    return shutil.copy(Path(__file__).parent.parent / "sample_models" / "digits_convnet.pt", tmp_path / "sample.pt")
+    return shutil.copy(Path(__file__).parent.parent / "sample_models" / "mnist1d_convnet.pt", tmp_path / "sample.pt")
 
 
 QUICK_TRAIN = ["--cycles", "0", "--max-epochs", "1", "--max-samples", "100", "--threads", "1"]
@@ -147,9 +147,9 @@ def test_nan_weights_and_mismatched_shapes_in_a_model_checkpoint(run_cli, tmp_pa
     good = torch.load(sample_pt, weights_only=True)
     nan = {**good, "state_dict": {**good["state_dict"]}}
     nan["state_dict"]["features.conv2.weight"] = good["state_dict"]["features.conv2.weight"].clone()
-    nan["state_dict"]["features.conv2.weight"][0, 0, 0, 0] = float("inf")
+    nan["state_dict"]["features.conv2.weight"].view(-1)[0] = float("inf")
     torch.save(nan, tmp_path / "nan.pt")
-    odd = {**good, "state_dict": {**good["state_dict"], "features.conv2.weight": torch.randn(16, 32, 3, 3)}}
+    odd = {**good, "state_dict": {**good["state_dict"], "features.conv2.weight": torch.randn(16, 32, 3)}}
     torch.save(odd, tmp_path / "odd.pt")
     res = run_cli(*command_on(command, tmp_path / "nan.pt", tmp_path / "o.pt"))
     assert_one_line_error(res, 4, "NaN or Inf", "features.conv2")

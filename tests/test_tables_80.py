@@ -58,11 +58,11 @@ def test_prune_and_reinit_tables(run_cli, long_names, tmp_path):
 
 def test_export_and_train_tables(run_cli, tmp_path):
     pruned = tmp_path / "p.pt"
-    assert run_cli("prune", SAMPLE / "digits_convnet.pt", "-o", pruned).exit_code == 0
+    assert run_cli("prune", SAMPLE / "mnist1d_convnet.pt", "-o", pruned).exit_code == 0
     lines = narrow(run_cli, "export", pruned, "--compact", "-o", tmp_path / "small.safetensors")
     assert whole(lines, "features.conv2") == whole(lines, "features.conv3") == 1
     small = ["--cycles", "1", "--s1", "1", "--s2", "1", "--max-epochs", "2", "--max-samples", "100", "--threads", "1"]
-    lines = narrow(run_cli, "train", SAMPLE / "digits_convnet.pt", "-o", tmp_path / "t.pt", *small)
+    lines = narrow(run_cli, "train", SAMPLE / "mnist1d_convnet.pt", "-o", tmp_path / "t.pt", *small)
     # the cycles table names each layer with its re-introduced count, short names ("conv2:9")
     cycles = [line for line in lines if line.startswith("│     1 │")]
     assert len(cycles) == 1 and "conv2:" in cycles[0] and "conv3:" in cycles[0]

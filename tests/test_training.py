@@ -4,13 +4,14 @@ removed filters, exact resume, and each built-in model end to end at tiny size."
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 from train_helpers import FAST, clone_state, convnet, states_equal
 
 from orthocli import controller, training
-from orthocli.data import Arrays
+from orthocli.data import Arrays, DataSplits
 from orthocli.errors import DataError, UsageError
 from orthocli.models import ConvNet, arch_spec, build_model
 from orthocli.training import TrainConfig, batches, evaluate, loss_fn, lr_at, phases, train
@@ -76,6 +77,19 @@ def test_batches_are_seeded_per_epoch_and_cover_the_data():
     assert sorted(torch.cat(a).tolist()) == list(range(131))
     assert not torch.equal(torch.cat(a), torch.cat(batches(131, 32, seed=3, epoch=3)))
     assert [len(x) for x in batches(65, 32, seed=0, epoch=0)] == [32, 33]  # no batch of one (BatchNorm)
+
+
+def test_min_steps_makes_an_epoch_of_whole_shuffled_passes():
+    one = batches(45, 64, seed=1, epoch=4)
+    many = batches(45, 64, seed=1, epoch=4, min_steps=25)
+    assert len(one) == 1 and len(many) == 25  # 45 samples, batch 64: one step per pass
+    assert torch.equal(many[0], one[0])  # the first pass is the one-pass epoch
+    assert all(sorted(b.tolist()) == list(range(45)) for b in many)
+    assert len({tuple(b.tolist()) for b in many}) == 25  # each pass shuffled anew
+    passes = batches(100, 32, seed=0, epoch=0, min_steps=7)  # 4 batches a pass (32, 32, 32, 4): 2 passes
+    assert len(passes) == 8 and sorted(torch.cat(passes).tolist()) == sorted(list(range(100)) * 2)
+    large, plain = batches(3000, 64, seed=0, epoch=0, min_steps=25), batches(3000, 64, seed=0, epoch=0)
+    assert len(large) == len(plain) == 47 and all(torch.equal(x, y) for x, y in zip(large, plain))  # already enough
 
 
 def test_squared_error_is_the_patents_formula():
@@ -260,3 +274,40 @@ def test_config_by_option_name_round_trips_and_names_unknown_keys():
     assert TrainConfig.from_dict(doc) == cfg
     with pytest.raises(UsageError, match="unknown training option.*lr_sched"):
         TrainConfig.from_dict({**doc, "lr_sched": "step"})
+
+
+def _random_walks(n: int = 100, length: int = 1500) -> DataSplits:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, length, generator=g).cumsum(-1) / 10  # smooth, long, far from zero-mean per sample
+    y = (x[:, 0, length // 2] > 0).long() + 2 * (x[:, 0, -1] > 0).long()
+    cut = n * 9 // 10
+    return DataSplits(Arrays(x[:cut], y[:cut]), Arrays(x[cut:], y[cut:]), None, 4, 1, (length,), [0.0], [1.0], "walks")
+
+
+@pytest.mark.parametrize("fan_out", ["zero", "keep"])
+def test_reintroduction_on_a_long_flattened_map(fan_out):
+    # Conv1d on length-1500 signals into a wide Linear (187 positions x 8 channels): with the next
+    # layer's weights kept (the paper) new filters move the output at once; zeroed, the network
+    # computes exactly what the sub-network computed, so the loss cannot jump at re-introduction.
+    data = _random_walks()
+    torch.manual_seed(0)
+    model = ConvNet(1, 4, [1500], width=8)
+    cfg = TrainConfig(s1=1, s2=1, cycles=2, max_epochs=5, batch_size=32, reinit_fan_out=fan_out)
+    pairs, last = [], {}
+
+    def watch(event):
+        if event["kind"] == "epoch":
+            last.update(event)  # an S2 epoch's val_loss is the sub-network's, before re-introduction
+        else:
+            pairs.append((last["val_loss"], evaluate(model, data.val)[0]))
+
+    result = train(model, data, cfg, callback=watch)
+    assert len(pairs) == 2 and all(math.isfinite(e["loss"]) for e in result.history)
+    for subnet_loss, after in pairs:
+        if fan_out == "zero":
+            assert after == pytest.approx(subnet_loss, rel=1e-4)
+        else:
+            assert after != pytest.approx(subnet_loss, rel=1e-4)  # the output moved
+    if fan_out == "zero":
+        fan = [r["fan_out_zeroed"] for c in result.cycles for r in c["reintroduced"].values()]
+        assert fan and all(fan)  # conv2 -> conv3 and conv3 -> flatten -> Linear

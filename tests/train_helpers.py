@@ -11,8 +11,8 @@ from orthocli.models import ConvNet, arch_spec, build_model, init_weights
 
 # One RePr cycle of `orthocli train`, 1 + 1 epochs, then one standard epoch.
 ONE_CYCLE = ["--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3"]
-# `orthocli train` at its smallest: 120 digits, 4 filters per layer, one cycle.
-TINY = ["--max-samples", "120", "--width", "4", *ONE_CYCLE, "--batch-size", "32"]
+# `orthocli train` at its smallest: 120 digits, 4 filters per layer, one cycle (a later --data wins).
+TINY = ["--data", "digits", "--max-samples", "120", "--width", "4", *ONE_CYCLE, "--batch-size", "32"]
 
 FAST = dict(s1=1, s2=1, cycles=1, patience=100, batch_size=32)  # one short cycle
 

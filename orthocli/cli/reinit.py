@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -28,13 +28,21 @@ def reinit(
         int, typer.Option("--cycle", min=1, help="Re-initialise as cycle K of 'orthocli train --seed S' does.")
     ] = 1,
     scale: ReinitScaleOpt = 1.0,
+    fan_out: Annotated[
+        Literal["keep", "zero"],
+        typer.Option(
+            "--reinit-fan-out",
+            help="The next layer's weights for a re-introduced channel: zero them (as 'orthocli train' does by"
+            " default; where the drop record knows that layer) or keep them (the paper).",
+        ),
+    ] = "zero",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
     from orthocli.reinit import reinit as run_reinit
 
-    report = run_reinit(checkpoint, output, seed=seed, cycle=cycle, scale=scale, force=force)
+    report = run_reinit(checkpoint, output, seed=seed, cycle=cycle, scale=scale, fan_out=fan_out, force=force)
     doc = report.to_json()
     if json_out:
         print_json(doc)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2  # 2: one document for any number of checkpoints, a list under "checkpoints"
 
 EPILOG = (
-    "Example: orthocli score sample_models/digits_convnet.safetensors --top 5 --json\n\n"
+    "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
     "CI gate: orthocli score runs/ --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4"
     " in any checkpoint of runs/; 3, 4 or 6 when one cannot be scored)"
 )

@@ -29,15 +29,16 @@ from orthocli.cli.common import (
 )
 from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.droprule import DEFAULT_DROP
-from orthocli.errors import EXIT_INTERRUPTED, UsageError
+from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
 if TYPE_CHECKING:
+    from orthocli.experiment import DataOptions
     from orthocli.training import TrainConfig
 
 EPILOG = (
-    "Example: orthocli train --cycles 5 --baseline -o runs/digits.pt --plot runs/digits.png\n\n"
-    "Continue an interrupted run: orthocli train -o runs/digits.pt --resume"
+    "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
+    "Continue an interrupted run: orthocli train -o runs/mnist1d.pt --resume"
 )
 # Help panels, in this order (Typer orders them by their first option in the signature)
 SCHED = "Schedule"
@@ -105,6 +106,16 @@ def train(
             help="After the cycles: stop after this many epochs without a better val accuracy.",
         ),
     ] = 10,
+    min_steps: Annotated[
+        int,
+        _opt(
+            "--min-steps",
+            panel=SCHED,
+            min=0,
+            help="Optimizer steps an epoch takes at least: on small data an epoch is then several shuffled passes,"
+            " so every phase gets enough steps (0: one pass per epoch).",
+        ),
+    ] = 25,
     # -- which filters drop (and how they come back)
     ratio: DropRatio = DEFAULT_DROP.ratio,
     threshold: DropThreshold = None,
@@ -115,6 +126,15 @@ def train(
     skip_first: DropSkipFirst = DEFAULT_DROP.skip_first,
     skip_last: DropSkipLast = DEFAULT_DROP.skip_last,
     reinit_scale: DropReinitScale = 1.0,
+    reinit_fan_out: Annotated[
+        Literal["keep", "zero"],
+        _opt(
+            "--reinit-fan-out",
+            panel=DROP,
+            help="What the next layer does with a re-introduced filter's channel: zero its weights, so the output is"
+            " unchanged at re-introduction and the next layer learns the new filter, or keep them (the paper).",
+        ),
+    ] = "zero",
     # -- model
     arch: Annotated[
         Optional[str],
@@ -172,12 +192,13 @@ def train(
     trust: ModelTrust = False,
     # -- data
     data: Annotated[
-        Optional[Path],
+        Optional[str],
         _opt(
             "--data",
             panel=DATA,
-            help="Training data: .npz/.pt/.safetensors with x, y (read whole); image folder, CIFAR-10 binary or MNIST IDX folder (streamed)."
-            " Default: built-in UCI digits.",
+            help="Training data: a built-in set by name, mnist1d (the default) or digits; or a .npz/.pt/.safetensors"
+            " file with x, y (read whole), an image folder, a CIFAR-10 binary or MNIST IDX folder (streamed). A bare"
+            " name is the built-in set even where a file of that name exists: write ./NAME for the file.",
             show_default=False,
         ),
     ] = None,
@@ -270,6 +291,18 @@ def train(
     seed: Annotated[
         int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")
     ] = 0,
+    seeds: Annotated[
+        Optional[int],
+        _opt(
+            "--seeds",
+            panel=OPT,
+            min=1,
+            help="With --baseline: N (RePr, control) pairs with seeds --seed .. --seed+N-1, written to OUT.seed<k>.pt and"
+            " OUT.seed<k>.baseline.pt; reports each arm's mean and sd, the mean paired difference with its 95% CI,"
+            " and wins.",
+            show_default=False,
+        ),
+    ] = None,
     deterministic: Annotated[
         bool,
         _opt(
@@ -369,7 +402,6 @@ def train(
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
     from orthocli.experiment import (
-        DataOptions,
         Experiment,
         HardwareOptions,
         ModelOptions,
@@ -381,7 +413,7 @@ def train(
 
     reporter: Reporter = _Progress()
     hardware = HardwareOptions(device=device, precision=precision, threads=threads)
-    if resume:
+    if resume and seeds is None:
         run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
     else:
         cfg = TrainConfig(
@@ -390,6 +422,7 @@ def train(
             cycles=cycles,
             max_epochs=max_epochs,
             patience=patience,
+            min_steps=min_steps,
             ratio=ratio,
             threshold=threshold,
             scope=scope,
@@ -410,9 +443,9 @@ def train(
             val_fraction=val_fraction,
             baseline=baseline,
             reinit_scale=reinit_scale,
+            reinit_fan_out=reinit_fan_out,
         )
-        run = Experiment.fresh(
-            cfg,
+        options = dict(
             model=ModelOptions(
                 checkpoint=_path(checkpoint),
                 key=key,
@@ -425,8 +458,9 @@ def train(
                 batchnorm=batchnorm,
                 activation=activation,
             ),
-            data=DataOptions(
-                data=_path(data),
+            data=_data_options(
+                data,
+                reporter,
                 test_data=_path(test_data),
                 max_samples=max_samples,
                 image_size=image_size,
@@ -446,6 +480,9 @@ def train(
             state_every=state_every,
             reporter=reporter,
         )
+        if seeds is not None:
+            return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, **options)
+        run = Experiment.fresh(cfg, **options)
     try:
         run.train_all()
     except KeyboardInterrupt:
@@ -462,6 +499,64 @@ def train(
         print_json(doc)
     else:
         _render(doc)
+    if run.diverged:  # the results are out; the exit code says a run was lost
+        lost = " and ".join("the RePr run" if r == "repr" else "the control" for r in run.diverged)
+        fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
+
+
+def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
+    """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
+    from orthocli.seeds import run_seeds
+
+    try:
+        doc = run_seeds(cfg, n, resume=resume, **options)
+    except KeyboardInterrupt:
+        fail("interrupted; continue with the same command and --resume (finished seeds are kept)", EXIT_INTERRUPTED)
+    if json_out:
+        print_json(doc)
+    else:
+        _render_seeds(doc)
+    if doc["diverged"]:
+        lost = ", ".join(f"seed {d['seed']} {'RePr' if d['run'] == 'repr' else 'control'}" for d in doc["diverged"])
+        fail(f"runs diverged ({lost}); they are left out of the summary; lower --lr", EXIT_DIVERGED)
+
+
+def _render_seeds(doc: dict) -> None:
+    from rich.table import Table
+
+    out = stdout()
+    table = Table(title="Per seed: test accuracy (val accuracy)")
+    for col in ("seed", "RePr", "control", "difference"):
+        table.add_column(col, justify="right")
+
+    def cell(r: dict) -> str:
+        if "diverged" in r:
+            return f"diverged in epoch {r['diverged']['epoch']}"
+        return f"{_pct(r.get('test_accuracy'))} ({_pct(r.get('val_accuracy'))})"
+
+    for row in doc["seeds"]:
+        m, c = row["repr"], row["baseline"]
+        both = "test_accuracy" in m and "test_accuracy" in c
+        diff = f"{100 * (m['test_accuracy'] - c['test_accuracy']):+.1f} pts" if both else "-"
+        table.add_row(str(row["seed"]), cell(m), cell(c), diff)
+    out.print(table)
+    summary = doc["summary"]
+    table = Table(title=f"Over {summary['pairs']} seeds: mean ± sd, gain = RePr minus its seed's control (pts)")
+    for col in ("", "RePr", "control", "gain [95% CI]", "wins"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for label, key in (("test accuracy", "test_accuracy"), ("val accuracy", "val_accuracy")):
+        p = summary.get(key)
+        if p is None:
+            continue
+        ci = "" if p["ci_low"] is None else f" [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]"
+        table.add_row(
+            label,
+            f"{100 * p['method']['mean']:.2f} ± {100 * p['method']['sd']:.2f}",
+            f"{100 * p['control']['mean']:.2f} ± {100 * p['control']['sd']:.2f}",
+            f"{100 * p['mean_difference']:+.2f}{ci}",
+            f"{p['wins']}/{p['n']}",
+        )
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +565,18 @@ def train(
 
 def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _data_options(data: str | None, reporter, **options: Any) -> DataOptions:
+    """--data as a built-in set's name (the default set when not given) or a path; `options`: the
+    other fields of DataOptions."""
+    from orthocli.data import DEFAULT_DATA, builtin_name
+    from orthocli.experiment import DataOptions
+
+    name = DEFAULT_DATA if data is None else builtin_name(data)
+    if data is not None and name is not None and Path(data).exists():
+        reporter.log(f"--data {data} is the built-in set; for the file or folder of that name write ./{data}")
+    return DataOptions(data=None if name is not None else Path(data), builtin=name, **options)
 
 
 def _from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:
@@ -601,7 +708,7 @@ def _render(doc: dict) -> None:
     from rich.table import Table
 
     out = stdout()
-    if doc["cycles"]:
+    if doc.get("cycles"):
         table = Table(title="RePr cycles (validation accuracy)")
         for col in ("cycle", "before drop", "after S2", "after reinit", "re-introduced", "fallbacks"):
             left = col.startswith(("re-", "fall"))
@@ -634,7 +741,7 @@ def _render(doc: dict) -> None:
         table.add_column("difference", justify="right")
     rows = [("val accuracy", "val_accuracy"), ("test accuracy", "test_accuracy")]
     for label, k in rows:
-        if k not in doc:
+        if not any(k in r for _, r in runs):
             continue
         values = [r.get(k) for _, r in runs]
         diff = (
@@ -643,6 +750,7 @@ def _render(doc: dict) -> None:
             else ([] if len(runs) == 1 else ["-"])
         )
         table.add_row(label, *map(_pct, values), *diff)
-    table.add_row("epochs", *(str(r["epochs"]) for _, r in runs), *([""] if len(runs) > 1 else []))
-    table.add_row("output", *(r["output"] for _, r in runs), *([""] if len(runs) > 1 else []))
+    epochs = [f"diverged in {r['diverged']['epoch']}" if "diverged" in r else str(r["epochs"]) for _, r in runs]
+    table.add_row("epochs", *epochs, *([""] if len(runs) > 1 else []))
+    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] if len(runs) > 1 else []))
     out.print(table)
