@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_digits import save_npz_reproducible  # noqa: E402
+from make_digits import save_npz_reproducible
 
 PACKAGE_VERSION = "0.0.2.post1"
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "orthocli" / "data" / "mnist1d.npz"
