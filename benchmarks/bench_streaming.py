@@ -133,7 +133,7 @@ def throughput(folder: Path, samples: int, workers: int, width: int, repeats: in
             spec = arch_spec("convnet", in_channels=3, num_classes=CLASSES, input_shape=[64, 64], width=width)
             model = build_model(spec)
             t0 = time.perf_counter()
-            _train_epoch(model, _optimizer(model, cfg), loss_fn("ce"), None, data.train, cfg, 0, rt)
+            _train_epoch(model, _optimizer(model, cfg), loss_fn("ce"), data.train, cfg, 0, rt)
             rate = len(data.train) / (time.perf_counter() - t0)
             print(f"  throughput {name}: {rate:.0f} images/s", file=sys.stderr)
             rates[name].append(rate)
