@@ -13,6 +13,9 @@ diverged (its arm and epoch in --out) and left out of the statistics; the others
     python benchmarks/bench_accuracy.py --data digits --arch resnet20 --grid small --set width=8
     python benchmarks/bench_accuracy.py --data digits --grid knobs        # the investigation
 
+`--reuse FILE` takes the runs an earlier `--out FILE` holds instead of running them again (same
+label, seed, arm, data and settings): a grid can grow without re-training its controls.
+
 `--data` takes a built-in set's name (mnist1d, digits) or a path; `--max-samples N` trains on a
 stratified, seeded subset of N samples (validation split included; the test set stays whole).
 
@@ -94,6 +97,29 @@ def grid(name: str) -> list[tuple[str, dict]]:
             for f in ("keep", "zero")
             for r in (0.1, 0.3, 0.5)
         ]
+    if name == "explore":  # round 3: one setting changed at a time from the defaults (weights zeroed)
+        z = {"reinit_fan_out": "zero"}
+        return [
+            ("defaults (zeroed, layer, 0.3)", z),
+            ("weights kept (the paper)", {"reinit_fan_out": "keep"}),
+            ("ratio 0.1", {**z, "ratio": 0.1}),
+            ("ratio 0.5", {**z, "ratio": 0.5}),
+            ("global ranking", {**z, "scope": "global"}),
+            ("first layer dropped from", {**z, "skip_first": False}),
+            ("new filters at half norm", {**z, "reinit_scale": 0.5}),
+            ("kept, new filters at half norm", {"reinit_fan_out": "keep", "reinit_scale": 0.5}),
+            ("kept, ratio 0.1", {"reinit_fan_out": "keep", "ratio": 0.1}),
+            ("S1 10, S2 5, 6 cycles", {**z, "s1": 10, "s2": 5, "cycles": 6}),
+            ("S1 10, S2 10, 5 cycles", {**z, "s1": 10, "s2": 10, "cycles": 5}),
+            ("kept, 5 cycles", {"reinit_fan_out": "keep", "cycles": 5}),
+        ]
+    if name == "candidates":  # round 3: the defaults and the best stable variant of `explore` on MNIST-1D
+        return [
+            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),
+            ("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1}),
+        ]
+    if name == "scaled":  # round 3: the next layer's weights kept but scaled (0 = zeroed, 1 = kept)
+        return [(f"next layer's weights x {f}", {"reinit_fan_out": f}) for f in (0.1, 0.3, 0.5)]
     raise SystemExit(f"unknown grid {name!r}: defaults, paper, zero, full, small, knobs, authors, fanout")
 
 
@@ -127,18 +153,29 @@ def run_one(job: dict) -> dict:
     except Diverged as e:  # the loss stopped being finite: report it, keep every other run
         return {
             **{k: job[k] for k in ("label", "seed", "baseline")},
+            **run_key_fields(job),
             "diverged": str(e),
             "epochs": len(epochs) + 1,
             "seconds": time.perf_counter() - t0,
         }
     return {
         **{k: job[k] for k in ("label", "seed", "baseline")},
+        **run_key_fields(job),
         "test_accuracy": result.test_accuracy,
         "val_accuracy": result.val_accuracy,
         "epochs": result.epochs,
         "seconds": time.perf_counter() - t0,
         "max_loss_jump": max((b["loss"] / a["loss"] for a, b in zip(epochs, epochs[1:]) if a["loss"] > 0), default=1.0),
     }
+
+
+def run_key_fields(job: dict) -> dict:
+    """What makes a run: with label, seed and arm, enough to reuse it from an earlier --out file."""
+    return {"data": job["data"], "max_samples": job["max_samples"], "arch": job["arch"], "base": job["base"]}
+
+
+def run_key(run: dict) -> str:
+    return json.dumps([run["label"], run["seed"], run["baseline"], run_key_fields(run)], sort_keys=True)
 
 
 def parse_value(text: str):
@@ -160,6 +197,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None, help="JSON lines of every run")
+    ap.add_argument(
+        "--reuse",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an earlier --out file: its runs of the same label, seed, arm, data and settings are not run again"
+        " (training is deterministic on the CPU, so a rerun gives the same figures)",
+    )
     args = ap.parse_args()
     base = dict(kv.split("=", 1) for kv in args.set)
     base = {k: parse_value(v) for k, v in base.items()}
@@ -176,10 +221,21 @@ def main() -> None:
         for label, o in configs
         for s in range(args.seeds)
     ]
+    earlier = {}
+    for path in args.reuse:
+        with open(path) as f:
+            for line in f:
+                run = json.loads(line)
+                if "data" in run:  # lines written before runs recorded their data and settings are not reused
+                    earlier[run_key(run)] = run
+    reused = [earlier[run_key(j)] for j in jobs if run_key(j) in earlier]
+    jobs = [j for j in jobs if run_key(j) not in earlier]
     t0 = time.perf_counter()
-    runs = []
+    runs = list(reused)
     # written as runs finish: an interrupted grid keeps them
     with open(args.out or os.devnull, "w") as out, get_context("spawn").Pool(args.jobs) as pool:
+        for run in reused:
+            out.write(json.dumps(run) + "\n")
         for run in pool.imap_unordered(run_one, jobs, chunksize=1):
             runs.append(run)
             out.write(json.dumps(run) + "\n")
@@ -188,7 +244,8 @@ def main() -> None:
     cmd = "python benchmarks/bench_accuracy.py " + " ".join(sys.argv[1:])
     print(f"`{cmd}`  ")
     print(
-        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.seeds} seeds, {len(runs)} runs in {elapsed / 60:.1f} min; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.seeds} seeds, {len(runs) - len(reused)} runs in "
+        f"{elapsed / 60:.1f} min" + (f" ({len(reused)} more reused from --reuse)" if reused else "") + "; "
         f"data {args.data}"
         + (f" ({args.max_samples} samples)" if args.max_samples else "")
         + f", arch {args.arch}, base {base or 'defaults'}; test accuracy (%), mean ± sd over seeds; gain: "

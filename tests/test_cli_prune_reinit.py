@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from orthocli.models import ConvNet
 from orthocli.orthogonality import filter_rows, orthogonality_scores
+
+SAMPLE = Path(__file__).parent.parent / "sample_models" / "mnist1d_convnet.pt"
 
 
 def load_payload(path):
@@ -211,3 +214,37 @@ def test_reinit_scale_sets_the_new_filters_norm(run_cli, onet, tmp_path):
         assert torch.allclose(rows[dropped].norm(dim=1), torch.full((len(dropped),), want), rtol=1e-4)
     assert run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r2.pt", "--reinit-scale", "0").exit_code == 2
     assert not (tmp_path / "r2.pt").exists()
+
+
+@pytest.mark.parametrize("fan_out, factor", [("keep", 1.0), ("zero", 0.0), ("0.25", 0.25)])
+def test_reinit_fan_out_scales_the_next_layers_weights(run_cli, tmp_path, fan_out, factor):
+    sample = shutil.copy(SAMPLE, tmp_path / "sample.pt")  # records its architecture: the next layers are known
+    assert run_cli("prune", sample, "-o", tmp_path / "p.pt").exit_code == 0
+    res = run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt", "--reinit-fan-out", fan_out)
+    assert res.exit_code == 0, res.stderr
+    pruned, after = load_payload(tmp_path / "p.pt"), load_payload(tmp_path / "r.pt")
+    layers = pruned["prune"]["layers"].values()
+    nexts = [layer["fan_out"] for layer in layers]
+    assert len(nexts) == 2  # conv2 -> conv3, conv3 -> flatten -> Linear
+    renewed = {layer["key"]: layer["dropped"] for layer in layers}  # filters (dim 0) re-initialised themselves
+    for nxt in nexts:
+        before, now = pruned["state_dict"][nxt["key"]], after["state_dict"][nxt["key"]]
+        rows = torch.ones(before.shape[0], dtype=torch.bool)
+        rows[renewed.get(nxt["key"], [])] = False
+        before, now = before[rows], now[rows]
+        cols = torch.zeros(before.shape[nxt["dim"]], dtype=torch.bool)
+        cols[nxt["index"]] = True
+        assert torch.equal(now[:, cols], before[:, cols] * factor)
+        assert torch.equal(now[:, ~cols], before[:, ~cols])  # the other channels' weights untouched
+
+
+@pytest.mark.parametrize("value", ["2", "-0.1", "half"])
+def test_reinit_fan_out_outside_0_to_1_is_a_usage_error(run_cli, tmp_path, value):
+    sample = shutil.copy(SAMPLE, tmp_path / "sample.pt")
+    assert run_cli("prune", sample, "-o", tmp_path / "p.pt").exit_code == 0
+    for args in (("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt"), ("train", "-o", tmp_path / "t.pt")):
+        res = run_cli(*args, "--reinit-fan-out", value)
+        assert res.exit_code == 2
+        assert f"--reinit-fan-out must be 'keep', 'zero' or a number from 0 to 1, got '{value}'" in res.stderr
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "r.pt").exists() and not (tmp_path / "t.pt").exists()

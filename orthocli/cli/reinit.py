@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -29,11 +29,12 @@ def reinit(
     ] = 1,
     scale: ReinitScaleOpt = 1.0,
     fan_out: Annotated[
-        Literal["keep", "zero"],
+        str,
         typer.Option(
             "--reinit-fan-out",
+            metavar="keep|zero|F",
             help="The next layer's weights for a re-introduced channel: zero them (as 'orthocli train' does by"
-            " default; where the drop record knows that layer) or keep them (the paper).",
+            " default; where the drop record knows that layer), keep them (the paper), or scale them by F (0 to 1).",
         ),
     ] = "zero",
     force: ForceOpt = False,
