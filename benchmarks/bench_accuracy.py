@@ -118,8 +118,6 @@ def grid(name: str) -> list[tuple[str, dict]]:
             ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),
             ("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1}),
         ]
-    if name == "scaled":  # round 3: the next layer's weights kept but scaled (0 = zeroed, 1 = kept)
-        return [(f"next layer's weights x {f}", {"reinit_fan_out": f}) for f in (0.1, 0.3, 0.5)]
     raise SystemExit(f"unknown grid {name!r}: defaults, paper, zero, full, small, knobs, authors, fanout")
 
 

@@ -34,15 +34,7 @@ from orthocli.drops import DropRule, plan_drops
 from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.layers import convs_from_module
 from orthocli.masking import ChannelMasks
-from orthocli.subnet import (
-    Freezer,
-    apply_drops,
-    fan_out_factor,
-    make_record,
-    masks_from_record,
-    reintroduce,
-    reset_optimizer_rows,
-)
+from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
 
 STATE_FORMAT = "orthocli-repr"
 STATE_VERSION = 1
@@ -74,7 +66,7 @@ class ReprConfig:
     # --- re-introduction ---
     reinit_scale: float = 1.0  # norm of a new filter, as a multiple of the layer's mean kept-filter norm
     # the next layer's weights for a re-introduced channel: "zero" (the output is unchanged at
-    # re-introduction), "keep" (the paper) or a factor from 0 to 1 for them; see `subnet.reintroduce`
+    # re-introduction) or "keep" (the paper); see `subnet.reintroduce`
     reinit_fan_out: str = "zero"
     seed: int = 0  # the re-initialisation of cycle c draws from a generator seeded by (seed, c)
 
@@ -87,10 +79,8 @@ class ReprConfig:
             raise UsageError(f"unit must be 'epoch' or 'step', got {self.unit!r}")
         if not self.reinit_scale > 0:
             raise UsageError(f"reinit_scale must be positive, got {self.reinit_scale}")
-        try:
-            fan_out_factor(self.reinit_fan_out)
-        except ValueError as e:
-            raise UsageError(f"reinit_fan_out {e}") from None
+        if self.reinit_fan_out not in ("keep", "zero"):
+            raise UsageError(f"reinit_fan_out must be 'keep' or 'zero', got {self.reinit_fan_out!r}")
         self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
         self.drop_rule()
 
@@ -465,9 +455,7 @@ class RePr:
                 for layer in record["layers"].values():
                     for ch in layer["channels"]:
                         dist.broadcast(state[ch["key"]], src=0)
-            reset_optimizer_rows(
-                self.optimizer, self.model, record, fan_out=fan_out_factor(self.config.reinit_fan_out) != 1.0
-            )
+            reset_optimizer_rows(self.optimizer, self.model, record, fan_out=self.config.reinit_fan_out == "zero")
             dropped = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
             entry = Cycle(cycle, dropped, report)
         self.cycles.append(entry)

@@ -18,7 +18,6 @@ class ReinitLayer:
     kept_only: int  # orthogonal to the kept filters only (no room left for more)
     random: int  # random directions (no room at all)
     fan_out_zeroed: bool = False  # the next layer's weights for them were set to 0 (fan_out "zero")
-    fan_out_scale: float = 1.0  # what the next layer's weights for them were multiplied by (1: kept or unknown)
 
     @property
     def fallback(self) -> bool:
@@ -66,14 +65,12 @@ def reinit(
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
     from orthocli.controller import reinit_seed
-    from orthocli.subnet import fan_out_factor, reintroduce
+    from orthocli.subnet import reintroduce
 
     if not scale > 0:
         raise UsageError(f"--reinit-scale must be positive, got {scale}")
-    try:
-        fan_out_factor(fan_out)
-    except ValueError as e:
-        raise UsageError(f"--reinit-fan-out {e}") from None
+    if fan_out not in ("keep", "zero"):
+        raise UsageError(f"--reinit-fan-out must be 'keep' or 'zero', got '{fan_out}'")
     if cycle < 1:
         raise UsageError(f"--cycle must be at least 1, got {cycle}")
     check_output(output, force=force, inputs=[source])

@@ -137,29 +137,12 @@ class Freezer:
                 t.index_copy_(dim, idx, saved)
 
 
-FAN_OUT_NAMES = {"keep": 1.0, "zero": 0.0}
-
-
-def fan_out_factor(value: str | float) -> float:
-    """What `--reinit-fan-out` multiplies the next layer's weights for a re-introduced channel by:
-    "keep" is 1 (the paper), "zero" is 0, a number between 0 and 1 scales them. Raises ValueError."""
-    if isinstance(value, str) and value in FAN_OUT_NAMES:
-        return FAN_OUT_NAMES[value]
-    try:
-        factor = float(value)
-    except (TypeError, ValueError):
-        factor = float("nan")
-    if not 0.0 <= factor <= 1.0:
-        raise ValueError(f"must be 'keep', 'zero' or a number from 0 to 1, got '{value}'")
-    return factor
-
-
 def reintroduce(
     state_dict: dict[str, torch.Tensor],
     record: dict,
     generator: torch.Generator,
     scale: float = 1.0,
-    fan_out: str | float = "keep",
+    fan_out: str = "keep",
 ) -> dict[str, dict]:
     """Give every dropped filter new values from the null space of [kept filters; its old value],
     in place. Kept filters are not touched. Returns, per layer, how many filters came from the
@@ -171,9 +154,7 @@ def reintroduce(
     weights stay as they were, trained for the old filter, so the network's output jumps; with a
     long flattened feature map into a Linear the jump can be orders of magnitude in the loss.
     "zero": they are set to 0 (where the record knows them: `fan_out` entries), so the output is
-    unchanged at re-introduction and the next layer learns to use the new filter from there. A
-    number between 0 and 1 scales them: the jump shrinks by that factor."""
-    factor = fan_out_factor(fan_out)
+    unchanged at re-introduction and the next layer learns to use the new filter from there."""
     report = {}
     with torch.no_grad():
         for name, layer in record["layers"].items():
@@ -208,12 +189,10 @@ def reintroduce(
                 elif ch["role"] == "other" or ch["role"].startswith("dw_"):  # as it was before the drop
                     t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
             nxt = layer.get("fan_out")
-            counts["fan_out_zeroed"] = factor == 0.0 and nxt is not None
-            counts["fan_out_scale"] = factor if nxt is not None else 1.0
-            if nxt is not None and factor != 1.0:
+            counts["fan_out_zeroed"] = fan_out == "zero" and nxt is not None
+            if counts["fan_out_zeroed"]:
                 t = state_dict[nxt["key"]]
-                index = nxt["index"].to(t.device)
-                t.index_copy_(nxt["dim"], index, t.index_select(nxt["dim"], index) * factor)
+                t.index_fill_(nxt["dim"], nxt["index"].to(t.device), 0.0)
             report[name] = counts
     return report
 
@@ -231,7 +210,7 @@ def reset_optimizer_rows(
 ) -> None:
     """Zero the optimizer state (momentum, Adam moments) of re-introduced filters, so stale state
     from before they were dropped does not push their new values; with `fan_out` also that of the
-    next layer's weights for them (after `reintroduce` zeroed or scaled them)."""
+    next layer's weights for them (after `reintroduce(fan_out="zero")`)."""
     params = dict(model.named_parameters())
     for layer in record["layers"].values():
         for ch in layer["channels"]:

@@ -49,7 +49,6 @@ from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
-from orthocli.subnet import fan_out_factor
 from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
@@ -115,10 +114,10 @@ class TrainConfig:
         need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.min_steps >= 0, f"--min-steps must be 0 or more, got {self.min_steps}")
-        try:
-            fan_out_factor(self.reinit_fan_out)
-        except ValueError as e:
-            raise UsageError(f"--reinit-fan-out {e}") from None
+        need(
+            self.reinit_fan_out in ("keep", "zero"),
+            f"--reinit-fan-out must be 'keep' or 'zero', got '{self.reinit_fan_out}'",
+        )
         need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
         need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")

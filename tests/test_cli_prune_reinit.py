@@ -216,8 +216,8 @@ def test_reinit_scale_sets_the_new_filters_norm(run_cli, onet, tmp_path):
     assert not (tmp_path / "r2.pt").exists()
 
 
-@pytest.mark.parametrize("fan_out, factor", [("keep", 1.0), ("zero", 0.0), ("0.25", 0.25)])
-def test_reinit_fan_out_scales_the_next_layers_weights(run_cli, tmp_path, fan_out, factor):
+@pytest.mark.parametrize("fan_out, factor", [("keep", 1.0), ("zero", 0.0)])
+def test_reinit_fan_out_keeps_or_zeroes_the_next_layers_weights(run_cli, tmp_path, fan_out, factor):
     sample = shutil.copy(SAMPLE, tmp_path / "sample.pt")  # records its architecture: the next layers are known
     assert run_cli("prune", sample, "-o", tmp_path / "p.pt").exit_code == 0
     res = run_cli("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt", "--reinit-fan-out", fan_out)
@@ -236,15 +236,3 @@ def test_reinit_fan_out_scales_the_next_layers_weights(run_cli, tmp_path, fan_ou
         cols[nxt["index"]] = True
         assert torch.equal(now[:, cols], before[:, cols] * factor)
         assert torch.equal(now[:, ~cols], before[:, ~cols])  # the other channels' weights untouched
-
-
-@pytest.mark.parametrize("value", ["2", "-0.1", "half"])
-def test_reinit_fan_out_outside_0_to_1_is_a_usage_error(run_cli, tmp_path, value):
-    sample = shutil.copy(SAMPLE, tmp_path / "sample.pt")
-    assert run_cli("prune", sample, "-o", tmp_path / "p.pt").exit_code == 0
-    for args in (("reinit", tmp_path / "p.pt", "-o", tmp_path / "r.pt"), ("train", "-o", tmp_path / "t.pt")):
-        res = run_cli(*args, "--reinit-fan-out", value)
-        assert res.exit_code == 2
-        assert f"--reinit-fan-out must be 'keep', 'zero' or a number from 0 to 1, got '{value}'" in res.stderr
-        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
-    assert not (tmp_path / "r.pt").exists() and not (tmp_path / "t.pt").exists()

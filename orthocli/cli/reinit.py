@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -29,12 +29,11 @@ def reinit(
     ] = 1,
     scale: ReinitScaleOpt = 1.0,
     fan_out: Annotated[
-        str,
+        Literal["keep", "zero"],
         typer.Option(
             "--reinit-fan-out",
-            metavar="keep|zero|F",
             help="The next layer's weights for a re-introduced channel: zero them (as 'orthocli train' does by"
-            " default; where the drop record knows that layer), keep them (the paper), or scale them by F (0 to 1).",
+            " default; where the drop record knows that layer) or keep them (the paper).",
         ),
     ] = "zero",
     force: ForceOpt = False,

@@ -127,14 +127,12 @@ def train(
     skip_last: DropSkipLast = DEFAULT_DROP.skip_last,
     reinit_scale: DropReinitScale = 1.0,
     reinit_fan_out: Annotated[
-        str,
+        Literal["keep", "zero"],
         _opt(
             "--reinit-fan-out",
             panel=DROP,
-            metavar="keep|zero|F",
             help="What the next layer does with a re-introduced filter's channel: zero its weights, so the output is"
-            " unchanged at re-introduction and the next layer learns the new filter, keep them (the paper), or scale"
-            " them by F (0 to 1).",
+            " unchanged at re-introduction and the next layer learns the new filter, or keep them (the paper).",
         ),
     ] = "zero",
     # -- model
