@@ -113,6 +113,8 @@ def grid(name: str) -> list[tuple[str, dict]]:
             ("S1 10, S2 10, 5 cycles", {**z, "s1": 10, "s2": 10, "cycles": 5}),
             ("kept, 5 cycles", {"reinit_fan_out": "keep", "cycles": 5}),
         ]
+    if name == "ratio":  # round 3's new default alone (e.g. with --set cycles=5, the main job)
+        return [("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1})]
     if name == "candidates":  # round 3: the defaults and the best stable variant of `explore` on MNIST-1D
         return [
             ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),

@@ -5,7 +5,8 @@ The schedule (figure 1 of the paper), counted in epochs:
 
     cycle 1: S1 standard epochs, then S2 sub-network epochs; cycle 2: S1, S2; ... cycle N: S1, S2;
     then standard training until validation accuracy stops improving (`patience` epochs), capped
-    by `max_epochs` (every epoch counted), keeping the best weights of that last phase.
+    by `max_epochs` (every epoch counted), keeping the best weights of that last phase (highest
+    validation accuracy; equal accuracy, lower validation loss).
 
 The method itself is the public controller `controller.RePr`, which this loop drives as a user's
 loop would (`prepare()` before a cycle's first sub-network epoch, `epoch_end()` after every
@@ -346,6 +347,15 @@ class Best:
     val: float  # their validation accuracy
     epoch: int  # epochs done when they were saved
     state_dict: dict[str, torch.Tensor]
+    val_loss: float | None = None  # their validation loss: breaks ties of accuracy (None in older state files)
+
+    def beaten_by(self, val_acc: float, val_loss: float) -> bool:
+        """Higher accuracy wins; equal accuracy, lower loss. Without the tie-break a small or saturated
+        validation set (every epoch at 100%, or 25 samples) keeps the weights entering the final
+        phase, which for RePr is the moment of the last re-introduction: its new filters unused."""
+        if val_acc != self.val:
+            return val_acc > self.val
+        return self.val_loss is not None and val_loss < self.val_loss
 
 
 @dataclass
@@ -460,7 +470,8 @@ def _train(
         phase = epoch_phases[epoch]
         if phase.name == "final" and s.best is None and data.val is not None and len(data.val):
             # the weights entering the final phase (after the last re-init) are a candidate too
-            s.best = _snapshot(model, _val_now(s, model, data, cfg), epoch)
+            entering_loss, entering_acc = evaluate(model, data.val, cfg.loss)
+            s.best = _snapshot(model, entering_acc, epoch, entering_loss)
         if phase.drop_before:  # score, drop, and train the sub-network from here
             s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
             if method is not None:
@@ -500,8 +511,8 @@ def _train(
         }
         s.history.append(entry)
         if phase.name == "final" and val_acc is not None:
-            if val_acc > s.best.val:
-                s.best, s.bad = _snapshot(model, val_acc, epoch + 1), 0
+            if s.best.beaten_by(val_acc, val_loss):
+                s.best, s.bad = _snapshot(model, val_acc, epoch + 1, val_loss), 0
             else:
                 s.bad += 1
                 s.stopped_early = s.bad >= cfg.patience
@@ -618,8 +629,8 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _snapshot(model: nn.Module, val: float, epoch: int) -> Best:
-    return Best(val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+def _snapshot(model: nn.Module, val: float, epoch: int, val_loss: float) -> Best:
+    return Best(val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}, val_loss)
 
 
 # ---------------------------------------------------------------------------------------------

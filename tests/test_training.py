@@ -139,9 +139,19 @@ def test_no_skip_first_and_exclusions(digits):
     assert set(result.cycles[0]["dropped"]) == {"features.conv1", "features.conv2"}
 
 
-def test_early_stopping_restores_the_best_weights(digits):
-    """A learning rate too small to change accuracy: no epoch beats the weights entering the final
-    phase, so training stops after `patience` epochs and those weights come back bit for bit."""
+def test_early_stopping_restores_the_best_weights(digits, monkeypatch):
+    """A learning rate too small to change accuracy, and a validation loss made to rise: no epoch
+    beats the weights entering the final phase, so training stops after `patience` epochs and those
+    weights come back bit for bit."""
+    calls = []
+
+    def rising_loss(*args, **kwargs):
+        loss, acc = real_evaluate(*args, **kwargs)
+        calls.append(1)
+        return loss + len(calls), acc
+
+    real_evaluate = training.evaluate
+    monkeypatch.setattr(training, "evaluate", rising_loss)
     model = convnet(digits)
     start = clone_state(model)
     snaps = {}
@@ -160,10 +170,38 @@ def test_best_epoch_is_the_best_validation_accuracy(digits):
         model, digits, cfg, callback=lambda e: snaps.update({e["epoch"]: (e["val_acc"], clone_state(model))})
     )
     accs = [snaps[e][0] for e in range(1, 7)]
-    best = max(range(6), key=lambda i: (accs[i], -i)) + 1  # first epoch with the best accuracy
+    losses = [e["val_loss"] for e in result.history]
+    best = max(range(6), key=lambda i: (accs[i], -losses[i], -i)) + 1  # best accuracy, then lowest loss
     assert result.best_epoch == best
     assert states_equal(clone_state(model), snaps[best][1])
     assert result.val_accuracy == pytest.approx(accs[best - 1])
+
+
+def test_equal_validation_accuracy_goes_to_the_lower_validation_loss():
+    # A saturated validation set (100% from the first epochs on): the first weights at 100% must not
+    # win by default. For RePr those are the weights entering the final phase, right after the last
+    # re-introduction, when the new filters do nothing yet (docs/results.md, "best weights").
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(240, 1, 16, generator=g) + 3 * torch.arange(2).repeat(120)[:, None, None] - 1.5
+    y = torch.arange(2).repeat(120)
+    data = DataSplits(
+        Arrays(x[:160], y[:160]),
+        Arrays(x[160:200], y[160:200]),
+        Arrays(x[200:], y[200:]),
+        2,
+        1,
+        (16,),
+        [0.0],
+        [1.0],
+        "easy",
+    )
+    model = ConvNet(1, 2, [16], width=4)
+    result = train(model, data, TrainConfig(s1=1, s2=1, cycles=1, max_epochs=8, patience=100, batch_size=32))
+    final = [e for e in result.history if e["phase"] == "final"]
+    assert all(e["val_acc"] == 1.0 for e in final)  # saturated: accuracy cannot choose
+    chosen = min(final, key=lambda e: (e["val_loss"], e["epoch"]))
+    assert result.best_epoch == chosen["epoch"] and result.best_epoch > final[0]["epoch"]
+    assert evaluate(model, data.val)[0] == pytest.approx(chosen["val_loss"], rel=1e-5)  # its weights came back
 
 
 def test_no_validation_data_trains_to_the_cap(digits):
