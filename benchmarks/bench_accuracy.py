@@ -68,7 +68,7 @@ def grid(name: str) -> list[tuple[str, dict]]:
         return out
     if name == "knobs":
         return [
-            ("default (global, first skipped, 0.3, scale 1, constant lr)", {}),
+            ("default (global, first skipped, 0.3, scale 1, constant lr)", {"ratio": 0.3}),
             ("re-init scale 0.5", {"reinit_scale": 0.5}),
             ("re-init scale 0.25", {"reinit_scale": 0.25}),
             ("cosine lr schedule", {"schedule": "cosine"}),
@@ -78,18 +78,18 @@ def grid(name: str) -> list[tuple[str, dict]]:
         ]
     if name == "defaults":  # the candidates for train's defaults
         return [
-            ("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"}),
-            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),
+            ("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep", "ratio": 0.3}),
+            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3}),
         ]
     if name == "paper":  # the paper's re-introduction alone (e.g. with --set cycles=5)
-        return [("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep"})]
+        return [("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep", "ratio": 0.3})]
     if name == "zero":  # the default re-introduction alone
-        return [("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"})]
+        return [("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3})]
     if name == "authors":  # the candidates of the previous round (README before issue 16)
         return [
-            ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global"}),
-            ("layer, first layer skipped, 0.3, scale 1", {"scope": "layer"}),
-            ("layer, first layer skipped, 0.3, scale 0.5", {"scope": "layer", "reinit_scale": 0.5}),
+            ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global", "ratio": 0.3}),
+            ("layer, first layer skipped, 0.3, scale 1", {"scope": "layer", "ratio": 0.3}),
+            ("layer, first layer skipped, 0.3, scale 0.5", {"scope": "layer", "ratio": 0.3, "reinit_scale": 0.5}),
         ]
     if name == "fanout":  # re-introduction: the next layer's weights, with ratio and scale
         return [
@@ -98,26 +98,26 @@ def grid(name: str) -> list[tuple[str, dict]]:
             for r in (0.1, 0.3, 0.5)
         ]
     if name == "explore":  # round 3: one setting changed at a time from the defaults (weights zeroed)
-        z = {"reinit_fan_out": "zero"}
+        z = {"reinit_fan_out": "zero", "ratio": 0.3}
         return [
             ("defaults (zeroed, layer, 0.3)", z),
-            ("weights kept (the paper)", {"reinit_fan_out": "keep"}),
+            ("weights kept (the paper)", {"reinit_fan_out": "keep", "ratio": 0.3}),
             ("ratio 0.1", {**z, "ratio": 0.1}),
             ("ratio 0.5", {**z, "ratio": 0.5}),
             ("global ranking", {**z, "scope": "global"}),
             ("first layer dropped from", {**z, "skip_first": False}),
             ("new filters at half norm", {**z, "reinit_scale": 0.5}),
-            ("kept, new filters at half norm", {"reinit_fan_out": "keep", "reinit_scale": 0.5}),
+            ("kept, new filters at half norm", {"reinit_fan_out": "keep", "ratio": 0.3, "reinit_scale": 0.5}),
             ("kept, ratio 0.1", {"reinit_fan_out": "keep", "ratio": 0.1}),
             ("S1 10, S2 5, 6 cycles", {**z, "s1": 10, "s2": 5, "cycles": 6}),
             ("S1 10, S2 10, 5 cycles", {**z, "s1": 10, "s2": 10, "cycles": 5}),
-            ("kept, 5 cycles", {"reinit_fan_out": "keep", "cycles": 5}),
+            ("kept, 5 cycles", {"reinit_fan_out": "keep", "ratio": 0.3, "cycles": 5}),
         ]
     if name == "ratio":  # round 3's new default alone (e.g. with --set cycles=5, the main job)
         return [("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1})]
     if name == "candidates":  # round 3: the defaults and the best stable variant of `explore` on MNIST-1D
         return [
-            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero"}),
+            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3}),
             ("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1}),
         ]
     raise SystemExit(f"unknown grid {name!r}: defaults, paper, zero, full, small, knobs, authors, fanout")

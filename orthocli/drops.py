@@ -20,7 +20,8 @@ from orthocli.layers import ConvLayer, select
 class DropRule:
     """How many filters to drop and how to rank them.
 
-    ratio: fraction of the candidate filters to drop (cut by count, so ties never change it).
+    ratio: fraction of the candidate filters to drop (cut by count, so ties never change it), rounded
+           down but at least one filter: 10% of an 8-filter layer drops 1, not none.
     threshold: instead of a ratio, drop every filter whose score is above this value.
     scope: "layer" drops `ratio` of each layer; "global" ranks all candidate filters of the network
            together (the authors' choice).
@@ -69,13 +70,19 @@ def choose_drops(scores: Sequence[torch.Tensor], rule: DropRule) -> list[torch.T
                     quota -= 1
 
     if rule.scope == "global":
-        quota = None if rule.ratio is None else math.floor(rule.ratio * sum(sizes) + 1e-9)
+        quota = None if rule.ratio is None else _quota(rule.ratio, sum(sizes))
         take(_ranked(scores, range(len(scores))), quota)
     else:
         for li, n in enumerate(sizes):
-            quota = None if rule.ratio is None else math.floor(rule.ratio * n + 1e-9)
+            quota = None if rule.ratio is None else _quota(rule.ratio, n)
             take(_ranked(scores, [li]), quota)
     return [torch.tensor(sorted(d), dtype=torch.long) for d in dropped]
+
+
+def _quota(ratio: float, filters: int) -> int:
+    # At least one: a small ratio of a narrow layer would otherwise drop nothing, and the method,
+    # silently, would not run at all (`min_keep` still has the last word).
+    return max(1, math.floor(ratio * filters + 1e-9))
 
 
 @dataclass

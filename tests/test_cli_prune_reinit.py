@@ -136,7 +136,7 @@ def test_human_output_lists_layers(run_cli, onet, tmp_path):
         (["--threshold", "0.99"], 2, "drops no filter"),
         (["--threshold", "0.0"], 2, "would drop every filter"),
         (["--scope", "everything"], 2, "--scope"),
-        (["--ratio", "0.001"], 2, "drops no filter"),
+        (["--ratio", "0.001", "--min-keep", "1000"], 2, "drops no filter"),
     ],
 )
 def test_bad_prune_options_write_nothing(run_cli, onet, tmp_path, args, code, text):

@@ -33,7 +33,7 @@ def test_global_drops_the_highest_scores_by_count(sizes, ratio, seed, ties, min_
     scores = random_scores(sizes, seed, ties)
     drops = choose_drops(scores, DropRule(ratio=ratio, scope="global", min_keep=min_keep))
     room = sum(max(0, n - min_keep) for n in sizes)
-    assert sum(len(d) for d in drops) == min(math.floor(ratio * sum(sizes) + 1e-9), room)
+    assert sum(len(d) for d in drops) == min(max(1, math.floor(ratio * sum(sizes) + 1e-9)), room)
     for n, d in zip(sizes, drops):
         assert len(d) <= max(0, n - min_keep)
         assert d.tolist() == sorted(set(d.tolist()))
@@ -51,10 +51,18 @@ def test_layer_scope_drops_the_ratio_of_each_layer(sizes, ratio, seed):
     scores = random_scores(sizes, seed, ties=True)
     drops = choose_drops(scores, DropRule(ratio=ratio, scope="layer"))
     for n, d, s in zip(sizes, drops, scores):
-        assert len(d) == min(math.floor(ratio * n + 1e-9), n - 1)
+        assert len(d) == min(max(1, math.floor(ratio * n + 1e-9)), n - 1)  # at least one where there is room
         kept = [f for f in range(n) if f not in d.tolist()]
         if len(d) and kept:
             assert min(float(s[f]) for f in d) >= max(float(s[f]) for f in kept)
+
+
+def test_a_small_ratio_of_a_narrow_layer_drops_one_filter_not_none():
+    scores = [torch.tensor([0.1, 0.4, 0.2, 0.3]), torch.tensor([0.5, 0.1]), torch.tensor([0.9])]
+    drops = choose_drops(scores, DropRule(ratio=0.1, scope="layer"))
+    assert [d.tolist() for d in drops] == [[1], [0], []]  # the most redundant of each; a 1-filter layer keeps it
+    # global: one filter in all, the highest score with room (0.9 is a layer's only filter)
+    assert [d.tolist() for d in choose_drops(scores, DropRule(ratio=0.1, scope="global"))] == [[], [0], []]
 
 
 def test_ties_break_by_layer_then_filter_and_never_change_the_count():
