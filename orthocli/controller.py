@@ -55,7 +55,7 @@ class ReprConfig:
     cycles: int = 3  # drop / re-introduce cycles (N); then plain training for as long as the loop runs
     unit: str = "epoch"  # "epoch": the loop calls epoch_end(); "step": optimizer steps, counted by hooks
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle (the patent: 30%)
+    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle (the patent: 30%; here 10%)
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
     scope: str = DEFAULT_DROP.scope  # "layer": the ratio of each layer; "global": ranked across the network
     min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps

@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 RatioOpt = Annotated[
-    float, typer.Option("--ratio", "-r", help="Fraction of the candidate filters to drop (0 < r < 1), cut by count.")
+    float,
+    typer.Option(
+        "--ratio", "-r", help="Fraction of the candidate filters to drop (0 < r < 1), cut by count, at least one."
+    ),
 ]
 ThresholdOpt = Annotated[
     Optional[float],
