@@ -451,18 +451,27 @@ def _worker_message(text: str) -> str:
     return lines[-1].split(marker, 1)[1] if lines else text.splitlines()[0]
 
 
-def distributed_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world_size: int) -> list[list[int]]:
+def distributed_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int, world_size: int, min_steps: int = 0
+) -> list[list[int]]:
     """This rank's batches of one epoch under torchrun: `DistributedSampler` (reshuffled by
     `set_epoch`, every rank the same number of samples) cut into batches of
     ceil(batch_size / world_size), so a step over all ranks sees about `batch_size` samples. A last
-    batch of one sample (BatchNorm) joins the one before, on every rank alike."""
+    batch of one sample (BatchNorm) joins the one before, on every rank alike. As in one process
+    (`training.batches`), more shuffled passes follow until there are `min_steps` batches; every
+    rank makes as many, so the ranks step together."""
     sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    sampler.set_epoch(epoch)
-    order = list(sampler)
     per_rank = max(1, math.ceil(batch_size / world_size))
-    parts = [order[k : k + per_rank] for k in range(0, len(order), per_rank)]
-    if len(parts) > 1 and len(parts[-1]) < 2:
-        parts[-2:] = [parts[-2] + parts[-1]]
+    parts: list[list[int]] = []
+    p = 0
+    while p == 0 or len(parts) < min_steps:
+        sampler.set_epoch(epoch if p == 0 else epoch * 100_003 + p)
+        order = list(sampler)
+        one = [order[k : k + per_rank] for k in range(0, len(order), per_rank)]
+        if len(one) > 1 and len(one[-1]) < 2:
+            one[-2:] = [one[-2] + one[-1]]
+        parts += one
+        p += 1
     return parts
 
 

@@ -261,6 +261,18 @@ def test_augment_on_an_array_file_pads_with_normalised_black(tmp_path):
 # Batches under torchrun, and loader errors
 
 
+def test_distributed_batches_make_min_steps_with_more_passes_on_every_rank():
+    one = [distributed_batches(50, 16, seed=3, epoch=2, rank=r, world_size=2) for r in range(2)]
+    more = [distributed_batches(50, 16, seed=3, epoch=2, rank=r, world_size=2, min_steps=10) for r in range(2)]
+    assert len(one[0]) == 3 and len(more[0]) == len(more[1]) == 12  # four passes of 3 steps, ranks in step
+    for r in range(2):
+        assert more[r][:3] == one[r]  # the first pass is the one-pass epoch: large data train as before
+    for k in range(4):  # each pass: the ranks' shards split the whole set between them
+        shards = [set(sum(more[r][3 * k : 3 * k + 3], [])) for r in range(2)]
+        assert shards[0] | shards[1] == set(range(50)) and not shards[0] & shards[1]
+    assert more[0][3:6] != more[0][:3]  # reshuffled
+
+
 def test_distributed_batches_shard_the_epoch_and_reshuffle_each_epoch():
     ranks = [distributed_batches(50, 16, seed=3, epoch=0, rank=r, world_size=2) for r in range(2)]
     flat = [sum(r, []) for r in ranks]
