@@ -103,7 +103,8 @@ def train(
             "--patience",
             panel=SCHED,
             min=1,
-            help="After the cycles: stop after this many epochs without a better val accuracy.",
+            help="After the cycles: stop after this many epochs without better validation (higher accuracy, or equal"
+            " accuracy and lower loss); the best weights are kept.",
         ),
     ] = 10,
     min_steps: Annotated[
