@@ -115,8 +115,6 @@ def grid(name: str) -> list[tuple[str, dict]]:
         ]
     if name == "ratio":  # round 3's new default alone (e.g. with --set cycles=5, the main job)
         return [("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1})]
-    if name == "warmup":  # round 3: the learning rate after each re-introduction (both arms share the schedule)
-        return [("lr warm-up over 3 epochs after each re-introduction", {"reinit_warmup": 3})]
     if name == "adaptive":  # round 3: the source's threshold embodiment at the level of chance
         return [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})]
     if name == "candidates":  # round 3: the defaults and the best stable variant of `explore` on MNIST-1D

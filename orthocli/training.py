@@ -98,9 +98,6 @@ class TrainConfig:
     # is unchanged at re-introduction, or "keep" them (the paper). Zero by default: kept weights can make
     # the loss jump by orders of magnitude and diverge (long signals into a wide Linear; docs/results.md).
     reinit_fan_out: str = "zero"
-    # Epochs after each re-introduction whose learning rate ramps up linearly (k+1)/(W+1) (both arms:
-    # the lr is a function of the epoch). 0: none.
-    reinit_warmup: int = 0
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -213,10 +210,6 @@ def phases(cfg: TrainConfig, *, subnet_only: bool = False) -> list[Phase]:
 def lr_at(epoch: int, cfg: TrainConfig) -> float:
     """Learning rate of 0-based `epoch`, over the whole budget (`total_epochs`)."""
     total, peak = max(cfg.total_epochs, 1), cfg.peak_lr
-    period = cfg.s1 + cfg.s2
-    since = epoch - period * min(epoch // period, cfg.cycles) if period else epoch
-    if cfg.reinit_warmup and 1 <= epoch // max(period, 1) <= cfg.cycles and since < cfg.reinit_warmup:
-        peak = peak * (since + 1) / (cfg.reinit_warmup + 1)
     if cfg.lr_schedule == "cosine":
         return peak * 0.5 * (1 + math.cos(math.pi * epoch / total))
     if cfg.lr_schedule == "step":
