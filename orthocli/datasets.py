@@ -31,6 +31,7 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -462,15 +463,24 @@ def distributed_batches(
     rank makes as many, so the ranks step together."""
     sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     per_rank = max(1, math.ceil(batch_size / world_size))
-    parts: list[list[int]] = []
-    p = 0
-    while p == 0 or len(parts) < min_steps:
+
+    def one_pass(p: int) -> list[list[int]]:
         sampler.set_epoch(epoch if p == 0 else epoch * 100_003 + p)
         order = list(sampler)
         one = [order[k : k + per_rank] for k in range(0, len(order), per_rank)]
         if len(one) > 1 and len(one[-1]) < 2:
             one[-2:] = [one[-2] + one[-1]]
-        parts += one
+        return one
+
+    return repeat_passes(one_pass, min_steps)
+
+
+def repeat_passes(one_pass: Callable[[int], list], min_steps: int) -> list:
+    """The batches of one epoch: pass 0, then passes 1, 2, ... until there are `min_steps` batches."""
+    parts: list = []
+    p = 0
+    while p == 0 or len(parts) < min_steps:
+        parts += one_pass(p)
         p += 1
     return parts
 

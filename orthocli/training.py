@@ -45,7 +45,7 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
-from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, train_batches
+from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
@@ -223,17 +223,16 @@ def batches(
     """Shuffled mini-batch indices of one epoch, from a generator seeded by (seed, epoch), so a
     resumed run sees the same order. A last batch of one sample (BatchNorm), or of fewer samples
     than processes (each rank needs one), joins the one before."""
-    parts: list[torch.Tensor] = []
-    p = 0
-    while p == 0 or len(parts) < min_steps:
+
+    def one_pass(p: int) -> list[torch.Tensor]:
         stream_seed = sub_seed(seed, 1, epoch) if p == 0 else sub_seed(seed, 3, epoch * 100_003 + p)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed))
         one = list(order.split(batch_size))
         if len(one) > 1 and len(one[-1]) < max(2, world_size):
             one[-2:] = [torch.cat(one[-2:])]
-        parts += one
-        p += 1
-    return parts
+        return one
+
+    return repeat_passes(one_pass, min_steps)
 
 
 def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
