@@ -27,16 +27,20 @@ def torchrun(nproc: int, *args, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={nproc}",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        *map(str, args),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+    for _ in range(3):  # free_port() can race another process for the port; only that is retried
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            *map(str, args),
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+        if res.returncode == 0 or "address already in use" not in res.stderr.lower():
+            return res
+    return res
 
 
 @pytest.fixture(scope="module")
