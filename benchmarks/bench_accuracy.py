@@ -117,8 +117,6 @@ def grid(name: str) -> list[tuple[str, dict]]:
         return [("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1})]
     if name == "adaptive":  # round 3: the source's threshold embodiment at the level of chance
         return [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})]
-    if name == "adaptive2d":  # the same for the ConvNet on images: 32 x 3 x 3 = 288 weights a filter
-        return [("threshold 0.0455 (random filters' expected score, 288 weights)", {"threshold": 0.0455})]
     if name == "candidates":  # round 3: the defaults and the best stable variant of `explore` on MNIST-1D
         return [
             ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3}),

@@ -469,10 +469,10 @@ def _train(
         phase = epoch_phases[epoch]
         if phase.name == "final" and s.best is None and data.val is not None and len(data.val):
             # the weights entering the final phase (after the last re-init) are a candidate too
-            entering_loss, entering_acc = evaluate(model, data.val, cfg.loss)
+            entering_loss, entering_acc = _val_now(s, model, data, cfg)
             s.best = _snapshot(model, entering_acc, epoch, entering_loss)
         if phase.drop_before:  # score, drop, and train the sub-network from here
-            s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)}
+            s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)[1]}
             if method is not None:
                 method.prepare()
 
@@ -601,16 +601,13 @@ def _cycle_entry(pending: dict) -> dict:
     return {k: pending.get(k, {}) for k in keys}
 
 
-def _val_now(s: LoopState, model: nn.Module, data: DataSplits, cfg: TrainConfig) -> float | None:
-    """Val accuracy of the plain model's current weights: the last evaluation when it was of these
-    weights (a standard epoch, or a re-introduction), else evaluated now."""
-    if s.history:
-        last = s.history[-1]
-        if last["phase"] != "subnet":
-            return last["val_acc"]
-        if s.cycles and s.cycles[-1]["cycle"] == last["cycle"]:
-            return s.cycles[-1]["val_after_reinit"]
-    return evaluate(model, data.val, cfg.loss)[1]
+def _val_now(s: LoopState, model: nn.Module, data: DataSplits, cfg: TrainConfig) -> tuple:
+    """(val loss, val accuracy) of the plain model's current weights: the last epoch's when it
+    evaluated these weights (a standard epoch), else evaluated now (after a sub-network epoch or a
+    re-introduction)."""
+    if s.history and s.history[-1]["phase"] != "subnet":
+        return s.history[-1]["val_loss"], s.history[-1]["val_acc"]
+    return evaluate(model, data.val, cfg.loss)
 
 
 def _on_device(data: DataSplits, device: torch.device) -> DataSplits:
