@@ -19,11 +19,10 @@ label, seed, arm, data and settings): a grid can grow without re-training its co
 `--data` takes a built-in set's name (mnist1d, digits) or a path; `--max-samples N` trains on a
 stratified, seeded subset of N samples (validation split included; the test set stays whole).
 
-Grids: full = scope {global, layer} x first layer {skipped, dropped from} x ratio {0.1, 0.3, 0.5};
-small = the same at ratio 0.3; knobs = the default configuration with one setting changed at a
-time (re-init scale, lr schedule, optimizer, S2 length); defaults = the candidates for
-train's defaults. `--set key=value` changes the base
-configuration of every run (TrainConfig fields, or width/depth/batchnorm/activation).
+Grids (`GRIDS` below; an unknown name lists them): each names a set of configurations, and
+every label names the settings it changes, so earlier rounds' tables stay reproducible. `--set
+key=value` changes the base configuration of every run (TrainConfig fields, or
+width/depth/batchnorm/activation).
 """
 
 from __future__ import annotations
@@ -58,71 +57,106 @@ def control_key(overrides: dict) -> str:
     return json.dumps({k: v for k, v in sorted(overrides.items()) if k not in DROP_KEYS})
 
 
-def grid(name: str) -> list[tuple[str, dict]]:
-    if name in ("full", "small"):
-        ratios = (0.1, 0.3, 0.5) if name == "full" else (0.3,)
-        out = []
-        for scope, skip, ratio in itertools.product(("global", "layer"), (True, False), ratios):
-            label = f"{scope}, {'first layer skipped' if skip else 'first layer in'}, ratio {ratio}"
-            out.append((label, {"scope": scope, "skip_first": skip, "ratio": ratio}))
-        return out
-    if name == "knobs":
-        return [
-            ("default (global, first skipped, 0.3, scale 1, constant lr)", {"ratio": 0.3}),
-            ("re-init scale 0.5", {"reinit_scale": 0.5}),
-            ("re-init scale 0.25", {"reinit_scale": 0.25}),
-            ("cosine lr schedule", {"schedule": "cosine"}),
-            ("adam", {"optimizer": "adam"}),
-            ("S2 = 5 epochs", {"s2": 5}),
-            ("per-layer, ratio 0.1", {"scope": "layer", "ratio": 0.1}),
-        ]
-    if name == "defaults":  # the candidates for train's defaults
-        return [
-            ("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep", "ratio": 0.3}),
-            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3}),
-        ]
-    if name == "paper":  # the paper's re-introduction alone (e.g. with --set cycles=5)
-        return [("layer, 0.3, next layer's weights kept (the paper)", {"reinit_fan_out": "keep", "ratio": 0.3})]
-    if name == "zero":  # the default re-introduction alone
-        return [("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3})]
-    if name == "authors":  # the candidates of the previous round (README before issue 16)
-        return [
-            ("global, first layer skipped, 0.3, scale 1 (the authors')", {"scope": "global", "ratio": 0.3}),
-            ("layer, first layer skipped, 0.3, scale 1", {"scope": "layer", "ratio": 0.3}),
-            ("layer, first layer skipped, 0.3, scale 0.5", {"scope": "layer", "ratio": 0.3, "reinit_scale": 0.5}),
-        ]
-    if name == "fanout":  # re-introduction: the next layer's weights, with ratio and scale
-        return [
+_Z = {"reinit_fan_out": "zero"}  # the next layer's weights for a re-introduced filter zeroed (round 2 on)
+_KEPT_03 = {"reinit_fan_out": "keep", "ratio": 0.3}  # the paper's re-introduction, its ratio
+_ROUND1 = {"scope": "global", "reinit_fan_out": "keep", "ratio": 0.3}  # round 1's defaults
+
+
+def _full(ratios: tuple[float, ...]) -> list[tuple[str, dict]]:
+    return [
+        (
+            f"{scope}, {'first layer skipped' if skip else 'first layer in'}, ratio {ratio}",
+            {"scope": scope, "skip_first": skip, "ratio": ratio, "reinit_fan_out": "keep"},
+        )
+        for scope, skip, ratio in itertools.product(("global", "layer"), (True, False), ratios)
+    ]
+
+
+# name -> (what it asks, its configurations). Every label names the settings that matter, so a
+# table stays true when train's defaults move; what a configuration leaves out is train's default.
+GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
+    "full": (
+        "scope x first layer x ratio {0.1, 0.3, 0.5}, next layer's weights kept (round 1)",
+        _full((0.1, 0.3, 0.5)),
+    ),
+    "small": ("scope x first layer at ratio 0.3, next layer's weights kept (round 1)", _full((0.3,))),
+    "knobs": (
+        "round 1's defaults with one setting changed at a time",
+        [
+            ("global, first skipped, 0.3, kept, scale 1, constant lr (round 1)", _ROUND1),
+            ("re-init scale 0.5", {**_ROUND1, "reinit_scale": 0.5}),
+            ("re-init scale 0.25", {**_ROUND1, "reinit_scale": 0.25}),
+            ("cosine lr schedule", {**_ROUND1, "schedule": "cosine"}),
+            ("adam", {**_ROUND1, "optimizer": "adam"}),
+            ("S2 = 5 epochs", {**_ROUND1, "s2": 5}),
+            ("per-layer, ratio 0.1", {**_ROUND1, "scope": "layer", "ratio": 0.1}),
+        ],
+    ),
+    "authors": (
+        "the authors' global ranking against per-layer, next layer's weights kept (round 1)",
+        [
+            ("global, first layer skipped, 0.3, scale 1 (the authors')", {**_ROUND1}),
+            ("layer, first layer skipped, 0.3, scale 1", {**_ROUND1, "scope": "layer"}),
+            ("layer, first layer skipped, 0.3, scale 0.5", {**_ROUND1, "scope": "layer", "reinit_scale": 0.5}),
+        ],
+    ),
+    "defaults": (
+        "the next layer's weights kept or zeroed at 30% (round 2)",
+        [
+            ("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03),
+            ("layer, 0.3, next layer's weights zeroed", {**_Z, "ratio": 0.3}),
+        ],
+    ),
+    "paper": ("the paper's re-introduction alone", [("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03)]),
+    "zero": (
+        "zeroed re-introduction at 30% alone",
+        [("layer, 0.3, next layer's weights zeroed", {**_Z, "ratio": 0.3})],
+    ),
+    "fanout": (
+        "kept or zeroed x ratio {0.1, 0.3, 0.5}",
+        [
             (f"fan-out {f}, ratio {r}", {"reinit_fan_out": f, "ratio": r})
             for f in ("keep", "zero")
             for r in (0.1, 0.3, 0.5)
-        ]
-    if name == "explore":  # round 3: one setting changed at a time from the defaults (weights zeroed)
-        z = {"reinit_fan_out": "zero", "ratio": 0.3}
-        return [
-            ("defaults (zeroed, layer, 0.3)", z),
-            ("weights kept (the paper)", {"reinit_fan_out": "keep", "ratio": 0.3}),
-            ("ratio 0.1", {**z, "ratio": 0.1}),
-            ("ratio 0.5", {**z, "ratio": 0.5}),
-            ("global ranking", {**z, "scope": "global"}),
-            ("first layer dropped from", {**z, "skip_first": False}),
-            ("new filters at half norm", {**z, "reinit_scale": 0.5}),
-            ("kept, new filters at half norm", {"reinit_fan_out": "keep", "ratio": 0.3, "reinit_scale": 0.5}),
-            ("kept, ratio 0.1", {"reinit_fan_out": "keep", "ratio": 0.1}),
-            ("S1 10, S2 5, 6 cycles", {**z, "s1": 10, "s2": 5, "cycles": 6}),
-            ("S1 10, S2 10, 5 cycles", {**z, "s1": 10, "s2": 10, "cycles": 5}),
-            ("kept, 5 cycles", {"reinit_fan_out": "keep", "ratio": 0.3, "cycles": 5}),
-        ]
-    if name == "ratio":  # round 3's new default alone (e.g. with --set cycles=5, the main job)
-        return [("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1})]
-    if name == "adaptive":  # round 3: the source's threshold embodiment at the level of chance
-        return [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})]
-    if name == "candidates":  # round 3: the defaults and the best stable variant of `explore` on MNIST-1D
-        return [
-            ("layer, 0.3, next layer's weights zeroed", {"reinit_fan_out": "zero", "ratio": 0.3}),
-            ("ratio 0.1", {"reinit_fan_out": "zero", "ratio": 0.1}),
-        ]
-    raise SystemExit(f"unknown grid {name!r}: defaults, paper, zero, full, small, knobs, authors, fanout")
+        ],
+    ),
+    "explore": (
+        "round 3: one setting changed at a time from zeroed, layer, 0.3",
+        [
+            ("defaults (zeroed, layer, 0.3)", {**_Z, "ratio": 0.3}),
+            ("weights kept (the paper)", _KEPT_03),
+            ("ratio 0.1", {**_Z, "ratio": 0.1}),
+            ("ratio 0.5", {**_Z, "ratio": 0.5}),
+            ("global ranking", {**_Z, "ratio": 0.3, "scope": "global"}),
+            ("first layer dropped from", {**_Z, "ratio": 0.3, "skip_first": False}),
+            ("new filters at half norm", {**_Z, "ratio": 0.3, "reinit_scale": 0.5}),
+            ("kept, new filters at half norm", {**_KEPT_03, "reinit_scale": 0.5}),
+            ("kept, ratio 0.1", {**_KEPT_03, "ratio": 0.1}),
+            ("S1 10, S2 5, 6 cycles", {**_Z, "ratio": 0.3, "s1": 10, "s2": 5, "cycles": 6}),
+            ("S1 10, S2 10, 5 cycles", {**_Z, "ratio": 0.3, "s1": 10, "s2": 10, "cycles": 5}),
+            ("kept, 5 cycles", {**_KEPT_03, "cycles": 5}),
+        ],
+    ),
+    "candidates": (
+        "round 3: 30% against 10% dropped, zeroed",
+        [
+            ("layer, 0.3, next layer's weights zeroed", {**_Z, "ratio": 0.3}),
+            ("ratio 0.1", {**_Z, "ratio": 0.1}),
+        ],
+    ),
+    "ratio": ("round 3's default (10%, zeroed) alone", [("ratio 0.1", {**_Z, "ratio": 0.1})]),
+    "adaptive": (
+        "the source's threshold embodiment at chance level",
+        [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})],
+    ),
+}
+
+
+def grid(name: str) -> list[tuple[str, dict]]:
+    if name not in GRIDS:
+        known = "; ".join(f"{n}: {what}" for n, (what, _) in GRIDS.items())
+        raise SystemExit(f"unknown grid {name!r}; the grids are {known}")
+    return GRIDS[name][1]
 
 
 def run_one(job: dict) -> dict:

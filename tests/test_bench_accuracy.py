@@ -1,0 +1,113 @@
+"""benchmarks/bench_accuracy.py: the figures docs/results.md quotes come from its table, its shared
+controls and its --reuse. These tests feed it made-up runs (no training) and check the arithmetic
+against an independent computation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+SCRIPT = ROOT / "benchmarks" / "bench_accuracy.py"
+T_975 = {2: 4.302653, 3: 3.182446}  # Student's t, 97.5% quantile, by degrees of freedom (tables)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(bench, label: str, seed: int, baseline: bool, accuracy: float | None, **extra) -> dict:
+    job = {"data": "mnist1d", "max_samples": None, "arch": "convnet", "base": {}}
+    out = {"label": label, "seed": seed, "baseline": baseline, **bench.run_key_fields(job), "epochs": 40, **extra}
+    if accuracy is not None:
+        out["test_accuracy"] = accuracy
+    return out
+
+
+def expected_cell(method: list[float], control: list[float]) -> str:
+    diffs = [100 * (m - c) for m, c in zip(method, control)]
+    mean = statistics.mean(diffs)
+    half = T_975[len(diffs) - 1] * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+
+
+def test_table_reports_the_paired_gain_its_interval_and_wins(bench):
+    configs = bench.grid("ratio")
+    label, overrides = configs[0]
+    control_label = f"control {bench.control_key(overrides)}"
+    control, method = [0.90, 0.91, 0.92], [0.91, 0.905, 0.935]  # seed 1 loses
+    runs = [run(bench, control_label, s, True, a) for s, a in enumerate(control)]
+    runs += [run(bench, label, s, False, a) for s, a in enumerate(method)]
+
+    line = bench.table(runs, configs).splitlines()[-1]
+
+    assert expected_cell(method, control) in line
+    assert "| 2/3 |" in line
+    assert f"{100 * statistics.mean(method):.2f} ± {100 * statistics.stdev(method):.2f}" in line
+    assert line.endswith("| 0 |")  # nothing diverged
+
+
+def test_a_diverged_run_is_named_and_left_out_of_the_statistics(bench):
+    configs = bench.grid("ratio")
+    label, overrides = configs[0]
+    control_label = f"control {bench.control_key(overrides)}"
+    control, method = [0.90, 0.91, 0.92, 0.93], [0.91, 0.915, 0.925, None]
+    runs = [run(bench, control_label, s, True, a) for s, a in enumerate(control)]
+    runs += [run(bench, label, s, False, a) for s, a in enumerate(method[:3])]
+    runs.append(run(bench, label, 3, False, None, diverged="loss is nan", epochs=23))
+
+    line = bench.table(runs, configs).splitlines()[-1]
+
+    assert expected_cell(method[:3], control[:3]) in line  # seed 3 is left out of both arms
+    assert "| 3/3 |" in line
+    assert "RePr seed 3 epoch 23" in line
+
+
+def test_configurations_differing_only_in_what_is_dropped_share_a_control(bench):
+    assert bench.control_key({"ratio": 0.1, "reinit_fan_out": "zero"}) == bench.control_key({"threshold": 0.079})
+    # another schedule is another budget: its control trains with it
+    assert bench.control_key({"ratio": 0.3, "s2": 5}) != bench.control_key({"ratio": 0.3})
+
+
+def test_every_grid_label_is_unique_and_unknown_grids_are_listed(bench):
+    for name in bench.GRIDS:
+        labels = [label for label, _ in bench.grid(name)]
+        assert len(labels) == len(set(labels)), name
+    with pytest.raises(SystemExit, match="unknown grid 'nope'.*candidates"):
+        bench.grid("nope")
+
+
+def test_reuse_takes_earlier_runs_instead_of_training_again(bench, tmp_path):
+    label, overrides = bench.grid("ratio")[0]
+    control_label = f"control {bench.control_key(overrides)}"
+    control, method = [0.90, 0.91, 0.93], [0.92, 0.91, 0.94]
+    earlier = tmp_path / "earlier.jsonl"
+    lines = [run(bench, control_label, s, True, a) for s, a in enumerate(control)]
+    lines += [run(bench, label, s, False, a) for s, a in enumerate(method)]
+    earlier.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = tmp_path / "out.jsonl"
+
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--grid", "ratio", "--seeds", "3", "--jobs", "1"]
+        + ["--reuse", str(earlier), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "0 runs in" in done.stdout and "(6 more reused from --reuse)" in done.stdout
+    assert expected_cell(method, control) in done.stdout
+    assert sorted(json.loads(x)["seed"] for x in out.read_text().splitlines()) == [0, 0, 1, 1, 2, 2]
