@@ -2,6 +2,7 @@
 the CPU (gloo) with orthocli.RePr; each rank trains on its own data and writes its parameters, its
 masks after every epoch and its cycles to OUT_DIR/rank<R>.pt."""
 
+import gc
 import sys
 
 import torch
@@ -39,6 +40,10 @@ def main(out_dir: str) -> None:
     params = {k: v.detach() for k, v in net.named_parameters()}
     result = {"params": params, "masks": masks, "cycles": [c.dropped for c in ctrl.cycles]}
     torch.save(result, f"{out_dir}/rank{rank}.pt")
+    # The DDP wrapper's reducer holds the process group: drop it first, so the group (and gloo's
+    # threads) end here and not at interpreter exit, where they can abort the process (SIGABRT)
+    del model, ctrl, optimizer
+    gc.collect()
     dist.destroy_process_group()
 
 
