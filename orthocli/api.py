@@ -53,6 +53,7 @@ def plan_drops(
     *,
     ratio: float | None = DEFAULT_DROP.ratio,
     threshold: float | None = None,
+    adaptive: bool = False,
     scope: str = DEFAULT_DROP.scope,
     min_keep: int = DEFAULT_DROP.min_keep,
     layers: Sequence[str] = (),
@@ -66,7 +67,8 @@ def plan_drops(
     keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
     Changes nothing."""
     try:
-        rule = DropRule(None if threshold is not None else ratio, threshold, scope, min_keep)
+        per_layer = threshold is not None or adaptive
+        rule = DropRule(None if per_layer else ratio, threshold, scope, min_keep, adaptive)
     except ValueError as e:
         from orthocli.errors import UsageError
 

@@ -57,6 +57,7 @@ class ReprConfig:
     # --- which filters drop: the rule of `orthocli prune` ---
     ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle (the patent: 30%; here 10%)
     threshold: float | None = None  # instead of ratio: drop every filter scoring above this
+    adaptive: bool = False  # instead of ratio: drop each layer's share of redundancy above chance (DropRule)
     scope: str = DEFAULT_DROP.scope  # "layer": the ratio of each layer; "global": ranked across the network
     min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
@@ -87,10 +88,11 @@ class ReprConfig:
     def drop_rule(self) -> DropRule:
         try:
             return DropRule(
-                ratio=None if self.threshold is not None else self.ratio,
+                ratio=None if self.threshold is not None or self.adaptive else self.ratio,
                 threshold=self.threshold,
                 scope=self.scope,
                 min_keep=self.min_keep,
+                adaptive=self.adaptive,
             )
         except ValueError as e:
             raise UsageError(str(e)) from None
@@ -169,7 +171,8 @@ def _distributed() -> bool:
 
 def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor]:
     """Layer -> filter indices to drop now, by `config`'s rule (as `orthocli prune`); under
-    torch.distributed rank 0's choice on every rank. Empty when a threshold selects nothing."""
+    torch.distributed rank 0's choice on every rank. Empty when a threshold or an adaptive rule selects
+    nothing."""
     try:
         plan = plan_drops(
             convs_from_module(model),
@@ -182,7 +185,7 @@ def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor
         )
         drops = plan.drops
     except UsageError:
-        if config.threshold is None:
+        if config.threshold is None and not config.adaptive:
             raise
         drops = {}
     if _distributed():
@@ -414,10 +417,12 @@ class RePr:
 
     def _check_rule(self) -> list[str]:
         """Before any training: the layer globs leave a layer to drop from and the ratio drops a filter
-        (a threshold is checked against each cycle's scores instead: a ratio of 0.5 stands in).
+        (a threshold or an adaptive rule is checked against each cycle's scores instead: a ratio of
+        0.5 stands in).
         The names of the layers that may lose filters."""
         c = self.config
-        rule = None if c.threshold is None else DropRule(ratio=0.5, scope=c.scope, min_keep=c.min_keep)
+        per_cycle = c.threshold is not None or c.adaptive
+        rule = DropRule(ratio=0.5, scope=c.scope, min_keep=c.min_keep) if per_cycle else None
         plan = plan_drops(
             convs_from_module(self.model),
             rule or c.drop_rule(),
@@ -441,7 +446,7 @@ class RePr:
 
     def _reintroduce(self, cycle: int) -> Cycle:
         sub, self._sub = self._sub, None
-        if sub is None:  # a threshold dropped nothing this cycle
+        if sub is None:  # a threshold or an adaptive rule dropped nothing this cycle
             entry = Cycle(cycle, {}, {})
         else:
             sub.remove()

@@ -15,6 +15,10 @@ from orthocli.errors import UsageError
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
 
+# The most an adaptive rule drops of a layer at once: the patent's 30%. Filters of thousands of
+# weights lie far above the chance score without being copies (crepe_tiny: 50-70% of a layer).
+ADAPTIVE_CAP = 0.3
+
 
 @dataclass(frozen=True)
 class DropRule:
@@ -23,6 +27,11 @@ class DropRule:
     ratio: fraction of the candidate filters to drop (cut by count, so ties never change it), rounded
            down but at least one filter: 10% of an 8-filter layer drops 1, not none.
     threshold: instead of a ratio, drop every filter whose score is above this value.
+    adaptive: instead of a ratio, drop from each layer the share of its filters by which the
+           layer's mean score exceeds that of random filters of its shape, J * (1 - chance/mean)
+           rounded down, at most 30% of the layer (ADAPTIVE_CAP): a layer no more
+           redundant than chance drops nothing, so the drops follow the redundancy the network has
+           and stop when the method has removed it.
     scope: "layer" drops `ratio` of each layer; "global" ranks all candidate filters of the network
            together (the authors' choice).
     The defaults are the one default rule (`droprule.DEFAULT_DROP`).
@@ -33,10 +42,13 @@ class DropRule:
     threshold: float | None = None
     scope: str = DEFAULT_DROP.scope
     min_keep: int = DEFAULT_DROP.min_keep
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
-        if (self.ratio is None) == (self.threshold is None):
-            raise ValueError("give exactly one of ratio and threshold")
+        if [self.ratio is not None, self.threshold is not None, self.adaptive].count(True) != 1:
+            raise ValueError("give exactly one of ratio, threshold and adaptive")
+        if self.adaptive and self.scope != "layer":
+            raise ValueError("adaptive drops from each layer by its own redundancy: scope must be 'layer'")
         if self.ratio is not None and not 0 < self.ratio < 1:
             raise ValueError(f"ratio must be between 0 and 1 (exclusive), got {self.ratio}")
         if self.scope not in ("global", "layer"):
@@ -52,8 +64,13 @@ def _ranked(scores: Sequence[torch.Tensor], layers: Sequence[int]) -> list[tuple
     return [(-neg, li, f) for neg, li, f in items]
 
 
-def choose_drops(scores: Sequence[torch.Tensor], rule: DropRule) -> list[torch.Tensor]:
-    """Indices (sorted, int64) of the filters to drop in each layer, one tensor per layer."""
+def choose_drops(
+    scores: Sequence[torch.Tensor], rule: DropRule, chance: Sequence[float] | None = None
+) -> list[torch.Tensor]:
+    """Indices (sorted, int64) of the filters to drop in each layer, one tensor per layer.
+    chance: each layer's score for random filters (`LayerScores.chance`), needed by an adaptive rule."""
+    if rule.adaptive and (chance is None or len(chance) != len(scores)):
+        raise ValueError("an adaptive rule needs each layer's chance score")
     sizes = [len(s) for s in scores]
     room = [max(0, n - rule.min_keep) for n in sizes]  # most each layer may lose
     dropped: list[list[int]] = [[] for _ in scores]
@@ -74,7 +91,10 @@ def choose_drops(scores: Sequence[torch.Tensor], rule: DropRule) -> list[torch.T
         take(_ranked(scores, range(len(scores))), quota)
     else:
         for li, n in enumerate(sizes):
-            quota = None if rule.ratio is None else _quota(rule.ratio, n)
+            if rule.adaptive:
+                quota = _excess_quota(float(scores[li].mean()) if n else 0.0, chance[li], n)
+            else:
+                quota = None if rule.ratio is None else _quota(rule.ratio, n)
             take(_ranked(scores, [li]), quota)
     return [torch.tensor(sorted(d), dtype=torch.long) for d in dropped]
 
@@ -83,6 +103,15 @@ def _quota(ratio: float, filters: int) -> int:
     # At least one: a small ratio of a narrow layer would otherwise drop nothing, and the method,
     # silently, would not run at all (`min_keep` still has the last word).
     return max(1, math.floor(ratio * filters + 1e-9))
+
+
+def _excess_quota(mean: float, chance: float, filters: int) -> int:
+    # The share of the layer by which its redundancy exceeds chance; none at or below it, and never
+    # more than the cap: filters of many weights lie far above chance without being copies.
+    if not mean > chance:
+        return 0
+    share = min(1 - chance / mean, ADAPTIVE_CAP)
+    return math.floor(filters * share + 1e-9)
 
 
 @dataclass
@@ -177,7 +206,7 @@ def plan_drops(
         why = "; ".join(f"{n}: {r}" for n, r in list(reasons.items())[:3])
         raise UsageError(f"no conv layer is left to prune ({why}); loosen --layers/--exclude/--skip-first/--skip-last")
     scored = score_layers(candidates)
-    drops = choose_drops([s.scores for s in scored], rule)
+    drops = choose_drops([s.scores for s in scored], rule, [s.chance for s in scored])
     plan = DropPlan(rule, scored, excluded, {s.layer.name: d for s, d in zip(scored, drops) if len(d)}, reasons)
     _check_plan(plan)
     return plan
@@ -211,6 +240,12 @@ def _check_plan(plan: DropPlan) -> None:
                 f"--threshold {rule.threshold} would drop every filter: the lowest score is {float(scores.min()):.4f}; "
                 "raise it"
             )
+    if plan.total_dropped == 0 and rule.adaptive:
+        worst = max(plan.candidates, key=lambda c: c.mean / c.chance)
+        raise UsageError(
+            f"--adaptive drops no filter: no candidate layer is more redundant than random filters of its shape "
+            f"(closest: {worst.layer.name}, mean {worst.mean:.4f} against {worst.chance:.4f}); use --ratio to drop anyway"
+        )
     if plan.total_dropped == 0:
         raise UsageError(
             f"this rule drops no filter out of {plan.total_filters} (ratio too small, or --min-keep too large); raise "
@@ -218,12 +253,16 @@ def _check_plan(plan: DropPlan) -> None:
         )
 
 
-def make_rule(ratio: float | None, threshold: float | None, scope: str, min_keep: int) -> DropRule:
+def make_rule(
+    ratio: float | None, threshold: float | None, scope: str, min_keep: int, adaptive: bool = False
+) -> DropRule:
     """A DropRule from command-line values; a bad combination is a usage error (exit 2)."""
-    if threshold is not None:
+    if adaptive and threshold is not None:
+        raise UsageError("--adaptive and --threshold are two ways to choose the filters; give one")
+    if threshold is not None or adaptive:
         ratio = None
     try:
-        return DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep)
+        return DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep, adaptive=adaptive)
     except ValueError as e:
         text = (
             str(e).replace("ratio must", "--ratio must").replace("min_keep", "--min-keep").replace("scope", "--scope")

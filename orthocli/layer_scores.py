@@ -27,6 +27,13 @@ class LayerScores:
         return float(self.scores.max())
 
     @property
+    def chance(self) -> float:
+        """The mean score Gaussian random filters of this shape would have."""
+        from orthocli.orthogonality import chance_score
+
+        return chance_score(self.layer.fan_in, self.layer.filters // self.layer.groups)
+
+    @property
     def overcomplete(self) -> bool:
         """More filters per group than dimensions: the filters cannot all be orthogonal."""
         return self.layer.filters // self.layer.groups > self.layer.fan_in

@@ -7,11 +7,25 @@ points where others already point: more redundant, dropped first.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # A filter whose every weight is zero has no direction. It contributes nothing, so it is the
 # cheapest filter to drop; giving it 1.0 (a live filter scores at most (J-1)/J < 1) ranks it first.
 DEAD_SCORE = 1.0
+
+
+def chance_score(fan_in: int, group_size: int) -> float:
+    """The expected score of a filter among `group_size` Gaussian random filters of `fan_in`
+    weights: (J-1)/J times E|cos| of two random directions, Gamma(d/2) / (sqrt(pi) Gamma((d+1)/2)).
+    A trained layer scoring above it is more redundant than chance."""
+    if fan_in < 1 or group_size < 1:
+        raise ValueError(f"fan_in and group_size must be >= 1, got {fan_in} and {group_size}")
+    if fan_in == 1:
+        return (group_size - 1) / group_size  # one dimension: every pair is parallel
+    mean_abs_cos = math.exp(math.lgamma(fan_in / 2) - math.lgamma((fan_in + 1) / 2)) / math.sqrt(math.pi)
+    return (group_size - 1) / group_size * mean_abs_cos
 
 
 def filter_rows(weight: torch.Tensor, *, groups: int = 1, transposed: bool = False) -> torch.Tensor:

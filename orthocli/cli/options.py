@@ -18,6 +18,14 @@ ThresholdOpt = Annotated[
         "--threshold", help="Instead of --ratio: drop every filter whose score is above this value.", show_default=False
     ),
 ]
+AdaptiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--adaptive",
+        help="Instead of --ratio: drop from each layer the share of its filters by which its mean score exceeds"
+        " random filters' (none from a layer no more redundant than chance; at most 30%).",
+    ),
+]
 ScopeOpt = Annotated[
     str,
     typer.Option(

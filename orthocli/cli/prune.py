@@ -21,7 +21,7 @@ from orthocli.cli.common import (
     print_json,
     print_table,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.cli.options import AdaptiveOpt, MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 
@@ -39,6 +39,7 @@ def prune(
     ] = None,
     ratio: RatioOpt = DEFAULT_DROP.ratio,
     threshold: ThresholdOpt = None,
+    adaptive: AdaptiveOpt = False,
     scope: ScopeOpt = DEFAULT_DROP.scope,
     min_keep: MinKeepOpt = DEFAULT_DROP.min_keep,
     skip_first: SkipFirstOpt = DEFAULT_DROP.skip_first,
@@ -57,7 +58,7 @@ def prune(
 
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")
-    rule = make_rule(ratio, threshold, scope, min_keep)
+    rule = make_rule(ratio, threshold, scope, min_keep, adaptive)
     report = run_prune(
         checkpoint,
         None if dry_run else output,

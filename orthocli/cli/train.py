@@ -27,7 +27,16 @@ from orthocli.cli.common import (
     stderr,
     stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.cli.options import (
+    AdaptiveOpt,
+    MinKeepOpt,
+    RatioOpt,
+    ReinitScaleOpt,
+    ScopeOpt,
+    SkipFirstOpt,
+    SkipLastOpt,
+    ThresholdOpt,
+)
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
@@ -52,6 +61,7 @@ OUT = "Output"
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
 DropThreshold = in_panel(ThresholdOpt, DROP)
+DropAdaptive = in_panel(AdaptiveOpt, DROP)
 DropScope = in_panel(ScopeOpt, DROP)
 DropMinKeep = in_panel(MinKeepOpt, DROP)
 DropLayers = in_panel(LayersOpt, DROP)
@@ -120,6 +130,7 @@ def train(
     # -- which filters drop (and how they come back)
     ratio: DropRatio = DEFAULT_DROP.ratio,
     threshold: DropThreshold = None,
+    adaptive: DropAdaptive = False,
     scope: DropScope = DEFAULT_DROP.scope,
     min_keep: DropMinKeep = DEFAULT_DROP.min_keep,
     layers: DropLayers = None,
@@ -426,6 +437,7 @@ def train(
             min_steps=min_steps,
             ratio=ratio,
             threshold=threshold,
+            adaptive=adaptive,
             scope=scope,
             min_keep=min_keep,
             layers=list(layers or []),
