@@ -43,6 +43,7 @@ ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 DROP_KEYS = (
     "ratio",
     "threshold",
+    "adaptive",
     "scope",
     "min_keep",
     "skip_first",
@@ -145,6 +146,10 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         ],
     ),
     "ratio": ("round 3's default (10%, zeroed) alone", [("ratio 0.1", {**_Z, "ratio": 0.1})]),
+    "adaptive-rule": (
+        "round 4: --adaptive, each layer's share of redundancy above chance (at most 30%)",
+        [("excess over chance", {"adaptive": True})],
+    ),
     "adaptive": (
         "the source's threshold embodiment at chance level",
         [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})],
