@@ -3,7 +3,8 @@
 Reads the checkpoints `orthocli train --baseline --seeds N -o OUT.pt` wrote (OUT.seed<k>.pt, the
 method, and OUT.seed<k>.baseline.pt, its same-seed control) and prints a Markdown table: each
 layer's mean orthogonality score over seeds for both arms, the paired difference, and the score
-Gaussian random filters of the layer's shape would have (the level of chance).
+Gaussian random filters of the layer's shape would have (the level of chance,
+`orthogonality.chance_score`).
 
     orthocli train --data mnist1d --baseline --seeds 10 -o runs/m1d.pt
     python benchmarks/bench_redundancy.py runs/m1d.pt
@@ -12,20 +13,11 @@ Gaussian random filters of the layer's shape would have (the level of chance).
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import statistics
 import sys
 from pathlib import Path
-
-
-def chance_score(shape: tuple[int, ...], draws: int = 200) -> float:
-    """Mean score of a layer of Gaussian filters of this shape (seeded: the same every run)."""
-    import torch
-
-    from orthocli.orthogonality import orthogonality_scores
-
-    gen = torch.Generator().manual_seed(0)
-    return statistics.fmean(orthogonality_scores(torch.randn(shape, generator=gen)).mean().item() for _ in range(draws))
 
 
 def pairs(out: Path) -> dict[int, tuple[Path, Path]]:
@@ -52,6 +44,12 @@ def layer_means(path: Path) -> dict[str, tuple[tuple[int, ...], float]]:
     }
 
 
+def chance(shape: tuple[int, ...]) -> float:
+    from orthocli.orthogonality import chance_score
+
+    return chance_score(math.prod(shape[1:]), shape[0])  # plain convs: one group, (out, in, *kernel)
+
+
 def table(out: Path) -> str:
     seeds = pairs(out)
     if not seeds:
@@ -75,7 +73,7 @@ def table(out: Path) -> str:
 
         spread = f" [{statistics.stdev(d):.3f}]" if len(d) > 1 else ""
         lines.append(
-            f"| {name} | {'x'.join(map(str, shape))} | {chance_score(shape):.3f} | {ms(c)} | {ms(m)} "
+            f"| {name} | {'x'.join(map(str, shape))} | {chance(shape):.3f} | {ms(c)} | {ms(m)} "
             f"| {statistics.fmean(d):+.3f}{spread} |"
         )
     return "\n".join(lines)
