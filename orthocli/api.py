@@ -67,8 +67,7 @@ def plan_drops(
     keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
     Changes nothing."""
     try:
-        per_layer = threshold is not None or adaptive
-        rule = DropRule(None if per_layer else ratio, threshold, scope, min_keep, adaptive)
+        rule = DropRule.from_options(ratio, threshold, adaptive, scope, min_keep)
     except ValueError as e:
         from orthocli.errors import UsageError
 

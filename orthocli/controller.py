@@ -87,13 +87,7 @@ class ReprConfig:
 
     def drop_rule(self) -> DropRule:
         try:
-            return DropRule(
-                ratio=None if self.threshold is not None or self.adaptive else self.ratio,
-                threshold=self.threshold,
-                scope=self.scope,
-                min_keep=self.min_keep,
-                adaptive=self.adaptive,
-            )
+            return DropRule.from_options(self.ratio, self.threshold, self.adaptive, self.scope, self.min_keep)
         except ValueError as e:
             raise UsageError(str(e)) from None
 

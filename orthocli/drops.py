@@ -56,6 +56,21 @@ class DropRule:
         if self.min_keep < 1:
             raise ValueError(f"min_keep must be at least 1, got {self.min_keep}")
 
+    @classmethod
+    def from_options(
+        cls,
+        ratio: float | None,
+        threshold: float | None = None,
+        adaptive: bool = False,
+        scope: str = DEFAULT_DROP.scope,
+        min_keep: int = DEFAULT_DROP.min_keep,
+    ) -> DropRule:
+        """The rule a set of options names: the ratio always has a default, so a threshold or the
+        adaptive rule replaces it (both together stay an error)."""
+        if threshold is not None or adaptive:
+            ratio = None
+        return cls(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep, adaptive=adaptive)
+
 
 def _ranked(scores: Sequence[torch.Tensor], layers: Sequence[int]) -> list[tuple[float, int, int]]:
     """(score, layer, filter) from most to least redundant; ties break by layer, then filter."""
@@ -259,10 +274,8 @@ def make_rule(
     """A DropRule from command-line values; a bad combination is a usage error (exit 2)."""
     if adaptive and threshold is not None:
         raise UsageError("--adaptive and --threshold are two ways to choose the filters; give one")
-    if threshold is not None or adaptive:
-        ratio = None
     try:
-        return DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep, adaptive=adaptive)
+        return DropRule.from_options(ratio, threshold, adaptive, scope, min_keep)
     except ValueError as e:
         text = (
             str(e).replace("ratio must", "--ratio must").replace("min_keep", "--min-keep").replace("scope", "--scope")
