@@ -51,6 +51,7 @@ class LayerScores:
             "overcomplete": self.overcomplete,
             "mean": self.mean,
             "max": self.max,
+            "chance": self.chance,  # the mean Gaussian random filters of this shape would score
             "dead": self.dead,
             "scores": self.scores.tolist(),
         }

@@ -10,7 +10,7 @@ from score_helpers import assert_error, e1_filters, orthogonal_filters, score_js
 
 from orthocli import __version__
 from orthocli.layers import checkpoint_convs
-from orthocli.orthogonality import DEAD_SCORE, orthogonality_scores
+from orthocli.orthogonality import DEAD_SCORE, chance_score, orthogonality_scores
 
 LAYER_KEYS = {
     "name",
@@ -23,6 +23,7 @@ LAYER_KEYS = {
     "overcomplete",
     "mean",
     "max",
+    "chance",
     "dead",
     "scores",
 }
@@ -58,6 +59,7 @@ def test_json_schema_and_scores(run_cli, save_ckpt, tiny_state_dict):
         assert layer["scores"] == pytest.approx(want, abs=1e-6)
         assert layer["mean"] == pytest.approx(sum(want) / len(want), abs=1e-6)
         assert layer["max"] == pytest.approx(max(want), abs=1e-6)
+        assert layer["chance"] == chance_score(weight[0].numel(), weight.shape[0])
         assert layer["dead"] == []
         all_scores += layer["scores"]
     summary = doc["summary"]
@@ -182,3 +184,24 @@ def test_table_output(run_cli, save_ckpt, tiny_state_dict):
     assert result.stderr == ""
     assert "conv1" in result.stdout and "conv2" in result.stdout
     assert "fc" not in result.stdout.split()
+
+
+def test_the_table_reads_each_layer_against_random_filters_and_notes_go_under_it(run_cli, data_dir):
+    """A real model (MTCNN O-Net): its first layer (32 filters of 27 weights) is overcomplete."""
+    result = run_cli("score", data_dir / "mtcnn_onet.pt", "--top", "0")
+    assert result.exit_code == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "layer" in line and "mean" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "layer",
+        "shape",
+        "filters",
+        "mean",
+        "random",
+        "max",
+        "dead",
+    ]
+    conv2 = next(line for line in result.stdout.splitlines() if line.startswith("│ conv2 "))
+    assert f"{chance_score(32 * 9, 64):.4f}" in conv2  # 64 filters of 32x3x3
+    assert (
+        result.stdout.rstrip().splitlines()[-1] == "conv1: more filters than dimensions: they cannot all be orthogonal"
+    )

@@ -127,17 +127,19 @@ def _render(result: CheckpointScores, several: bool) -> None:
     out = stdout()
     if several:
         out.print(Text(f"{result.path} ({result.format})", style="bold"), overflow="fold")
-    table = Table(title="Filter redundancy per conv layer (score: 0 = orthogonal, higher = redundant)")
-    notes = [_notes(r) for r in result.layers]
+    table = Table(title="Filter redundancy per conv layer (0 = orthogonal, higher = redundant)")
     name_column(table, "layer")
-    columns = ("shape", "filters", "mean", "max", "dead") + (("note",) if any(notes) else ())
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("shape", "note") else "right", overflow="fold")
-    for r, note in zip(result.layers, notes):
+    # "random": the mean that random filters of the layer's shape would score, the level to read a trained layer against
+    for col in ("shape", "filters", "mean", "random", "max", "dead"):
+        table.add_column(col, justify="left" if col == "shape" else "right", overflow="fold")
+    for r in result.layers:
         shape = "x".join(str(d) for d in r.layer.weight.shape)
-        row = [r.layer.name, shape, str(r.layer.filters), f"{r.mean:.4f}", f"{r.max:.4f}", str(len(r.dead))]
-        table.add_row(*row, *((note,) if any(notes) else ()))
+        means = (f"{r.mean:.4f}", f"{r.chance:.4f}", f"{r.max:.4f}")
+        table.add_row(r.layer.name, shape, str(r.layer.filters), *means, str(len(r.dead)))
     print_table(table)
+    for r in result.layers:  # under the table, not in a column: an 80-column table has no room for them
+        if note := _notes(r):
+            out.print(Text(f"{r.layer.name}: {note}"), overflow="fold")
     worst = result.most_redundant
     if worst:
         top = Table(title=f"{len(worst)} most redundant filters")
@@ -156,5 +158,5 @@ def _notes(r) -> str:
     if r.layer.transposed:
         notes.append("transposed")
     if r.overcomplete:
-        notes.append("more filters than dimensions")
+        notes.append("more filters than dimensions: they cannot all be orthogonal")
     return ", ".join(notes)
