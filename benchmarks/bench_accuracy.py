@@ -43,7 +43,6 @@ ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 DROP_KEYS = (
     "ratio",
     "threshold",
-    "adaptive",
     "scope",
     "min_keep",
     "skip_first",
@@ -147,8 +146,8 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     ),
     "ratio": ("round 3's default (10%, zeroed) alone", [("ratio 0.1", {**_Z, "ratio": 0.1})]),
     "adaptive-rule": (
-        "round 4: --adaptive, each layer's share of redundancy above chance (at most 30%)",
-        [("excess over chance", {"adaptive": True})],
+        "round 4: each layer's share of redundancy above chance, at most 30% (no ratio; the default from round 5)",
+        [("excess over chance", {"ratio": None, "threshold": None})],
     ),
     "adaptive": (
         "the source's threshold embodiment at chance level",

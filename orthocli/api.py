@@ -51,9 +51,8 @@ def score(source: Source) -> dict[str, torch.Tensor]:
 def plan_drops(
     source: Source,
     *,
-    ratio: float | None = DEFAULT_DROP.ratio,
+    ratio: float | None = None,
     threshold: float | None = None,
-    adaptive: bool = False,
     scope: str = DEFAULT_DROP.scope,
     min_keep: int = DEFAULT_DROP.min_keep,
     layers: Sequence[str] = (),
@@ -65,9 +64,10 @@ def plan_drops(
     rule: `.drops` maps layer name -> sorted filter indices; `.excluded` and `.reasons` say which
     layers were left alone and why. A module's output layers and shared convs (seen by torch.fx)
     keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
-    Changes nothing."""
+    Neither `ratio` nor `threshold` (the default): each layer drops its share of redundancy above
+    random filters of its shape (`DropRule`). Changes nothing."""
     try:
-        rule = DropRule.from_options(ratio, threshold, adaptive, scope, min_keep)
+        rule = DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep)
     except ValueError as e:
         from orthocli.errors import UsageError
 

@@ -55,10 +55,11 @@ class ReprConfig:
     cycles: int = 3  # drop / re-introduce cycles (N); then plain training for as long as the loop runs
     unit: str = "epoch"  # "epoch": the loop calls epoch_end(); "step": optimizer steps, counted by hooks
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle (the patent: 30%; here 10%)
-    threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    adaptive: bool = False  # instead of ratio: drop each layer's share of redundancy above chance (DropRule)
-    scope: str = DEFAULT_DROP.scope  # "layer": the ratio of each layer; "global": ranked across the network
+    # neither ratio nor threshold (the default): each layer drops its share of redundancy above
+    # chance, at most 30% (DropRule)
+    ratio: float | None = None  # instead: this fraction of the candidate filters per cycle (the patent: 30%)
+    threshold: float | None = None  # instead: every filter scoring above this
+    scope: str = DEFAULT_DROP.scope  # "layer": each layer by itself; "global": ranked across the network by ratio
     min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
@@ -87,7 +88,7 @@ class ReprConfig:
 
     def drop_rule(self) -> DropRule:
         try:
-            return DropRule.from_options(self.ratio, self.threshold, self.adaptive, self.scope, self.min_keep)
+            return DropRule(ratio=self.ratio, threshold=self.threshold, scope=self.scope, min_keep=self.min_keep)
         except ValueError as e:
             raise UsageError(str(e)) from None
 
@@ -179,7 +180,7 @@ def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor
         )
         drops = plan.drops
     except UsageError:
-        if config.threshold is None and not config.adaptive:
+        if config.ratio is not None:
             raise
         drops = {}
     if _distributed():
@@ -415,7 +416,7 @@ class RePr:
         0.5 stands in).
         The names of the layers that may lose filters."""
         c = self.config
-        per_cycle = c.threshold is not None or c.adaptive
+        per_cycle = c.ratio is None
         rule = DropRule(ratio=0.5, scope=c.scope, min_keep=c.min_keep) if per_cycle else None
         plan = plan_drops(
             convs_from_module(self.model),

@@ -10,66 +10,50 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from orthocli.droprule import DEFAULT_DROP
+from orthocli.droprule import ADAPTIVE_CAP, DEFAULT_DROP
 from orthocli.errors import UsageError
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
 
-# The most an adaptive rule drops of a layer at once: the patent's 30%. Filters of thousands of
-# weights lie far above the chance score without being copies (crepe_tiny: 50-70% of a layer).
-ADAPTIVE_CAP = 0.3
-
 
 @dataclass(frozen=True)
 class DropRule:
-    """How many filters to drop and how to rank them.
+    """How many filters to drop and how to rank them. With neither a ratio nor a threshold (the
+    default) the rule is adaptive: each layer drops the share of its filters by which its mean
+    score exceeds that of random filters of its shape, J * (1 - chance/mean) rounded down, at most
+    30% of the layer (ADAPTIVE_CAP). A layer no more redundant than chance drops nothing, so the
+    drops follow the redundancy the network has and stop once the method has removed it.
 
-    ratio: fraction of the candidate filters to drop (cut by count, so ties never change it), rounded
-           down but at least one filter: 10% of an 8-filter layer drops 1, not none.
-    threshold: instead of a ratio, drop every filter whose score is above this value.
-    adaptive: instead of a ratio, drop from each layer the share of its filters by which the
-           layer's mean score exceeds that of random filters of its shape, J * (1 - chance/mean)
-           rounded down, at most 30% of the layer (ADAPTIVE_CAP): a layer no more
-           redundant than chance drops nothing, so the drops follow the redundancy the network has
-           and stop when the method has removed it.
-    scope: "layer" drops `ratio` of each layer; "global" ranks all candidate filters of the network
-           together (the authors' choice).
-    The defaults are the one default rule (`droprule.DEFAULT_DROP`).
+    ratio: instead, a fixed fraction of the candidate filters (cut by count, so ties never change
+           it), rounded down but at least one filter: 10% of an 8-filter layer drops 1, not none.
+    threshold: instead, drop every filter whose score is above this value.
+    scope: "layer" drops from each layer by itself; "global" ranks all candidate filters of the
+           network together by a ratio (the authors' choice).
     min_keep: filters every layer keeps, whatever the ranking says.
+    The defaults are the one default rule (`droprule.DEFAULT_DROP`).
     """
 
-    ratio: float | None = DEFAULT_DROP.ratio
+    ratio: float | None = None
     threshold: float | None = None
     scope: str = DEFAULT_DROP.scope
     min_keep: int = DEFAULT_DROP.min_keep
-    adaptive: bool = False
 
     def __post_init__(self) -> None:
-        if [self.ratio is not None, self.threshold is not None, self.adaptive].count(True) != 1:
-            raise ValueError("give exactly one of ratio, threshold and adaptive")
-        if self.adaptive and self.scope != "layer":
-            raise ValueError("adaptive drops from each layer by its own redundancy: scope must be 'layer'")
+        if self.ratio is not None and self.threshold is not None:
+            raise ValueError("ratio and threshold are two ways to choose the filters; give one")
         if self.ratio is not None and not 0 < self.ratio < 1:
             raise ValueError(f"ratio must be between 0 and 1 (exclusive), got {self.ratio}")
         if self.scope not in ("global", "layer"):
             raise ValueError(f"scope must be 'global' or 'layer', got {self.scope!r}")
+        if self.adaptive and self.scope != "layer":
+            raise ValueError("scope 'global' ranks the network's filters by a ratio: give a ratio too")
         if self.min_keep < 1:
             raise ValueError(f"min_keep must be at least 1, got {self.min_keep}")
 
-    @classmethod
-    def from_options(
-        cls,
-        ratio: float | None,
-        threshold: float | None = None,
-        adaptive: bool = False,
-        scope: str = DEFAULT_DROP.scope,
-        min_keep: int = DEFAULT_DROP.min_keep,
-    ) -> DropRule:
-        """The rule a set of options names: the ratio always has a default, so a threshold or the
-        adaptive rule replaces it (both together stay an error)."""
-        if threshold is not None or adaptive:
-            ratio = None
-        return cls(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep, adaptive=adaptive)
+    @property
+    def adaptive(self) -> bool:
+        """Neither a ratio nor a threshold: each layer drops by its redundancy above chance."""
+        return self.ratio is None and self.threshold is None
 
 
 def _ranked(scores: Sequence[torch.Tensor], layers: Sequence[int]) -> list[tuple[float, int, int]]:
@@ -146,7 +130,7 @@ class DropPlan:
         return sum(len(d) for d in self.drops.values())
 
     def rule_dict(self) -> dict:
-        return asdict(self.rule)
+        return {**asdict(self.rule), "adaptive": self.rule.adaptive}
 
     def to_json(self) -> dict:
         layers = []
@@ -159,6 +143,8 @@ class DropPlan:
                     "dropped": idx.tolist(),
                     "kept": c.layer.filters - len(idx),
                     "dropped_scores": c.scores[idx].tolist(),
+                    "mean": c.mean,  # the layer's mean score, and that of random filters of its shape:
+                    "chance": c.chance,  # what the adaptive rule compares
                 }
             )
         return {
@@ -258,8 +244,8 @@ def _check_plan(plan: DropPlan) -> None:
     if plan.total_dropped == 0 and rule.adaptive:
         worst = max(plan.candidates, key=lambda c: c.mean / c.chance)
         raise UsageError(
-            f"--adaptive drops no filter: no candidate layer is more redundant than random filters of its shape "
-            f"(closest: {worst.layer.name}, mean {worst.mean:.4f} against {worst.chance:.4f}); use --ratio to drop anyway"
+            f"no filter to drop: no candidate layer is redundant enough (closest: {worst.layer.name}, mean score "
+            f"{worst.mean:.4f} against {worst.chance:.4f} for random filters of its shape); give --ratio to drop anyway"
         )
     if plan.total_dropped == 0:
         raise UsageError(
@@ -268,14 +254,14 @@ def _check_plan(plan: DropPlan) -> None:
         )
 
 
-def make_rule(
-    ratio: float | None, threshold: float | None, scope: str, min_keep: int, adaptive: bool = False
-) -> DropRule:
+def make_rule(ratio: float | None, threshold: float | None, scope: str, min_keep: int) -> DropRule:
     """A DropRule from command-line values; a bad combination is a usage error (exit 2)."""
-    if adaptive and threshold is not None:
-        raise UsageError("--adaptive and --threshold are two ways to choose the filters; give one")
+    if ratio is not None and threshold is not None:
+        raise UsageError("--ratio and --threshold are two ways to choose the filters; give one")
+    if ratio is None and threshold is None and scope == "global":
+        raise UsageError("--scope global ranks the network's filters together by a ratio; give --ratio too")
     try:
-        return DropRule.from_options(ratio, threshold, adaptive, scope, min_keep)
+        return DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep)
     except ValueError as e:
         text = (
             str(e).replace("ratio must", "--ratio must").replace("min_keep", "--min-keep").replace("scope", "--scope")

@@ -66,10 +66,10 @@ class TrainConfig:
     max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
     patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
     # --- which filters drop: the rule of `orthocli prune` ---
-    ratio: float = DEFAULT_DROP.ratio  # fraction of the candidate filters dropped per cycle
-    threshold: float | None = None  # instead of ratio: drop every filter scoring above this
-    adaptive: bool = False  # instead of ratio: drop each layer's share of redundancy above chance
-    scope: str = DEFAULT_DROP.scope  # "layer": drop the ratio in each layer; "global": rank the network's filters
+    # neither ratio nor threshold (the default): each layer drops its share of redundancy above chance
+    ratio: float | None = None  # instead: this fraction of the candidate filters per cycle
+    threshold: float | None = None  # instead: every filter scoring above this
+    scope: str = DEFAULT_DROP.scope  # "layer": each layer by itself; "global": rank the network's filters by ratio
     min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
     layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
@@ -141,7 +141,7 @@ class TrainConfig:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
     def drop_rule(self) -> DropRule:
-        return make_rule(self.ratio, self.threshold, self.scope, self.min_keep, self.adaptive)  # as `prune`
+        return make_rule(self.ratio, self.threshold, self.scope, self.min_keep)  # as `prune`
 
     def method(self) -> ReprConfig:
         """The options of the RePr controller (schedule in epochs, drop rule, re-initialisation)."""
@@ -152,7 +152,6 @@ class TrainConfig:
             unit="epoch",
             ratio=self.ratio,
             threshold=self.threshold,
-            adaptive=self.adaptive,
             scope=self.scope,
             min_keep=self.min_keep,
             layers=list(self.layers),

@@ -1,6 +1,6 @@
-"""The adaptive drop rule (`--adaptive`): each layer drops the share of its filters by which its
-mean score exceeds the score of random filters of its shape (at most 30%), none when it is at or
-below that chance level."""
+"""The default, adaptive drop rule (no --ratio, no --threshold): each layer drops the share of its
+filters by which its mean score exceeds the score of random filters of its shape (at most 30%),
+none when it is at or below that chance level."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_chance_score_falls_with_more_weights_per_filter(fan_in, filters):
 
 
 def adaptive_counts(means, chance, sizes, min_keep=1):
-    rule = DropRule(ratio=None, adaptive=True, min_keep=min_keep)
+    rule = DropRule(min_keep=min_keep)
     scores = [torch.full((n,), m) + torch.linspace(0, 1e-3, n) - 5e-4 for m, n in zip(means, sizes)]
     return [len(d) for d in choose_drops(scores, rule, chance)], scores, rule
 
@@ -64,29 +64,33 @@ def test_min_keep_still_rules():
     assert counts == [0]
 
 
+def test_the_default_rule_is_adaptive_and_a_ratio_or_threshold_replaces_it():
+    assert DropRule().adaptive
+    assert not DropRule(ratio=0.1).adaptive and not DropRule(threshold=0.1).adaptive
+
+
 @pytest.mark.parametrize(
     ("kwargs", "text"),
     [
-        ({"ratio": 0.1, "adaptive": True}, "exactly one"),
-        ({"ratio": None, "threshold": 0.1, "adaptive": True}, "exactly one"),
-        ({"ratio": None, "adaptive": True, "scope": "global"}, "scope must be 'layer'"),
+        ({"ratio": 0.1, "threshold": 0.1}, "give one"),
+        ({"scope": "global"}, "scope 'global' ranks the network's filters by a ratio"),
     ],
 )
-def test_bad_adaptive_rules_are_refused(kwargs, text):
+def test_bad_rules_are_refused(kwargs, text):
     with pytest.raises(ValueError, match=text):
         DropRule(**kwargs)
 
 
 def test_choose_drops_needs_the_chance_scores():
     with pytest.raises(ValueError, match="chance"):
-        choose_drops([torch.rand(4)], DropRule(ratio=None, adaptive=True))
+        choose_drops([torch.rand(4)], DropRule())
 
 
-def test_prune_adaptive_drops_what_the_scores_say(run_cli, data_dir, tmp_path):
+def test_prune_drops_what_the_scores_say(run_cli, data_dir, tmp_path):
     """On a real checkpoint someone else trained, the counts follow from `score`'s own means."""
     ckpt = data_dir / "crepe_tiny.pt"
     scored = json.loads(run_cli("score", ckpt, "--json").stdout)["checkpoints"][0]["layers"]
-    res = run_cli("prune", ckpt, "--adaptive", "--json", "-o", tmp_path / "p.pt")
+    res = run_cli("prune", ckpt, "--json", "-o", tmp_path / "p.pt")
     assert res.exit_code == 0, res.stderr
     plan = json.loads(res.stdout)
     assert plan["rule"]["adaptive"] is True and plan["rule"]["ratio"] is None
@@ -94,24 +98,40 @@ def test_prune_adaptive_drops_what_the_scores_say(run_cli, data_dir, tmp_path):
     for layer in plan["layers"]:
         s = by_name[layer["name"]]
         fan_in = math.prod(s["shape"][1:])
-        share = max(0.0, 1 - chance_score(fan_in, s["filters"]) / s["mean"])
+        chance = chance_score(fan_in, s["filters"])
+        assert layer["mean"] == pytest.approx(s["mean"]) and layer["chance"] == pytest.approx(chance)
+        share = max(0.0, 1 - chance / s["mean"])
         assert len(layer["dropped"]) == math.floor(s["filters"] * min(share, 0.3) + 1e-9), layer["name"]
     assert plan["total"]["dropped"] > 0
     assert (tmp_path / "p.pt").exists()
 
 
-def test_prune_adaptive_on_filters_below_chance_is_a_one_line_error(run_cli, tmp_path):
-    # the sample model was trained with RePr: its filters are more orthogonal than random ones
-    res = run_cli("prune", SAMPLE, "--adaptive", "-o", tmp_path / "p.pt")
+def test_prune_on_filters_below_chance_is_a_one_line_error(run_cli, tmp_path):
+    """Filters at right angles are less redundant than random ones: nothing to drop, no file."""
+    start = tmp_path / "orthogonal.pt"
+    payload = torch.load(SAMPLE, weights_only=True)
+    for key in ("features.conv2.weight", "features.conv3.weight"):
+        orthogonal(payload["state_dict"][key])
+    torch.save(payload, start)
+    res = run_cli("prune", start, "-o", tmp_path / "p.pt")
     assert res.exit_code == 2
-    assert "--adaptive drops no filter" in res.stderr and "use --ratio" in res.stderr
+    assert "no filter to drop" in res.stderr and "give --ratio" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.pt").exists()
+    assert run_cli("prune", start, "--ratio", "0.1", "-o", tmp_path / "p.pt").exit_code == 0
 
 
-def test_adaptive_and_threshold_together_are_refused(run_cli, tmp_path):
-    res = run_cli("prune", SAMPLE, "--adaptive", "--threshold", "0.1", "-n")
-    assert res.exit_code == 2 and "give one" in res.stderr
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--ratio", "0.1", "--threshold", "0.1"], "--ratio and --threshold are two ways"),
+        (["--scope", "global"], "--scope global ranks the network's filters together by a ratio; give --ratio"),
+    ],
+)
+def test_bad_rule_options_are_one_line_usage_errors(run_cli, args, text):
+    res = run_cli("prune", SAMPLE, *args, "-n")
+    assert res.exit_code == 2 and text in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 SMALL = ["--data", "digits", "--max-samples", "200", "--width", "8", "--threads", "1"]
@@ -137,39 +157,38 @@ def near_copies(w: torch.Tensor) -> None:
     w[1:] = w[0] + 0.3 * noise * w[0].abs().mean()
 
 
-def test_train_goes_on_when_no_layer_is_above_chance(cli_json, tmp_path):
+def test_train_goes_on_when_no_layer_is_above_chance(cli_json, run_cli, tmp_path):
     """Filters at right angles: the cycle drops nothing, says so, and the run ends normally."""
     start = start_with(cli_json, tmp_path / "start.pt", orthogonal)
-    run = cli_json(
-        "train", start, *SMALL, "--adaptive", "--s1", "0", "--s2", "1", "--cycles", "1", "-o", tmp_path / "a.pt"
-    )
-    assert run["config"]["adaptive"] is True
+    res = run_cli("train", start, *SMALL, "--s1", "0", "--s2", "1", "--cycles", "1", "--json", "-o", tmp_path / "a.pt")
+    assert res.exit_code == 0, res.stderr
+    run = json.loads(res.stdout)
+    assert run["config"]["ratio"] is None and run["config"]["threshold"] is None
     assert [c["dropped"] for c in run["cycles"]] == [{}]
+    assert "RePr cycle 1:" in res.stderr and "no filter dropped (the rule chose none" in res.stderr
     assert (tmp_path / "a.pt").exists()
 
 
-def test_train_adaptive_cycle_drops_what_prune_adaptive_plans(cli_json, tmp_path):
+def test_train_cycle_drops_what_prune_plans(cli_json, tmp_path):
     """The steps and the one-shot pipeline agree: from the same weights, train's first cycle (no
-    standard epoch before it) drops the filters `prune --adaptive` plans."""
+    standard epoch before it) drops the filters `prune` plans."""
     start = start_with(cli_json, tmp_path / "start.pt", near_copies)
 
-    plan = cli_json("prune", start, "--adaptive", "-n")
+    plan = cli_json("prune", start, "-n")
     planned = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
-    run = cli_json(
-        "train", start, *SMALL, "--adaptive", "--s1", "0", "--s2", "1", "--cycles", "1", "-o", tmp_path / "a.pt"
-    )
+    run = cli_json("train", start, *SMALL, "--s1", "0", "--s2", "1", "--cycles", "1", "-o", tmp_path / "a.pt")
 
     assert planned == {"features.conv2": 2, "features.conv3": 2}  # far above chance: the cap, 30% of 8
     assert run["cycles"][0]["dropped"] == planned
 
 
-def test_the_library_plans_the_same_adaptive_drops(run_cli, data_dir):
+def test_the_library_plans_the_same_drops(run_cli, data_dir):
     from orthocli import plan_drops
     from orthocli.checkpoint import load
 
     ckpt = data_dir / "crepe_tiny.pt"
-    cli = json.loads(run_cli("prune", ckpt, "--adaptive", "-n", "--json").stdout)
-    plan = plan_drops(load(ckpt).state_dict, adaptive=True)
+    cli = json.loads(run_cli("prune", ckpt, "-n", "--json").stdout)
+    plan = plan_drops(load(ckpt).state_dict)
     assert {k: v.tolist() for k, v in plan.drops.items()} == {
         layer["name"]: layer["dropped"] for layer in cli["layers"] if layer["dropped"]
     }

@@ -177,7 +177,8 @@ def test_reinit_reports_fallback_for_a_first_layer_without_room(run_cli, tmp_pat
     torch.save(sd, tmp_path / "m.pt")
     assert (
         run_cli(
-            "prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--no-skip-first", "--no-skip-last", "--scope", "layer"
+            "prune",
+            *(tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--no-skip-first", "--no-skip-last", "--ratio", "0.1"),
         ).exit_code
         == 0
     )

@@ -96,7 +96,7 @@ def test_the_model_keeps_its_modules_parameters_and_state_dict_keys():
     optimizer = make_optimizer(model)
     modules, params = list(model.named_modules()), list(model.parameters())
     fresh_keys = list(make_model(seed=5).state_dict())
-    ctrl = RePr(model, optimizer, s1=0, s2=2, cycles=1)
+    ctrl = RePr(model, optimizer, s1=0, s2=2, cycles=1, ratio=0.25)
     run_epoch(model, optimizer, make_data())
     assert ctrl.record is not None and ctrl.phase == "subnet"
     assert [(n, type(m)) for n, m in model.named_modules()] == [(n, type(m)) for n, m in modules]

@@ -55,14 +55,14 @@ def test_resume_mid_sub_network_restores_masks_and_freezing():
     data = make_data()
     model = make_model()
     optimizer = make_optimizer(model)
-    ctrl = RePr(model, optimizer, s1=1, s2=3, cycles=1)
+    ctrl = RePr(model, optimizer, s1=1, s2=3, cycles=1, ratio=0.25)
     _run(range(2), model, optimizer, ctrl, data)
     saved = {"model": clone_state(model), "optimizer": optimizer.state_dict(), "repr": ctrl.state_dict()}
     fresh = make_model(seed=3)
     fresh_opt = make_optimizer(fresh)
     fresh.load_state_dict(saved["model"])
     fresh_opt.load_state_dict(saved["optimizer"])
-    again = RePr(fresh, fresh_opt, s1=1, s2=3, cycles=1)
+    again = RePr(fresh, fresh_opt, s1=1, s2=3, cycles=1, ratio=0.25)
     again.load_state_dict(saved["repr"])
     assert again.phase == "subnet" and {n: m.tolist() for n, m in again.masks().items()} == {
         n: m.tolist() for n, m in ctrl.masks().items()
@@ -75,7 +75,7 @@ def test_resume_mid_sub_network_restores_masks_and_freezing():
 
 def test_loading_a_state_of_other_options_or_another_kind_fails():
     model = make_model()
-    ctrl = RePr(model, make_optimizer(model), s1=1, s2=1, cycles=1)
+    ctrl = RePr(model, make_optimizer(model), s1=1, s2=1, cycles=1, ratio=0.25)
     other = RePr(make_model(), make_optimizer(make_model()), s1=2, s2=1, cycles=1, ratio=0.5)
     with pytest.raises(UsageError, match=r"differs in: ratio, s1"):
         other.load_state_dict(ctrl.state_dict())

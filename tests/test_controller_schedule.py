@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_phases_follow_orthocli_train(s1, s2, cycles):
     model = make_model()
     optimizer = make_optimizer(model)
-    ctrl = RePr(model, optimizer, s1=s1, s2=s2, cycles=cycles)
+    ctrl = RePr(model, optimizer, s1=s1, s2=s2, cycles=cycles, ratio=0.25)
     expected = phases(TrainConfig(s1=s1, s2=s2, cycles=cycles, max_epochs=cycles * (s1 + s2) + 2))
     seen, data = [], make_data(16)
     for _ in expected:
@@ -81,7 +81,7 @@ def test_a_plain_loop_trains_exactly_as_orthocli_train(tmp_path):
 def test_a_step_the_grad_scaler_skips_does_not_count():
     model = make_model()
     optimizer = make_optimizer(model)
-    ctrl = RePr(model, optimizer, s1=2, s2=1, cycles=1, unit="step")
+    ctrl = RePr(model, optimizer, s1=2, s2=1, cycles=1, unit="step", ratio=0.25)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
     x, y = make_data(8)
     for bad in (False, True, True, False):
@@ -99,7 +99,7 @@ def test_a_step_the_grad_scaler_skips_does_not_count():
 def test_evaluation_passes_do_not_advance_the_schedule_or_make_a_drop():
     model = make_model()
     optimizer = make_optimizer(model)
-    ctrl = RePr(model, optimizer, s1=1, s2=1, cycles=1)
+    ctrl = RePr(model, optimizer, s1=1, s2=1, cycles=1, ratio=0.25)
     data = make_data(16)
     run_epoch(model, optimizer, data)
     ctrl.epoch_end()
@@ -117,7 +117,7 @@ def test_evaluation_passes_do_not_advance_the_schedule_or_make_a_drop():
 def test_gradient_accumulation_counts_one_step_per_optimizer_step():
     model = make_model()
     optimizer = make_optimizer(model)
-    ctrl = RePr(model, optimizer, s1=2, s2=2, cycles=1, unit="step")
+    ctrl = RePr(model, optimizer, s1=2, s2=2, cycles=1, unit="step", ratio=0.25)
     x, y = make_data(24)
     for i in range(12):  # micro-batches of 2, an optimizer step every 3
         loss = F.cross_entropy(model(x[2 * i : 2 * i + 2]), y[2 * i : 2 * i + 2]) / 3

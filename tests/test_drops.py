@@ -96,7 +96,7 @@ def test_min_keep_holds_against_global_ranking():
         ({"ratio": 1.0}, "between 0 and 1"),
         ({"ratio": 0.3, "scope": "network"}, "scope"),
         ({"ratio": 0.3, "min_keep": 0}, "min_keep"),
-        ({"ratio": 0.3, "threshold": 0.2}, "exactly one"),
+        ({"ratio": 0.3, "threshold": 0.2}, "give one"),
     ],
 )
 def test_bad_rules_are_refused(kwargs, text):

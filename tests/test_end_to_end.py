@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from orthocli.droprule import DEFAULT_DROP
+from orthocli.droprule import ADAPTIVE_CAP
+from orthocli.orthogonality import chance_score
 
 SAMPLE = Path(__file__).parent.parent / "sample_models"
 
@@ -28,9 +30,15 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
     assert again["checkpoints"] == [doc]  # deterministic
 
     plan = run_json(run_cli, "prune", SAMPLE / "mnist1d_convnet.pt", "-o", tmp_path / "pruned.pt")
-    # the default rule: conv1 skipped, the ratio of conv2 and of conv3 (32 filters each), or of both together
-    r = DEFAULT_DROP.ratio
-    assert plan["total"]["dropped"] == (2 * int(r * 32) if DEFAULT_DROP.scope == "layer" else int(r * 64))
+    # the default rule: conv1 skipped; conv2 and conv3 (32 filters each, trained without RePr) each drop
+    # their share of redundancy above random filters', by score's own means
+    means = {layer["name"]: layer["mean"] for layer in doc["layers"]}
+    chance = chance_score(32 * 3, 32)
+    expected = {
+        n: math.floor(32 * min(1 - chance / means[n], ADAPTIVE_CAP) + 1e-9) for n in means if n != "features.conv1"
+    }
+    assert {layer["name"]: len(layer["dropped"]) for layer in plan["layers"]} == expected
+    assert all(expected.values())  # the sample model is redundant enough to show the method
 
     small = ["--threads", "1", "--max-samples", "300"]
     sub = run_json(run_cli, "train", tmp_path / "pruned.pt", "--s2", "2", "-o", tmp_path / "sub.pt", *small)

@@ -39,7 +39,7 @@ def pipeline(cli_json, folder: Path, ext: str) -> dict[str, Path]:
     folder.mkdir()
     f = {name: folder / f"{name}{ext}" for name in ("trained", "pruned", "sub", "reinit", "final", "export")}
     cli_json("train", *TRAIN, "--save-cycles", "--baseline", "-o", f["trained"])
-    cli_json("prune", f["trained"], "-o", f["pruned"])
+    cli_json("prune", f["trained"], "--ratio", "0.1", "-o", f["pruned"])  # a fixed ratio drops from any model
     cli_json("train", f["pruned"], *SMALL, "--s2", "1", "-o", f["sub"])
     cli_json("reinit", f["sub"], "-o", f["reinit"], "--seed", "3")
     cli_json("train", f["reinit"], *SMALL, "--cycles", "0", "--max-epochs", "1", "-o", f["final"])

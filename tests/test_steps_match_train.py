@@ -20,20 +20,35 @@ SMALL = ["--threads", "1", "--max-samples", "200", "--batch-size", "32", "--dete
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, tmp_path):
-    start = tmp_path / "start.pt"
-    cli_json("train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", start)
+def redundant_start(cli_json, path):
+    """A briefly trained 6-filter ConvNet whose conv2 and conv3 hold filters close to one another
+    (as redundant as a trained layer gets), so that the default rule drops from both."""
+    cli_json("train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", path)
+    payload = torch.load(path, weights_only=True)
+    gen = torch.Generator().manual_seed(0)
+    for key in ("features.conv2.weight", "features.conv3.weight"):
+        w = payload["state_dict"][key]
+        w[1:] = w[0] + torch.randn(w[1:].shape, generator=gen) * w[0].abs().mean()
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("rule", [[], ["--ratio", "0.2"]], ids=["default", "ratio"])
+def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, tmp_path, rule):
+    start = redundant_start(cli_json, tmp_path / "start.pt")
 
     # one shot: train's cycle 1 from these weights (no standard epochs before the drop, none after)
-    cycle = cli_json("train", start, *SMALL, "--s1", "0", "--s2", "2", "--cycles", "1", "-o", tmp_path / "a.pt")
-    # step by step, each command with its defaults
-    plan = cli_json("prune", start, "-o", tmp_path / "pruned.pt")
+    args = [*SMALL, "--s1", "0", "--s2", "2", "--cycles", "1", *rule]
+    cycle = cli_json("train", start, *args, "-o", tmp_path / "a.pt")
+    # step by step, each command with its defaults (and the same rule)
+    plan = cli_json("prune", start, *rule, "-o", tmp_path / "pruned.pt")
     cli_json("train", tmp_path / "pruned.pt", *SMALL, "--s2", "2", "-o", tmp_path / "sub.pt")
     cli_json("reinit", tmp_path / "sub.pt", "-o", tmp_path / "b.pt")
 
     dropped = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
-    assert dropped and dropped == cycle["cycles"][0]["dropped"]
-    assert plan["rule"]["scope"] == DEFAULT_DROP.scope and plan["rule"]["ratio"] == DEFAULT_DROP.ratio
+    assert dropped.keys() == {"features.conv2", "features.conv3"}
+    assert dropped == cycle["cycles"][0]["dropped"]
+    assert plan["rule"]["scope"] == DEFAULT_DROP.scope and plan["rule"]["adaptive"] == (rule == [])
     a, b = ckpt_io.load(tmp_path / "a.pt").state_dict, ckpt_io.load(tmp_path / "b.pt").state_dict
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -54,6 +69,8 @@ def test_one_default_drop_rule_for_prune_train_and_the_library():
     for command in ("prune", "train"):
         defaults = {p.name: p.default for p in group.commands[command].params}
         assert {name: defaults[name] for name in DEFAULT_DROP.__dict__} == DEFAULT_DROP.__dict__, command
+        assert defaults["ratio"] is None and defaults["threshold"] is None, command  # the adaptive rule
     rule, cfg = DropRule(), TrainConfig()
-    assert (rule.ratio, rule.scope, rule.min_keep) == (DEFAULT_DROP.ratio, DEFAULT_DROP.scope, DEFAULT_DROP.min_keep)
+    assert rule.adaptive and (rule.scope, rule.min_keep) == (DEFAULT_DROP.scope, DEFAULT_DROP.min_keep)
+    assert cfg.drop_rule() == rule and cfg.method().drop_rule() == rule
     assert {name: getattr(cfg, name) for name in DEFAULT_DROP.__dict__} == DEFAULT_DROP.__dict__

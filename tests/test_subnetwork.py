@@ -63,6 +63,7 @@ def test_dropped_filters_stay_bit_identical_during_s2(digits, monkeypatch, optim
         momentum=0.9,
         weight_decay=0.05,
         batch_size=32,
+        ratio=0.1,
     )
     train(model, digits, cfg, callback=check)
     assert checks == [True, True, True]

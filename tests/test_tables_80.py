@@ -50,7 +50,7 @@ def test_score_tables(run_cli, long_names, data_dir):
 
 def test_prune_and_reinit_tables(run_cli, long_names, tmp_path):
     pruned = tmp_path / "p.pt"
-    lines = narrow(run_cli, "prune", long_names, "-o", pruned, "--no-skip-first", "--no-skip-last", "--scope", "layer")
+    lines = narrow(run_cli, "prune", long_names, "-o", pruned, "--no-skip-first", "--no-skip-last", "--ratio", "0.1")
     assert all(whole(lines, name) == 1 for name in LONG)
     lines = narrow(run_cli, "reinit", pruned, "-o", tmp_path / "r.pt")
     assert all(whole(lines, name) == 1 for name in LONG)

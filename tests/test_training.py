@@ -110,7 +110,7 @@ def test_train_follows_the_phases(digits, monkeypatch):
     done = lambda: sum(e["kind"] == "epoch" for e in events)  # noqa: E731
     monkeypatch.setattr(controller, "apply_drops", lambda *a: calls.append(("drop", done())) or real_drop(*a))
     monkeypatch.setattr(controller, "reintroduce", lambda *a: calls.append(("reinit", done())) or real_reint(*a))
-    cfg = TrainConfig(s1=1, s2=2, cycles=2, max_epochs=8, patience=100, batch_size=32)
+    cfg = TrainConfig(s1=1, s2=2, cycles=2, max_epochs=8, patience=100, batch_size=32, ratio=0.1)
     result = train(convnet(digits), digits, cfg, callback=events.append)
     epochs = [e for e in events if e["kind"] == "epoch"]
     assert [e["phase"] for e in epochs] == [
@@ -134,7 +134,7 @@ def test_train_follows_the_phases(digits, monkeypatch):
 
 
 def test_no_skip_first_and_exclusions(digits):
-    cfg = TrainConfig(**FAST, max_epochs=2, skip_first=False, scope="layer", exclude=["features.conv3"])
+    cfg = TrainConfig(**FAST, max_epochs=2, skip_first=False, ratio=0.1, exclude=["features.conv3"])
     result = train(convnet(digits), digits, cfg)
     assert set(result.cycles[0]["dropped"]) == {"features.conv1", "features.conv2"}
 
@@ -330,7 +330,7 @@ def test_reintroduction_on_a_long_flattened_map(fan_out):
     data = _random_walks()
     torch.manual_seed(0)
     model = ConvNet(1, 4, [1500], width=8)
-    cfg = TrainConfig(s1=1, s2=1, cycles=2, max_epochs=5, batch_size=32, reinit_fan_out=fan_out)
+    cfg = TrainConfig(s1=1, s2=1, cycles=2, max_epochs=5, batch_size=32, ratio=0.1, reinit_fan_out=fan_out)
     pairs, last = [], {}
 
     def watch(event):

@@ -6,32 +6,32 @@ from typing import Annotated, Optional
 
 import typer
 
+# Neither --ratio nor --threshold: the adaptive rule (drops.DropRule), said in each option's help.
 RatioOpt = Annotated[
-    float,
+    Optional[float],
     typer.Option(
-        "--ratio", "-r", help="Fraction of the candidate filters to drop (0 < r < 1), cut by count, at least one."
+        "--ratio",
+        "-r",
+        help="Drop this fraction of the candidate filters (0 < r < 1; cut by count, at least one) instead of the"
+        " default: each layer drops the share of its filters by which its mean score exceeds random filters'"
+        " (none from a layer no more redundant than chance; at most 30%).",
+        show_default=False,
     ),
 ]
 ThresholdOpt = Annotated[
     Optional[float],
     typer.Option(
-        "--threshold", help="Instead of --ratio: drop every filter whose score is above this value.", show_default=False
-    ),
-]
-AdaptiveOpt = Annotated[
-    bool,
-    typer.Option(
-        "--adaptive",
-        help="Instead of --ratio: drop from each layer the share of its filters by which its mean score exceeds"
-        " random filters' (none from a layer no more redundant than chance; at most 30%).",
+        "--threshold",
+        help="Drop every filter whose score is above this value, instead of the default rule (see --ratio).",
+        show_default=False,
     ),
 ]
 ScopeOpt = Annotated[
     str,
     typer.Option(
         "--scope",
-        help="'layer': drop the ratio in each layer; 'global': rank all candidate filters together (the authors'"
-        " choice).",
+        help="'layer': each layer by itself; 'global': rank all candidate filters together by --ratio (the"
+        " authors' choice).",
     ),
 ]
 MinKeepOpt = Annotated[int, typer.Option("--min-keep", min=1, help="Filters every layer keeps, whatever the ranking.")]

@@ -21,7 +21,7 @@ from orthocli.cli.common import (
     print_json,
     print_table,
 )
-from orthocli.cli.options import AdaptiveOpt, MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import UsageError
 
@@ -37,9 +37,8 @@ def prune(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)
     ] = None,
-    ratio: RatioOpt = DEFAULT_DROP.ratio,
+    ratio: RatioOpt = None,
     threshold: ThresholdOpt = None,
-    adaptive: AdaptiveOpt = False,
     scope: ScopeOpt = DEFAULT_DROP.scope,
     min_keep: MinKeepOpt = DEFAULT_DROP.min_keep,
     skip_first: SkipFirstOpt = DEFAULT_DROP.skip_first,
@@ -58,7 +57,7 @@ def prune(
 
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")
-    rule = make_rule(ratio, threshold, scope, min_keep, adaptive)
+    rule = make_rule(ratio, threshold, scope, min_keep)
     report = run_prune(
         checkpoint,
         None if dry_run else output,
@@ -80,20 +79,28 @@ def prune(
         log(f"Wrote {output}: {report.plan.total_dropped} of {report.plan.total_filters} filters dropped")
 
 
+def _rule_text(rule: dict) -> str:
+    if rule["adaptive"]:
+        return "each layer's redundancy above random filters'"
+    how = f"ratio {rule['ratio']}" if rule["ratio"] is not None else f"threshold {rule['threshold']}"
+    return f"{how}, {rule['scope']} ranking"
+
+
 def _render(doc: dict) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({doc['rule']['scope']} "
-        "ranking)"
+        title=f"Drop plan: {doc['total']['dropped']} of {doc['total']['filters']} filters ({_rule_text(doc['rule'])})"
     )
     name_column(table, "layer")
-    for col in ("filters", "dropped", "kept"):
+    # mean score against random filters': what the default (adaptive) rule goes by
+    for col in ("filters", "mean", "random", "dropped", "kept"):
         table.add_column(col, justify="right", overflow="fold")
     table.add_column("dropped filters", overflow="fold")
     for layer in doc["layers"]:
         shown = ", ".join(map(str, layer["dropped"][:16])) + (" ..." if len(layer["dropped"]) > 16 else "")
-        table.add_row(layer["name"], str(layer["filters"]), str(len(layer["dropped"])), str(layer["kept"]), shown)
+        counts = (str(layer["filters"]), f"{layer['mean']:.3f}", f"{layer['chance']:.3f}")
+        table.add_row(layer["name"], *counts, str(len(layer["dropped"])), str(layer["kept"]), shown)
     for layer in doc["left_out"]:
-        table.add_row(layer["name"], "", "-", "", f"excluded: {layer['reason']}")
+        table.add_row(layer["name"], "", "", "", "-", "", f"excluded: {layer['reason']}")
     print_table(table)

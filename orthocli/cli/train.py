@@ -28,7 +28,6 @@ from orthocli.cli.common import (
     stdout,
 )
 from orthocli.cli.options import (
-    AdaptiveOpt,
     MinKeepOpt,
     RatioOpt,
     ReinitScaleOpt,
@@ -61,7 +60,6 @@ OUT = "Output"
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
 DropThreshold = in_panel(ThresholdOpt, DROP)
-DropAdaptive = in_panel(AdaptiveOpt, DROP)
 DropScope = in_panel(ScopeOpt, DROP)
 DropMinKeep = in_panel(MinKeepOpt, DROP)
 DropLayers = in_panel(LayersOpt, DROP)
@@ -128,9 +126,8 @@ def train(
         ),
     ] = 25,
     # -- which filters drop (and how they come back)
-    ratio: DropRatio = DEFAULT_DROP.ratio,
+    ratio: DropRatio = None,
     threshold: DropThreshold = None,
-    adaptive: DropAdaptive = False,
     scope: DropScope = DEFAULT_DROP.scope,
     min_keep: DropMinKeep = DEFAULT_DROP.min_keep,
     layers: DropLayers = None,
@@ -437,7 +434,6 @@ def train(
             min_steps=min_steps,
             ratio=ratio,
             threshold=threshold,
-            adaptive=adaptive,
             scope=scope,
             min_keep=min_keep,
             layers=list(layers or []),
@@ -647,6 +643,8 @@ def _cycle_line(role: str, c: dict) -> str:
     )
     if dropped:
         text += f"; {dropped} filters dropped and re-introduced"
+    elif role != "baseline":
+        text += "; no filter dropped (the rule chose none: the whole network trained)"
     if c["fallbacks"]:
         text += f" ({sum(v['kept_only'] + v['random'] for v in c['fallbacks'].values())} by fallback)"
     return text
