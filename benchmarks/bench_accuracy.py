@@ -149,6 +149,19 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         "round 4: each layer's share of redundancy above chance, at most 30% (no ratio; the default from round 5)",
         [("excess over chance", {"ratio": None, "threshold": None})],
     ),
+    "setup": (
+        "round 5: what separates a minimal reference set-up from orthocli's, one change at a time, each"
+        " with its own control (the adaptive rule)",
+        [
+            ("excess over chance", {"ratio": None, "threshold": None}),  # the defaults, as in adaptive-rule
+            ("no weight decay", {"ratio": None, "weight_decay": 0.0}),
+            ("kernel 5", {"ratio": None, "kernel": 5}),
+            (
+                "no validation split: every sample trained on, fixed epochs, last weights",
+                {"ratio": None, "val_fraction": 0.0},
+            ),
+        ],
+    ),
     "adaptive": (
         "the source's threshold embodiment at chance level",
         [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})],
@@ -172,10 +185,12 @@ def run_one(job: dict) -> dict:
     from orthocli.training import TrainConfig, set_seed, train
 
     torch.set_num_threads(1)
-    data = prepare(job["data"], seed=job["seed"], max_samples=job["max_samples"])
-    arch_opts = {k: v for k, v in job["base"].items() if k in ARCH_KEYS}
-    cfg_opts = {k: v for k, v in {**job["base"], **job["overrides"]}.items() if k not in ARCH_KEYS}
+    # a configuration may change the architecture or the validation split too (with its own control)
+    settings = {**job["base"], **job["overrides"]}
+    arch_opts = {k: v for k, v in settings.items() if k in ARCH_KEYS}
+    cfg_opts = {k: v for k, v in settings.items() if k not in ARCH_KEYS}
     cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
+    data = prepare(job["data"], seed=job["seed"], max_samples=job["max_samples"], val_fraction=cfg.val_fraction)
     set_seed(job["seed"])
     arch = arch_spec(
         job["arch"],

@@ -120,3 +120,23 @@ def test_reuse_takes_earlier_runs_instead_of_training_again(bench, tmp_path):
     assert "0 runs in" in done.stdout and "(6 more reused from --reuse)" in done.stdout
     assert expected_cell(method, control) in done.stdout
     assert sorted(json.loads(x)["seed"] for x in out.read_text().splitlines()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_configuration_may_change_the_architecture_and_the_validation_split(bench, monkeypatch):
+    """The `setup` grid's kernel and validation-split variants reach the model and the data (one
+    short real run): with no validation part there is no early stopping and no validation figure."""
+    import orthocli.models
+
+    built = []
+    real = orthocli.models.build_model
+    monkeypatch.setattr(orthocli.models, "build_model", lambda arch: built.append(arch) or real(arch))
+    base = {"width": 8, "s1": 1, "s2": 1, "cycles": 1, "max_epochs": 4, "min_steps": 0, "patience": 1}
+    job = {"data": "digits", "max_samples": 150, "arch": "convnet", "base": base, "label": "x", "seed": 0}
+
+    run = bench.run_one({**job, "baseline": False, "overrides": {"ratio": 0.25, "val_fraction": 0.0, "kernel": 5}})
+
+    assert built[0]["args"]["kernel"] == 5 and built[0]["args"]["width"] == 8
+    assert run["val_accuracy"] is None and run["epochs"] == 4  # patience 1 cannot stop a run without validation
+    assert run["dropped"] == [4]  # 25% of conv2's and conv3's 8 filters
+    control = bench.run_one({**job, "baseline": True, "overrides": {}})
+    assert control["val_accuracy"] is not None and built[1]["args"].get("kernel", 3) == 3
