@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from train_helpers import near_copies, orthogonal, rewrite_convs
 
 from orthocli.drops import DropRule, choose_drops
 from orthocli.orthogonality import chance_score, orthogonality_scores
@@ -108,11 +109,7 @@ def test_prune_drops_what_the_scores_say(run_cli, data_dir, tmp_path):
 
 def test_prune_on_filters_below_chance_is_a_one_line_error(run_cli, tmp_path):
     """Filters at right angles are less redundant than random ones: nothing to drop, no file."""
-    start = tmp_path / "orthogonal.pt"
-    payload = torch.load(SAMPLE, weights_only=True)
-    for key in ("features.conv2.weight", "features.conv3.weight"):
-        orthogonal(payload["state_dict"][key])
-    torch.save(payload, start)
+    start = rewrite_convs(SAMPLE, tmp_path / "orthogonal.pt", orthogonal)
     res = run_cli("prune", start, "-o", tmp_path / "p.pt")
     assert res.exit_code == 2
     assert "no filter to drop" in res.stderr and "give --ratio" in res.stderr
@@ -140,21 +137,7 @@ SMALL = ["--data", "digits", "--max-samples", "200", "--width", "8", "--threads"
 def start_with(cli_json, path: Path, shape_conv) -> Path:
     """A briefly trained 8-filter ConvNet whose candidate convs' weights `shape_conv` rewrites."""
     cli_json("train", *SMALL, "--cycles", "0", "--max-epochs", "1", "-o", path)
-    payload = torch.load(path, weights_only=True)
-    for key in ("features.conv2.weight", "features.conv3.weight"):
-        shape_conv(payload["state_dict"][key])
-    torch.save(payload, path)
-    return path
-
-
-def orthogonal(w: torch.Tensor) -> None:
-    q, _ = torch.linalg.qr(torch.randn(w[0].numel(), w.shape[0], generator=torch.Generator().manual_seed(0)))
-    w.copy_(q.T.reshape(w.shape))
-
-
-def near_copies(w: torch.Tensor) -> None:
-    noise = torch.randn(w[1:].shape, generator=torch.Generator().manual_seed(0))
-    w[1:] = w[0] + 0.3 * noise * w[0].abs().mean()
+    return rewrite_convs(path, path, shape_conv)
 
 
 def test_train_goes_on_when_no_layer_is_above_chance(cli_json, run_cli, tmp_path):

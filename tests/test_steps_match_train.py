@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import typer.main
+from train_helpers import near_copies, rewrite_convs
 
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import app
@@ -24,13 +25,7 @@ def redundant_start(cli_json, path):
     """A briefly trained 6-filter ConvNet whose conv2 and conv3 hold filters close to one another
     (as redundant as a trained layer gets), so that the default rule drops from both."""
     cli_json("train", *SMALL, "--width", "6", "--cycles", "0", "--max-epochs", "1", "-o", path)
-    payload = torch.load(path, weights_only=True)
-    gen = torch.Generator().manual_seed(0)
-    for key in ("features.conv2.weight", "features.conv3.weight"):
-        w = payload["state_dict"][key]
-        w[1:] = w[0] + torch.randn(w[1:].shape, generator=gen) * w[0].abs().mean()
-    torch.save(payload, path)
-    return path
+    return rewrite_convs(path, path, near_copies)
 
 
 @pytest.mark.parametrize("rule", [[], ["--ratio", "0.2"]], ids=["default", "ratio"])

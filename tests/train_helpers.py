@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,3 +80,29 @@ def frozen_values(model, record) -> dict[str, torch.Tensor]:
         for layer in record["layers"].values()
         for ch in layer["channels"]
     }
+
+
+# The ConvNet's convs that the default rule may drop from (the first is skipped).
+CANDIDATE_CONVS = ("features.conv2.weight", "features.conv3.weight")
+
+
+def rewrite_convs(src: Path, dst: Path, shape: Callable[[torch.Tensor], None]) -> Path:
+    """Copy the orthocli checkpoint `src` to `dst` with its ConvNet's candidate conv weights rewritten,
+    in place, by `shape` (`orthogonal`, `near_copies`): how redundant they are is then known."""
+    payload = torch.load(src, weights_only=True)
+    for key in CANDIDATE_CONVS:
+        shape(payload["state_dict"][key])
+    torch.save(payload, dst)
+    return dst
+
+
+def orthogonal(w: torch.Tensor) -> None:
+    """Filters at right angles: less redundant than random ones."""
+    q, _ = torch.linalg.qr(torch.randn(w[0].numel(), w.shape[0], generator=torch.Generator().manual_seed(0)))
+    w.copy_(q.T.reshape(w.shape))
+
+
+def near_copies(w: torch.Tensor) -> None:
+    """Every filter close to the first: far more redundant than random ones."""
+    noise = torch.randn(w[1:].shape, generator=torch.Generator().manual_seed(0))
+    w[1:] = w[0] + 0.3 * noise * w[0].abs().mean()
