@@ -9,11 +9,12 @@ provided free for research use with that citation. The archive's own train/test 
 labels are mapped to 0..K-1 in sorted order of the archive's class labels. Values as stored.
 
     pip download --no-deps sktime==1.2.0 -d /tmp/w
-    python benchmarks/data/make_ucr.py /tmp/w/sktime-1.2.0-py3-none-any.whl GunPoint OSULeaf ACSF1
+    python benchmarks/data/make_ucr.py /tmp/w/sktime-1.2.0-py3-none-any.whl GunPoint OSULeaf ACSF1 ArrowHead ItalyPowerDemand
 
 Sets used: GunPoint (50 train / 150 test, length 150, 2 classes), OSULeaf (200 / 242, length 427,
 6 classes), ACSF1 (100 / 100, length 1460, 10 classes: the long-signal set of the re-introduction
-stability check).
+stability check); held out until round 5's default was chosen: ArrowHead (36 / 175, length 251,
+3 classes) and ItalyPowerDemand (67 / 1029, length 24, 2 classes).
 """
 
 from __future__ import annotations
