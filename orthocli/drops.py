@@ -104,13 +104,17 @@ def _quota(ratio: float, filters: int) -> int:
     return max(1, math.floor(ratio * filters + 1e-9))
 
 
+def _excess_share(mean: float, chance: float) -> float:
+    """The share of a layer by which its mean score exceeds chance; 0 or less at or below it (a
+    layer of one filter scores 0 against a chance of 0)."""
+    return 1 - chance / mean if mean > 0 else -math.inf
+
+
 def _excess_quota(mean: float, chance: float, filters: int) -> int:
-    # The share of the layer by which its redundancy exceeds chance; none at or below it, and never
-    # more than the cap: filters of many weights lie far above chance without being copies.
-    if not mean > chance:
-        return 0
-    share = min(1 - chance / mean, ADAPTIVE_CAP)
-    return math.floor(filters * share + 1e-9)
+    # None at or below chance, and never more than the cap: filters of many weights lie far above
+    # chance without being copies.
+    share = _excess_share(mean, chance)
+    return math.floor(filters * min(share, ADAPTIVE_CAP) + 1e-9) if share > 0 else 0
 
 
 @dataclass
@@ -242,7 +246,7 @@ def _check_plan(plan: DropPlan) -> None:
                 "raise it"
             )
     if plan.total_dropped == 0 and rule.adaptive:
-        worst = max(plan.candidates, key=lambda c: c.mean / c.chance)
+        worst = max(plan.candidates, key=lambda c: _excess_share(c.mean, c.chance))
         raise UsageError(
             f"no filter to drop: no candidate layer is redundant enough (closest: {worst.layer.name}, mean score "
             f"{worst.mean:.4f} against {worst.chance:.4f} for random filters of its shape); give --ratio to drop anyway"

@@ -175,3 +175,19 @@ def test_the_library_plans_the_same_drops(run_cli, data_dir):
     assert {k: v.tolist() for k, v in plan.drops.items()} == {
         layer["name"]: layer["dropped"] for layer in cli["layers"] if layer["dropped"]
     }
+
+
+def test_a_one_filter_layer_among_the_candidates_is_no_internal_error(run_cli, tmp_path):
+    """A one-filter layer scores 0 against a chance of 0: naming the closest layer must not divide by it."""
+    q, _ = torch.linalg.qr(torch.randn(27, 8, generator=torch.Generator().manual_seed(0)))
+    state = {
+        "a.weight": torch.randn(8, 3, 3, 3),
+        "b.weight": q.T.reshape(8, 3, 3, 3).contiguous(),  # orthogonal: below chance
+        "c.weight": torch.randn(1, 8, 3, 3),  # one filter
+        "d.weight": torch.randn(4, 1, 3, 3),
+    }
+    torch.save(state, tmp_path / "m.pt")
+    res = run_cli("prune", tmp_path / "m.pt", "-n")
+    assert res.exit_code == 2, res.stderr
+    assert "no filter to drop" in res.stderr and "closest: b," in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
