@@ -27,15 +27,7 @@ from orthocli.cli.common import (
     stderr,
     stdout,
 )
-from orthocli.cli.options import (
-    MinKeepOpt,
-    RatioOpt,
-    ReinitScaleOpt,
-    ScopeOpt,
-    SkipFirstOpt,
-    SkipLastOpt,
-    ThresholdOpt,
-)
+from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
