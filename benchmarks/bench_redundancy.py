@@ -4,7 +4,7 @@ Reads the checkpoints `orthocli train --baseline --seeds N -o OUT.pt` wrote (OUT
 method, and OUT.seed<k>.baseline.pt, its same-seed control) and prints a Markdown table: each
 layer's mean orthogonality score over seeds for both arms, the paired difference, and the score
 Gaussian random filters of the layer's shape would have (the level of chance,
-`orthogonality.chance_score`).
+`LayerScores.chance`).
 
     orthocli train --data mnist1d --baseline --seeds 10 -o runs/m1d.pt
     python benchmarks/bench_redundancy.py runs/m1d.pt
@@ -13,7 +13,6 @@ Gaussian random filters of the layer's shape would have (the level of chance,
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import statistics
 import sys
@@ -31,23 +30,11 @@ def pairs(out: Path) -> dict[int, tuple[Path, Path]]:
     return {s: (d["method"], d["control"]) for s, d in sorted(found.items()) if len(d) == 2}
 
 
-def layer_means(path: Path) -> dict[str, tuple[tuple[int, ...], float]]:
-    """Conv layer name -> (weight shape, mean filter score) of one checkpoint."""
-    from orthocli import score
-    from orthocli.checkpoint import load
+def layer_means(path: Path) -> dict[str, tuple[tuple[int, ...], float, float]]:
+    """Conv layer name -> (weight shape, mean filter score, random filters' score) of one checkpoint."""
+    from orthocli.checkpoint_scores import score_checkpoint
 
-    state = load(str(path)).state_dict
-    return {
-        name: (tuple(state[f"{name}.weight"].shape), float(scores.mean()))
-        for name, scores in score(state).items()
-        if f"{name}.weight" in state
-    }
-
-
-def chance(shape: tuple[int, ...]) -> float:
-    from orthocli.orthogonality import chance_score
-
-    return chance_score(math.prod(shape[1:]), shape[0])  # plain convs: one group, (out, in, *kernel)
+    return {r.layer.name: (tuple(r.layer.weight.shape), r.mean, r.chance) for r in score_checkpoint(path).layers}
 
 
 def table(out: Path) -> str:
@@ -63,7 +50,7 @@ def table(out: Path) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     first = next(iter(method.values()))
-    for name, (shape, _) in first.items():
+    for name, (shape, _, chance) in first.items():
         m = [method[s][name][1] for s in seeds]
         c = [control[s][name][1] for s in seeds]
         d = [a - b for a, b in zip(m, c)]
@@ -73,7 +60,7 @@ def table(out: Path) -> str:
 
         spread = f" [{statistics.stdev(d):.3f}]" if len(d) > 1 else ""
         lines.append(
-            f"| {name} | {'x'.join(map(str, shape))} | {chance(shape):.3f} | {ms(c)} | {ms(m)} "
+            f"| {name} | {'x'.join(map(str, shape))} | {chance:.3f} | {ms(c)} | {ms(m)} "
             f"| {statistics.fmean(d):+.3f}{spread} |"
         )
     return "\n".join(lines)
