@@ -34,6 +34,7 @@ import os
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from multiprocessing import get_context
 
 ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
@@ -50,7 +51,11 @@ DROP_KEYS = (
     "exclude",
     "reinit_scale",
     "reinit_fan_out",
+    "ranking",
 )
+# Which filters a cycle drops, as many as the rule says (an ablation here, not a train option):
+# "orthogonality" (the method), "random" or "least" (the least redundant first).
+RANKINGS = ("orthogonality", "random", "least")
 
 
 def control_key(overrides: dict) -> str:
@@ -162,6 +167,15 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ),
         ],
     ),
+    "ranking": (
+        "round 6: does the orthogonality ranking matter? The default rule's count per layer, filters chosen"
+        " by rank, at random, or least redundant first",
+        [
+            ("excess over chance", {"ratio": None, "threshold": None}),  # the defaults, as in adaptive-rule
+            ("excess over chance, random filters", {"ratio": None, "ranking": "random"}),
+            ("excess over chance, least redundant filters", {"ratio": None, "ranking": "least"}),
+        ],
+    ),
     "adaptive": (
         "the source's threshold embodiment at chance level",
         [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})],
@@ -176,6 +190,46 @@ def grid(name: str) -> list[tuple[str, dict]]:
     return GRIDS[name][1]
 
 
+def rerank(drops: dict, model, ranking: str, generator) -> dict:
+    """The same number of filters per layer as `drops`, chosen by `ranking` instead of the most
+    redundant first: at random, or the least redundant first (by the method's own scores)."""
+    import torch
+
+    from orthocli.layer_scores import score_layers
+    from orthocli.layers import convs_from_module
+
+    if ranking not in RANKINGS:
+        raise SystemExit(f"unknown ranking {ranking!r}; the rankings are {', '.join(RANKINGS)}")
+    if ranking == "orthogonality" or not drops:
+        return drops
+    scored = {s.layer.name: s.scores for s in score_layers([c for c in convs_from_module(model) if c.name in drops])}
+    out = {}
+    for name, idx in drops.items():
+        scores = scored[name]
+        if ranking == "random":
+            pick = torch.randperm(len(scores), generator=generator)[: len(idx)]
+        else:
+            pick = torch.argsort(scores, stable=True)[: len(idx)]
+        out[name] = pick.sort().values
+    return out
+
+
+@contextmanager
+def ranked_by(ranking: str, seed: int):
+    """Train with the filters a cycle drops chosen by `ranking` (see `rerank`)."""
+    import torch
+
+    import orthocli.controller as controller
+
+    choose = controller.choose_drops
+    generator = torch.Generator().manual_seed(10_000 + seed)  # not the training's own random stream
+    controller.choose_drops = lambda model, config: rerank(choose(model, config), model, ranking, generator)
+    try:
+        yield
+    finally:
+        controller.choose_drops = choose
+
+
 def run_one(job: dict) -> dict:
     import torch
 
@@ -187,6 +241,7 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(1)
     # a configuration may change the architecture or the validation split too (with its own control)
     settings = {**job["base"], **job["overrides"]}
+    ranking = settings.pop("ranking", "orthogonality")
     arch_opts = {k: v for k, v in settings.items() if k in ARCH_KEYS}
     cfg_opts = {k: v for k, v in settings.items() if k not in ARCH_KEYS}
     cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
@@ -204,7 +259,8 @@ def run_one(job: dict) -> dict:
     t0 = time.perf_counter()
     epochs: list[dict] = []
     try:
-        result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
+        with ranked_by(ranking, job["seed"]):
+            result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
     except Diverged as e:  # the loss stopped being finite: report it, keep every other run
         return {
             **{k: job[k] for k in ("label", "seed", "baseline")},
