@@ -190,6 +190,11 @@ def grid(name: str) -> list[tuple[str, dict]]:
     return GRIDS[name][1]
 
 
+def check_ranking(ranking: str) -> None:
+    if ranking not in RANKINGS:
+        raise SystemExit(f"unknown ranking {ranking!r}; the rankings are {', '.join(RANKINGS)}")
+
+
 def rerank(drops: dict, model, ranking: str, generator) -> dict:
     """The same number of filters per layer as `drops`, chosen by `ranking` instead of the most
     redundant first: at random, or the least redundant first (by the method's own scores)."""
@@ -198,8 +203,7 @@ def rerank(drops: dict, model, ranking: str, generator) -> dict:
     from orthocli.layer_scores import score_layers
     from orthocli.layers import convs_from_module
 
-    if ranking not in RANKINGS:
-        raise SystemExit(f"unknown ranking {ranking!r}; the rankings are {', '.join(RANKINGS)}")
+    check_ranking(ranking)
     if ranking == "orthogonality" or not drops:
         return drops
     scored = {s.layer.name: s.scores for s in score_layers([c for c in convs_from_module(model) if c.name in drops])}
@@ -221,6 +225,7 @@ def ranked_by(ranking: str, seed: int):
 
     import orthocli.controller as controller
 
+    check_ranking(ranking)  # before training: a run that drops nothing would not reach rerank
     choose = controller.choose_drops
     generator = torch.Generator().manual_seed(10_000 + seed)  # not the training's own random stream
     controller.choose_drops = lambda model, config: rerank(choose(model, config), model, ranking, generator)

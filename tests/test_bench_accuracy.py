@@ -164,6 +164,8 @@ def test_the_ranking_ablation_drops_as_many_filters_chosen_another_way(bench):
     assert len(set(picks)) > 1  # not one fixed choice
     with pytest.raises(SystemExit, match="unknown ranking 'norm'; the rankings are orthogonality, random, least"):
         bench.rerank(drops, model, "norm", None)
+    with pytest.raises(SystemExit, match="unknown ranking 'norm'"), bench.ranked_by("norm", 0):
+        pass  # refused before any training, whether or not a cycle would drop
 
 
 def test_a_ranked_run_drops_the_same_count_and_leaves_the_library_as_it_was(bench):
