@@ -176,6 +176,14 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ("excess over chance, least redundant filters", {"ratio": None, "ranking": "least"}),
         ],
     ),
+    "ranking-ratio": (
+        "round 6: the ranking ablation for round 4's rule, 10% of each layer",
+        [
+            ("ratio 0.1", {**_Z, "ratio": 0.1}),  # as in the ratio grid
+            ("ratio 0.1, random filters", {**_Z, "ratio": 0.1, "ranking": "random"}),
+            ("ratio 0.1, least redundant filters", {**_Z, "ratio": 0.1, "ranking": "least"}),
+        ],
+    ),
     "adaptive": (
         "the source's threshold embodiment at chance level",
         [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})],
