@@ -34,7 +34,6 @@ import os
 import platform
 import sys
 import time
-from contextlib import contextmanager
 from multiprocessing import get_context
 
 ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
@@ -53,9 +52,6 @@ DROP_KEYS = (
     "reinit_fan_out",
     "ranking",
 )
-# Which filters a cycle drops, as many as the rule says (an ablation here, not a train option):
-# "orthogonality" (the method), "random" or "least" (the least redundant first).
-RANKINGS = ("orthogonality", "random", "least")
 
 
 def control_key(overrides: dict) -> str:
@@ -198,63 +194,19 @@ def grid(name: str) -> list[tuple[str, dict]]:
     return GRIDS[name][1]
 
 
-def check_ranking(ranking: str) -> None:
-    if ranking not in RANKINGS:
-        raise SystemExit(f"unknown ranking {ranking!r}; the rankings are {', '.join(RANKINGS)}")
-
-
-def rerank(drops: dict, model, ranking: str, generator) -> dict:
-    """The same number of filters per layer as `drops`, chosen by `ranking` instead of the most
-    redundant first: at random, or the least redundant first (by the method's own scores)."""
-    import torch
-
-    from orthocli.layer_scores import score_layers
-    from orthocli.layers import convs_from_module
-
-    check_ranking(ranking)
-    if ranking == "orthogonality" or not drops:
-        return drops
-    scored = {s.layer.name: s.scores for s in score_layers([c for c in convs_from_module(model) if c.name in drops])}
-    out = {}
-    for name, idx in drops.items():
-        scores = scored[name]
-        if ranking == "random":
-            pick = torch.randperm(len(scores), generator=generator)[: len(idx)]
-        else:
-            pick = torch.argsort(scores, stable=True)[: len(idx)]
-        out[name] = pick.sort().values
-    return out
-
-
-@contextmanager
-def ranked_by(ranking: str, seed: int):
-    """Train with the filters a cycle drops chosen by `ranking` (see `rerank`)."""
-    import torch
-
-    import orthocli.controller as controller
-
-    check_ranking(ranking)  # before training: a run that drops nothing would not reach rerank
-    choose = controller.choose_drops
-    generator = torch.Generator().manual_seed(10_000 + seed)  # not the training's own random stream
-    controller.choose_drops = lambda model, config: rerank(choose(model, config), model, ranking, generator)
-    try:
-        yield
-    finally:
-        controller.choose_drops = choose
-
-
 def run_one(job: dict) -> dict:
     import torch
 
+    from orthocli.config import TrainConfig
     from orthocli.data import prepare
     from orthocli.errors import Diverged
     from orthocli.models import arch_spec, build_model, init_weights
-    from orthocli.training import TrainConfig, set_seed, train
+    from orthocli.seeding import set_seed
+    from orthocli.training import train
 
     torch.set_num_threads(1)
     # a configuration may change the architecture or the validation split too (with its own control)
-    settings = {**job["base"], **job["overrides"]}
-    ranking = settings.pop("ranking", "orthogonality")
+    settings = {**job["base"], **job["overrides"]}  # "ranking": which filters a cycle drops (ReprConfig.ranking)
     arch_opts = {k: v for k, v in settings.items() if k in ARCH_KEYS}
     cfg_opts = {k: v for k, v in settings.items() if k not in ARCH_KEYS}
     cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
@@ -272,8 +224,7 @@ def run_one(job: dict) -> dict:
     t0 = time.perf_counter()
     epochs: list[dict] = []
     try:
-        with ranked_by(ranking, job["seed"]):
-            result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
+        result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
     except Diverged as e:  # the loss stopped being finite: report it, keep every other run
         return {
             **{k: job[k] for k in ("label", "seed", "baseline")},

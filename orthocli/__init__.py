@@ -4,8 +4,9 @@ The method (docs/method.md), in five steps that the code refers to by name:
 
 1. Acquire: read the weights of every layer (checkpoint.py) or build the model (models.py).
 2. Score: every conv filter by inter-filter orthogonality (orthogonality.py, layer_scores.py).
-3. Drop: move the most redundant filters into a sub-network (drops.py chooses, subnet.py and
-   masking.py mask and freeze; controller.py runs the schedule in any training loop).
+3. Drop: move the most redundant filters into a sub-network (drops.py counts and ranking.py
+   chooses by the options of config.py; subnet.py and masking.py mask and freeze; controller.py runs
+   the schedule in any training loop).
 4. Re-introduce: train the sub-network, then give the dropped filters new values from the null
    space of the layer's filters (subnet.py, nullspace.py) and train on.
 5. Output: the network once training has converged (training.py, experiment.py).
@@ -43,8 +44,8 @@ __all__ = [
 _WHERE = {
     "Cycle": "orthocli.controller",
     "RePr": "orthocli.controller",
-    "ReprConfig": "orthocli.controller",
-    "SubNetwork": "orthocli.controller",
+    "ReprConfig": "orthocli.config",
+    "SubNetwork": "orthocli.subnet",
     "DropPlan": "orthocli.drops",
     "drop": "orthocli.api",
     "plan_drops": "orthocli.api",
@@ -55,9 +56,11 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from orthocli.api import drop, plan_drops, reinitialize, score
-    from orthocli.controller import Cycle, RePr, ReprConfig, SubNetwork
+    from orthocli.config import ReprConfig
+    from orthocli.controller import Cycle, RePr
     from orthocli.drops import DropPlan
     from orthocli.lightning_callback import ReprCallback
+    from orthocli.subnet import SubNetwork
 
 
 def __getattr__(name: str) -> Any:

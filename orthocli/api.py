@@ -1,31 +1,37 @@
 """Plain functions of the method, on an nn.Module or a state dict: score the conv filters, plan
 which to drop, drop them, re-introduce them. The controller for a training loop is
-`controller.RePr`; `orthocli` exports all of these (see docs/api.md).
+`controller.RePr`; `orthocli` exports all of these (see docs/api.md). Their options are
+`ReprConfig`'s (a config, or its fields as keywords), with its defaults and checks.
 
 A module's filter banks (the tensors indexed by each conv's output channels: its bias, the
-BatchNorm after it) are found by tracing it with torch.fx; a bare state dict has conv weights
-and biases only. Everything changes tensors in place.
+BatchNorm after it) are found from its graph (`graph.ModelGraph`, traced by torch.fx); a bare
+state dict has conv weights and biases only. Everything changes tensors in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from orthocli.banks import FilterBank, banks_from_layers
-from orthocli.candidates import fixed_or_none
-from orthocli.controller import trace_banks, unwrap
-from orthocli.droprule import DEFAULT_DROP
-from orthocli.drops import DropPlan, DropRule
+from orthocli.banks import FilterBank, banks_from_layers, banks_from_model
+from orthocli.config import ReprConfig
+from orthocli.drops import DropPlan
 from orthocli.drops import plan_drops as _plan
+from orthocli.graph import ModelGraph, method_graph, unwrap
 from orthocli.layer_scores import score_layers
 from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict
 from orthocli.subnet import apply_drops, make_record, reintroduce
 
 Source = nn.Module | Mapping[str, torch.Tensor]
+
+
+def _config(config: ReprConfig | None, options: dict[str, Any]) -> ReprConfig:
+    if config is not None and options:
+        raise TypeError("give either a ReprConfig or keyword options, not both")
+    return config if config is not None else ReprConfig(**options)
 
 
 def _layers(source: Source) -> list[ConvLayer]:
@@ -37,7 +43,7 @@ def _layers(source: Source) -> list[ConvLayer]:
 def _state_and_banks(source: Source) -> tuple[dict[str, torch.Tensor], list[FilterBank]]:
     if isinstance(source, nn.Module):
         model = unwrap(source)
-        return model.state_dict(), trace_banks(model)  # the state dict shares the parameters' storage
+        return model.state_dict(), banks_from_model(method_graph(model))  # the state dict shares the storage
     state = dict(source)
     return state, banks_from_layers(convs_from_state_dict(state), state)
 
@@ -48,40 +54,17 @@ def score(source: Source) -> dict[str, torch.Tensor]:
     return {s.layer.name: s.scores for s in score_layers(_layers(source))}
 
 
-def plan_drops(
-    source: Source,
-    *,
-    ratio: float | None = None,
-    threshold: float | None = None,
-    scope: str = DEFAULT_DROP.scope,
-    min_keep: int = DEFAULT_DROP.min_keep,
-    layers: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    skip_first: bool = DEFAULT_DROP.skip_first,
-    skip_last: bool = DEFAULT_DROP.skip_last,
-) -> DropPlan:
+def plan_drops(source: Source, config: ReprConfig | None = None, **options: Any) -> DropPlan:
     """Which filters `orthocli prune` (and each cycle of `orthocli train`) would drop, by the same
     rule: `.drops` maps layer name -> sorted filter indices; `.excluded` and `.reasons` say which
-    layers were left alone and why. A module's output layers and shared convs (seen by torch.fx)
-    keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
-    Neither `ratio` nor `threshold` (the default): each layer drops its share of redundancy above
-    random filters of its shape (`DropRule`). Changes nothing."""
-    try:
-        rule = DropRule(ratio=ratio, threshold=threshold, scope=scope, min_keep=min_keep)
-    except ValueError as e:
-        from orthocli.errors import UsageError
-
-        raise UsageError(str(e)) from None
+    layers were left alone and why. Options: a `ReprConfig`, or its fields as keywords (`ratio`,
+    `threshold`, `scope`, `min_keep`, `ranking`, `layers`, `exclude`, `skip_first`, `skip_last`,
+    `seed`). A module's output layers and shared convs (seen by torch.fx) keep every filter; for a
+    state dict `skip_last` leaves the likely output convs alone instead. Changes nothing."""
+    config = _config(config, options)
     model = unwrap(source) if isinstance(source, nn.Module) else None
-    return _plan(
-        _layers(source),
-        rule,
-        include=list(layers) or None,
-        exclude=list(exclude) or None,
-        skip_first=skip_first,
-        skip_last=skip_last,
-        fixed=fixed_or_none(model),
-    )
+    graph = ModelGraph.try_trace(model)
+    return _plan(_layers(source), config, fixed=None if graph is None else graph.fixed_layers())
 
 
 def drop(source: Source, drops: DropPlan | Mapping[str, torch.Tensor]) -> dict:
@@ -91,19 +74,27 @@ def drop(source: Source, drops: DropPlan | Mapping[str, torch.Tensor]) -> dict:
     plan = drops if isinstance(drops, DropPlan) else None
     chosen = dict(plan.drops if plan is not None else drops)
     state, banks = _state_and_banks(source)
-    record = make_record(state, banks, chosen, asdict(plan.rule) if plan is not None else {})
+    record = make_record(state, banks, chosen, plan.rule_dict() if plan is not None else {})
     apply_drops(state, record)
     return record
 
 
 def reinitialize(
-    source: Source, record: dict, *, generator: torch.Generator | None = None, scale: float = 1.0
+    source: Source,
+    record: dict,
+    config: ReprConfig | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    **options: Any,
 ) -> dict[str, dict[str, int]]:
     """Give the dropped filters of `record` new values in place, from the null space of [kept
-    filters; their values before the drop] (QR), each of norm `scale` x the layer's mean kept
-    filter norm; their bias and BatchNorm parameters and statistics start fresh (0, 1, 0, 1).
-    Returns per layer how many came from the null space and how many needed a fallback. Reset the
-    optimizer state of these rows yourself (or use `RePr`, which does)."""
+    filters; their values before the drop] (QR), each of norm `reinit_scale` x the layer's mean
+    kept filter norm; their bias and BatchNorm parameters and statistics start fresh (0, 1, 0, 1);
+    with `reinit_fan_out="zero"` (the default, as `RePr`'s) the next layer's weights for them are
+    zeroed. Options: a `ReprConfig`, or its fields as keywords. Returns per layer how many came from
+    the null space and how many needed a fallback. Reset the optimizer state of these rows yourself
+    (or use `RePr`, which does)."""
+    config = _config(config, options)
     state = unwrap(source).state_dict() if isinstance(source, nn.Module) else dict(source)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    return reintroduce(state, record, gen, scale)
+    return reintroduce(state, record, gen, config.reinit_scale, config.reinit_fan_out)

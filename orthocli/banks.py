@@ -1,7 +1,7 @@
 """Filter banks: for each conv, every tensor indexed by its output channels, and the point in the
 forward pass after which those channels are handed on (where a dropped filter is masked).
 
-Found by tracing the model with torch.fx: from each conv, follow the chain of per-channel
+Found from the model's graph (`graph.ModelGraph`, traced once): from each conv, follow the chain of per-channel
 operations (BatchNorm, element-wise activations, pooling, dropout) while the value has one user.
 The chain ends where channels are mixed (another conv, a Linear) or combined (a residual add):
 the mask goes there, so a dropped filter contributes nothing, whatever its bias, a BatchNorm
@@ -12,13 +12,13 @@ model) a bank is the conv weight and its bias only.
 from __future__ import annotations
 
 import operator
-from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orthocli.graph import ModelGraph
 from orthocli.layers import ConvLayer, filter_count
 
 
@@ -123,16 +123,19 @@ def _conv_channels(prefix: str, conv: nn.Module) -> list[Channel]:
     return chans
 
 
-def banks_from_model(model: nn.Module) -> list[FilterBank]:
-    """Trace `model` and return one bank per conv, in graph order. Raises on untraceable models."""
-    from torch import fx
+def banks_from_model(model: nn.Module | ModelGraph) -> list[FilterBank]:
+    """One bank per conv, in graph order, from the model's graph (traced once per ModelGraph; a
+    module is traced here). Raises TraceError on a model torch.fx cannot trace."""
+    graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
+    if "banks" not in graph.cache:
+        graph.cache["banks"] = _banks(graph)
+    return graph.cache["banks"]
 
-    gm = fx.symbolic_trace(model)
-    modules = dict(model.named_modules())
+
+def _banks(graph: ModelGraph) -> list[FilterBank]:
+    modules = graph.modules
     banks = []
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.modules.conv._ConvNd):
-            continue
+    for node in graph.conv_nodes():
         conv = modules[node.target]
         prefix = f"{node.target}."
         bank = FilterBank(
@@ -170,7 +173,7 @@ def banks_from_model(model: nn.Module) -> list[FilterBank]:
         bank.mask_node = cur.name
         bank.consumer = _consumer(cur, modules)
         banks.append(bank)
-    _link_depthwise(gm, modules, banks)
+    _link_depthwise(graph, banks)
     return banks
 
 
@@ -215,11 +218,11 @@ def is_depthwise(conv: nn.Module) -> bool:
     )
 
 
-def _link_depthwise(gm, modules: dict, banks: list[FilterBank]) -> None:
+def _link_depthwise(graph: ModelGraph, banks: list[FilterBank]) -> None:
     """Attach to a bank the depthwise conv that is the only reader of its channels."""
-    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    calls, modules = graph.calls, graph.modules
     by_name = {b.name: b for b in banks}
-    nodes = {n.name: n for n in gm.graph.nodes}
+    nodes = {n.name: n for n in graph.nodes}
     for bank in banks:
         users = list(nodes[bank.mask_node].users)
         if len(users) != 1 or users[0].op != "call_module" or calls[bank.name] != 1:
@@ -249,13 +252,13 @@ def banks_from_layers(layers: list[ConvLayer], state_dict: dict[str, torch.Tenso
     return banks
 
 
-def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """A traced copy of `model` (sharing its parameters) that multiplies each bank's channels by a
-    mask at the bank's mask point. Returns it and the mask tensors (1 = kept, 0 = dropped), keyed
+def masked_forward(model: nn.Module | ModelGraph, banks: list[FilterBank]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A traced copy of the model (sharing its parameters) that multiplies each bank's channels by
+    a mask at the bank's mask point. Returns it and the mask tensors (1 = kept, 0 = dropped), keyed
     by bank name; edit those in place to change what is dropped."""
-    from torch import fx
-
-    gm = fx.symbolic_trace(model)
+    graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
+    model = graph.model
+    gm = graph.copy_module()
     nodes = {n.name: n for n in gm.graph.nodes}
     masks: dict[str, torch.Tensor] = {}
     for i, bank in enumerate(banks):
@@ -280,19 +283,3 @@ def masked_forward(model: nn.Module, banks: list[FilterBank]) -> tuple[nn.Module
         node.replace_all_uses_with(mul, delete_user_cb=lambda user, mul=mul: user is not mul)
     gm.recompile()
     return gm, masks
-
-
-def banks_of(ckpt) -> list[FilterBank]:
-    """Per conv of a checkpoint, the tensors indexed by its filters. With a known model, traced
-    (BatchNorm and the mask point included); otherwise each conv weight and its bias only."""
-    from orthocli.errors import CheckpointError, first_line
-    from orthocli.layers import checkpoint_convs
-    from orthocli.models import model_of
-
-    model = model_of(ckpt)
-    if model is not None:
-        try:
-            return banks_from_model(model)
-        except Exception as e:  # fx cannot trace every model (data-dependent control flow)
-            raise CheckpointError(f"{ckpt.path}: cannot trace the model with torch.fx ({first_line(e)})") from None
-    return banks_from_layers(checkpoint_convs(ckpt), ckpt.state_dict)

@@ -5,7 +5,7 @@ state dict (Lightning, training scripts), safetensors, TorchScript archives, and
 user trusts the file -- whole pickled nn.Modules; the format is told by the content, never the
 name. Writes orthocli checkpoints atomically (atomic.py), as a torch.save zip or, with a
 .safetensors name, as safetensors (layout: safetensors_layout.py). Building the model a checkpoint
-records is models.py's job; tracing its filter banks, banks.py's.
+records, and what it says of the model, is checkpoint_model.py's job.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ class Checkpoint:
     module: Any = None  # the nn.Module / ScriptModule when the file holds one
     extras: dict = field(default_factory=dict)  # orthocli's own entries: arch, masks, config, history
     key: str | None = None  # where the state dict sat inside a wrapping dict
-    arch_model: Any = field(default=None, repr=False, compare=False)  # cache of models.architecture
 
     def check_finite(self) -> None:
         """Refuse NaN or Inf weights before training or exporting them (score reports per layer)."""

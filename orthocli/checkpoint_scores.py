@@ -77,10 +77,10 @@ def score_checkpoint(
     """Load one checkpoint, score its chosen conv layers, and judge them against `fail_above`.
     Raises the OrthoError that makes the file unusable (unreadable, no conv layers, NaN weights)."""
     from orthocli import checkpoint as ckpt_io
-    from orthocli.layers import select_convs
+    from orthocli.checkpoint_model import CheckpointModel
 
     ckpt = ckpt_io.load(path, key=key, trust=trust)
-    results = score_layers(select_convs(ckpt, include, exclude))
+    results = score_layers(CheckpointModel(ckpt).select_convs(include, exclude))
     failing = gate_failures(results, fail_above) if fail_above is not None else []
     return CheckpointScores(ckpt.path, ckpt.format, results, most_redundant(results, top), fail_above, failing)
 

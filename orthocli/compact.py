@@ -32,7 +32,6 @@ A compact model is rebuilt from its architecture dict plus `"widths"`: {conv nam
 
 from __future__ import annotations
 
-import copy
 import operator
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,7 +41,9 @@ from torch import fx, nn
 
 from orthocli.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, banks_from_model
 from orthocli.errors import CheckpointError, first_line
+from orthocli.graph import ModelGraph, TraceError
 from orthocli.layers import filter_count
+from orthocli.subnet import DROPPED_VALUE
 
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
 _CONCAT = {torch.cat, torch.concat}
@@ -301,31 +302,35 @@ def _sync_sizes(mod: nn.Module) -> None:
         mod.num_parameters = mod.weight.numel()
 
 
-def compact(model: nn.Module, dropped: dict[str, torch.Tensor], example: torch.Tensor | None = None) -> CompactReport:
-    """Remove the `dropped` filters (conv name -> filter indices) from `model`, in place, with the
+def compact(
+    model: nn.Module | ModelGraph, dropped: dict[str, torch.Tensor], example: torch.Tensor | None = None
+) -> CompactReport:
+    """Remove the `dropped` filters (conv name -> filter indices) from the model, in place, with the
     channels that read them. Layers that must keep their width get their dropped filters zeroed
     instead. `example`: an input batch, run once to learn the widths a concatenation joins (without
     it a layer whose channels are concatenated keeps its width). Raises CheckpointError for what
     cannot be done (see the module docstring)."""
     try:
-        gm = fx.symbolic_trace(model)
-        banks = {b.name: b for b in banks_from_model(model)}
-        if example is not None:
-            from torch.fx.passes.shape_prop import ShapeProp
+        graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
+    except TraceError as e:  # data-dependent control flow and the like
+        raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({e})") from None
+    model, gm = graph.model, graph.gm
+    banks = {b.name: b for b in banks_from_model(graph)}
+    if example is not None:
+        from torch.fx.passes.shape_prop import ShapeProp
 
-            modes = [(m, m.training) for m in model.modules()]
-            model.eval()  # a run in training mode would move BatchNorm's running statistics
-            try:
-                with torch.no_grad():
-                    ShapeProp(gm).propagate(example)
-            finally:
-                for m, mode in modes:
-                    m.training = mode
-    except Exception as e:  # data-dependent control flow and the like
-        raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({first_line(e)})") from None
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()  # a run in training mode would move BatchNorm's running statistics
+        try:
+            with torch.no_grad():
+                ShapeProp(gm).propagate(example)
+        except Exception as e:  # the example does not fit the model
+            raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({first_line(e)})") from None
+        finally:
+            for m, mode in modes:
+                m.training = mode
     nodes = {n.name: n for n in gm.graph.nodes}
-    modules = dict(model.named_modules())
-    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    modules, calls = graph.modules, graph.calls
     report = CompactReport()
     keeps: dict[str, torch.Tensor] = {}
     removed: dict[tuple[str, str], tuple[int, set[int]]] = {}  # (consumer, kind) -> (width read, channels gone)
@@ -410,8 +415,6 @@ def compact(model: nn.Module, dropped: dict[str, torch.Tensor], example: torch.T
 
 def _zero_dropped(model: nn.Module, bank, idx: torch.Tensor) -> None:
     """What `subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters."""
-    from orthocli.subnet import DROPPED_VALUE
-
     tensors = dict(model.named_parameters())
     with torch.no_grad():
         for ch in bank.channels:
@@ -420,11 +423,16 @@ def _zero_dropped(model: nn.Module, bank, idx: torch.Tensor) -> None:
 
 
 def compacted(
-    model: nn.Module, dropped: dict[str, torch.Tensor], example: torch.Tensor | None = None
+    model: nn.Module | ModelGraph, dropped: dict[str, torch.Tensor], example: torch.Tensor | None = None
 ) -> tuple[nn.Module, CompactReport]:
-    """A compact copy of `model`; the original is left as it is."""
-    small = copy.deepcopy(model)
-    return small, compact(small, dropped, example)
+    """A compact copy of the model; the original is left as it is (a graph given is copied, not
+    traced again)."""
+    try:
+        graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
+    except TraceError as e:
+        raise CheckpointError(f"--compact: cannot trace the model with torch.fx ({e})") from None
+    small = graph.copy()
+    return small.model, compact(small, dropped, example)
 
 
 def apply_widths(model: nn.Module, widths: dict[str, int], example: torch.Tensor | None = None) -> nn.Module:

@@ -1,4 +1,4 @@
-"""RePr in the user's own training loop: `ReprConfig`, `SubNetwork` and the controller `RePr`.
+"""RePr in the user's own training loop: the controller `RePr` (its options: `config.ReprConfig`).
 
 `RePr(model, optimizer, config)` follows the schedule of `orthocli train` (S1 standard units, S2
 sub-network units, `cycles` times, then plain training), counted in epochs (the loop calls
@@ -7,12 +7,13 @@ AMP's GradScaler skips, an evaluation pass or a micro-batch of gradient accumula
 nothing). At the start of a cycle's first sub-network unit it scores the conv filters, drops the
 most redundant (zeroed in place, `subnet.make_record` / `apply_drops`), masks them with forward
 hooks (`masking.ChannelMasks`) and keeps them bit-identical with optimizer step hooks
-(`subnet.Freezer`); after the cycle's last sub-network unit it re-introduces them from the null
+(`subnet.Freezer`, both held by a `subnet.SubNetwork`); after the cycle's last sub-network unit it re-introduces them from the null
 space (`subnet.reintroduce`, a generator seeded by (seed, cycle)) and zeroes their optimizer
 state rows. Parameters are changed in place, never replaced; the model's `state_dict()` keeps
 its keys. `orthocli train` drives this same class.
 
-A drop falls due at a unit boundary and is made at the first training-mode forward pass after it
+The model is traced once (`graph.ModelGraph`), when the controller is created; every cycle's
+choice, mask points and drop record read that graph. A drop falls due at a unit boundary and is made at the first training-mode forward pass after it
 (or the next optimizer step, or `prepare()`), so validation run between two units sees the
 network the last unit trained. Under torch.distributed, drop decisions and re-initialised values
 are rank 0's on every rank.
@@ -21,80 +22,24 @@ are rank 0's on every rank.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from orthocli.banks import FilterBank, banks_from_model
-from orthocli.candidates import fixed_or_none
-from orthocli.droprule import DEFAULT_DROP
-from orthocli.drops import DropRule, plan_drops
-from orthocli.errors import CheckpointError, UsageError, first_line
+from orthocli.config import ReprConfig
+from orthocli.drops import plan_drops
+from orthocli.errors import CheckpointError, OptionError, UsageError
+from orthocli.graph import ModelGraph, method_graph, unwrap
 from orthocli.layers import convs_from_module
 from orthocli.masking import ChannelMasks
-from orthocli.subnet import Freezer, apply_drops, make_record, masks_from_record, reintroduce, reset_optimizer_rows
+from orthocli.seeding import ranking_seed, reinit_seed
+from orthocli.subnet import SubNetwork, apply_drops, make_record, reintroduce, reset_optimizer_rows
 
 STATE_FORMAT = "orthocli-repr"
 STATE_VERSION = 1
-UNITS = ("epoch", "step")
-
-# What a dropped filter's tensors hold while it is frozen: these roles zero (as `apply_drops`
-# leaves them), every other (BatchNorm statistics, PReLU slopes) its value before the drop.
-_ZEROED_ROLES = ("conv_weight", "conv_bias", "bn_weight", "bn_bias")
-
-
-@dataclass
-class ReprConfig:
-    """The schedule and drop rule; the defaults are `orthocli train`'s."""
-
-    # --- schedule, in `unit`s (the paper: S1 20, S2 10, N 3 epochs) ---
-    s1: int = 20  # standard units before each drop (S1)
-    s2: int = 10  # sub-network units per cycle (S2)
-    cycles: int = 3  # drop / re-introduce cycles (N); then plain training for as long as the loop runs
-    unit: str = "epoch"  # "epoch": the loop calls epoch_end(); "step": optimizer steps, counted by hooks
-    # --- which filters drop: the rule of `orthocli prune` ---
-    # neither ratio nor threshold (the default): each layer drops its share of redundancy above
-    # chance, at most 30% (DropRule)
-    ratio: float | None = None  # instead: this fraction of the candidate filters per cycle (the patent: 30%)
-    threshold: float | None = None  # instead: every filter scoring above this
-    scope: str = DEFAULT_DROP.scope  # "layer": each layer by itself; "global": ranked across the network by ratio
-    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
-    layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
-    exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv: its few input dims look redundant
-    skip_last: bool = DEFAULT_DROP.skip_last  # where torch.fx cannot see the graph, never drop from the last conv
-    # --- re-introduction ---
-    reinit_scale: float = 1.0  # norm of a new filter, as a multiple of the layer's mean kept-filter norm
-    # the next layer's weights for a re-introduced channel: "zero" (the output is unchanged at
-    # re-introduction) or "keep" (the paper); see `subnet.reintroduce`
-    reinit_fan_out: str = "zero"
-    seed: int = 0  # the re-initialisation of cycle c draws from a generator seeded by (seed, c)
-
-    def __post_init__(self) -> None:
-        if min(self.s1, self.s2, self.cycles) < 0:
-            raise UsageError("s1, s2 and cycles must be 0 or more")
-        if self.cycles and self.s2 < 1:
-            raise UsageError("s2 must be at least 1 when cycles is above 0")
-        if self.unit not in UNITS:
-            raise UsageError(f"unit must be 'epoch' or 'step', got {self.unit!r}")
-        if not self.reinit_scale > 0:
-            raise UsageError(f"reinit_scale must be positive, got {self.reinit_scale}")
-        if self.reinit_fan_out not in ("keep", "zero"):
-            raise UsageError(f"reinit_fan_out must be 'keep' or 'zero', got {self.reinit_fan_out!r}")
-        self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
-        self.drop_rule()
-
-    def drop_rule(self) -> DropRule:
-        try:
-            return DropRule(ratio=self.ratio, threshold=self.threshold, scope=self.scope, min_keep=self.min_keep)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-
-    @property
-    def period(self) -> int:
-        return self.s1 + self.s2
 
 
 @dataclass
@@ -115,37 +60,6 @@ class Cycle:
         }
 
 
-def sub_seed(seed: int, stream: int, index: int) -> int:
-    """An independent seed for (run seed, stream, index): data order is stream 1, re-init stream 2."""
-    return (seed * 1_000_003 + stream * 10_007 + index) % (2**63 - 1)
-
-
-def reinit_seed(seed: int, cycle: int) -> int:
-    """The seed of the generator that re-introduces the filters of cycle `cycle` (1-based) of a run
-    seeded `seed`. `orthocli reinit --seed S --cycle K` uses it too, so the steps run one by one
-    re-initialise to the values `orthocli train --seed S` gives in its cycle K."""
-    return sub_seed(seed, 2, cycle)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module a DistributedDataParallel / DataParallel wrapper holds (its keys are the user's)."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
-
-
-def trace_banks(model: nn.Module) -> list[FilterBank]:
-    """`banks.banks_from_model`, with an untraceable model as a UsageError."""
-    try:
-        return banks_from_model(model)
-    except Exception as e:  # torch.fx raises many kinds of errors on untraceable code
-        raise UsageError(
-            f"the model cannot be traced by torch.fx, which dropping filters needs ({type(e).__name__}:"
-            f" {first_line(e)}); make its forward traceable, or train without the method"
-            " (--cycles 0)"
-        ) from None
-
-
 @contextmanager
 def _full_precision(model: nn.Module):
     """No autograd and no autocast while scoring and re-initialising: a drop made inside the user's
@@ -162,97 +76,6 @@ def _distributed() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def choose_drops(model: nn.Module, config: ReprConfig) -> dict[str, torch.Tensor]:
-    """Layer -> filter indices to drop now, by `config`'s rule (as `orthocli prune`); under
-    torch.distributed rank 0's choice on every rank. Empty when a threshold or an adaptive rule selects
-    nothing."""
-    try:
-        plan = plan_drops(
-            convs_from_module(model),
-            config.drop_rule(),
-            include=config.layers or None,
-            exclude=config.exclude or None,
-            skip_first=config.skip_first,
-            skip_last=config.skip_last,
-            fixed=fixed_or_none(model),  # output layers and shared convs keep every filter
-        )
-        drops = plan.drops
-    except UsageError:
-        if config.ratio is not None:
-            raise
-        drops = {}
-    if _distributed():
-        import torch.distributed as dist
-
-        box = [{k: v.tolist() for k, v in drops.items()}]
-        dist.broadcast_object_list(box, src=0)
-        drops = {k: torch.tensor(v, dtype=torch.long) for k, v in box[0].items()}
-    return drops
-
-
-def write_frozen_values(model: nn.Module, record: dict) -> None:
-    """Give the dropped filters' tensors the values they keep while frozen, in place."""
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    missing = sorted(
-        ch["key"] for layer in record["layers"].values() for ch in layer["channels"] if ch["key"] not in tensors
-    )
-    if missing:
-        raise CheckpointError(
-            f"the drop record names tensors this model does not have ({', '.join(missing[:5])}); it belongs to"
-            " another model"
-        )
-    with torch.no_grad():
-        for layer in record["layers"].values():
-            for ch in layer["channels"]:
-                t = tensors[ch["key"]]
-                idx = layer["dropped"].to(t.device)
-                if ch["role"] in _ZEROED_ROLES:
-                    t.index_fill_(ch["dim"], idx, 0.0)
-                else:
-                    t.index_copy_(ch["dim"], idx, ch["old"].to(t.device, t.dtype))
-
-
-class SubNetwork:
-    """A drop record applied to a live model and its optimizer: the dropped filters are masked
-    (forward hooks) and stay bit-identical through every optimizer step (step hooks) until
-    `remove()`. For a checkpoint `orthocli prune` wrote, pass its record (extras["prune"]).
-
-    Create it after the model is on its device; the model's values of the dropped filters are set
-    to the record's frozen values (zero weights, biases and BatchNorm affine parameters)."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        record: dict,
-        *,
-        masks: ChannelMasks | None = None,
-        hooks: bool = True,
-    ) -> None:
-        self.model, self.record = unwrap(model), record
-        if masks is None:
-            banks = [b for b in trace_banks(self.model) if b.name in record["layers"]]
-            masks = ChannelMasks(self.model, banks)
-        self._masks = masks
-        write_frozen_values(self.model, record)
-        masks_from_record(record, {n: masks.masks[n] for n in record["layers"]})
-        masks.activate(record["layers"])
-        self.freezer = Freezer(self.model, record)
-        self._handles = []
-        if hooks:  # (RePr calls the freezer from its own step hooks: none may be added while they run)
-            self._handles = [
-                optimizer.register_step_pre_hook(lambda *_: self.freezer.zero_grads()),
-                optimizer.register_step_post_hook(lambda *_: self.freezer.restore()),
-            ]
-
-    def remove(self) -> None:
-        """Unmask and unfreeze (the filters keep their frozen values until changed)."""
-        self._masks.remove()
-        for h in self._handles:
-            h.remove()
-        self._handles = []
 
 
 class RePr:
@@ -283,9 +106,11 @@ class RePr:
         self._triggers: list = []
         self._masks: ChannelMasks | None = None
         self._banks: list[FilterBank] = []
+        self.graph: ModelGraph | None = None  # traced once, read by every cycle
         if self.config.cycles:
-            self._banks = trace_banks(self.model)
-            self._masks = ChannelMasks(self.model, self._banks)
+            self.graph = method_graph(self.model)
+            self._banks = banks_from_model(self.graph)
+            self._masks = ChannelMasks(self.graph, self._banks)
             self._masks.check(self._check_rule())
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
@@ -303,15 +128,12 @@ class RePr:
     @property
     def cycle(self) -> int | None:
         """The cycle (1-based) the current unit belongs to; None in the final phase."""
-        c = self.config
-        return self.units // c.period + 1 if c.cycles and self.units < c.cycles * c.period else None
+        return self.config.phase_at(self.units).cycle
 
     @property
     def phase(self) -> str:
         """'standard' (S1), 'subnet' (S2) or 'final', of the unit now running (or next to run)."""
-        if self.cycle is None:
-            return "final"
-        return "standard" if self.units % self.config.period < self.config.s1 else "subnet"
+        return self.config.phase_at(self.units).name
 
     @property
     def record(self) -> dict | None:
@@ -352,11 +174,11 @@ class RePr:
             self._disarm()
             cycle = self.cycle
             with _full_precision(self.model):
-                drops = choose_drops(self.model, self.config)
+                drops = self._choose(cycle)
                 self._dropped_cycle = cycle
                 if drops:
                     state = self.model.state_dict()  # shares the parameters' storage: edits are live
-                    record = make_record(state, self._banks, drops, asdict(self.config.drop_rule()))
+                    record = make_record(state, self._banks, drops, self.config.rule_dict())
                     apply_drops(state, record)
                     self._sub = SubNetwork(self.model, self.optimizer, record, masks=self._masks, hooks=False)
         return self.record
@@ -377,7 +199,7 @@ class RePr:
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
-            "config": asdict(self.config),
+            "config": self.config.method_dict(),
             "epoch": self.epoch,
             "step": self.step,
             "dropped_cycle": self._dropped_cycle,
@@ -394,7 +216,7 @@ class RePr:
                 f" version {state.get('version')!r})"
             )
         names = [f.name for f in fields(ReprConfig)]
-        saved = state["config"]
+        saved = {**ReprConfig().method_dict(), **state["config"]}  # an option added since: its default
         diff = sorted(n for n in names if saved.get(n) != getattr(self.config, n))
         if diff:
             raise UsageError(f"the RePr state was saved with other options (differs in: {', '.join(diff)})")
@@ -411,31 +233,46 @@ class RePr:
     # --- internals ----------------------------------------------------------------------------
 
     def _check_rule(self) -> list[str]:
-        """Before any training: the layer globs leave a layer to drop from and the ratio drops a filter
-        (a threshold or an adaptive rule is checked against each cycle's scores instead: a ratio of
-        0.5 stands in).
-        The names of the layers that may lose filters."""
+        """Before any training: the layer patterns leave a layer to drop from and the ratio drops a
+        filter (a threshold or an adaptive rule is checked against each cycle's scores instead: a
+        ratio of 0.5 stands in). The names of the layers that may lose filters."""
         c = self.config
-        per_cycle = c.ratio is None
-        rule = DropRule(ratio=0.5, scope=c.scope, min_keep=c.min_keep) if per_cycle else None
-        plan = plan_drops(
-            convs_from_module(self.model),
-            rule or c.drop_rule(),
-            include=c.layers or None,
-            exclude=c.exclude or None,
-            skip_first=c.skip_first,
-            skip_last=c.skip_last,
-            fixed=fixed_or_none(self.model),
-        )
+        rule = replace(c, ratio=0.5, threshold=None) if c.ratio is None else c
+        plan = plan_drops(convs_from_module(self.model), rule, fixed=self.graph.fixed_layers())
         return [s.layer.name for s in plan.candidates]
+
+    def _choose(self, cycle: int) -> dict[str, torch.Tensor]:
+        """Layer -> filter indices to drop now, by the config's rule and ranking (as `orthocli
+        prune`); under torch.distributed rank 0's choice on every rank. Empty when a threshold or
+        an adaptive rule selects nothing."""
+        c = self.config
+        try:
+            plan = plan_drops(
+                convs_from_module(self.model),
+                c,
+                fixed=self.graph.fixed_layers(),  # output layers and shared convs keep every filter
+                seed=ranking_seed(c.seed, cycle),
+            )
+            drops = plan.drops
+        except OptionError:
+            if c.ratio is not None:
+                raise
+            drops = {}
+        if _distributed():
+            import torch.distributed as dist
+
+            box = [{k: v.tolist() for k, v in drops.items()}]
+            dist.broadcast_object_list(box, src=0)
+            drops = {k: torch.tensor(v, dtype=torch.long) for k, v in box[0].items()}
+        return drops
 
     def _boundary(self) -> Cycle | None:
         """A unit just ended: re-introduce when it was a cycle's last sub-network unit."""
-        c, report = self.config, None
-        u = self.units
-        if c.cycles and u % c.period == 0 and 0 < u <= c.cycles * c.period and c.s2:
+        report = None
+        ended = self.config.phase_at(self.units - 1) if self.units else None
+        if ended is not None and ended.reinit_after:
             with _full_precision(self.model):
-                report = self._reintroduce(u // c.period)
+                report = self._reintroduce(ended.cycle)
         self._arm()
         return report
 

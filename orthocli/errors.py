@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 # Exit codes, one per kind of failure, so scripts can tell them apart.
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1  # `score --fail-above`: the checkpoint is more redundant than allowed
@@ -28,6 +31,27 @@ class UsageError(OrthoError):
 
 class InputFileError(OrthoError):
     exit_code = EXIT_INPUT
+
+
+class OptionError(UsageError):
+    """A bad option of the method or of training. The message names options as `{field}` (the
+    dataclass field): `str(e)` reads them as the library's parameters ("ratio must be ..."), and
+    the CLI renders them as its flags ("--ratio must be ...") with `render`."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(render_options(template, lambda name: name))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        return render_options(self.template, name)
+
+
+_OPTION = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def render_options(text: str, name: Callable[[str], str]) -> str:
+    """`text` with every `{field}` replaced by `name(field)`."""
+    return _OPTION.sub(lambda m: name(m.group(1)), text)
 
 
 class CheckpointError(OrthoError):

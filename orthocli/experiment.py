@@ -1,6 +1,6 @@
 """One `orthocli train` invocation, an experiment: the method run, with --baseline the control
 beside it, and every file they write. Its options arrive typed (`ModelOptions`, `DataOptions`,
-`OutputOptions`, `HardwareOptions`, and `training.TrainConfig`); what it needs to continue is saved
+`OutputOptions`, `HardwareOptions`, and `config.TrainConfig`); what it needs to continue is saved
 as a `RunMeta` in its state files. Training itself is `orthocli.training`; what the user sees is the
 caller's (a `Reporter` gets progress and messages).
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from orthocli.errors import CheckpointError, Diverged, OutputError, UsageError
 
 if TYPE_CHECKING:
-    from orthocli.training import TrainConfig
+    from orthocli.config import TrainConfig
 
 # Default seconds between two saves of the training state (at the end of an epoch; the last epoch
 # always): saving after every epoch of a small model would cost more than the epoch itself.
@@ -323,7 +323,7 @@ class Experiment:
         """A fresh model (seeded) or the starting checkpoint's; its arch dict (None for a pickled
         module) and drop record (None unless the checkpoint is pruned)."""
         from orthocli.models import arch_spec, build_model, init_weights
-        from orthocli.training import set_seed
+        from orthocli.seeding import set_seed
 
         m = self.meta.model
         set_seed(self.cfg.seed)
@@ -564,8 +564,8 @@ def model_from_checkpoint(m: ModelOptions, data):
     import torch
 
     from orthocli import checkpoint as ckpt_io
-    from orthocli.errors import CheckpointError
-    from orthocli.models import arch_spec, build_model, load_weights
+    from orthocli.checkpoint_model import load_weights, rebuild
+    from orthocli.models import arch_spec
 
     path = str(m.checkpoint)
     ck = ckpt_io.load(path, key=m.key, trust=m.trust)
@@ -580,7 +580,7 @@ def model_from_checkpoint(m: ModelOptions, data):
         )
     ck.check_finite()
     if arch is not None:
-        model = load_weights(build_model(arch), ck.state_dict, path, arch)
+        model = load_weights(rebuild(arch), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:

@@ -55,8 +55,8 @@ import torch
 from orthocli import __version__
 from orthocli import checkpoint as ckpt_io
 from orthocli.atomic import atomic_write, check_output
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.errors import CheckpointError, UsageError, first_line
-from orthocli.models import model_of
 from orthocli.trees import map_tree
 
 FORMATS = ("safetensors", "pt", "pt2", "torchscript", "onnx", "orthocli")
@@ -130,7 +130,7 @@ class ExportSpec:
 
 def _source_model(ckpt) -> Any:
     ckpt.check_finite()
-    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else model_of(ckpt)
+    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else CheckpointModel(ckpt).model
     return model.eval() if model is not None else None
 
 
@@ -159,11 +159,15 @@ def probe_batch(shape: list[int], dtype: torch.dtype = torch.float32) -> torch.T
 
 
 def _masked(model, dropped: dict) -> Any:
+    """The masked sub-network: the model (or its ModelGraph) with the dropped filters' channels
+    multiplied by 0 where they are handed on."""
     from orthocli.banks import banks_from_model, masked_forward
+    from orthocli.graph import ModelGraph
     from orthocli.subnet import masks_from_record
 
-    banks = banks_from_model(model)
-    gm, masks = masked_forward(model, banks)
+    graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
+    banks = banks_from_model(graph)
+    gm, masks = masked_forward(graph, banks)
     unknown = sorted(set(dropped) - set(masks))
     if unknown:
         raise CheckpointError(f"the drop record names layers the model does not have: {', '.join(unknown)}")
@@ -381,9 +385,9 @@ def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) 
 
 def _rebuild(spec: ExportSpec, arch: dict | None):
     if arch:
-        from orthocli.models import build_model
+        from orthocli.checkpoint_model import rebuild
 
-        return build_model(arch).eval()
+        return rebuild(arch).eval()
     return copy.deepcopy(spec.model).eval()
 
 
@@ -455,11 +459,12 @@ def export(
         raise UsageError("needs the input shape for the probe batch: give --input-shape, e.g. 3,32,32 (channels first)")
     dtype = next((t.dtype for t in ckpt.state_dict.values() if t.is_floating_point()), torch.float32)
     probe = probe_batch(shape, dtype) if shape is not None and model is not None else None
-    masked = _masked_or_none(model, dropped, probe, required=compact or fmt in _NEEDS_MODEL)
+    graph = _graph_or_none(model, dropped, probe, required=compact or fmt in _NEEDS_MODEL)
+    masked = _masked(graph, dropped) if graph is not None else None
 
     report, leak = None, None
     if compact:
-        spec, report = _compact_spec(model, masked, dropped, arch, probe)
+        spec, report = _compact_spec(graph, masked, dropped, arch, probe)
     else:
         exported = masked if (masked is not None and fmt in _NEEDS_MODEL) else model
         spec = ExportSpec(exported, ckpt.state_dict, arch, _run(exported, probe) if probe is not None else None)
@@ -495,22 +500,24 @@ def export(
         "after": _stats(spec.model, spec.state_dict, Path(output).stat().st_size, ms[-1]),
         "compaction": None
         if report is None
-        else {**report.to_json(), "patterns": pattern_savings(model, dropped, report, probe)},
+        else {**report.to_json(), "patterns": pattern_savings(graph, dropped, report, probe)},
     }
 
 
-def pattern_savings(model, dropped: dict, report, probe: torch.Tensor) -> list[dict]:
+def pattern_savings(graph, dropped: dict, report, probe: torch.Tensor) -> list[dict]:
     """What each compaction pattern (concatenation, spatial reduction, depthwise) gave on this
-    model: the layers whose channels went through it, compacted alone, against the full model:
-    parameters removed and median forward time saved (`median_ms`, on the probe batch)."""
+    model (`graph`: its ModelGraph): the layers whose channels went through it, compacted alone,
+    against the full model: parameters removed and median forward time saved (`median_ms`, on the
+    probe batch)."""
     from orthocli.compact import PATTERNS, compacted, param_count
 
+    model = graph.model
     savings = []
     for pattern in PATTERNS:
         layers = [name for name, info in report.layers.items() if pattern in info["patterns"]]
         if not layers:
             continue
-        small, _ = compacted(model, {name: dropped[name] for name in layers}, probe)
+        small, _ = compacted(graph, {name: dropped[name] for name in layers}, probe)
         full_ms, small_ms = median_ms([model, small.eval()], probe)
         savings.append(
             {
@@ -523,26 +530,25 @@ def pattern_savings(model, dropped: dict, report, probe: torch.Tensor) -> list[d
     return savings
 
 
-def _masked_or_none(model, dropped: dict, probe, *, required: bool):
-    """The masked sub-network, where there are drops and a Python model to run."""
+def _graph_or_none(model, dropped: dict, probe, *, required: bool):
+    """The model's graph (traced once: masks, compaction), where there are drops and a Python
+    model to run."""
+    from orthocli.graph import ModelGraph, TraceError
+
     if not dropped or probe is None or isinstance(model, torch.jit.ScriptModule):
         return None
     try:
-        return _masked(model, dropped)
-    except CheckpointError:
-        raise
-    except Exception as e:  # fx cannot trace every model
+        return ModelGraph.trace(model)
+    except TraceError as e:  # fx cannot trace every model
         if required:
-            raise CheckpointError(
-                f"cannot trace the model with torch.fx to apply its drop masks ({first_line(e, 200)})"
-            ) from None
+            raise CheckpointError(f"cannot trace the model with torch.fx to apply its drop masks ({e})") from None
         return None
 
 
-def _compact_spec(model, masked, dropped: dict, arch: dict | None, probe: torch.Tensor):
+def _compact_spec(graph, masked, dropped: dict, arch: dict | None, probe: torch.Tensor):
     from orthocli.compact import compacted
 
-    small, report = compacted(model, dropped, probe)
+    small, report = compacted(graph, dropped, probe)
     expected = _run(small.eval(), probe)
     gap = _diff(expected, _run(masked, probe))
     if not gap <= COMPACT_TOL:

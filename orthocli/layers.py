@@ -1,4 +1,5 @@
-"""Finding the conv layers of a checkpoint, with what is known of each (groups, layout)."""
+"""Conv layers, with what is known of each (groups, layout): found in a module or a bare state
+dict, and chosen by name patterns. A checkpoint's layers: `checkpoint_model.CheckpointModel.convs`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-
-    from orthocli.checkpoint import Checkpoint
 
 _CONV_TYPES = {
     "Conv1d": False,
@@ -100,37 +99,3 @@ def select(layers: Iterable[ConvLayer], include: list[str] | None, exclude: list
             continue
         out.append(layer)
     return out
-
-
-def checkpoint_convs(ckpt: Checkpoint) -> list[ConvLayer]:
-    """The conv layers of a checkpoint: from its module where it holds one, from its recorded
-    architecture (layout) and weights where it records one, else guessed from the weights' shapes."""
-    if ckpt.module is not None:
-        return convs_from_module(ckpt.module)
-    if ckpt.extras.get("arch"):
-        from orthocli.models import architecture
-
-        return [
-            ConvLayer(layer.name, layer.key, ckpt.state_dict[layer.key], layer.groups, layer.transposed, True)
-            for layer in convs_from_module(architecture(ckpt))
-            if layer.key in ckpt.state_dict
-        ]
-    return convs_from_state_dict(ckpt.state_dict)
-
-
-def select_convs(
-    ckpt: Checkpoint, include: list[str] | None = None, exclude: list[str] | None = None
-) -> list[ConvLayer]:
-    """The checkpoint's conv layers matching the globs; an error when there are none."""
-    from orthocli.errors import CheckpointError
-
-    found = checkpoint_convs(ckpt)
-    if not found:
-        raise CheckpointError(
-            f"{ckpt.path}: no conv layers found (looked for 3-D to 5-D floating-point tensors named '*weight')"
-        )
-    chosen = select(found, include, exclude)
-    if not chosen:
-        names = ", ".join(layer.name for layer in found[:12]) + (", ..." if len(found) > 12 else "")
-        raise CheckpointError(f"no conv layer matches --layers/--exclude; the layers are: {names}")
-    return chosen

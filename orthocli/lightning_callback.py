@@ -12,7 +12,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from orthocli.controller import RePr, ReprConfig
+from orthocli.config import ReprConfig
+from orthocli.controller import RePr
 from orthocli.errors import UsageError
 
 

@@ -1,6 +1,6 @@
 """Masking dropped filters in the user's own model, without changing its module tree.
 
-`banks.masked_forward` builds a traced copy of the model with a multiplication at each bank's mask
+`banks.masked_forward` builds a graph copy of the model with a multiplication at each bank's mask
 point (where the conv's channels are handed on: before another conv, a Linear, a residual add).
 A user's loop calls its own model, not a copy, so here the same mask goes into a forward hook:
 on the module at the mask point when that module is called once per forward pass, else on the
@@ -16,7 +16,6 @@ plain model runs with no hook and no overhead. Nothing is added to the state dic
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 
 from orthocli.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, FilterBank
 from orthocli.errors import UsageError
+from orthocli.graph import ModelGraph
 
 # Per-channel operations that map a zero channel to a non-zero one (sigmoid(0) = 0.5).
 _NOT_ZERO_AT_ZERO_MODULES = (nn.Sigmoid, nn.Softplus)
@@ -44,14 +44,10 @@ def _keeps_zero(node, modules: dict[str, nn.Module]) -> bool:
     return node.target in PER_CHANNEL_METHODS and node.target not in _NOT_ZERO_AT_ZERO_METHODS
 
 
-def hook_points(model: nn.Module, banks: Iterable[FilterBank]) -> dict[str, str | None]:
+def hook_points(graph: ModelGraph, banks: Iterable[FilterBank]) -> dict[str, str | None]:
     """Bank name -> name of the module whose output takes that bank's mask; None when a bank has
     no such module (its channels pass a shared module and then a sigmoid, say)."""
-    from torch import fx
-
-    graph = fx.symbolic_trace(model).graph
-    modules = dict(model.named_modules())
-    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    modules, calls = graph.modules, graph.calls
     points = {}
     for bank in banks:
         start = next(n for n in graph.nodes if n.op == "call_module" and n.target == bank.name)
@@ -76,9 +72,9 @@ class ChannelMasks:
     `masks` (bank name -> tensor shaped (1, C, 1, ...)) may be edited in place; `activate(names)`
     adds the hooks, `remove()` takes them away again."""
 
-    def __init__(self, model: nn.Module, banks: list[FilterBank]) -> None:
-        self.model = model
-        self.points = hook_points(model, banks)
+    def __init__(self, graph: ModelGraph, banks: list[FilterBank]) -> None:
+        self.model = model = graph.model
+        self.points = hook_points(graph, banks)
         self.masks: dict[str, torch.Tensor] = {}
         for bank in banks:
             weight = model.get_parameter(bank.key)

@@ -181,24 +181,16 @@ def _call_user(target: str, args: dict) -> nn.Module:
 
 
 def build_model(arch: dict) -> nn.Module:
-    """Rebuild a model from its recorded architecture dict. A compact model (`orthocli export
-    --compact`) records `"widths"`: {conv name: filters kept}; the model is narrowed to them."""
+    """Build the model a recorded architecture dict describes, without weights (a compact export's
+    recorded widths: `checkpoint_model.rebuild`)."""
     name, args = arch.get("name"), dict(arch.get("args", {}))
     if name == "convnet":
-        model = ConvNet(**args)
-    elif name == "resnet20":
-        model = ResNet20(**args)
-    elif name == "callable":
-        model = _call_user(arch["target"], args)
-    else:
-        raise CheckpointError(f"unknown architecture '{name}' recorded in the checkpoint")
-    if arch.get("widths"):
-        from orthocli.compact import apply_widths
-
-        shape = [args.get("in_channels"), *args.get("input_shape", [])]
-        example = torch.zeros(1, *shape) if all(isinstance(n, int) for n in shape) and len(shape) > 1 else None
-        apply_widths(model, arch["widths"], example)
-    return model
+        return ConvNet(**args)
+    if name == "resnet20":
+        return ResNet20(**args)
+    if name == "callable":
+        return _call_user(arch["target"], args)
+    raise CheckpointError(f"unknown architecture '{name}' recorded in the checkpoint")
 
 
 def arch_spec(name: str, *, in_channels: int, num_classes: int, input_shape: list[int], **options) -> dict:
@@ -218,34 +210,3 @@ def arch_spec(name: str, *, in_channels: int, num_classes: int, input_shape: lis
         args.update({k: v for k, v in options.items() if v is not None})
         return {"name": "callable", "target": name, "args": args}
     raise UsageError(f"unknown architecture '{name}'; choose {', '.join(BUILTIN)} or give 'package.module:callable'")
-
-
-def architecture(ckpt):
-    """The model a checkpoint's recorded architecture describes, without weights; built once per
-    checkpoint (its layers, banks and model share it)."""
-    if ckpt.arch_model is None:
-        ckpt.arch_model = build_model(ckpt.extras["arch"])
-    return ckpt.arch_model
-
-
-def model_of(ckpt):
-    """The nn.Module a checkpoint's weights belong to, where known (a trusted pickled module, an
-    orthocli architecture); None for a bare state dict or a TorchScript archive."""
-    if isinstance(ckpt.module, nn.Module) and not isinstance(ckpt.module, torch.jit.ScriptModule):
-        return ckpt.module
-    if ckpt.extras.get("arch"):
-        return load_weights(architecture(ckpt), ckpt.state_dict, ckpt.path, ckpt.extras["arch"])
-    return None
-
-
-def load_weights(model, state_dict: dict, path, arch: dict | None = None):
-    """`model` with `state_dict` loaded (strict); a mismatch is one clear CheckpointError."""
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as e:
-        lines = [line.strip().rstrip(".") for line in str(e).splitlines()[1:] if line.strip()]
-        name = (arch or {}).get("target") or (arch or {}).get("name") or type(model).__name__
-        raise CheckpointError(
-            f"{path}: its weights do not fit the architecture {name} ({'; '.join(lines)[:300]})"
-        ) from None
-    return model

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orthocli.droprule import DEFAULT_DROP
-from orthocli.drops import DropPlan, DropRule, plan_drops
+from orthocli.config import ReprConfig
+from orthocli.drops import DropPlan, plan_drops
 from orthocli.errors import UsageError
 
 
@@ -18,53 +18,42 @@ class PruneReport:
     output: Path | None  # None for a dry run
     plan: DropPlan
 
-    def to_json(self) -> dict:
+    def to_json(self, name=str) -> dict:
+        """Plain values; `name` renders option names in the reasons (the CLI passes its flags)."""
         return {
             "checkpoint": str(self.checkpoint),
             "output": None if self.output is None else str(self.output),
-            **self.plan.to_json(),
+            **self.plan.to_json(name),
         }
 
 
 def prune(
     source: str | os.PathLike,
     output: str | os.PathLike | None,
-    rule: DropRule = DropRule(),  # frozen: one shared default is safe
+    config: ReprConfig | None = None,
     *,
-    include: list[str] | None = None,
-    exclude: list[str] | None = None,
-    skip_first: bool = DEFAULT_DROP.skip_first,
-    skip_last: bool = DEFAULT_DROP.skip_last,
     key: str | None = None,
     trust: bool = False,
     force: bool = False,
 ) -> PruneReport:
-    """Drop filters of `source` by `rule` (default: the default rule, as `orthocli prune` and `orthocli
-    train` use) and write the result to `output`; with no output, only plan."""
+    """Drop filters of `source` by `config`'s drop rule, ranking and layer choice (default: the
+    defaults `orthocli prune` and `orthocli train` use) and write the result to `output`; with no
+    output, only plan."""
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
-    from orthocli.banks import banks_of
-    from orthocli.candidates import fixed_or_none
-    from orthocli.layers import select_convs
-    from orthocli.models import model_of
+    from orthocli.checkpoint_model import CheckpointModel
     from orthocli.subnet import apply_drops, make_record
 
+    config = config if config is not None else ReprConfig()
     if output is not None:
         check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     if "prune" in ckpt.extras:
         raise UsageError(f"{source}: already pruned; run 'orthocli reinit' (or train) on it first")
-    plan = plan_drops(
-        select_convs(ckpt),
-        rule,
-        include=include,
-        exclude=exclude,
-        skip_first=skip_first,
-        skip_last=skip_last,
-        fixed=fixed_or_none(model_of(ckpt)),
-    )
+    view = CheckpointModel(ckpt)
+    plan = plan_drops(view.select_convs(), config, fixed=view.fixed_layers())
     if output is not None:
-        record = make_record(ckpt.state_dict, banks_of(ckpt), plan.drops, plan.rule_dict())
+        record = make_record(ckpt.state_dict, view.banks(), plan.drops, plan.rule_dict())
         apply_drops(ckpt.state_dict, record)
         extras = ckpt.extras or {"source": {"path": str(source), "format": ckpt.format, "key": ckpt.key}}
         payload = ckpt_io.make_payload(ckpt.state_dict, **{**extras, "prune": record})

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from orthocli.config import ReprConfig
 from orthocli.errors import CheckpointError, UsageError
 
 
@@ -50,27 +51,23 @@ class ReinitReport:
 def reinit(
     source: str | os.PathLike,
     output: str | os.PathLike,
+    config: ReprConfig | None = None,
     *,
-    seed: int = 0,
     cycle: int = 1,
-    scale: float = 1.0,
-    fan_out: str = "zero",
     force: bool = False,
 ) -> ReinitReport:
-    """Re-introduce the filters `source` dropped; write the checkpoint to `output`. The random
-    directions come from the generator `orthocli train --seed seed` uses in its cycle `cycle`
-    (`controller.reinit_seed`), so the steps run one by one give `train`'s values."""
+    """Re-introduce the filters `source` dropped, by `config`'s re-introduction options
+    (`reinit_scale`, `reinit_fan_out`, `seed`; default: train's); write the checkpoint to `output`.
+    The random directions come from the generator `orthocli train --seed seed` uses in its cycle
+    `cycle` (`seeding.reinit_seed`), so the steps run one by one give `train`'s values."""
     import torch
 
     from orthocli import checkpoint as ckpt_io
     from orthocli.atomic import check_output
-    from orthocli.controller import reinit_seed
+    from orthocli.seeding import reinit_seed
     from orthocli.subnet import reintroduce
 
-    if not scale > 0:
-        raise UsageError(f"--reinit-scale must be positive, got {scale}")
-    if fan_out not in ("keep", "zero"):
-        raise UsageError(f"--reinit-fan-out must be 'keep' or 'zero', got '{fan_out}'")
+    config = config if config is not None else ReprConfig()
     if cycle < 1:
         raise UsageError(f"--cycle must be at least 1, got {cycle}")
     check_output(output, force=force, inputs=[source])
@@ -78,10 +75,11 @@ def reinit(
     record = ckpt.extras.get("prune")
     if not record:
         raise CheckpointError(f"{source}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
-    generator = torch.Generator().manual_seed(reinit_seed(seed, cycle))
-    counts = reintroduce(ckpt.state_dict, record, generator, scale, fan_out)  # as train's re-introduction
+    generator = torch.Generator().manual_seed(reinit_seed(config.seed, cycle))
+    # as train's re-introduction
+    counts = reintroduce(ckpt.state_dict, record, generator, config.reinit_scale, config.reinit_fan_out)
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
-    extras["reinit"] = {"seed": seed, "cycle": cycle, "scale": scale, "layers": counts}
+    extras["reinit"] = {"seed": config.seed, "cycle": cycle, "scale": config.reinit_scale, "layers": counts}
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[source])
     layers = [ReinitLayer(name, **c) for name, c in counts.items()]
-    return ReinitReport(Path(source), Path(output), seed, cycle, layers)
+    return ReinitReport(Path(source), Path(output), config.seed, cycle, layers)

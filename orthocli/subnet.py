@@ -7,6 +7,8 @@ A drop record, saved in the checkpoint under extras["prune"], is plain data:
 {"rule": {...}, "layers": {name: {"key", "groups", "transposed", "dropped": LongTensor,
  "channels": [{"key", "dim", "role", "old": Tensor}], "follow": [depthwise conv names]}}}
 "old" holds each channel tensor's values for the dropped filters before dropping.
+
+`SubNetwork` applies a record to a live model and its optimizer: masked, frozen, until removed.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from torch import nn
 
-from orthocli.banks import FilterBank
+from orthocli.banks import FilterBank, banks_from_model
 from orthocli.errors import CheckpointError
+from orthocli.graph import method_graph, unwrap
+from orthocli.masking import ChannelMasks
 from orthocli.nullspace import filter_scale, new_filters
 from orthocli.orthogonality import filter_rows
 
@@ -25,6 +30,9 @@ from orthocli.orthogonality import filter_rows
 DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
 DROPPED_VALUE.update({f"dw_{role}": value for role, value in DROPPED_VALUE.items()})  # a following depthwise conv
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
+# What a dropped filter's tensors hold while it is frozen: these roles zero (as `apply_drops`
+# leaves them), every other (BatchNorm statistics, PReLU slopes) its value before the drop.
+_ZEROED_ROLES = ("conv_weight", "conv_bias", "bn_weight", "bn_bias")
 
 
 def make_record(
@@ -141,8 +149,8 @@ def reintroduce(
     state_dict: dict[str, torch.Tensor],
     record: dict,
     generator: torch.Generator,
-    scale: float = 1.0,
-    fan_out: str = "keep",
+    scale: float,
+    fan_out: str,
 ) -> dict[str, dict]:
     """Give every dropped filter new values from the null space of [kept filters; its old value],
     in place. Kept filters are not touched. Returns, per layer, how many filters came from the
@@ -225,3 +233,66 @@ def reset_optimizer_rows(
         for value in (state or {}).values():
             if isinstance(value, torch.Tensor) and value.shape == p.shape:
                 value.index_fill_(nxt["dim"], nxt["index"].to(value.device), 0)
+
+
+def write_frozen_values(model: nn.Module, record: dict) -> None:
+    """Give the dropped filters' tensors the values they keep while frozen, in place."""
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    missing = sorted(
+        ch["key"] for layer in record["layers"].values() for ch in layer["channels"] if ch["key"] not in tensors
+    )
+    if missing:
+        raise CheckpointError(
+            f"the drop record names tensors this model does not have ({', '.join(missing[:5])}); it belongs to"
+            " another model"
+        )
+    with torch.no_grad():
+        for layer in record["layers"].values():
+            for ch in layer["channels"]:
+                t = tensors[ch["key"]]
+                idx = layer["dropped"].to(t.device)
+                if ch["role"] in _ZEROED_ROLES:
+                    t.index_fill_(ch["dim"], idx, 0.0)
+                else:
+                    t.index_copy_(ch["dim"], idx, ch["old"].to(t.device, t.dtype))
+
+
+class SubNetwork:
+    """A drop record applied to a live model and its optimizer: the dropped filters are masked
+    (forward hooks) and stay bit-identical through every optimizer step (step hooks) until
+    `remove()`. For a checkpoint `orthocli prune` wrote, pass its record (extras["prune"]).
+
+    Create it after the model is on its device; the model's values of the dropped filters are set
+    to the record's frozen values (zero weights, biases and BatchNorm affine parameters)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        record: dict,
+        *,
+        masks: ChannelMasks | None = None,
+        hooks: bool = True,
+    ) -> None:
+        self.model, self.record = unwrap(model), record
+        if masks is None:
+            graph = method_graph(self.model)
+            masks = ChannelMasks(graph, [b for b in banks_from_model(graph) if b.name in record["layers"]])
+        self._masks = masks
+        write_frozen_values(self.model, record)
+        masks_from_record(record, {n: masks.masks[n] for n in record["layers"]})
+        masks.activate(record["layers"])
+        self.freezer = Freezer(self.model, record)
+        self._handles = []
+        if hooks:  # (RePr calls the freezer from its own step hooks: none may be added while they run)
+            self._handles = [
+                optimizer.register_step_pre_hook(lambda *_: self.freezer.zero_grads()),
+                optimizer.register_step_post_hook(lambda *_: self.freezer.restore()),
+            ]
+
+    def remove(self) -> None:
+        """Unmask and unfreeze (the filters keep their frozen values until changed)."""
+        self._masks.remove()
+        for h in self._handles:
+            h.remove()
+        self._handles = []

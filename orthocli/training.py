@@ -31,181 +31,41 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from orthocli import checkpoint as ckpt_io
-from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
+from orthocli.config import Phase, TrainConfig
+from orthocli.controller import RePr
 from orthocli.data import Arrays, DataSplits
 from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
-from orthocli.droprule import DEFAULT_DROP
-from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
+from orthocli.seeding import DATA_ORDER, MORE_PASSES, sub_seed
+from orthocli.subnet import SubNetwork
 from orthocli.trees import map_tree
 
 STATE_KIND = "orthocli-train-state"
 STATE_VERSION = 2  # 2: the RePr controller's state in the loop state (`LoopState.method`)
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
-
-
-@dataclass
-class TrainConfig:
-    # --- schedule, in epochs (the paper: S1 20, S2 10, N 3, 100 epochs in all) ---
-    s1: int = 20  # standard epochs before each drop (S1)
-    s2: int = 10  # sub-network epochs per cycle (S2); also what a pruned checkpoint trains for
-    cycles: int = 3  # drop / re-introduce cycles (N); 0 = plain training
-    max_epochs: int | None = None  # cap on ALL epochs; None = cycles*(s1+s2) + s1 (final phase at most s1)
-    patience: int = 10  # final phase: stop after this many epochs without a better val accuracy
-    # --- which filters drop: the rule of `orthocli prune` ---
-    # neither ratio nor threshold (the default): each layer drops its share of redundancy above chance
-    ratio: float | None = None  # instead: this fraction of the candidate filters per cycle
-    threshold: float | None = None  # instead: every filter scoring above this
-    scope: str = DEFAULT_DROP.scope  # "layer": each layer by itself; "global": rank the network's filters by ratio
-    min_keep: int = DEFAULT_DROP.min_keep  # filters every layer keeps
-    layers: list[str] = field(default_factory=list)  # only conv layers matching these globs (empty: all)
-    exclude: list[str] = field(default_factory=list)  # never drop from layers matching these globs
-    skip_first: bool = DEFAULT_DROP.skip_first  # never drop from the first conv (its few input dims look redundant)
-    skip_last: bool = DEFAULT_DROP.skip_last  # where the graph is unknown, never drop from the last conv
-    # --- optimisation ---
-    optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam" (L2 weight decay)
-    lr: float | None = None  # peak learning rate; None = 0.01 for sgd, 1e-3 for adam
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 5e-4  # L2 penalty
-    # lr per epoch over max_epochs (--schedule): "none" (constant), "cosine", "step" (x0.1 at 50% and 75%).
-    # Constant by default: a decaying lr leaves the filters re-introduced in the last cycle too little to recover.
-    lr_schedule: str = "none"
-    batch_size: int = 64
-    # Optimizer steps an epoch takes at least (0: one pass): on small data an epoch is a handful of
-    # steps, so S1/S2 counted in epochs would leave a re-introduced filter almost no steps to recover.
-    # 25 turned significant losses on small sets into none (docs/results.md); larger sets are unaffected.
-    min_steps: int = 25
-    loss: str = "ce"  # "ce" cross-entropy; "mse" the patent's E = 1/2 sum_k (softmax_k - onehot_k)^2, batch mean
-    # --- reproducibility and data ---
-    seed: int = 0  # model init, validation split, data order (per epoch), re-initialisation (per cycle)
-    deterministic: bool = False  # torch.use_deterministic_algorithms for the run
-    val_fraction: float = 0.1  # part of the training data held out for validation (0: no early stopping)
-    baseline: bool = False  # the control: same schedule and budget, nothing dropped
-    reinit_scale: float = 1.0  # norm of a re-introduced filter, as a multiple of the layer's mean kept-filter norm
-    # What the next layer does with a re-introduced channel: "zero" its weights, so the network's output
-    # is unchanged at re-introduction, or "keep" them (the paper). Zero by default: kept weights can make
-    # the loss jump by orders of magnitude and diverge (long signals into a wide Linear; docs/results.md).
-    reinit_fan_out: str = "zero"
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise UsageError(message)
-
-        need(self.s1 >= 0 and self.s2 >= 0 and self.cycles >= 0, "--s1, --s2 and --cycles must be 0 or more")
-        need(self.cycles == 0 or self.s2 >= 1, "--s2 must be at least 1 when --cycles is above 0")
-        need(self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
-        need(self.optimizer in DEFAULT_LR, f"--optimizer must be 'sgd' or 'adam', got '{self.optimizer}'")
-        need(
-            self.lr_schedule in ("cosine", "step", "none"),
-            f"--schedule must be 'cosine', 'step' or 'none', got '{self.lr_schedule}'",
-        )
-        need(self.loss in ("ce", "mse"), f"--loss must be 'ce' or 'mse', got '{self.loss}'")
-        need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        need(self.min_steps >= 0, f"--min-steps must be 0 or more, got {self.min_steps}")
-        need(
-            self.reinit_fan_out in ("keep", "zero"),
-            f"--reinit-fan-out must be 'keep' or 'zero', got '{self.reinit_fan_out}'",
-        )
-        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
-        need(self.reinit_scale > 0, f"--reinit-scale must be positive, got {self.reinit_scale}")
-        need(self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more")
-        self.layers, self.exclude = list(self.layers or []), list(self.exclude or [])
-        self.drop_rule()  # validates ratio / threshold / scope / min_keep
-        fixed = self.cycles * (self.s1 + self.s2)
-        need(
-            self.max_epochs is None or self.max_epochs >= fixed,
-            f"--max-epochs {self.max_epochs} is shorter than the cycles ({self.cycles} x ({self.s1} + {self.s2})"
-            f" = {fixed} epochs); raise it or lower --cycles",
-        )
-
-    @property
-    def total_epochs(self) -> int:
-        return self.max_epochs if self.max_epochs is not None else self.cycles * (self.s1 + self.s2) + self.s1
-
-    @property
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-
-    def drop_rule(self) -> DropRule:
-        return make_rule(self.ratio, self.threshold, self.scope, self.min_keep)  # as `prune`
-
-    def method(self) -> ReprConfig:
-        """The options of the RePr controller (schedule in epochs, drop rule, re-initialisation)."""
-        return ReprConfig(
-            s1=self.s1,
-            s2=self.s2,
-            cycles=self.cycles,
-            unit="epoch",
-            ratio=self.ratio,
-            threshold=self.threshold,
-            scope=self.scope,
-            min_keep=self.min_keep,
-            layers=list(self.layers),
-            exclude=list(self.exclude),
-            skip_first=self.skip_first,
-            skip_last=self.skip_last,
-            reinit_scale=self.reinit_scale,
-            reinit_fan_out=self.reinit_fan_out,
-            seed=self.seed,
-        )
-
-    def to_dict(self) -> dict:
-        """By option name (the keys of --config, of a checkpoint's `config` and of the state file's)."""
-        return {_OPTION_NAME.get(k, k): v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> TrainConfig:
-        """The inverse of `to_dict`; UsageError naming any key that is not an option of it."""
-        by_option = {_OPTION_NAME.get(f.name, f.name): f.name for f in fields(cls)}
-        unknown = sorted(set(doc) - set(by_option))
-        if unknown:
-            raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**{by_option[k]: v for k, v in doc.items()})
-
-
-# Fields whose option (flag, --config key, saved key) has another name: "schedule" alone would say
-# nothing about the learning rate next to the epoch phases.
-_OPTION_NAME = {"lr_schedule": "schedule"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers
 
 
-@dataclass(frozen=True)
-class Phase:
-    """The phase one epoch belongs to, and what happens around it."""
-
-    name: str  # "standard" (S1), "subnet" (S2), "final" (after the last cycle)
-    cycle: int | None  # 1-based; None in the final phase
-    drop_before: bool = False  # the cycle's filters are scored and dropped before this epoch
-    reinit_after: bool = False  # they are re-introduced after it
-
-
 def phases(cfg: TrainConfig, *, subnet_only: bool = False) -> list[Phase]:
-    """The phase of each epoch (0-based index), up to the cap; the final phase may stop early.
-    `subnet_only`: training a pruned checkpoint's sub-network, S2 epochs and nothing else."""
+    """The phase of each epoch (0-based index), up to the cap (`ReprConfig.phase_at`, the schedule
+    the controller follows); the final phase may stop early. `subnet_only`: training a pruned
+    checkpoint's sub-network, S2 epochs and nothing else."""
     if subnet_only:
         return [Phase("subnet", None) for _ in range(cfg.s2)]
-    out = []
-    for c in range(1, cfg.cycles + 1):
-        out += [Phase("standard", c) for _ in range(cfg.s1)]
-        out += [Phase("subnet", c, drop_before=i == 0, reinit_after=i == cfg.s2 - 1) for i in range(cfg.s2)]
-    return out + [Phase("final", None) for _ in range(cfg.total_epochs - len(out))]
+    return [cfg.phase_at(epoch) for epoch in range(cfg.total_epochs)]
 
 
 def lr_at(epoch: int, cfg: TrainConfig) -> float:
@@ -226,7 +86,7 @@ def batches(
     than processes (each rank needs one), joins the one before."""
 
     def one_pass(p: int) -> list[torch.Tensor]:
-        stream_seed = sub_seed(seed, 1, epoch) if p == 0 else sub_seed(seed, 3, epoch * 100_003 + p)
+        stream_seed = sub_seed(seed, DATA_ORDER, epoch) if p == 0 else sub_seed(seed, MORE_PASSES, epoch * 100_003 + p)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed))
         one = list(order.split(batch_size))
         if len(one) > 1 and len(one[-1]) < max(2, world_size):
@@ -245,13 +105,6 @@ def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 
         return squared_error
     return F.cross_entropy
-
-
-def set_seed(seed: int) -> None:
-    """The one place that seeds the global RNGs (model init, dropout)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def check_fits(model: nn.Module, data: DataSplits) -> None:
@@ -455,7 +308,7 @@ def _train(
     epoch_phases = phases(cfg, subnet_only=subnet_only)
     optimizer = _optimizer(model, cfg)
     # the method, as a user's loop runs it (checks the drop options before any training)
-    method = RePr(model, optimizer, cfg.method()) if cfg.cycles > 0 and not cfg.baseline and not subnet_only else None
+    method = RePr(model, optimizer, cfg) if cfg.cycles > 0 and not cfg.baseline and not subnet_only else None
     criterion, scaler = loss_fn(cfg.loss), rt.grad_scaler()
     if rt.distributed:  # every rank starts from rank 0's weights
         broadcast_tensors(rt, list(model.state_dict().values()))
@@ -550,7 +403,13 @@ def _epoch_batches(train_set: Arrays | Streamed, cfg: TrainConfig, epoch: int, r
     if isinstance(train_set, Streamed):
         if rt.distributed:
             lists = distributed_batches(
-                len(train_set), cfg.batch_size, sub_seed(cfg.seed, 1, 0), epoch, rt.rank, rt.world_size, cfg.min_steps
+                len(train_set),
+                cfg.batch_size,
+                sub_seed(cfg.seed, DATA_ORDER, 0),
+                epoch,
+                rt.rank,
+                rt.world_size,
+                cfg.min_steps,
             )
         else:
             lists = [b.tolist() for b in batches(len(train_set), cfg.batch_size, cfg.seed, epoch, 1, cfg.min_steps)]

@@ -7,10 +7,12 @@ import sys
 
 import torch
 
+from orthocli.config import TrainConfig
 from orthocli.datasets import distributed_batches, prepare
 from orthocli.models import ConvNet, init_weights
 from orthocli.runtime import setup, teardown
-from orthocli.training import TrainConfig, set_seed, sub_seed, train
+from orthocli.seeding import set_seed, sub_seed
+from orthocli.training import train
 
 
 def main(folder: str, out_dir: str) -> None:

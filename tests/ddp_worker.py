@@ -6,10 +6,12 @@ import sys
 
 import torch
 
+from orthocli.config import TrainConfig
 from orthocli.data import prepare
 from orthocli.models import ConvNet, init_weights
 from orthocli.runtime import setup, teardown
-from orthocli.training import TrainConfig, set_seed, train
+from orthocli.seeding import set_seed
+from orthocli.training import train
 
 
 def main(out_dir: str) -> None:

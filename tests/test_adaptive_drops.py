@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from train_helpers import near_copies, orthogonal, rewrite_convs
 
-from orthocli.drops import DropRule, choose_drops
+from orthocli.config import ReprConfig
+from orthocli.drops import choose_drops
+from orthocli.errors import UsageError
 from orthocli.orthogonality import chance_score, orthogonality_scores
 
 SAMPLE = Path(__file__).parent.parent / "sample_models" / "mnist1d_convnet.pt"
@@ -42,7 +44,7 @@ def test_chance_score_falls_with_more_weights_per_filter(fan_in, filters):
 
 
 def adaptive_counts(means, chance, sizes, min_keep=1):
-    rule = DropRule(min_keep=min_keep)
+    rule = ReprConfig(min_keep=min_keep)
     scores = [torch.full((n,), m) + torch.linspace(0, 1e-3, n) - 5e-4 for m, n in zip(means, sizes)]
     return [len(d) for d in choose_drops(scores, rule, chance)], scores, rule
 
@@ -66,25 +68,25 @@ def test_min_keep_still_rules():
 
 
 def test_the_default_rule_is_adaptive_and_a_ratio_or_threshold_replaces_it():
-    assert DropRule().adaptive
-    assert not DropRule(ratio=0.1).adaptive and not DropRule(threshold=0.1).adaptive
+    assert ReprConfig().adaptive
+    assert not ReprConfig(ratio=0.1).adaptive and not ReprConfig(threshold=0.1).adaptive
 
 
 @pytest.mark.parametrize(
     ("kwargs", "text"),
     [
         ({"ratio": 0.1, "threshold": 0.1}, "give one"),
-        ({"scope": "global"}, "scope 'global' ranks the network's filters by a ratio"),
+        ({"scope": "global"}, "scope global ranks the network's filters together by a ratio; give ratio too"),
     ],
 )
 def test_bad_rules_are_refused(kwargs, text):
-    with pytest.raises(ValueError, match=text):
-        DropRule(**kwargs)
+    with pytest.raises(UsageError, match=text):
+        ReprConfig(**kwargs)
 
 
 def test_choose_drops_needs_the_chance_scores():
     with pytest.raises(ValueError, match="chance"):
-        choose_drops([torch.rand(4)], DropRule())
+        choose_drops([torch.rand(4)], ReprConfig())
 
 
 def test_prune_drops_what_the_scores_say(run_cli, data_dir, tmp_path):

@@ -142,42 +142,20 @@ def test_a_configuration_may_change_the_architecture_and_the_validation_split(be
     assert control["val_accuracy"] is not None and built[1]["args"].get("kernel", 3) == 3
 
 
-def test_the_ranking_ablation_drops_as_many_filters_chosen_another_way(bench):
-    """`--grid ranking` asks whether the orthogonality ranking matters: the same count per layer, the
-    filters chosen at random or least redundant first."""
-    import torch
-    from train_helpers import make_model, near_copies, orthogonal
+def test_a_ranked_run_drops_the_same_count_chosen_another_way(bench):
+    """`--grid ranking` asks whether the orthogonality ranking matters: the product's own ranking
+    option (`ReprConfig.ranking`), the same count per layer, other filters; an unknown ranking is
+    refused before any training."""
+    from orthocli.errors import UsageError
 
-    model = make_model()
-    w = model.features.conv2.weight.data
-    near_copies(w[:4])  # filters 0-3 nearly one filter: the most redundant
-    orthogonal(w[4:])  # 4-7 at right angles to each other
-    drops = {"features.conv2": torch.tensor([0, 1, 2])}
-
-    least = bench.rerank(drops, model, "least", None)
-    randoms = [bench.rerank(drops, model, "random", torch.Generator().manual_seed(s)) for s in range(5)]
-
-    assert bench.rerank(drops, model, "orthogonality", None) is drops
-    assert len(least["features.conv2"]) == 3 and set(least["features.conv2"].tolist()) <= {4, 5, 6, 7}
-    picks = [tuple(r["features.conv2"].tolist()) for r in randoms]
-    assert all(len(set(p)) == 3 and p == tuple(sorted(p)) and set(p) <= set(range(8)) for p in picks)
-    assert len(set(picks)) > 1  # not one fixed choice
-    with pytest.raises(SystemExit, match="unknown ranking 'norm'; the rankings are orthogonality, random, least"):
-        bench.rerank(drops, model, "norm", None)
-    with pytest.raises(SystemExit, match="unknown ranking 'norm'"), bench.ranked_by("norm", 0):
-        pass  # refused before any training, whether or not a cycle would drop
-
-
-def test_a_ranked_run_drops_the_same_count_and_leaves_the_library_as_it_was(bench):
-    import orthocli.controller
-
-    choose = orthocli.controller.choose_drops
     base = {"width": 8, "s1": 1, "s2": 1, "cycles": 2, "max_epochs": 5, "min_steps": 0, "ratio": 0.25}
     job = {"data": "digits", "max_samples": 150, "arch": "convnet", "base": base, "label": "x", "seed": 0}
+    rankings = ("orthogonality", "random", "least")
 
-    runs = {r: bench.run_one({**job, "baseline": False, "overrides": {"ranking": r}}) for r in bench.RANKINGS}
+    runs = {r: bench.run_one({**job, "baseline": False, "overrides": {"ranking": r}}) for r in rankings}
 
-    assert orthocli.controller.choose_drops is choose
-    assert {r: run["dropped"] for r, run in runs.items()} == {r: [4, 4] for r in bench.RANKINGS}
+    assert {r: run["dropped"] for r, run in runs.items()} == {r: [4, 4] for r in rankings}
     ortho = runs["orthogonality"]["test_accuracy"]
     assert runs["random"]["test_accuracy"] != ortho and runs["least"]["test_accuracy"] != ortho  # other filters
+    with pytest.raises(UsageError, match="ranking must be one of orthogonality, random, least, got 'norm'"):
+        bench.run_one({**job, "baseline": False, "overrides": {"ranking": "norm"}})

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from orthocli.candidates import fixed_layers
-from orthocli.drops import make_rule, plan_drops
+from orthocli.config import ReprConfig
+from orthocli.drops import plan_drops
+from orthocli.graph import ModelGraph
 from orthocli.layers import convs_from_module
 
 FCN = """
@@ -127,10 +128,10 @@ class Shared(nn.Module):
 
 def test_shared_depthwise_and_output_convs_are_never_candidates():
     model = Shared()
-    fixed = fixed_layers(model)
+    fixed = ModelGraph.trace(model).fixed_layers()
     assert set(fixed) == {"block", "head"}
     assert "called 2 times" in fixed["block"] and "outputs" in fixed["head"]
-    plan = plan_drops(convs_from_module(model), make_rule(0.5, None, "global", 1), skip_first=False, fixed=fixed)
+    plan = plan_drops(convs_from_module(model), ReprConfig(ratio=0.5, scope="global", skip_first=False), fixed=fixed)
     assert [c.layer.name for c in plan.candidates] == ["stem", "mid"]
     reasons = dict(plan.reasons)
     assert "depthwise" in reasons["dw"] and reasons["block"] == fixed["block"]
@@ -147,4 +148,4 @@ def test_a_conv_that_feeds_a_linear_is_a_candidate_and_one_beside_the_output_is_
             y = torch.relu(self.b(torch.relu(self.a(x))))
             return self.fc(y.mean((2, 3))), torch.sigmoid(self.c(y)).flatten(1)
 
-    assert set(fixed_layers(TwoHeads())) == {"c"}
+    assert set(ModelGraph.trace(TwoHeads()).fixed_layers()) == {"c"}

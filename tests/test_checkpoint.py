@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from orthocli import checkpoint
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.errors import (
     EXIT_CHECKPOINT,
     EXIT_INPUT,
@@ -20,11 +21,11 @@ from orthocli.errors import (
     OrthoError,
     TrustError,
 )
-from orthocli.layers import ConvLayer, checkpoint_convs, convs_from_module
+from orthocli.layers import ConvLayer, convs_from_module
 
 
 def conv_names(ckpt) -> list[str]:
-    return [layer.name for layer in checkpoint_convs(ckpt)]
+    return [layer.name for layer in CheckpointModel(ckpt).convs()]
 
 
 def assert_same_tensors(got: dict, want: dict) -> None:
@@ -50,7 +51,7 @@ def test_state_dict_formats(save_ckpt, tiny_state_dict, fmt, expected):
     assert ckpt.format == expected
     assert ckpt.module is None
     assert_same_tensors(ckpt.state_dict, tiny_state_dict)
-    layers = checkpoint_convs(ckpt)
+    layers = CheckpointModel(ckpt).convs()
     assert [(c.name, c.key, tuple(c.weight.shape)) for c in layers] == [
         ("conv1", "conv1.weight", (8, 3, 3, 3)),
         ("conv2", "conv2.weight", (16, 4, 3, 3)),
@@ -185,7 +186,7 @@ def test_torchscript(save_ckpt):
     ckpt = checkpoint.load(path)
     assert ckpt.format == "torchscript"
     assert ckpt.module is not None
-    _check_known_layers(checkpoint_convs(ckpt))
+    _check_known_layers(CheckpointModel(ckpt).convs())
     assert_same_tensors(ckpt.state_dict, model.state_dict())
 
 
@@ -210,7 +211,7 @@ def test_whole_module_needs_trust(save_ckpt):
     assert_one_line_error(e.value, path)
     ckpt = checkpoint.load(path, trust=True)
     assert ckpt.format == "module"
-    layers = checkpoint_convs(ckpt)
+    layers = CheckpointModel(ckpt).convs()
     assert [c.name for c in layers] == [f"net.{n}" for n, *_ in EXPECTED_KNOWN]
     assert [(c.groups, c.transposed) for c in layers] == [(g, t) for _, _, g, t, _ in EXPECTED_KNOWN]
 
@@ -220,7 +221,7 @@ def test_module_inside_a_wrapper_needs_trust(save_ckpt, tiny_model):
     with pytest.raises(TrustError):
         checkpoint.load(path)
     ckpt = checkpoint.load(path, trust=True)
-    assert [(c.name, c.groups) for c in checkpoint_convs(ckpt)] == [("conv1", 1), ("conv2", 2)]
+    assert [(c.name, c.groups) for c in CheckpointModel(ckpt).convs()] == [("conv1", 1), ("conv2", 2)]
 
 
 class _Payload:

@@ -9,7 +9,7 @@ import torch
 from score_helpers import assert_error, e1_filters, orthogonal_filters, score_json
 
 from orthocli import __version__
-from orthocli.layers import checkpoint_convs
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.orthogonality import DEAD_SCORE, chance_score, orthogonality_scores
 
 LAYER_KEYS = {
@@ -139,7 +139,7 @@ def test_real_checkpoints_score(run_cli, data_dir, name):
     from orthocli import checkpoint
 
     doc = score_json(run_cli, data_dir / name)
-    layers = checkpoint_convs(checkpoint.load(data_dir / name))
+    layers = CheckpointModel(checkpoint.load(data_dir / name)).convs()
     assert [layer["name"] for layer in doc["layers"]] == [c.name for c in layers]
     for got, layer in zip(doc["layers"], layers):
         assert got["scores"] == pytest.approx(orthogonality_scores(layer.weight).tolist(), abs=1e-6)

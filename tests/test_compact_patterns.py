@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from orthocli.banks import banks_from_model
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.compact import compacted, param_count
 from orthocli.errors import CheckpointError
 from orthocli.export import _masked
-from orthocli.models import build_model, model_of
+from orthocli.models import build_model
 from orthocli.subnet import apply_drops, make_record
 
 REDUCTIONS = {
@@ -238,7 +239,7 @@ def test_export_compact_reports_the_saving_of_each_pattern(run_cli, tmp_path, ta
         assert p["params_saved"] == param_count(model) - param_count(alone) > 0
         assert isinstance(p["ms_saved"], float)
     assert doc["after"]["params"] < doc["before"]["params"] and doc["verified"]["max_abs_diff"] <= 1e-5
-    small = model_of(checkpoint.load(tmp_path / "small.pt"))  # rebuilt from the recorded widths
+    small = CheckpointModel(checkpoint.load(tmp_path / "small.pt")).model  # rebuilt from the recorded widths
     assert param_count(small) == doc["after"]["params"]
     table = run_cli("export", tmp_path / "p.pt", "-o", tmp_path / "t.pt", "--format", "orthocli", "--compact")
     assert table.exit_code == 0 and "Saving by pattern" in table.stdout and sorted(patterns)[0] in table.stdout
@@ -256,7 +257,7 @@ def test_a_dropped_channel_takes_its_depthwise_filter_out_of_the_sub_network_and
     apply_drops(state, record)
     for key in ("dw.weight", "bn2.weight", "bn2.bias"):  # zeroed while dropped: the channel is dead
         assert state[key][[1, 5]].abs().max() == 0 and torch.equal(state[key][[0, 2]], before[key][[0, 2]])
-    reintroduce(state, record, torch.Generator().manual_seed(0))
+    reintroduce(state, record, torch.Generator().manual_seed(0), 1.0, "keep")
     for key in ("dw.weight", "bn2.weight", "bn2.bias", "bn2.running_mean"):  # back as they were
         assert torch.equal(state[key], before[key])
     assert not torch.equal(state["expand.weight"][[1, 5]], before["expand.weight"][[1, 5]])  # from the null space

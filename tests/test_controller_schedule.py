@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from train_helpers import clone_state, make_data, make_model, make_optimizer, run_epoch
 
 from orthocli import RePr, ReprConfig
+from orthocli.config import TrainConfig
 from orthocli.models import ConvNet
-from orthocli.training import TrainConfig, batches, phases, set_seed, train
+from orthocli.seeding import set_seed
+from orthocli.training import batches, phases, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,8 +135,12 @@ def test_gradient_accumulation_counts_one_step_per_optimizer_step():
 
 
 def test_the_controllers_defaults_are_orthocli_trains():
-    assert TrainConfig().method() == ReprConfig()
+    assert TrainConfig().method_dict() == ReprConfig().method_dict()
     cfg = TrainConfig(s1=2, s2=3, cycles=4, ratio=0.2, scope="global", exclude=["a*"], reinit_scale=0.5, seed=9)
-    assert cfg.method() == ReprConfig(
-        s1=2, s2=3, cycles=4, ratio=0.2, scope="global", exclude=["a*"], reinit_scale=0.5, seed=9
+    assert isinstance(cfg, ReprConfig)  # train's options extend the method's: declared once
+    assert (
+        cfg.method_dict()
+        == ReprConfig(
+            s1=2, s2=3, cycles=4, ratio=0.2, scope="global", exclude=["a*"], reinit_scale=0.5, seed=9
+        ).method_dict()
     )

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from orthocli import checkpoint
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.errors import (
     CheckpointError,
     OrthoError,
 )
-from orthocli.layers import checkpoint_convs, convs_from_state_dict, select, select_convs
+from orthocli.layers import convs_from_state_dict, select
 
 
 def assert_one_line_error(exc: OrthoError, path) -> None:
@@ -57,11 +58,11 @@ def test_select_globs():
 def test_select_convs_errors(save_ckpt):
     path = save_ckpt({"fc.weight": torch.zeros(4, 8), "fc.bias": torch.zeros(4)})
     with pytest.raises(CheckpointError, match="no conv layers") as e:
-        select_convs(checkpoint.load(path))
+        CheckpointModel(checkpoint.load(path)).select_convs()
     assert_one_line_error(e.value, path)
     path = save_ckpt({"conv1.weight": torch.zeros(4, 2, 3)}, name="c.pt")
     with pytest.raises(CheckpointError, match="no conv layer matches.*conv1"):
-        select_convs(checkpoint.load(path), ["nothing*"], None)
+        CheckpointModel(checkpoint.load(path)).select_convs(["nothing*"], None)
 
 
 # --- real checkpoints trained by others (tests/data/SOURCES.md) ----------------------------
@@ -124,7 +125,7 @@ def test_real_checkpoints(data_dir, name):
     fmt, expected = REAL[name]
     ckpt = checkpoint.load(data_dir / name)
     assert ckpt.format == fmt
-    layers = checkpoint_convs(ckpt)
+    layers = CheckpointModel(ckpt).convs()
     assert [(c.name, tuple(c.weight.shape)) for c in layers] == expected
     assert all(c.groups == 1 and not c.transposed for c in layers)
     assert all(torch.isfinite(c.weight).all() for c in layers)
@@ -133,7 +134,7 @@ def test_real_checkpoints(data_dir, name):
 def test_silero_convs_come_from_the_torchscript_modules(data_dir):
     ckpt = checkpoint.load(data_dir / "silero_vad.jit")
     assert isinstance(ckpt.module, torch.jit.ScriptModule)
-    layers = checkpoint_convs(ckpt)
+    layers = CheckpointModel(ckpt).convs()
     assert all(c.known for c in layers)
     mods = dict(ckpt.module.named_modules())
     assert all(mods[c.name].original_name == "Conv1d" for c in layers)
@@ -146,4 +147,4 @@ def test_real_linear_weights_are_not_convs(data_dir):
     assert "classifier.weight" in checkpoint.load(data_dir / "crepe_tiny.pt").state_dict
     onet = checkpoint.load(data_dir / "mtcnn_onet.pt")
     assert "dense5.weight" in onet.state_dict
-    assert not any(c.name.startswith(("classifier", "dense")) for c in checkpoint_convs(onet))
+    assert not any(c.name.startswith(("classifier", "dense")) for c in CheckpointModel(onet).convs())

@@ -344,8 +344,10 @@ def test_image_size_and_errors_through_the_cli(tmp_path, run_cli):
 
 
 def test_a_resumed_run_on_a_streamed_augmented_folder_continues_exactly(tmp_path):
+    from orthocli.config import TrainConfig
     from orthocli.models import ConvNet, init_weights
-    from orthocli.training import TrainConfig, set_seed, train
+    from orthocli.seeding import set_seed
+    from orthocli.training import train
 
     root = png_folder(tmp_path / "imgs", per_class=8, size=(12, 12))
     data = datasets.prepare(root, augment=True, workers=1, seed=2)

@@ -9,7 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orthocli.drops import DropRule, choose_drops
+from orthocli.config import ReprConfig
+from orthocli.drops import choose_drops
+from orthocli.errors import UsageError
 
 layer_sizes = st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=6)
 
@@ -31,7 +33,7 @@ def random_scores(sizes, seed, ties=False):
 )
 def test_global_drops_the_highest_scores_by_count(sizes, ratio, seed, ties, min_keep):
     scores = random_scores(sizes, seed, ties)
-    drops = choose_drops(scores, DropRule(ratio=ratio, scope="global", min_keep=min_keep))
+    drops = choose_drops(scores, ReprConfig(ratio=ratio, scope="global", min_keep=min_keep))
     room = sum(max(0, n - min_keep) for n in sizes)
     assert sum(len(d) for d in drops) == min(max(1, math.floor(ratio * sum(sizes) + 1e-9)), room)
     for n, d in zip(sizes, drops):
@@ -49,7 +51,7 @@ def test_global_drops_the_highest_scores_by_count(sizes, ratio, seed, ties, min_
 @given(sizes=layer_sizes, ratio=st.floats(0.01, 0.99), seed=st.integers(0, 10_000))
 def test_layer_scope_drops_the_ratio_of_each_layer(sizes, ratio, seed):
     scores = random_scores(sizes, seed, ties=True)
-    drops = choose_drops(scores, DropRule(ratio=ratio, scope="layer"))
+    drops = choose_drops(scores, ReprConfig(ratio=ratio, scope="layer"))
     for n, d, s in zip(sizes, drops, scores):
         assert len(d) == min(max(1, math.floor(ratio * n + 1e-9)), n - 1)  # at least one where there is room
         kept = [f for f in range(n) if f not in d.tolist()]
@@ -59,24 +61,24 @@ def test_layer_scope_drops_the_ratio_of_each_layer(sizes, ratio, seed):
 
 def test_a_small_ratio_of_a_narrow_layer_drops_one_filter_not_none():
     scores = [torch.tensor([0.1, 0.4, 0.2, 0.3]), torch.tensor([0.5, 0.1]), torch.tensor([0.9])]
-    drops = choose_drops(scores, DropRule(ratio=0.1, scope="layer"))
+    drops = choose_drops(scores, ReprConfig(ratio=0.1, scope="layer"))
     assert [d.tolist() for d in drops] == [[1], [0], []]  # the most redundant of each; a 1-filter layer keeps it
     # global: one filter in all, the highest score with room (0.9 is a layer's only filter)
-    assert [d.tolist() for d in choose_drops(scores, DropRule(ratio=0.1, scope="global"))] == [[], [0], []]
+    assert [d.tolist() for d in choose_drops(scores, ReprConfig(ratio=0.1, scope="global"))] == [[], [0], []]
 
 
 def test_ties_break_by_layer_then_filter_and_never_change_the_count():
     scores = [torch.full((4,), 0.5), torch.full((4,), 0.5)]
-    drops = choose_drops(scores, DropRule(ratio=0.5, scope="global"))
+    drops = choose_drops(scores, ReprConfig(ratio=0.5, scope="global"))
     assert [d.tolist() for d in drops] == [[0, 1, 2], [0]]
-    assert choose_drops(scores, DropRule(ratio=0.5, scope="global"))[0].tolist() == drops[0].tolist()  # deterministic
-    assert [d.tolist() for d in choose_drops(scores, DropRule(ratio=0.5))] == [[0, 1], [0, 1]]  # default: per layer
+    assert choose_drops(scores, ReprConfig(ratio=0.5, scope="global"))[0].tolist() == drops[0].tolist()  # deterministic
+    assert [d.tolist() for d in choose_drops(scores, ReprConfig(ratio=0.5))] == [[0, 1], [0, 1]]  # default: per layer
 
 
 def test_threshold_drops_scores_strictly_above_it():
     scores = [torch.tensor([0.1, 0.5, 0.9, 0.5])]
-    assert choose_drops(scores, DropRule(ratio=None, threshold=0.5))[0].tolist() == [2]
-    assert choose_drops(scores, DropRule(ratio=None, threshold=0.05))[0].tolist() == [
+    assert choose_drops(scores, ReprConfig(ratio=None, threshold=0.5))[0].tolist() == [2]
+    assert choose_drops(scores, ReprConfig(ratio=None, threshold=0.05))[0].tolist() == [
         1,
         2,
         3,
@@ -85,7 +87,7 @@ def test_threshold_drops_scores_strictly_above_it():
 
 def test_min_keep_holds_against_global_ranking():
     scores = [torch.ones(10), torch.zeros(10)]
-    drops = choose_drops(scores, DropRule(ratio=0.5, min_keep=3, scope="global"))
+    drops = choose_drops(scores, ReprConfig(ratio=0.5, min_keep=3, scope="global"))
     assert len(drops[0]) == 7 and len(drops[1]) == 3
 
 
@@ -100,5 +102,5 @@ def test_min_keep_holds_against_global_ranking():
     ],
 )
 def test_bad_rules_are_refused(kwargs, text):
-    with pytest.raises(ValueError, match=text):
-        DropRule(**kwargs)
+    with pytest.raises(UsageError, match=text):
+        ReprConfig(**kwargs)

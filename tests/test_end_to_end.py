@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from orthocli.droprule import ADAPTIVE_CAP
+from orthocli.config import ADAPTIVE_CAP
 from orthocli.orthogonality import chance_score
 
 SAMPLE = Path(__file__).parent.parent / "sample_models"

@@ -24,10 +24,10 @@ from train_helpers import ONE_CYCLE
 
 from orthocli import checkpoint
 from orthocli.banks import banks_from_model
+from orthocli.checkpoint_model import CheckpointModel, rebuild
 from orthocli.compact import compacted, param_count
 from orthocli.export import _masked
-from orthocli.layers import checkpoint_convs
-from orthocli.models import build_model, model_of
+from orthocli.models import build_model
 
 # the tests load TorchScript files themselves; torch 2.9+ marks torch.jit.load deprecated
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -89,7 +89,7 @@ def test_compact_equals_masked_and_removes_exactly_the_dropped_parameters(case):
         assert (small.eval()(x) - _masked(model, dropped)(x)).abs().max() <= 1e-5
     assert param_count(model) - param_count(small) == removed
     # the compact model rebuilds from the architecture plus its widths
-    rebuilt = build_model({**arch, "widths": report.widths})
+    rebuilt = rebuild({**arch, "widths": report.widths})
     rebuilt.load_state_dict(small.state_dict(), strict=True)
 
 
@@ -150,7 +150,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, cli_j
     assert scored.exit_code == 0, scored.stderr
     assert [layer["filters"] for layer in json.loads(scored.stdout)["checkpoints"][0]["layers"]] == [6, 5, 7]
     # retrain: the rebuilt compact model trains, and can be traced for the next prune
-    model = model_of(ckpt).train()
+    model = CheckpointModel(ckpt).model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     torch.manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
@@ -181,7 +181,7 @@ def test_compact_orthocli_checkpoint_rebuilds_scores_and_retrains(run_cli, cli_j
     assert res.exit_code == 0, res.stderr
     retrained = checkpoint.load(tmp_path / "retrained.pt")
     assert retrained.extras["arch"]["widths"] == {"features.conv1": 6, "features.conv2": 5, "features.conv3": 7}
-    assert [layer.filters for layer in checkpoint_convs(retrained)] == [6, 5, 7]
+    assert [layer.filters for layer in CheckpointModel(retrained).convs()] == [6, 5, 7]
 
 
 def test_compact_safetensors_and_torchscript(run_cli, cli_json, pruned, tmp_path):

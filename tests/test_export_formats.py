@@ -18,9 +18,10 @@ from export_helpers import (
 )
 
 from orthocli import checkpoint
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.compact import param_count
 from orthocli.export import _masked
-from orthocli.models import ConvNet, model_of
+from orthocli.models import ConvNet
 
 # the tests load TorchScript files themselves; torch 2.9+ marks torch.jit.load deprecated
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -63,7 +64,7 @@ def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, cli_j
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
     ckpt = checkpoint.load(src)
-    model = model_of(ckpt).eval()
+    model = CheckpointModel(ckpt).model.eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = probe_for(arch)
     doc = cli_json("export", src, "-o", tmp_path / "m.ts")
@@ -83,7 +84,7 @@ def test_pt2_is_the_masked_sub_network_with_a_dynamic_batch(run_cli, tmp_path):
     # sigmoid(0) = 0.5: only a file that keeps the masks matches the sub-network
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
-    model = model_of(checkpoint.load(src)).eval()
+    model = CheckpointModel(checkpoint.load(src)).model.eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     result = run_cli("export", src, "-o", tmp_path / "m.pt2", "--json")  # the suffix picks the format
     assert result.exit_code == 0, result.stderr
@@ -107,7 +108,7 @@ def test_pt2_compact(run_cli, cli_json, pruned, tmp_path):
     assert result.exit_code == 3 and "a torch.export program (.pt2" in result.stderr
     program = torch.export.load(str(tmp_path / "small.pt2"))
     assert program.state_dict["features.conv2.weight"].shape[0] == 8 - 3
-    model = model_of(checkpoint.load(pruned)).eval()
+    model = CheckpointModel(checkpoint.load(pruned)).model.eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
@@ -144,7 +145,7 @@ def test_onnx_round_trip(cli_json, pruned, tmp_path):
     doc = cli_json("export", pruned, "-o", out, "--compact")
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    model = model_of(checkpoint.load(pruned)).eval()
+    model = CheckpointModel(checkpoint.load(pruned)).model.eval()
     masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(3, 1, 8, 8)  # another batch size than the probe's
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orthocli import checkpoint
+from orthocli.checkpoint_model import CheckpointModel
 from orthocli.errors import OrthoError
-from orthocli.layers import select_convs
 
 SOURCES = ["mtcnn_pnet.pt", "lpips_alex.pth"]  # legacy pickle format, small
 
@@ -67,7 +67,7 @@ def check_reader(path, data):
         assert str(e) and "\n" not in str(e)
         return
     with contextlib.suppress(OrthoError):
-        select_convs(ckpt)
+        CheckpointModel(ckpt).select_convs()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

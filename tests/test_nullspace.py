@@ -81,7 +81,7 @@ def test_reintroduce_keeps_kept_filters_bit_identical_and_orthogonal(groups, tra
     apply_drops(sd, record)
     dim = 1 if transposed else 0
     assert sd["c.weight"].index_select(dim, drops["c"]).abs().sum() == 0 and sd["c.bias"][drops["c"]].abs().sum() == 0
-    report = reintroduce(sd, record, torch.Generator().manual_seed(1))
+    report = reintroduce(sd, record, torch.Generator().manual_seed(1), 1.0, "keep")
     assert report["c"]["dropped"] == 3 and report["c"]["null_space"] == 3
     w = sd["c.weight"]
     kept = [f for f in range(12) if f not in (1, 7, 8)]
@@ -110,6 +110,6 @@ def test_reintroduce_is_seeded():
         layer = ConvLayer("c", "c.weight", sd["c.weight"])
         record = make_record(sd, banks_from_layers([layer], sd), {"c": torch.tensor([0, 3])}, {})
         apply_drops(sd, record)
-        reintroduce(sd, record, torch.Generator().manual_seed(seed))
+        reintroduce(sd, record, torch.Generator().manual_seed(seed), 1.0, "keep")
         outs.append(sd["c.weight"])
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])

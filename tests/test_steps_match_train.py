@@ -1,19 +1,19 @@
 """One drop rule for the steps and the one-shot pipeline: `prune` -> `train` (the sub-network) ->
 `reinit`, each with its defaults, drops the filters `train`'s cycle drops and re-initialises them
-to the same values, given the same weights and seed (the seed convention: `controller.reinit_seed`)."""
+to the same values, given the same weights and seed (the seed convention: `seeding.reinit_seed`).
+Every entry point takes its defaults from the one source, `ReprConfig`."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import typer.main
-from train_helpers import near_copies, rewrite_convs
+from train_helpers import make_model, make_optimizer, near_copies, rewrite_convs
 
+from orthocli import RePr, ReprConfig, drop, plan_drops, reinitialize
 from orthocli import checkpoint as ckpt_io
 from orthocli.cli import app
-from orthocli.droprule import DEFAULT_DROP
-from orthocli.drops import DropRule
-from orthocli.training import TrainConfig
+from orthocli.config import TrainConfig, option_name
 
 SMALL = ["--threads", "1", "--max-samples", "200", "--batch-size", "32", "--deterministic"]
 
@@ -43,7 +43,7 @@ def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, tmp_path,
     dropped = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
     assert dropped.keys() == {"features.conv2", "features.conv3"}
     assert dropped == cycle["cycles"][0]["dropped"]
-    assert plan["rule"]["scope"] == DEFAULT_DROP.scope and plan["rule"]["adaptive"] == (rule == [])
+    assert plan["rule"]["scope"] == ReprConfig().scope and plan["rule"]["adaptive"] == (rule == [])
     a, b = ckpt_io.load(tmp_path / "a.pt").state_dict, ckpt_io.load(tmp_path / "b.pt").state_dict
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -59,13 +59,21 @@ def test_prune_train_reinit_step_by_step_equals_trains_cycle(cli_json, tmp_path,
         assert torch.equal(c[key][kept], b[key][kept])
 
 
-def test_one_default_drop_rule_for_prune_train_and_the_library():
+def test_every_entry_point_takes_its_defaults_from_reprconfig():
+    one = ReprConfig()
     group = typer.main.get_command(app)
-    for command in ("prune", "train"):
+    for command in ("prune", "reinit", "train"):  # each option a command has, by its field's name
         defaults = {p.name: p.default for p in group.commands[command].params}
-        assert {name: defaults[name] for name in DEFAULT_DROP.__dict__} == DEFAULT_DROP.__dict__, command
-        assert defaults["ratio"] is None and defaults["threshold"] is None, command  # the adaptive rule
-    rule, cfg = DropRule(), TrainConfig()
-    assert rule.adaptive and (rule.scope, rule.min_keep) == (DEFAULT_DROP.scope, DEFAULT_DROP.min_keep)
-    assert cfg.drop_rule() == rule and cfg.method().drop_rule() == rule
-    assert {name: getattr(cfg, name) for name in DEFAULT_DROP.__dict__} == DEFAULT_DROP.__dict__
+        shared = {f: getattr(one, f) for f in one.method_dict() if option_name(f) in defaults}
+        assert shared, command
+        given = {f: defaults[option_name(f)] for f in shared}
+        assert {f: [] if v is None and shared[f] == [] else v for f, v in given.items()} == shared, command
+    assert one.adaptive and one.reinit_fan_out == "zero"
+    assert TrainConfig().method_dict() == one.method_dict()
+    model = make_model()
+    assert RePr(model, make_optimizer(model)).config == one
+    assert plan_drops(model, ratio=0.25).rule_dict() == ReprConfig(ratio=0.25).rule_dict()
+    # the plain functions' defaults are the same: re-introduction zeroes the next layer's weights
+    record = drop(model, {"features.conv2": torch.tensor([1])})
+    reinitialize(model, record)
+    assert torch.count_nonzero(model.features.conv3.weight[:, 1]) == 0

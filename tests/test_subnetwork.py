@@ -11,9 +11,10 @@ from train_helpers import clone_state, convnet
 from orthocli import controller
 from orthocli.api import drop, plan_drops
 from orthocli.banks import banks_from_model, masked_forward
+from orthocli.config import TrainConfig
 from orthocli.models import ConvNet, ResNet20
 from orthocli.subnet import apply_drops, make_record, masks_from_record
-from orthocli.training import TrainConfig, train
+from orthocli.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 from train_helpers import FAST, clone_state, convnet, states_equal
 
-from orthocli import controller, training
+from orthocli import controller, seeding, training
+from orthocli.config import TrainConfig
 from orthocli.data import Arrays, DataSplits
 from orthocli.errors import DataError, UsageError
 from orthocli.models import ConvNet, arch_spec, build_model
-from orthocli.training import TrainConfig, batches, evaluate, loss_fn, lr_at, phases, train
+from orthocli.training import batches, evaluate, loss_fn, lr_at, phases, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -263,7 +264,7 @@ def test_sigmoid_and_squared_error_end_to_end(digits):
 
 
 def test_resnet20_end_to_end(digits):
-    training.set_seed(0)
+    seeding.set_seed(0)
     model = build_model(arch_spec("resnet20", in_channels=1, num_classes=10, input_shape=[8, 8], width=4, blocks=1))
     result = train(model, digits, TrainConfig(**FAST, max_epochs=3, scope="layer"))
     assert result.epochs == 3 and len(result.cycles) == 1 and sum(result.cycles[0]["dropped"].values()) > 0

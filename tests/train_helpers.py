@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthocli import training
+from orthocli import seeding
 from orthocli.models import ConvNet, arch_spec, build_model, init_weights
 
 # One RePr cycle of `orthocli train`, 1 + 1 epochs, then one standard epoch.
@@ -21,7 +21,7 @@ FAST = dict(s1=1, s2=1, cycles=1, patience=100, batch_size=32)  # one short cycl
 
 
 def convnet(data, seed=0, **options):
-    training.set_seed(seed)
+    seeding.set_seed(seed)
     arch = arch_spec(
         "convnet",
         in_channels=data.in_channels,

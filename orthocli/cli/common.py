@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrthoError
+from orthocli.config import option_name
+from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OptionError, OrthoError
 
 # --- option aliases, written once -------------------------------------------------------------
 CkptArg = Annotated[
@@ -71,6 +72,13 @@ ExcludeOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def flag(field: str) -> str:
+    """The command-line flag of an option field (`min_keep` -> `--min-keep`): how the CLI names the
+    options that library errors (`errors.OptionError`) name by field."""
+    return "--" + option_name(field).replace("_", "-")
+
 
 # Set by the app callback from --debug or ORTHOCLI_DEBUG; read when an error is caught.
 DEBUG = {"on": False}
@@ -189,7 +197,7 @@ def command(fn: Callable) -> Callable:
             raise
         except OrthoError as e:
             _traceback()
-            fail(str(e), e.exit_code)
+            fail(e.render(flag) if isinstance(e, OptionError) else str(e), e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except Exception as e:

@@ -1,10 +1,15 @@
-"""Drop-rule options shared by `prune` and `train` (written once, used by both)."""
+"""The method's options shared by `prune`, `reinit` and `train` (written once, used by all). Their
+defaults are `ReprConfig`'s (`DEFAULTS`), the one source of the method's options."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
+
+from orthocli.config import ADAPTIVE_CAP, ReprConfig
+
+DEFAULTS = ReprConfig()  # read, never changed: each command's parameter defaults come from it
 
 # Neither --ratio nor --threshold: the adaptive rule (drops.DropRule), said in each option's help.
 RatioOpt = Annotated[
@@ -14,7 +19,7 @@ RatioOpt = Annotated[
         "-r",
         help="Drop this fraction of the candidate filters (0 < r < 1; cut by count, at least one) instead of the"
         " default: each layer drops the share of its filters by which its mean score exceeds random filters'"
-        " (none from a layer no more redundant than chance; at most 30%).",
+        f" (none from a layer no more redundant than chance; at most {ADAPTIVE_CAP:.0%}).",
         show_default=False,
     ),
 ]
@@ -55,5 +60,13 @@ ReinitScaleOpt = Annotated[
     typer.Option(
         "--reinit-scale",
         help="Norm of a re-introduced filter, as a multiple of the mean norm of its layer's kept filters.",
+    ),
+]
+ReinitFanOutOpt = Annotated[
+    Literal["keep", "zero"],
+    typer.Option(
+        "--reinit-fan-out",
+        help="What the next layer does with a re-introduced filter's channel: zero its weights, so the output is"
+        " unchanged at re-introduction and the next layer learns the new filter, or keep them (the paper).",
     ),
 ]

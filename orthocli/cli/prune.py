@@ -16,13 +16,21 @@ from orthocli.cli.common import (
     LayersOpt,
     TrustOpt,
     command,
+    flag,
     log,
     name_column,
     print_json,
     print_table,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
-from orthocli.droprule import DEFAULT_DROP
+from orthocli.cli.options import (
+    DEFAULTS,
+    MinKeepOpt,
+    RatioOpt,
+    ScopeOpt,
+    SkipFirstOpt,
+    SkipLastOpt,
+    ThresholdOpt,
+)
 from orthocli.errors import UsageError
 
 EPILOG = (
@@ -39,10 +47,10 @@ def prune(
     ] = None,
     ratio: RatioOpt = None,
     threshold: ThresholdOpt = None,
-    scope: ScopeOpt = DEFAULT_DROP.scope,
-    min_keep: MinKeepOpt = DEFAULT_DROP.min_keep,
-    skip_first: SkipFirstOpt = DEFAULT_DROP.skip_first,
-    skip_last: SkipLastOpt = DEFAULT_DROP.skip_last,
+    scope: ScopeOpt = DEFAULTS.scope,
+    min_keep: MinKeepOpt = DEFAULTS.min_keep,
+    skip_first: SkipFirstOpt = DEFAULTS.skip_first,
+    skip_last: SkipLastOpt = DEFAULTS.skip_last,
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; write nothing.")] = False,
@@ -52,25 +60,23 @@ def prune(
     json_out: JsonOpt = False,
 ) -> None:
     """Drop the most redundant filters into a sub-network (masked, kept for reinit)."""
-    from orthocli.drops import make_rule
+    from orthocli.config import ReprConfig
     from orthocli.prune import prune as run_prune
 
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")
-    rule = make_rule(ratio, threshold, scope, min_keep)
-    report = run_prune(
-        checkpoint,
-        None if dry_run else output,
-        rule,
-        include=layers,
-        exclude=exclude,
+    config = ReprConfig(
+        ratio=ratio,
+        threshold=threshold,
+        scope=scope,
+        min_keep=min_keep,
+        layers=list(layers or []),
+        exclude=list(exclude or []),
         skip_first=skip_first,
         skip_last=skip_last,
-        key=key,
-        trust=trust,
-        force=force,
     )
-    doc = report.to_json()
+    report = run_prune(checkpoint, None if dry_run else output, config, key=key, trust=trust, force=force)
+    doc = report.to_json(flag)
     if json_out:
         print_json(doc)
     else:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
-from orthocli.cli.options import ReinitScaleOpt
+from orthocli.cli.options import DEFAULTS, ReinitFanOutOpt, ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 
@@ -23,26 +23,21 @@ def reinit(
             help="Seed for the random directions inside the null space: the values 'orthocli train --seed S' gives"
             " in its cycle --cycle.",
         ),
-    ] = 0,
+    ] = DEFAULTS.seed,
     cycle: Annotated[
         int, typer.Option("--cycle", min=1, help="Re-initialise as cycle K of 'orthocli train --seed S' does.")
     ] = 1,
-    scale: ReinitScaleOpt = 1.0,
-    fan_out: Annotated[
-        Literal["keep", "zero"],
-        typer.Option(
-            "--reinit-fan-out",
-            help="The next layer's weights for a re-introduced channel: zero them (as 'orthocli train' does by"
-            " default; where the drop record knows that layer) or keep them (the paper).",
-        ),
-    ] = "zero",
+    reinit_scale: ReinitScaleOpt = DEFAULTS.reinit_scale,
+    reinit_fan_out: ReinitFanOutOpt = DEFAULTS.reinit_fan_out,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
+    from orthocli.config import ReprConfig
     from orthocli.reinit import reinit as run_reinit
 
-    report = run_reinit(checkpoint, output, seed=seed, cycle=cycle, scale=scale, fan_out=fan_out, force=force)
+    config = ReprConfig(seed=seed, reinit_scale=reinit_scale, reinit_fan_out=reinit_fan_out)
+    report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)
     doc = report.to_json()
     if json_out:
         print_json(doc)

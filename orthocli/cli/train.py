@@ -27,14 +27,22 @@ from orthocli.cli.common import (
     stderr,
     stdout,
 )
-from orthocli.cli.options import MinKeepOpt, RatioOpt, ReinitScaleOpt, ScopeOpt, SkipFirstOpt, SkipLastOpt, ThresholdOpt
-from orthocli.droprule import DEFAULT_DROP
+from orthocli.cli.options import (
+    MinKeepOpt,
+    RatioOpt,
+    ReinitFanOutOpt,
+    ReinitScaleOpt,
+    ScopeOpt,
+    SkipFirstOpt,
+    SkipLastOpt,
+    ThresholdOpt,
+)
+from orthocli.config import TrainConfig
 from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
 if TYPE_CHECKING:
     from orthocli.experiment import DataOptions
-    from orthocli.training import TrainConfig
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
@@ -49,6 +57,8 @@ OPT = "Optimisation"
 HW = "Hardware"
 OUT = "Output"
 
+TRAIN = TrainConfig()  # read, never changed: the defaults of every option below that TrainConfig holds
+
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
 DropThreshold = in_panel(ThresholdOpt, DROP)
@@ -59,6 +69,7 @@ DropExclude = in_panel(ExcludeOpt, DROP)
 DropSkipFirst = in_panel(SkipFirstOpt, DROP)
 DropSkipLast = in_panel(SkipLastOpt, DROP)
 DropReinitScale = in_panel(ReinitScaleOpt, DROP)
+DropReinitFanOut = in_panel(ReinitFanOutOpt, DROP)
 ModelKey = in_panel(KeyOpt, ARCH)
 ModelTrust = in_panel(TrustOpt, ARCH)
 Output = in_panel(OutOpt, OUT)
@@ -82,11 +93,11 @@ def train(
         ),
     ] = None,
     # -- schedule
-    s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = 20,
-    s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = 10,
+    s1: Annotated[int, _opt("--s1", panel=SCHED, min=0, help="Standard epochs before each drop.")] = TRAIN.s1,
+    s2: Annotated[int, _opt("--s2", panel=SCHED, min=0, help="Sub-network epochs per cycle.")] = TRAIN.s2,
     cycles: Annotated[
         int, _opt("--cycles", panel=SCHED, min=0, help="Drop / re-introduce cycles (0: plain training).")
-    ] = 3,
+    ] = TRAIN.cycles,
     max_epochs: Annotated[
         Optional[int],
         _opt(
@@ -106,7 +117,7 @@ def train(
             help="After the cycles: stop after this many epochs without better validation (higher accuracy, or equal"
             " accuracy and lower loss); the best weights are kept.",
         ),
-    ] = 10,
+    ] = TRAIN.patience,
     min_steps: Annotated[
         int,
         _opt(
@@ -116,26 +127,18 @@ def train(
             help="Optimizer steps an epoch takes at least: on small data an epoch is then several shuffled passes,"
             " so every phase gets enough steps (0: one pass per epoch).",
         ),
-    ] = 25,
+    ] = TRAIN.min_steps,
     # -- which filters drop (and how they come back)
     ratio: DropRatio = None,
     threshold: DropThreshold = None,
-    scope: DropScope = DEFAULT_DROP.scope,
-    min_keep: DropMinKeep = DEFAULT_DROP.min_keep,
+    scope: DropScope = TRAIN.scope,
+    min_keep: DropMinKeep = TRAIN.min_keep,
     layers: DropLayers = None,
     exclude: DropExclude = None,
-    skip_first: DropSkipFirst = DEFAULT_DROP.skip_first,
-    skip_last: DropSkipLast = DEFAULT_DROP.skip_last,
-    reinit_scale: DropReinitScale = 1.0,
-    reinit_fan_out: Annotated[
-        Literal["keep", "zero"],
-        _opt(
-            "--reinit-fan-out",
-            panel=DROP,
-            help="What the next layer does with a re-introduced filter's channel: zero its weights, so the output is"
-            " unchanged at re-introduction and the next layer learns the new filter, or keep them (the paper).",
-        ),
-    ] = "zero",
+    skip_first: DropSkipFirst = TRAIN.skip_first,
+    skip_last: DropSkipLast = TRAIN.skip_last,
+    reinit_scale: DropReinitScale = TRAIN.reinit_scale,
+    reinit_fan_out: DropReinitFanOut = TRAIN.reinit_fan_out,
     # -- model
     arch: Annotated[
         Optional[str],
@@ -188,7 +191,7 @@ def train(
     loss: Annotated[
         Literal["ce", "mse"],
         _opt("--loss", panel=ARCH, help="ce: cross-entropy; mse: the patent's E = 1/2 sum (softmax - one-hot)^2."),
-    ] = "ce",
+    ] = TRAIN.loss,
     key: ModelKey = None,
     trust: ModelTrust = False,
     # -- data
@@ -218,7 +221,7 @@ def train(
             max=0.9,
             help="Part of the training data held out for validation and early stopping.",
         ),
-    ] = 0.1,
+    ] = TRAIN.val_fraction,
     max_samples: Annotated[
         Optional[int],
         _opt(
@@ -272,13 +275,13 @@ def train(
     # -- optimisation
     optimizer: Annotated[
         Literal["sgd", "adam"], _opt("--optimizer", panel=OPT, help="sgd (with momentum) or adam.")
-    ] = "sgd",
+    ] = TRAIN.optimizer,
     lr: Annotated[
         Optional[float],
         _opt("--lr", panel=OPT, min=0.0, help="Peak learning rate. Default: 0.01 sgd, 0.001 adam.", show_default=False),
     ] = None,
-    momentum: Annotated[float, _opt("--momentum", panel=OPT, min=0.0, help="SGD momentum.")] = 0.9,
-    weight_decay: Annotated[float, _opt("--weight-decay", panel=OPT, min=0.0, help="L2 penalty.")] = 5e-4,
+    momentum: Annotated[float, _opt("--momentum", panel=OPT, min=0.0, help="SGD momentum.")] = TRAIN.momentum,
+    weight_decay: Annotated[float, _opt("--weight-decay", panel=OPT, min=0.0, help="L2 penalty.")] = TRAIN.weight_decay,
     schedule: Annotated[
         Literal["cosine", "step", "none"],
         _opt(
@@ -287,11 +290,11 @@ def train(
             help="Learning rate over all epochs: constant, cosine, or step (x0.1 at 50% and 75%). Decaying leaves"
             " the last re-introduced filters little lr to recover.",
         ),
-    ] = "none",
-    batch_size: Annotated[int, _opt("--batch-size", panel=OPT, min=1, help="Mini-batch size.")] = 64,
+    ] = TRAIN.lr_schedule,
+    batch_size: Annotated[int, _opt("--batch-size", panel=OPT, min=1, help="Mini-batch size.")] = TRAIN.batch_size,
     seed: Annotated[
         int, _opt("--seed", panel=OPT, help="Seeds model init, validation split, data order and re-initialisation.")
-    ] = 0,
+    ] = TRAIN.seed,
     seeds: Annotated[
         Optional[int],
         _opt(
@@ -410,7 +413,6 @@ def train(
         Reporter,
         state_path,
     )
-    from orthocli.training import TrainConfig
 
     reporter: Reporter = _Progress()
     hardware = HardwareOptions(device=device, precision=precision, threads=threads)
@@ -507,7 +509,7 @@ def train(
 
 def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
     """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
-    from orthocli.seeds import run_seeds
+    from orthocli.paired_runs import run_seeds
 
     try:
         doc = run_seeds(cfg, n, resume=resume, **options)

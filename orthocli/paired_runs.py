@@ -1,4 +1,4 @@
-"""`orthocli train --baseline --seeds N`: N (method, control) pairs with seeds S..S+N-1 (S = --seed,
+"""Paired runs, `orthocli train --baseline --seeds N`: N (method, control) pairs with seeds S..S+N-1 (S = --seed,
 0 by default), and the paired statistics over them (`stats.paired`).
 
 Each seed is one experiment (`experiment.Experiment`) writing next to -o OUT.pt:
@@ -28,7 +28,7 @@ from orthocli.experiment import (
 )
 
 if TYPE_CHECKING:
-    from orthocli.training import TrainConfig
+    from orthocli.config import TrainConfig
 
 
 def seed_output(output: Path, seed: int) -> Path:
