@@ -45,7 +45,7 @@ from torch import nn
 from orthocli import checkpoint as ckpt_io
 from orthocli.controller import RePr, ReprConfig, SubNetwork, sub_seed
 from orthocli.data import Arrays, DataSplits
-from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
+from orthocli.data.streaming import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
 from orthocli.droprule import DEFAULT_DROP
 from orthocli.drops import DropRule, make_rule
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
