@@ -15,7 +15,7 @@ Every problem with the data raises `DataError` with one line naming the file and
 Modules, one job each (each format reads a whole set, `load_*`, or opens a `Source` that reads one
 sample at a time, `open_*`):
 
-- `builtin`: the data sets shipped in this folder, by name (no torch);
+- `builtin`: the data sets shipped in this folder, by name;
 - `checks`: `Arrays` and the checks every format shares (`make_arrays`), worded once;
 - `source`: `Source`, the base of the per-sample readers; reading at an offset of a file;
 - `array_files`, `images`, `cifar`, `idx`: one format each;

@@ -1,5 +1,5 @@
 """The data sets shipped in the package (`mnist1d.npz`, `digits.npz`, next to this module), by the
-name `--data` takes. No torch: the CLI reads these names while it parses its options."""
+name `--data` takes."""
 
 from __future__ import annotations
 
