@@ -26,6 +26,9 @@ MAX_VAL_FRACTION = 0.9
 
 @dataclass
 class DataSplits:
+    """What `prepare` returns: the splits (in memory, or streamed from disk) and what a model and a
+    checkpoint need to know of them."""
+
     train: Arrays | Streamed
     val: Arrays | Streamed  # may be empty (val_fraction 0)
     test: Arrays | Streamed | None
