@@ -210,7 +210,9 @@ def run_one(job: dict) -> dict:
     arch_opts = {k: v for k, v in settings.items() if k in ARCH_KEYS}
     cfg_opts = {k: v for k, v in settings.items() if k not in ARCH_KEYS}
     cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
-    data = prepare(job["data"], seed=job["seed"], max_samples=job["max_samples"], val_fraction=cfg.val_fraction)
+    data = prepare(
+        job["data"], seed=job["seed"], max_samples=job["max_samples"], val_fraction=cfg.val_fraction, in_memory=True
+    )
     set_seed(job["seed"])
     arch = arch_spec(
         job["arch"],

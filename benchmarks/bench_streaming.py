@@ -117,14 +117,14 @@ def throughput(folder: Path, samples: int, workers: int, width: int, repeats: in
     streamed, in this process (1 torch thread), alternating, `repeats` of each."""
     import torch
 
-    from orthocli import datasets
+    from orthocli.data import prepare
     from orthocli.models import arch_spec, build_model
     from orthocli.runtime import Runtime
     from orthocli.training import TrainConfig, _optimizer, _train_epoch, loss_fn, set_seed
 
     torch.set_num_threads(1)
     kw = dict(val_fraction=0, max_samples=samples, workers=workers)
-    splits = {"in-memory": datasets.prepare(folder, in_memory=True, **kw), "streamed": datasets.prepare(folder, **kw)}
+    splits = {"in-memory": prepare(folder, in_memory=True, **kw), "streamed": prepare(folder, **kw)}
     cfg, rt = TrainConfig(cycles=0, max_epochs=1, val_fraction=0), Runtime(torch.device("cpu"))
     rates: dict[str, list[float]] = {name: [] for name in splits}
     for _ in range(repeats):

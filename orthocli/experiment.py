@@ -65,7 +65,7 @@ class DataOptions:
     max_samples: int | None = None  # use at most this many training samples (stratified)
     image_size: int | None = None  # an image folder's images resized and centre-cropped to this
     augment: bool = False  # random crop (padded) and horizontal flip of training images
-    workers: int | None = None  # loader processes for streamed data; None: datasets.default_workers()
+    workers: int | None = None  # loader processes for streamed data; None: data.default_workers()
     in_memory: bool = False  # read a folder whole into memory instead of streaming it
 
 
@@ -304,7 +304,7 @@ class Experiment:
             check_output(p, force=force, inputs=inputs)
 
     def prepared_data(self):
-        from orthocli.datasets import prepare
+        from orthocli.data import prepare
 
         d = self.meta.data
         return prepare(

@@ -4,7 +4,8 @@ exactly, whatever else happened in between.
 
 Streams of a run seeded S (`sub_seed(S, stream, index)`): 1 the data order of epoch e (and more
 passes of it, stream 3), 2 the re-initialisation of cycle c (`reinit_seed`), 4 the random ranking
-of cycle c (`ranking_seed`; layer i of that cycle draws sub-seed i of it).
+of cycle c (`ranking_seed`; layer i of that cycle draws sub-seed i of it). `--augment` seeds each
+sample of each epoch from (seed, epoch, sample) (`sample_seed`), so loader workers never share a stream.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 DATA_ORDER, REINIT, MORE_PASSES, RANKING = 1, 2, 3, 4
+_M64 = (1 << 64) - 1
 
 
 def set_seed(seed: int) -> None:
@@ -39,3 +41,14 @@ def reinit_seed(seed: int, cycle: int) -> int:
 def ranking_seed(seed: int, cycle: int) -> int:
     """The seed a random ranking draws cycle `cycle`'s filters from, in a run seeded `seed`."""
     return sub_seed(seed, RANKING, cycle)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed for one sample's augmentation in one epoch (splitmix64 over the three values)."""
+    h = 0
+    for v in (seed, epoch, index):
+        h = (h ^ (v & _M64)) + 0x9E3779B97F4A7C15 & _M64
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _M64
+        h ^= h >> 31
+    return h & ((1 << 63) - 1)

@@ -44,7 +44,7 @@ from orthocli import checkpoint as ckpt_io
 from orthocli.config import Phase, TrainConfig
 from orthocli.controller import RePr
 from orthocli.data import Arrays, DataSplits
-from orthocli.datasets import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
+from orthocli.data.streaming import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.seeding import DATA_ORDER, MORE_PASSES, sub_seed

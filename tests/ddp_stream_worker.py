@@ -8,7 +8,7 @@ import sys
 import torch
 
 from orthocli.config import TrainConfig
-from orthocli.datasets import distributed_batches, prepare
+from orthocli.data import distributed_batches, prepare
 from orthocli.models import ConvNet, init_weights
 from orthocli.runtime import setup, teardown
 from orthocli.seeding import set_seed, sub_seed

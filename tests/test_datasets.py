@@ -1,6 +1,6 @@
-"""Streamed training data (orthocli/datasets.py): folders read sample by sample, the same split as
-the in-memory path, --image-size, seeded augmentation, and training on a streamed folder through
-the CLI."""
+"""Streamed training data (orthocli/data/): folders read sample by sample, the same split as the
+in-memory path, --image-size, seeded augmentation, and training on a streamed folder through the
+CLI."""
 
 from __future__ import annotations
 
@@ -13,9 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from orthocli import data as memory
-from orthocli import datasets
-from orthocli.datasets import Streamed, augment, distributed_batches, eval_batches, train_batches
+from orthocli.data import (
+    Arrays,
+    Streamed,
+    augment,
+    distributed_batches,
+    eval_batches,
+    open_folder,
+    prepare,
+    streaming,
+    train_batches,
+)
+from orthocli.data.images import ImageFolderSource
+from orthocli.errors import DataError, UsageError
 
 Image = pytest.importorskip("PIL.Image")
 CPU = torch.device("cpu")
@@ -49,8 +59,8 @@ def epoch(split, lists, e: int = 0) -> list[torch.Tensor]:
 def test_image_folder_streams_the_same_samples_and_split_as_the_in_memory_path(tmp_path):
     root = png_folder(tmp_path / "imgs")
     kw = dict(val_fraction=0.25, seed=5, max_samples=20)
-    streamed, whole = datasets.prepare(root, workers=0, **kw), memory.prepare(root, **kw)
-    assert isinstance(streamed.train, Streamed) and isinstance(whole.train, memory.Arrays)
+    streamed, whole = prepare(root, workers=0, **kw), prepare(root, in_memory=True, **kw)
+    assert isinstance(streamed.train, Streamed) and isinstance(whole.train, Arrays)
     assert (streamed.in_channels, streamed.spatial_shape, streamed.num_classes) == (3, (6, 8), 3)
     assert len(streamed.train) == 15 and len(streamed.val) == 5
     # fewer training samples than NORM_SAMPLES: the statistics are over all of them, as in memory
@@ -60,13 +70,13 @@ def test_image_folder_streams_the_same_samples_and_split_as_the_in_memory_path(t
         x, y = everything(getattr(streamed, name))
         assert torch.equal(y, getattr(whole, name).y)
         torch.testing.assert_close(x, getattr(whole, name).x, rtol=0, atol=1e-5)
-    again = datasets.prepare(root, workers=0, **{**kw, "seed": 6})
+    again = prepare(root, workers=0, **{**kw, "seed": 6})
     assert not torch.equal(again.val.indices, streamed.val.indices)  # the seed picks the split
 
 
 def test_image_folder_is_decoded_when_read_not_up_front(tmp_path):
     root = png_folder(tmp_path / "imgs", per_class=2)
-    source, test = datasets.open_folder(root)
+    source, test = open_folder(root)
     assert test is None and len(source) == 6 and source.labels.tolist() == [0, 0, 1, 1, 2, 2]
     new = np.full((6, 8, 3), 200, np.uint8)
     Image.fromarray(new).save(root / "c1" / "1.png")  # replaced after the folder was opened
@@ -87,7 +97,7 @@ def _cifar(base: Path, counts: dict[str, int], seed: int = 0) -> dict[str, tuple
 
 def test_cifar_records_are_read_at_their_offset(tmp_path):
     parts = _cifar(tmp_path, {"data_batch_1.bin": 12, "data_batch_2.bin": 8, "test_batch.bin": 5})
-    source, test = datasets.open_folder(tmp_path)
+    source, test = open_folder(tmp_path)
     x = np.concatenate([parts["data_batch_1.bin"][0], parts["data_batch_2.bin"][0]])
     assert len(source) == 20 and source.labels.tolist() == [k % 10 for k in range(12)] + list(range(8))
     for i in (0, 11, 12, 19):  # either side of the boundary between the two files
@@ -97,7 +107,7 @@ def test_cifar_records_are_read_at_their_offset(tmp_path):
         f.seek(3 * 3073 + 1)
         f.write(b"\x07" * 3072)
     assert torch.all(source.read(15) == 7)
-    streamed, whole = datasets.prepare(tmp_path, workers=0, seed=1), memory.prepare(tmp_path, seed=1)
+    streamed, whole = prepare(tmp_path, workers=0, seed=1), prepare(tmp_path, in_memory=True, seed=1)
     assert torch.equal(streamed.train.y, whole.train.y) and torch.equal(streamed.test.y, whole.test.y)
 
 
@@ -114,8 +124,8 @@ def test_mnist_idx_images_are_read_at_their_offset(tmp_path, gz):
     _idx(tmp_path / f"train-labels-idx1-ubyte{ext}", (np.arange(30) % 3).astype(np.uint8))
     _idx(tmp_path / f"t10k-images-idx3-ubyte{ext}", xt)
     _idx(tmp_path / f"t10k-labels-idx1-ubyte{ext}", np.array([0, 1, 2, 0], np.uint8))
-    streamed = datasets.prepare(tmp_path, workers=0, val_fraction=0.2, seed=2)
-    whole = memory.prepare(tmp_path, val_fraction=0.2, seed=2)
+    streamed = prepare(tmp_path, workers=0, val_fraction=0.2, seed=2)
+    whole = prepare(tmp_path, in_memory=True, val_fraction=0.2, seed=2)
     assert streamed.spatial_shape == (28, 28) and streamed.in_channels == 1
     assert torch.equal(
         streamed.train.indices, torch.tensor(sorted(set(range(30)) - set(streamed.val.indices.tolist())))
@@ -126,11 +136,32 @@ def test_mnist_idx_images_are_read_at_their_offset(tmp_path, gz):
     torch.testing.assert_close(tx, whole.test.x, rtol=0, atol=1e-5)
 
 
+def test_a_damaged_idx_folder_is_refused_alike_streamed_or_whole(tmp_path):
+    for case in ("short", "empty"):
+        root = tmp_path / case
+        root.mkdir()
+        if case == "short":  # the magic number of 3-D unsigned bytes, then one size of three
+            (root / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 1]))
+            _idx(root / "train-labels-idx1-ubyte", np.array([0, 1], np.uint8))
+        else:
+            _idx(root / "train-images-idx3-ubyte", np.zeros((0, 4, 4), np.uint8))
+            _idx(root / "train-labels-idx1-ubyte", np.zeros(0, np.uint8))
+        messages = []
+        for in_memory in (False, True):
+            with pytest.raises(DataError) as err:
+                prepare(root, workers=0, in_memory=in_memory)
+            messages.append(str(err.value))
+        assert messages[0] == messages[1]
+        assert messages[0].startswith(str(root / "train-images-idx3-ubyte"))
+        assert ("truncated IDX header" if case == "short" else "'images' is empty (shape (0, 4, 4))") in messages[0]
+
+
 def test_array_files_keep_the_in_memory_path_unchanged(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
     np.savez(path, x=rng.normal(size=(40, 3, 6, 6)).astype(np.float32), y=np.arange(40) % 4)
-    got, want = datasets.prepare(path, seed=3, max_samples=30), memory.prepare(path, seed=3, max_samples=30)
+    got, want = prepare(path, seed=3, max_samples=30), prepare(path, seed=3, max_samples=30, in_memory=True)
+    assert isinstance(got.train, Arrays)
     for name in ("train", "val"):
         assert torch.equal(getattr(got, name).x, getattr(want, name).x)
         assert torch.equal(getattr(got, name).y, getattr(want, name).y)
@@ -139,11 +170,11 @@ def test_array_files_keep_the_in_memory_path_unchanged(tmp_path):
 
 def test_normalisation_statistics_come_from_a_bounded_sample(tmp_path, monkeypatch):
     root = png_folder(tmp_path / "imgs", per_class=10)
-    monkeypatch.setattr(datasets, "NORM_SAMPLES", 7)
+    monkeypatch.setattr(streaming, "NORM_SAMPLES", 7)
     read = []
-    original = datasets.ImageFolderSource.read
-    monkeypatch.setattr(datasets.ImageFolderSource, "read", lambda self, i: read.append(i) or original(self, i))
-    splits = datasets.prepare(root, workers=0, val_fraction=0.1, seed=0)
+    original = ImageFolderSource.read
+    monkeypatch.setattr(ImageFolderSource, "read", lambda self, i: read.append(i) or original(self, i))
+    splits = prepare(root, workers=0, val_fraction=0.1, seed=0)
     assert len(read) == 7 and set(read) <= set(splits.train.indices.tolist())  # 7 training samples, no more
     source = splits.train.source
     x = torch.stack([source.read(i) for i in sorted(read)]).double()
@@ -164,22 +195,22 @@ def test_image_size_resizes_and_centre_crops(tmp_path):
         wide[:, 4 * band : 4 * band + 4] = 60 * (band + 1)
     Image.fromarray(wide).save(root / "a" / "wide.png")
     Image.fromarray(np.full((20, 10, 3), 9, np.uint8)).save(root / "b" / "tall.png")
-    with pytest.raises(memory.DataError, match="all images must have one size: resize them, or give --image-size N"):
-        datasets.open_folder(root)
-    source, _ = datasets.open_folder(root, image_size=8)
+    with pytest.raises(DataError, match="all images must have one size: resize them, or give --image-size N"):
+        open_folder(root)
+    source, _ = open_folder(root, image_size=8)
     assert source.spatial_shape == (8, 8)
     # the shorter side is already 8: no resampling, the middle 8 of 16 columns (bands 2 and 3) are kept
     assert torch.equal(source.read(0), torch.from_numpy(np.ascontiguousarray(wide[:, 4:12].transpose(2, 0, 1))))
     tall = source.read(1)  # 10x20 -> 8x16 -> the middle 8 rows
     assert tall.shape == (3, 8, 8) and torch.all(tall == 9)
-    splits = datasets.prepare(root, image_size=8, val_fraction=0, workers=0)
+    splits = prepare(root, image_size=8, val_fraction=0, workers=0)
     assert splits.spatial_shape == (8, 8) and everything(splits.train)[0].shape == (2, 3, 8, 8)
 
 
 def test_image_size_needs_an_image_folder(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 1, 5, 5), np.float32), y=[0, 1, 0, 1])
-    with pytest.raises(memory.UsageError, match="--image-size applies to a folder of images"):
-        datasets.prepare(tmp_path / "d.npz", image_size=8)
+    with pytest.raises(UsageError, match="--image-size applies to a folder of images"):
+        prepare(tmp_path / "d.npz", image_size=8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,16 +243,16 @@ def test_augment_is_a_padded_random_crop_and_a_horizontal_flip():
 def test_augmented_batches_repeat_with_the_seed_whatever_the_workers(tmp_path):
     root = png_folder(tmp_path / "imgs", per_class=6, size=(16, 16))
     lists = [[0, 5, 2], [9, 1, 4], [3, 7, 8, 6]]
-    one = datasets.prepare(root, workers=0, augment=True, seed=4, val_fraction=0.2)
-    two = datasets.prepare(root, workers=2, augment=True, seed=4, val_fraction=0.2)
+    one = prepare(root, workers=0, augment=True, seed=4, val_fraction=0.2)
+    two = prepare(root, workers=2, augment=True, seed=4, val_fraction=0.2)
     first = epoch(one.train, lists)
     assert all(torch.equal(a, b) for a, b in zip(first, epoch(two.train, lists)))  # 0 or 2 workers: same draws
     assert all(torch.equal(a, b) for a, b in zip(first, epoch(one.train, lists)))  # and again: same
     assert not all(torch.equal(a, b) for a, b in zip(first, epoch(one.train, lists, e=1)))  # next epoch: new draws
-    other = datasets.prepare(root, workers=0, augment=True, seed=5, val_fraction=0.2)
+    other = prepare(root, workers=0, augment=True, seed=5, val_fraction=0.2)
     other.train.indices = one.train.indices
     assert not all(torch.equal(a, b) for a, b in zip(first, epoch(other.train, lists)))  # another seed
-    plain = datasets.prepare(root, workers=0, seed=4, val_fraction=0.2)
+    plain = prepare(root, workers=0, seed=4, val_fraction=0.2)
     assert not all(torch.equal(a, b) for a, b in zip(first, epoch(plain.train, lists)))  # --augment changes them
     assert torch.equal(everything(one.val)[0], everything(plain.val)[0])  # validation is never augmented
 
@@ -233,7 +264,7 @@ def test_each_worker_draws_its_own_augmentation(tmp_path):
         (root / c).mkdir(parents=True)
         for k in range(8):
             Image.fromarray(picture).save(root / c / f"{k}.png")
-    splits = datasets.prepare(root, workers=2, augment=True, val_fraction=0, seed=0)
+    splits = prepare(root, workers=2, augment=True, val_fraction=0, seed=0)
     lists = [[k] for k in range(16)]  # one sample per batch: worker 0 reads the even batches, worker 1 the odd
     out = epoch(splits.train, lists)
     even, odd = out[0::2], out[1::2]
@@ -246,15 +277,15 @@ def test_augment_on_an_array_file_pads_with_normalised_black(tmp_path):
     x = np.full((20, 3, 8, 8), 100, np.float32)
     x[:, :, 0, 0] = 0  # a black pixel, so the statistics are not degenerate
     np.savez(path, x=x, y=np.arange(20) % 2)
-    splits = datasets.prepare(path, augment=True, workers=0, val_fraction=0, seed=0)
+    splits = prepare(path, augment=True, workers=0, val_fraction=0, seed=0)
     assert isinstance(splits.train, Streamed)
     black = (-torch.tensor(splits.mean) / torch.tensor(splits.std)).float()
     values = torch.cat(epoch(splits.train, [list(range(20))])).transpose(0, 1).reshape(3, -1)
     for c in range(3):  # every value is the sample's own (100 or 0 normalised) or the padding
         assert torch.isclose(values[c].unique(), black[c]).any()
-    with pytest.raises(memory.UsageError, match="--augment crops and flips images"):
+    with pytest.raises(UsageError, match="--augment crops and flips images"):
         np.savez(tmp_path / "s.npz", x=np.zeros((4, 10), np.float32), y=[0, 1, 0, 1])
-        datasets.prepare(tmp_path / "s.npz", augment=True)
+        prepare(tmp_path / "s.npz", augment=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,9 +316,9 @@ def test_distributed_batches_shard_the_epoch_and_reshuffle_each_epoch():
 
 def test_a_bad_image_found_while_training_is_one_line(tmp_path):
     root = png_folder(tmp_path / "imgs", per_class=4)
-    splits = datasets.prepare(root, workers=2, val_fraction=0)
+    splits = prepare(root, workers=2, val_fraction=0)
     (root / "c2" / "3.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(memory.DataError) as err:
+    with pytest.raises(DataError) as err:
         epoch(splits.train, [list(range(12))])
     assert str(err.value).startswith(str(root / "c2" / "3.png")) and "\n" not in str(err.value)
 
@@ -350,7 +381,7 @@ def test_a_resumed_run_on_a_streamed_augmented_folder_continues_exactly(tmp_path
     from orthocli.training import train
 
     root = png_folder(tmp_path / "imgs", per_class=8, size=(12, 12))
-    data = datasets.prepare(root, augment=True, workers=1, seed=2)
+    data = prepare(root, augment=True, workers=1, seed=2)
     cfg = TrainConfig(s1=1, s2=1, cycles=1, max_epochs=4, batch_size=8, seed=2, deterministic=True)
 
     def fresh():
@@ -383,13 +414,13 @@ def test_in_memory_folder_options_combine(tmp_path):
     test_file = tmp_path / "test.npz"
     np.savez(test_file, x=np.full((4, 3, 8, 8), 50, np.uint8), y=[0, 1, 0, 1])
     kw = dict(image_size=8, val_fraction=0.2, seed=1, workers=0, test_path=test_file)
-    whole = datasets.prepare(root, in_memory=True, **kw)
-    streamed = datasets.prepare(root, **kw)
-    assert isinstance(whole.train, memory.Arrays) and whole.train.x.shape == (8, 3, 8, 8)
+    whole = prepare(root, in_memory=True, **kw)
+    streamed = prepare(root, **kw)
+    assert isinstance(whole.train, Arrays) and whole.train.x.shape == (8, 3, 8, 8)
     torch.testing.assert_close(everything(streamed.train)[0], whole.train.x, rtol=0, atol=1e-5)
     torch.testing.assert_close(streamed.test.x, whole.test.x)  # the test file, normalised with these statistics
     assert torch.allclose(whole.test.x[:, 0], (50 - torch.tensor(whole.mean[0])).float() / whole.std[0])
-    augmented = datasets.prepare(root, in_memory=True, augment=True, **kw)
+    augmented = prepare(root, in_memory=True, augment=True, **kw)
     assert isinstance(augmented.train, Streamed) and augmented.train.augment  # --augment is kept in memory too
 
 
@@ -409,5 +440,5 @@ def test_a_streamed_folder_with_a_class_left_without_training_samples_is_refused
     with open(tmp_path / "data_batch_1.bin", "r+b") as f:
         f.seek(2 * 3073)
         f.write(bytes([9]))  # labels 0, 1, 9: classes 0..9, three of them present
-    with pytest.raises(memory.DataError, match="3 training samples for 10 classes"):
-        datasets.prepare(tmp_path, val_fraction=0, workers=0)
+    with pytest.raises(DataError, match="3 training samples for 10 classes"):
+        prepare(tmp_path, val_fraction=0, workers=0)
