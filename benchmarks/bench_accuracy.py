@@ -36,6 +36,9 @@ import sys
 import time
 from multiprocessing import get_context
 
+from orthocli.layer_scores import score_layers
+from orthocli.layers import convs_from_module
+
 ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 # Settings that only change what the method drops and re-introduces: configurations differing only
 # in these share one control per seed. Any other setting (optimizer, schedule, epochs) gets a
@@ -180,6 +183,23 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ("ratio 0.1, least redundant filters", {**_Z, "ratio": 0.1, "ranking": "least"}),
         ],
     ),
+    "rules": (
+        "round 7: the default rule and the paper's 30%, the next layer's weights zeroed or kept",
+        [
+            ("excess over chance", {"ratio": None, "threshold": None}),
+            ("excess over chance, next layer's weights kept", {"ratio": None, "reinit_fan_out": "keep"}),
+            ("layer, 0.3, next layer's weights zeroed", {**_Z, "ratio": 0.3}),
+            ("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03),
+        ],
+    ),
+    "where": (
+        "round 7: the paper's rule on one layer at a time (where do the drops pay?)",
+        [
+            ("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03),
+            ("the paper's rule, conv2 only", {**_KEPT_03, "layers": ["features.conv2"]}),
+            ("the paper's rule, conv3 only", {**_KEPT_03, "layers": ["features.conv3"]}),
+        ],
+    ),
     "adaptive": (
         "the source's threshold embodiment at chance level",
         [("threshold 0.079 (random filters' expected score, 96 weights)", {"threshold": 0.079})],
@@ -225,8 +245,15 @@ def run_one(job: dict) -> dict:
     init_weights(model, arch_opts.get("activation", "relu"))
     t0 = time.perf_counter()
     epochs: list[dict] = []
+    trace: list = []  # per epoch: phase, train and val accuracy, each conv layer's mean score (live filters)
+
+    def on_event(event: dict) -> None:
+        if event["kind"] == "epoch":
+            epochs.append(event)
+            trace.append([event["phase"], round(event["train_acc"], 4), _rounded(event["val_acc"]), layer_means(model)])
+
     try:
-        result = train(model, data, cfg, callback=lambda e: epochs.append(e) if e["kind"] == "epoch" else None)
+        result = train(model, data, cfg, callback=on_event)
     except Diverged as e:  # the loss stopped being finite: report it, keep every other run
         return {
             **{k: job[k] for k in ("label", "seed", "baseline")},
@@ -243,8 +270,24 @@ def run_one(job: dict) -> dict:
         "epochs": result.epochs,
         "seconds": time.perf_counter() - t0,
         "dropped": [sum((c.get("dropped") or {}).values()) for c in result.cycles],  # filters, per cycle
+        "dropped_layers": [c.get("dropped") or {} for c in result.cycles],  # per cycle, per layer
+        "chance": {s.layer.name: round(s.chance, 5) for s in score_layers(convs_from_module(model))},
+        "trace": trace,
         "max_loss_jump": max((b["loss"] / a["loss"] for a, b in zip(epochs, epochs[1:]) if a["loss"] > 0), default=1.0),
     }
+
+
+def layer_means(model) -> dict[str, float]:
+    """Each conv layer's mean score over its live filters (a dropped filter's zero weights would score 1)."""
+    out = {}
+    for s in score_layers(convs_from_module(model)):
+        live = [v for i, v in enumerate(s.scores.tolist()) if i not in s.dead]
+        out[s.layer.name] = round(sum(live) / max(len(live), 1), 5)
+    return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def run_key_fields(job: dict) -> dict:
