@@ -40,12 +40,13 @@ def _layers(source: Source) -> list[ConvLayer]:
     return convs_from_state_dict(dict(source))
 
 
-def _state_and_banks(source: Source) -> tuple[dict[str, torch.Tensor], list[FilterBank]]:
+def _state_banks_graph(source: Source) -> tuple[dict[str, torch.Tensor], list[FilterBank], ModelGraph | None]:
     if isinstance(source, nn.Module):
         model = unwrap(source)
-        return model.state_dict(), banks_from_model(method_graph(model))  # the state dict shares the storage
+        graph = method_graph(model)
+        return model.state_dict(), banks_from_model(graph), graph  # the state dict shares the storage
     state = dict(source)
-    return state, banks_from_layers(convs_from_state_dict(state), state)
+    return state, banks_from_layers(convs_from_state_dict(state), state), None
 
 
 def score(source: Source) -> dict[str, torch.Tensor]:
@@ -73,8 +74,8 @@ def drop(source: Source, drops: DropPlan | Mapping[str, torch.Tensor]) -> dict:
     `reinitialize` and `SubNetwork` take and `orthocli prune` saves as extras["prune"]."""
     plan = drops if isinstance(drops, DropPlan) else None
     chosen = dict(plan.drops if plan is not None else drops)
-    state, banks = _state_and_banks(source)
-    record = make_record(state, banks, chosen, plan.rule_dict() if plan is not None else {})
+    state, banks, graph = _state_banks_graph(source)
+    record = make_record(state, banks, chosen, plan.rule_dict() if plan is not None else {}, graph)
     apply_drops(state, record)
     return record
 

@@ -32,16 +32,6 @@ class Channel:
 
 
 @dataclass
-class Consumer:
-    """The weight of the next layer that reads the bank's channels: input channel c of a conv
-    (`dim` 1), or after a flatten the `span` consecutive input features of a Linear (`dim` 1)."""
-
-    key: str
-    dim: int
-    span: int | None = None  # Linear after flatten: features per channel (in_features / channels); conv: 1
-
-
-@dataclass
 class FilterBank:
     name: str  # the conv's weight key without ".weight"
     key: str
@@ -53,9 +43,6 @@ class FilterBank:
     # dropped channel takes their filter, bias and BatchNorm with it (roles "dw_*" in `channels`),
     # and their output is masked too, so the sub-network is what compaction leaves.
     follow: list[str] = field(default_factory=list)
-    # The one layer that reads the channels (None where they are added to a residual, concatenated,
-    # read by several layers or by a grouped conv: there the next layer's weights cannot be told apart).
-    consumer: Consumer | None = None
 
 
 PER_CHANNEL_MODULES = (
@@ -171,41 +158,9 @@ def _banks(graph: ModelGraph) -> list[FilterBank]:
                 break
             cur = nxt
         bank.mask_node = cur.name
-        bank.consumer = _consumer(cur, modules)
         banks.append(bank)
     _link_depthwise(graph, banks)
     return banks
-
-
-FLATTEN_FUNCTIONS = {torch.flatten}
-
-
-def _consumer(node, modules: dict):
-    """The single layer reading `node`'s channels, through at most a flatten (see `Consumer`)."""
-    flattened = False
-    while len(node.users) == 1:
-        nxt = next(iter(node.users))
-        if not nxt.args or nxt.args[0] is not node:
-            return None
-        if nxt.op == "call_module":
-            mod = modules[nxt.target]
-            if isinstance(mod, nn.Flatten) and mod.start_dim == 1 and not flattened:
-                node, flattened = nxt, True
-                continue
-            if isinstance(mod, nn.Linear) and flattened:  # unflattened, a Linear mixes the last dim, not channels
-                return Consumer(f"{nxt.target}.weight", 1, None)
-            if isinstance(mod, nn.modules.conv._ConvNd) and mod.groups == 1 and not flattened:
-                return Consumer(f"{nxt.target}.weight", 0 if mod.transposed else 1, 1)
-            return None
-        is_flatten = (nxt.op == "call_function" and nxt.target in FLATTEN_FUNCTIONS) or (
-            nxt.op == "call_method" and nxt.target == "flatten"
-        )
-        start = nxt.args[1] if len(nxt.args) > 1 else nxt.kwargs.get("start_dim", 0)
-        if is_flatten and start == 1 and not flattened:
-            node, flattened = nxt, True
-            continue
-        return None
-    return None
 
 
 def is_depthwise(conv: nn.Module) -> bool:

@@ -1,9 +1,10 @@
 """Physical removal of dropped filters: a smaller model that computes what the masked one did.
 
-Found with torch.fx, reusing the filter banks of `banks.py`: a bank already holds every tensor
-indexed by a conv's filters (its weight and bias, a BatchNorm, a per-channel PReLU, a depthwise
-conv that reads it one to one) and the node after which its channels are handed on. From that
-node the channels are followed forward to the tensors that read them:
+Found on the model's graph, reusing the filter banks of `banks.py`: a bank already holds every
+tensor indexed by a conv's filters (its weight and bias, a BatchNorm, a per-channel PReLU, a
+depthwise conv that reads it one to one) and the node after which its channels are handed on. From
+that node the channels are followed forward to the tensors that read them (`channel_readers.py`,
+the walk re-introduction uses too):
 
 - a conv (groups=1): its input channels are removed;
 - a BatchNorm, an activation, pooling, dropout: removed per channel, and followed further;
@@ -32,28 +33,17 @@ A compact model is rebuilt from its architecture dict plus `"widths"`: {conv nam
 
 from __future__ import annotations
 
-import operator
-from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
-from torch import fx, nn
+from torch import nn
 
-from orthocli.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, banks_from_model
+from orthocli.banks import banks_from_model
+from orthocli.channel_readers import PATTERNS, Blocked, Reader, readers, shape_width
 from orthocli.errors import CheckpointError, first_line
 from orthocli.graph import ModelGraph, TraceError
 from orthocli.layers import filter_count
 from orthocli.subnet import DROPPED_VALUE
-
-_ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
-_CONCAT = {torch.cat, torch.concat}
-_SHAPE_READS = {"size", "dim"}  # methods that read the batch size and the like, not the values
-_REDUCTIONS = {"mean", "sum", "amax", "amin"}  # over the spatial dims: per channel
-PATTERNS = ("concatenation", "spatial reduction", "depthwise")
-_UNFOLLOWED = (
-    "its channels reach {}, which orthocli cannot follow (docs/compaction.md lists what it follows); write that "
-    "step with a followed operation, or exclude the layer when pruning (--exclude) so it keeps its filters"
-)
 
 
 @dataclass
@@ -73,203 +63,25 @@ class CompactReport:
         }
 
 
-@dataclass(frozen=True)
-class _Path:
-    """Where a layer's channels sit in the tensor being followed: channels [offset, offset +
-    filters) of `width` along dim 1, in a tensor of `ndim` dims; `flat`: flattened to (N, features),
-    each channel a block of features / width."""
-
-    offset: int
-    width: int
-    ndim: int
-    flat: bool = False
-    patterns: frozenset = frozenset()
-
-    def via(self, pattern: str, **changes) -> _Path:
-        return _Path(**{**self.__dict__, "patterns": self.patterns | {pattern}, **changes})
-
-
-@dataclass
-class _Consumer:
-    kind: str  # conv_in | bn | prelu | linear_flat
-    target: str  # module path
-    offset: int  # where the layer's channels start in what the consumer reads
-    width: int  # the channels the consumer reads
-
-
 class _KeepWidth(Exception):
     """The layer's channels reach something that cannot lose channels on one side only."""
 
 
-def _flatten_start(node: fx.Node, modules: dict) -> int | None:
-    """The start dim if `node` flattens everything after it, else None."""
-    if node.op == "call_module" and isinstance(modules.get(node.target), nn.Flatten):
-        m = modules[node.target]
-        return m.start_dim if m.end_dim == -1 else None
-    if (node.op == "call_function" and node.target is torch.flatten) or (
-        node.op == "call_method" and node.target == "flatten"
-    ):
-        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-        return start if end == -1 else None
-    if node.op == "call_method" and node.target in ("view", "reshape") and len(node.args) >= 2:
-        shape = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
-        if len(shape) == 2 and shape[1] == -1:
-            return 1
-    return None
-
-
-def _describe(node: fx.Node) -> str:
-    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-    return f"'{node.name}' ({node.op} {target})"
-
-
-def _dims(node: fx.Node, ndim: int) -> tuple[list[int], bool] | None:
-    """The dims a mean/sum/amax/amin reduces, made non-negative, and keepdim; None if not known."""
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
-    if dim is None or not isinstance(keep, bool):
-        return None
-    dims = [dim] if isinstance(dim, int) else list(dim)
-    if not dims or not all(isinstance(d, int) and -ndim <= d < ndim for d in dims):
-        return None
-    return sorted({d % ndim for d in dims}), keep
-
-
-def _is_reduction(node: fx.Node) -> bool:
-    if node.op == "call_method":
-        return node.target in _REDUCTIONS
-    return node.op == "call_function" and node.target in (torch.mean, torch.sum, torch.amax, torch.amin)
-
-
-def _width(node: fx.Node) -> int | None:
-    meta = node.meta.get("tensor_meta")
-    shape = getattr(meta, "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) > 1 else None
-
-
-def _consumers(start: fx.Node, modules: dict, bank, banks: dict, calls: Counter, shaped: bool) -> tuple[list, set]:
-    """Every module whose weights read the channels of `start`, and the patterns passed on the
-    way; raises _KeepWidth or refuses."""
-    layer = bank.name
-    filters = modules[layer].out_channels
-    found: list[_Consumer] = []
-    patterns: set[str] = set()
-    stack = [(user, start, _Path(0, filters, modules[layer].weight.dim())) for user in start.users]
-    seen = set()
-    while stack:
-        node, src, path = stack.pop()
-        if (node, src, path.offset) in seen:
-            continue
-        seen.add((node, src, path.offset))
-        patterns |= path.patterns
-        if node.op == "output":
-            raise _KeepWidth(
-                f"its channels are an output of the model ({_describe(src)}); outputs keep every channel. prune and train "
-                "no longer drop from such a layer: prune again"
+def _consumers(graph: ModelGraph, bank, banks: dict, shaped: bool) -> tuple[list[Reader], set[str]]:
+    """Every module whose weights read the bank's channels, and the patterns passed on the way;
+    raises _KeepWidth, or refuses a grouped reader."""
+    try:
+        found, patterns = readers(graph, bank, banks, shape_width if shaped else None)
+    except Blocked as e:
+        raise _KeepWidth(str(e)) from None
+    for r in found:
+        if r.kind == "conv_in" and r.groups > 1:
+            raise CheckpointError(
+                f"--compact: layer '{bank.name}' feeds the grouped conv '{r.target}' (groups={r.groups}); removing "
+                "its filters would change that conv's groups. Exclude the layer when pruning, or export without "
+                "--compact"
             )
-        if node.op == "call_method" and node.target in _SHAPE_READS:
-            continue
-        if node.op == "call_function" and node.target in _CONCAT:
-            parts = node.args[0]
-            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-            if not isinstance(parts, (list, tuple)) or dim % path.ndim != 1 or path.flat:
-                raise _KeepWidth(
-                    f"its channels are concatenated at '{node.name}' along a dim other than the channels; only "
-                    "torch.cat(..., dim=1) is followed"
-                )
-            widths = [_width(p) if isinstance(p, fx.Node) else None for p in parts]
-            if not shaped or any(w is None for w in widths):
-                raise _KeepWidth(
-                    f"its channels are concatenated at '{node.name}'; following a concatenation needs the widths of its "
-                    "inputs, from a run of an example input (give --input-shape)"
-                )
-            for i, p in enumerate(parts):
-                if p is src:
-                    offset = sum(widths[:i]) + path.offset
-                    more = path.via("concatenation", offset=offset, width=sum(widths))
-                    stack.extend((user, node, more) for user in node.users)
-            continue
-        if node.op == "call_function" and node.target in _ELEMENTWISE | {torch.stack}:
-            if node.target is torch.stack or sum(isinstance(a, fx.Node) for a in node.args) != 1:
-                raise _KeepWidth(
-                    f"its channels meet another tensor at '{node.name}' (a residual add or the like), which needs both "
-                    "at the same width; exclude the layer when pruning (--exclude) if it should keep every filter"
-                )
-            stack.extend((user, node, path) for user in node.users)  # x * 2, x + 1: element-wise with a constant
-            continue
-        if not node.args or node.args[0] is not src:
-            raise _KeepWidth(_UNFOLLOWED.format(_describe(node)))
-        mod = modules.get(node.target) if node.op == "call_module" else None
-        follow, nxt = True, node
-        if isinstance(mod, nn.modules.conv._ConvNd):
-            if path.flat:
-                raise _KeepWidth(f"its flattened channels reach the conv {_describe(node)}")
-            if calls[node.target] > 1:
-                raise _KeepWidth(
-                    f"its channels reach the conv '{node.target}', which is called {calls[node.target]} times (shared "
-                    "weights): its input channels cannot shrink at one call only"
-                )
-            if node.target in bank.follow:
-                nxt = _node_named(node.graph, banks[node.target].mask_node)
-                path = path.via("depthwise")
-                patterns.add("depthwise")
-            elif mod.groups > 1:
-                raise CheckpointError(
-                    f"--compact: layer '{layer}' feeds the grouped conv '{node.target}' (groups={mod.groups}); removing "
-                    "its filters would change that conv's groups. Exclude the layer when pruning, or export without "
-                    "--compact"
-                )
-            else:
-                found.append(_Consumer("conv_in", node.target, path.offset, path.width))
-                follow = False
-        elif isinstance(mod, nn.Linear):
-            if not path.flat:
-                raise _KeepWidth(
-                    f"its channels reach the Linear {_describe(node)} without a flatten or a spatial reduction"
-                )
-            found.append(_Consumer("linear_flat", node.target, path.offset, path.width))
-            follow = False
-        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            if path.flat:
-                raise _KeepWidth(f"its flattened channels reach the BatchNorm {_describe(node)}")
-            found.append(_Consumer("bn", node.target, path.offset, path.width))
-        elif isinstance(mod, nn.PReLU):
-            if mod.num_parameters > 1:
-                if path.flat:
-                    raise _KeepWidth(f"its flattened channels reach the PReLU {_describe(node)}")
-                found.append(_Consumer("prelu", node.target, path.offset, path.width))
-        elif _flatten_start(node, modules) is not None:
-            if path.flat or _flatten_start(node, modules) != 1:
-                raise _KeepWidth(f"its channels are reshaped at {_describe(node)}")
-            path = _Path(path.offset, path.width, 2, True, path.patterns)
-        elif _is_reduction(node):
-            reduced = None if path.flat else _dims(node, path.ndim)
-            if reduced is None or reduced[0][0] < 2:
-                raise _KeepWidth(
-                    f"its channels are reduced at {_describe(node)} over a dim other than the spatial ones"
-                )
-            dims, keep = reduced
-            ndim = path.ndim if keep else path.ndim - len(dims)
-            path = path.via("spatial reduction", ndim=ndim, flat=ndim == 2)
-            patterns.add("spatial reduction")
-        elif (
-            isinstance(mod, PER_CHANNEL_MODULES)
-            or node.op == "call_function"
-            and node.target in PER_CHANNEL_FUNCTIONS
-            or node.op == "call_method"
-            and node.target in PER_CHANNEL_METHODS
-        ):
-            pass
-        else:
-            raise _KeepWidth(_UNFOLLOWED.format(_describe(node)))
-        if follow:
-            stack.extend((user, nxt, path) for user in nxt.users)
     return found, patterns
-
-
-def _node_named(graph: fx.Graph, name: str) -> fx.Node:
-    return next(n for n in graph.nodes if n.name == name)
 
 
 def _replace(model: nn.Module, key: str, dim: int, keep: torch.Tensor) -> torch.Tensor:
@@ -329,7 +141,6 @@ def compact(
         finally:
             for m, mode in modes:
                 m.training = mode
-    nodes = {n.name: n for n in gm.graph.nodes}
     modules, calls = graph.modules, graph.calls
     report = CompactReport()
     keeps: dict[str, torch.Tensor] = {}
@@ -363,7 +174,7 @@ def compact(
                 f"--compact: the drop record drops all {filters} filters of layer '{name}'; nothing would be left"
             )
         try:
-            consumers, patterns = _consumers(nodes[bank.mask_node], modules, bank, banks, calls, example is not None)
+            consumers, patterns = _consumers(graph, bank, banks, example is not None)
         except _KeepWidth as why:
             report.kept_width[name] = str(why)
             _zero_dropped(model, bank, idx)

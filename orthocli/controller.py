@@ -21,6 +21,8 @@ are rank 0's on every rank.
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -49,6 +51,14 @@ class Cycle:
     cycle: int  # 1-based
     dropped: dict[str, int]  # layer -> filters dropped (and re-introduced)
     reintroduced: dict[str, dict[str, int]]  # layer -> {dropped, null_space, kept_only, random} (see nullspace)
+    # Optimizer steps the sub-network phase took: 0 means it never trained (not "nothing was
+    # redundant": `dropped` says that); None in a state saved before it was counted.
+    steps: int | None = None
+
+    @property
+    def trained(self) -> bool:
+        """Whether the sub-network phase took an optimizer step."""
+        return self.steps is None or self.steps > 0
 
     @property
     def fallbacks(self) -> dict[str, dict[str, int]]:
@@ -70,6 +80,41 @@ def _full_precision(model: nn.Module):
         for device in sorted(devices):
             stack.enter_context(torch.autocast(device, enabled=False))
         yield
+
+
+def _compiled(model: nn.Module) -> bool:
+    """A module `torch.compile` wrapped (its code runs through dynamo, which does not see a hook
+    added after a compiled call)."""
+    return isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse optimizers whose step needs a closure (LBFGS): they evaluate the model several times
+    inside one step, between the hooks that keep dropped filters frozen."""
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    if isinstance(optimizer, torch.optim.LBFGS) or (closure is not None and closure.default is inspect.Parameter.empty):
+        raise UsageError(
+            f"RePr does not support {type(optimizer).__name__}: its step() evaluates the model through a closure,"
+            " which the hooks that keep dropped filters frozen cannot follow; use an optimizer without a closure"
+            " (SGD, Adam, AdamW, ...)"
+        )
+
+
+def _check_holds(optimizer: torch.optim.Optimizer, model: nn.Module, banks: list[FilterBank]) -> None:
+    """Refuse an optimizer that does not hold every trainable parameter of the layers that may lose
+    filters: it would leave them out of the freezing, or (another model's parameters) train nothing
+    the method watches."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    params = dict(model.named_parameters())
+    wanted = {ch.key for b in banks for ch in b.channels if ch.key in params and params[ch.key].requires_grad}
+    missing = sorted(k for k in wanted if id(params[k]) not in held)
+    if missing:
+        what = "none" if len(missing) == len(wanted) else f"{len(wanted) - len(missing)} of {len(wanted)}"
+        raise OptionError(
+            f"the optimizer holds {what} of the parameters of the layers the method may drop from (missing:"
+            f" {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); create it from this model's"
+            " parameters (model.parameters()), or leave those layers out with {layers} or {exclude}"
+        )
 
 
 def _distributed() -> bool:
@@ -103,15 +148,22 @@ class RePr:
         self.cycles: list[Cycle] = []  # one entry per re-introduction
         self._dropped_cycle = 0  # the last cycle whose drop was made (or found nothing to drop)
         self._sub: SubNetwork | None = None
+        self._sub_steps = 0  # optimizer steps the running sub-network has trained
+        self._stepped = True  # an optimizer step since the last epoch_end (or creation)
         self._triggers: list = []
         self._masks: ChannelMasks | None = None
         self._banks: list[FilterBank] = []
         self.graph: ModelGraph | None = None  # traced once, read by every cycle
+        _check_optimizer(optimizer)
         if self.config.cycles:
             self.graph = method_graph(self.model)
             self._banks = banks_from_model(self.graph)
             self._masks = ChannelMasks(self.graph, self._banks)
-            self._masks.check(self._check_rule())
+            candidates = self._check_rule()
+            _check_holds(optimizer, self.model, [b for b in self._banks if b.name in candidates])
+            self._masks.install(candidates)  # before any compiled call: see masking.py
+            if self._masks.hooked and _compiled(model):
+                torch.compiler.reset()  # a module compiled without the hooks would run on without them
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
@@ -161,24 +213,36 @@ class RePr:
 
     def epoch_end(self) -> Cycle | None:
         """Call after every training epoch (after validating it, if the loop does). Returns the
-        cycle's report when this ended its last sub-network unit (the filters are back)."""
+        cycle's report when this ended its last sub-network unit (the filters are back). When the
+        epoch ended a cycle's standard units, the drop is made here."""
         if self._sub is not None:  # forward passes after the last step moved BatchNorm statistics
             self._sub.freezer.restore()
+        if not self._stepped and self.config.unit == "epoch":
+            warnings.warn(
+                "RePr.epoch_end() was called with no optimizer step since the last call (or since the controller"
+                " was created); it counts an epoch anyway. Call it once per training epoch, after the epoch's"
+                " optimizer steps, with the optimizer given to RePr",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._stepped = False
         self.epoch += 1
         return self._boundary() if self.config.unit == "epoch" else None
 
     def prepare(self) -> dict | None:
-        """Make a drop that is due now (else nothing); the drop record. Done automatically at the
-        first training-mode forward pass or optimizer step after the boundary."""
+        """Make a drop that is due now (else nothing); the drop record. Done automatically when the
+        unit before it ends (`epoch_end()`, or the optimizer step that ends it), and, where a drop is
+        due from the start (s1 = 0), at the first training-mode forward pass or optimizer step."""
         if self.drop_due:
             self._disarm()
             cycle = self.cycle
             with _full_precision(self.model):
                 drops = self._choose(cycle)
                 self._dropped_cycle = cycle
+                self._sub_steps = 0
                 if drops:
                     state = self.model.state_dict()  # shares the parameters' storage: edits are live
-                    record = make_record(state, self._banks, drops, self.config.rule_dict())
+                    record = make_record(state, self._banks, drops, self.config.rule_dict(), self.graph)
                     apply_drops(state, record)
                     self._sub = SubNetwork(self.model, self.optimizer, record, masks=self._masks, hooks=False)
         return self.record
@@ -203,6 +267,7 @@ class RePr:
             "epoch": self.epoch,
             "step": self.step,
             "dropped_cycle": self._dropped_cycle,
+            "sub_steps": self._sub_steps,
             "record": self.record,
             "cycles": [asdict(c) for c in self.cycles],
         }
@@ -225,7 +290,9 @@ class RePr:
             self._sub.remove()
             self._sub = None
         self.epoch, self.step, self._dropped_cycle = int(state["epoch"]), int(state["step"]), state["dropped_cycle"]
+        self._sub_steps = int(state.get("sub_steps", 0))  # (absent from states saved before it was counted)
         self.cycles = [Cycle(**c) for c in state["cycles"]]
+        self._stepped = True  # (a Lightning resume catches up with an epoch_end of its own)
         if state["record"] is not None:
             self._sub = SubNetwork(self.model, self.optimizer, state["record"], masks=self._masks, hooks=False)
         self._arm()
@@ -267,19 +334,21 @@ class RePr:
         return drops
 
     def _boundary(self) -> Cycle | None:
-        """A unit just ended: re-introduce when it was a cycle's last sub-network unit."""
+        """A unit just ended: re-introduce when it was a cycle's last sub-network unit; drop when
+        the next is a cycle's first. Made here, not at the next forward pass: a compiled forward
+        pass runs no hook added after it was compiled."""
         report = None
         ended = self.config.phase_at(self.units - 1) if self.units else None
         if ended is not None and ended.reinit_after:
             with _full_precision(self.model):
                 report = self._reintroduce(ended.cycle)
-        self._arm()
+        self.prepare()
         return report
 
     def _reintroduce(self, cycle: int) -> Cycle:
         sub, self._sub = self._sub, None
         if sub is None:  # a threshold or an adaptive rule dropped nothing this cycle
-            entry = Cycle(cycle, {}, {})
+            entry = Cycle(cycle, {}, {}, self._sub_steps)
         else:
             sub.remove()
             record = sub.record
@@ -294,16 +363,18 @@ class RePr:
                         dist.broadcast(state[ch["key"]], src=0)
             reset_optimizer_rows(self.optimizer, self.model, record, fan_out=self.config.reinit_fan_out == "zero")
             dropped = {name: len(layer["dropped"]) for name, layer in record["layers"].items()}
-            entry = Cycle(cycle, dropped, report)
+            entry = Cycle(cycle, dropped, report, self._sub_steps)
         self.cycles.append(entry)
         return entry
 
     def _arm(self) -> None:
-        """While a drop is due, the first training-mode forward of a conv makes it."""
+        """While a drop is due from the start (s1 = 0, or a state saved before it), the first
+        training-mode forward of a conv makes it. Every later drop is made at its boundary."""
         self._disarm()
         if not self.drop_due:
             return
 
+        @torch.compiler.disable  # runs in Python even inside a compiled forward pass
         def trigger(module: nn.Module, args) -> None:
             if module.training and self.drop_due:
                 self.prepare()
@@ -324,6 +395,11 @@ class RePr:
     def _after_step(self, optimizer, args, kwargs) -> None:
         if self._sub is not None:
             self._sub.freezer.restore()  # momentum, weight decay, Adam moved them anyway: write them back
+        # the unit this step belongs to: the epoch now running, or (counted in steps) this step
+        unit = self.epoch if self.config.unit == "epoch" else self.step
+        if self.config.phase_at(unit).name == "subnet":
+            self._sub_steps += 1
         self.step += 1
+        self._stepped = True
         if self.config.unit == "step":
             self._boundary()

@@ -87,6 +87,7 @@ class HardwareOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast of the forward pass)
     threads: int | None = None  # torch's CPU threads; None: torch's choice
+    compile: bool = False  # torch.compile the model (method and control alike), after RePr's hooks
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class RunMeta:
             "workers": d.workers,
             "in_memory": d.in_memory,
             "threads": h.threads,
+            "compile": h.compile,
             "baseline": o.baseline,
             "save_cycles": o.save_cycles,
             "metrics": path(o.metrics),
@@ -169,7 +171,9 @@ class RunMeta:
                     metrics=path(doc["metrics"]),
                     plot=path(doc["plot"]),
                 ),
-                hardware=HardwareOptions(doc.get("device", "auto"), doc.get("precision", "auto"), doc["threads"]),
+                hardware=HardwareOptions(
+                    doc.get("device", "auto"), doc.get("precision", "auto"), doc["threads"], bool(doc.get("compile"))
+                ),
                 role=doc.get("role", "repr"),
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -256,7 +260,7 @@ class Experiment:
         cls, output: Path | None, *, hardware: HardwareOptions, state_every: float, reporter: Reporter
     ) -> Experiment:
         """The interrupted experiment that writes `output`, with its saved options; it may move to
-        other hardware (device and precision are taken from `hardware`, threads stay saved)."""
+        other hardware (device, precision and compile are taken from `hardware`, threads stay saved)."""
         from orthocli.training import read_state
 
         if output is None:
@@ -268,7 +272,9 @@ class Experiment:
             raise UsageError("give -o the method run's output, not the baseline's")
         meta = dataclasses.replace(
             meta,
-            hardware=dataclasses.replace(meta.hardware, device=hardware.device, precision=hardware.precision),
+            hardware=dataclasses.replace(
+                meta.hardware, device=hardware.device, precision=hardware.precision, compile=hardware.compile
+            ),
         )
         reporter.log(f"Resuming {output} with its saved options (options given now are ignored, except --json)")
         cfg = dataclasses.replace(saved.config, baseline=False)
@@ -351,7 +357,7 @@ class Experiment:
             import torch
 
             torch.set_num_threads(hw.threads)
-        self.rt = setup(hw.device, hw.precision, deterministic=self.cfg.deterministic)
+        self.rt = setup(hw.device, hw.precision, deterministic=self.cfg.deterministic, compile=hw.compile)
         data = self.prepared_data()
         self.data = data
         where = self.rt.describe()

@@ -163,7 +163,7 @@ def _masked(model, dropped: dict) -> Any:
     multiplied by 0 where they are handed on."""
     from orthocli.banks import banks_from_model, masked_forward
     from orthocli.graph import ModelGraph
-    from orthocli.subnet import masks_from_record
+    from orthocli.masking import masks_from_record
 
     graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
     banks = banks_from_model(graph)

@@ -38,10 +38,15 @@ class TraceError(Exception):
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module a DistributedDataParallel / DataParallel wrapper holds (its keys are the user's)."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
+    """The user's module inside DistributedDataParallel / DataParallel and `torch.compile`'s wrapper
+    (their keys and forward pass are the user's module's, prefixed or compiled)."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def is_conv(module: Any) -> bool:

@@ -23,8 +23,9 @@ class ReprCallback(pl.Callback):
         trainer = lightning.Trainer(max_epochs=60, callbacks=[ReprCallback(s1=20, s2=10, cycles=2)])
 
     `module`: the attribute path of the network to act on inside the LightningModule ("" = the
-    LightningModule itself, whose forward must then be traceable by torch.fx); the options are
-    `ReprConfig`'s. With `unit="epoch"` each finished training epoch counts; with `unit="step"`
+    LightningModule itself, whose forward must then be traceable by torch.fx); it may be a
+    `torch.compile`d module. The options are `ReprConfig`'s (`ranking` included). `controller` is
+    the `RePr` it runs: its cycles, drops and fallbacks. With `unit="epoch"` each finished training epoch counts; with `unit="step"`
     each optimizer step that really happens (not a skipped AMP step, not an accumulation batch)."""
 
     def __init__(self, config: ReprConfig | None = None, *, module: str = "", **options: Any) -> None:
@@ -36,6 +37,14 @@ class ReprCallback(pl.Callback):
         # see the network training ended with (masked, if it ended inside a sub-network phase)
         self.repr: RePr | None = None
         self._loaded: dict | None = None  # a checkpoint's state, until then
+
+    @property
+    def controller(self) -> RePr | None:
+        """The `RePr` controller acting on the network (None before the first fit): where the
+        schedule stands (`phase`, `cycle`, `epoch`, `step`), the active drop record (`record`,
+        `masks()`), and one `Cycle` per re-introduction (`cycles`: what each dropped, how the new
+        filters were found, `fallbacks`, the sub-network's optimizer `steps`)."""
+        return self.repr
 
     @property
     def state_key(self) -> str:

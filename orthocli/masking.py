@@ -1,17 +1,28 @@
 """Masking dropped filters in the user's own model, without changing its module tree.
 
 `banks.masked_forward` builds a graph copy of the model with a multiplication at each bank's mask
-point (where the conv's channels are handed on: before another conv, a Linear, a residual add).
-A user's loop calls its own model, not a copy, so here the same mask goes into a forward hook:
-on the module at the mask point when that module is called once per forward pass, else on the
-latest module of the chain from the conv to the mask point that is called once and after which
-every operation maps a zero channel to zero. Dropped filters have zero weight, bias and BatchNorm
-affine parameters (`subnet.apply_drops`), so a channel masked there is still zero at the mask
-point: the result is the masked trace's, number for number. (A shared activation module, such as
-a ResNet block's one `relu` called twice, is why the hook cannot always sit at the mask point.)
+point (where the conv's channels are handed on: before another conv, a Linear, a residual add). A
+user's loop calls its own model, not a copy, and here the same result comes from two means:
 
-Hooks are added when a sub-network starts and removed when its filters are re-introduced: the
-plain model runs with no hook and no overhead. Nothing is added to the state dict.
+- **Zeroing, where it is exact.** A dropped filter has zero weight, bias and BatchNorm affine
+  parameters (`subnet.apply_drops`, held there bit for bit by `subnet.Freezer`), so its channel is
+  zero from the conv on; where every step from the conv to the mask point maps a zero channel to
+  zero (BatchNorm with its affine parameters, ReLU and the like, pooling, dropout), the channel is
+  zero at the mask point without any mask. Most networks need nothing else, so their forward pass
+  is the user's own, untouched, and `torch.compile` sees it as it is.
+- **A forward hook, where zero does not stay zero** (a sigmoid, sigmoid(0) = 0.5; a BatchNorm
+  without affine parameters, (0 - mean) / std): the hook multiplies by a mask tensor, on the module
+  at the mask point when that module is called once per forward pass, else on the latest module of
+  the chain from the conv to the mask point that is called once and after which every operation
+  maps a zero channel to zero. (A shared activation module, such as a ResNet block's one `relu`
+  called twice, is why the hook cannot always sit at the mask point.)
+
+Either way the result is the masked trace's, number for number. The hooks are installed once (the
+controller does it when it is created) and stay; between sub-networks their masks hold ones.
+`torch.compile` does not see a hook added after it compiled a module, so installing them before
+the first compiled call, and changing only the masks' values afterwards, is what keeps a compiled
+model masked; a mask's values change in place, which recompiles nothing. Nothing is added to the
+state dict.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ _NOT_ZERO_AT_ZERO_FUNCTIONS = {torch.sigmoid, F.sigmoid, F.softplus}
 _NOT_ZERO_AT_ZERO_METHODS = {"sigmoid"}
 
 
-def _keeps_zero(node, modules: dict[str, nn.Module]) -> bool:
+def keeps_zero(node, modules: dict[str, nn.Module]) -> bool:
     """Whether this per-channel step maps a dropped (all-zero, zero-affine) channel to zero."""
     if node.op == "call_module":
         mod = modules[node.target]
@@ -60,21 +71,37 @@ def hook_points(graph: ModelGraph, banks: Iterable[FilterBank]) -> dict[str, str
             if node.op == "call_module" and calls[node.target] == 1:
                 point = node.target
                 break
-            if not _keeps_zero(node, modules):
+            if not keeps_zero(node, modules):
                 break
         points[bank.name] = point
     return points
 
 
-class ChannelMasks:
-    """Multiplies banks' channels by a 0/1 mask at their hook points while active.
+def needs_mask(graph: ModelGraph, bank: FilterBank) -> bool:
+    """Whether a dropped filter of `bank` can be non-zero at the mask point although its weight,
+    bias and BatchNorm affine parameters are zero: a step from the conv to the mask point maps zero
+    to non-zero."""
+    node = next(n for n in graph.nodes if n.op == "call_module" and n.target == bank.name)
+    while node.name != bank.mask_node:  # the walk of `banks_from_model`, replayed
+        node = next(iter(node.users))
+        if not keeps_zero(node, graph.modules):
+            return True
+    return False
 
-    `masks` (bank name -> tensor shaped (1, C, 1, ...)) may be edited in place; `activate(names)`
-    adds the hooks, `remove()` takes them away again."""
+
+class ChannelMasks:
+    """Multiplies banks' channels by a 0/1 mask at their hook points, for the banks whose channels
+    zeroing alone does not silence (`needs_mask`).
+
+    `masks` (bank name -> tensor shaped (1, C, 1, ...), ones) change in place: `set(record)` zeroes
+    a drop record's filters, `clear()` sets every mask to one. `install(names)` adds the hooks of
+    those banks that need one, `remove()` takes them away again."""
 
     def __init__(self, graph: ModelGraph, banks: list[FilterBank]) -> None:
         self.model = model = graph.model
         self.points = hook_points(graph, banks)
+        self.needs = {bank.name: needs_mask(graph, bank) for bank in banks}
+        self.follow = {bank.name: list(bank.follow) for bank in banks}
         self.masks: dict[str, torch.Tensor] = {}
         for bank in banks:
             weight = model.get_parameter(bank.key)
@@ -83,34 +110,61 @@ class ChannelMasks:
         self._handles: list = []
 
     @property
-    def active(self) -> bool:
+    def hooked(self) -> bool:
+        """Whether any hook is installed."""
         return bool(self._handles)
 
+    def with_follow(self, names: Iterable[str]) -> list[str]:
+        """The banks named and the depthwise convs that follow them (masked at the same indices)."""
+        return list(dict.fromkeys(n for name in names for n in (name, *self.follow.get(name, ()))))
+
     def check(self, names: Iterable[str]) -> None:
-        """UsageError unless every bank named can be masked."""
-        for name in names:
-            if self.points[name] is None:
+        """UsageError unless every bank named (and its depthwise follower) can be masked."""
+        for name in self.with_follow(names):
+            if self.needs[name] and self.points[name] is None:
                 raise UsageError(
                     f"layer '{name}': its dropped filters cannot be masked by a forward hook (its channels pass"
                     " a module called more than once, then a step that maps zero to non-zero, such as a sigmoid);"
                     " exclude the layer, or give that step a module of its own"
                 )
 
-    def activate(self, names: Iterable[str]) -> None:
-        """Hook the masks of these banks (the others would multiply by ones)."""
-        names = list(names)
+    def install(self, names: Iterable[str]) -> None:
+        """Hook the masks of these banks and their followers, where zeroing is not enough (the
+        other banks' channels need no hook); masks hold ones until `set`."""
+        names = self.with_follow(names)
         self.check(names)
         self.remove()
         by_module: dict[str, list[torch.Tensor]] = {}
         for name in names:
-            by_module.setdefault(self.points[name], []).append(self.masks[name])
+            if self.needs[name]:
+                by_module.setdefault(self.points[name], []).append(self.masks[name])
         for point, masks in by_module.items():
             self._handles.append(self.model.get_submodule(point).register_forward_hook(_multiply(masks)))
+
+    def set(self, record: dict) -> None:
+        """Masks of a drop record: 0 for its dropped filters (and their depthwise followers), 1 elsewhere."""
+        masks_from_record(record, self.masks)
+
+    def clear(self) -> None:
+        for m in self.masks.values():
+            m.fill_(1)
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
+    """Set mask tensors to 0 for dropped filters, 1 elsewhere. A depthwise conv that follows a
+    layer (`FilterBank.follow`) is masked at the same indices."""
+    for m in masks.values():
+        m.fill_(1)
+    for name, layer in record["layers"].items():
+        for target in (name, *layer.get("follow", ())):
+            m = masks.get(target)
+            if m is not None:
+                m.index_fill_(1, torch.as_tensor(layer["dropped"], dtype=torch.long).to(m.device), 0)
 
 
 def _multiply(masks: list[torch.Tensor]):

@@ -53,7 +53,7 @@ def prune(
     view = CheckpointModel(ckpt)
     plan = plan_drops(view.select_convs(), config, fixed=view.fixed_layers())
     if output is not None:
-        record = make_record(ckpt.state_dict, view.banks(), plan.drops, plan.rule_dict())
+        record = make_record(ckpt.state_dict, view.banks(), plan.drops, plan.rule_dict(), view.graph)
         apply_drops(ckpt.state_dict, record)
         extras = ckpt.extras or {"source": {"path": str(source), "format": ckpt.format, "key": ckpt.key}}
         payload = ckpt_io.make_payload(ckpt.state_dict, **{**extras, "prune": record})

@@ -18,7 +18,11 @@ class ReinitLayer:
     null_space: int  # of them, orthogonal to the kept filters and the old values
     kept_only: int  # orthogonal to the kept filters only (no room left for more)
     random: int  # random directions (no room at all)
-    fan_out_zeroed: bool = False  # the next layer's weights for them were set to 0 (fan_out "zero")
+    fan_out_zeroed: bool = False  # the network's output was kept: readers zeroed, or the branch silenced
+    # what the layers reading them got: "zeroed", "silenced" (a residual branch's BatchNorm starts at
+    # 0), "kept" (--reinit-fan-out keep), "unknown" (not found; `fan_out_note` says why)
+    fan_out: str = "unknown"
+    fan_out_note: str | None = None
 
     @property
     def fallback(self) -> bool:

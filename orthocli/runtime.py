@@ -25,6 +25,7 @@ class Runtime:
     precision: str = "fp32"  # what autocast runs the forward pass in: fp32 (none), bf16, fp16
     rank: int = 0
     world_size: int = 1
+    compile: bool = False  # run the forward pass through torch.compile (the default backend, inductor)
 
     @property
     def is_main(self) -> bool:
@@ -40,13 +41,24 @@ class Runtime:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def compiled(self, model):
+        """What the loop calls: `model`, or `torch.compile(model)` (its parameters, state dict keys
+        and masks are the model's own; compile it after the method has installed its hooks)."""
+        return torch.compile(model) if self.compile else model
+
     def grad_scaler(self):
         """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
     def describe(self) -> dict:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
-        return {"device": str(self.device), "name": name, "precision": self.precision, "world_size": self.world_size}
+        return {
+            "device": str(self.device),
+            "name": name,
+            "precision": self.precision,
+            "world_size": self.world_size,
+            "compile": self.compile,
+        }
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
@@ -97,7 +109,9 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return spec
 
 
-def setup(device: str = "auto", precision: str = "auto", *, deterministic: bool = False) -> Runtime:
+def setup(
+    device: str = "auto", precision: str = "auto", *, deterministic: bool = False, compile: bool = False
+) -> Runtime:
     """The runtime for this process; joins the torchrun process group when there is one."""
     if deterministic:  # cuBLAS is only deterministic with a fixed workspace, set before CUDA starts
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -111,7 +125,7 @@ def setup(device: str = "auto", precision: str = "auto", *, deterministic: bool 
             torch.cuda.set_device(dev)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(dev, resolve_precision(precision, dev), rank, world)
+    return Runtime(dev, resolve_precision(precision, dev), rank, world, compile)
 
 
 def teardown(rt: Runtime) -> None:

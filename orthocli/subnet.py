@@ -18,9 +18,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from orthocli import fan_out as fanout
 from orthocli.banks import FilterBank, banks_from_model
 from orthocli.errors import CheckpointError
-from orthocli.graph import method_graph, unwrap
+from orthocli.graph import ModelGraph, method_graph, unwrap
 from orthocli.masking import ChannelMasks
 from orthocli.nullspace import filter_scale, new_filters
 from orthocli.orthogonality import filter_rows
@@ -30,15 +31,19 @@ from orthocli.orthogonality import filter_rows
 DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
 DROPPED_VALUE.update({f"dw_{role}": value for role, value in DROPPED_VALUE.items()})  # a following depthwise conv
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
-# What a dropped filter's tensors hold while it is frozen: these roles zero (as `apply_drops`
-# leaves them), every other (BatchNorm statistics, PReLU slopes) its value before the drop.
-_ZEROED_ROLES = ("conv_weight", "conv_bias", "bn_weight", "bn_bias")
 
 
 def make_record(
-    state_dict: dict[str, torch.Tensor], banks: Iterable[FilterBank], drops: dict[str, torch.Tensor], rule: dict
+    state_dict: dict[str, torch.Tensor],
+    banks: Iterable[FilterBank],
+    drops: dict[str, torch.Tensor],
+    rule: dict,
+    graph: ModelGraph | None = None,
 ) -> dict:
-    """The drop record for `drops` (bank name -> filter indices), with the values before dropping."""
+    """The drop record for `drops` (bank name -> filter indices), with the values before dropping
+    and, from the model's `graph` (None: unknown), what reads each channel (`fan_out.plan`)."""
+    banks = list(banks)
+    by_name = {b.name: b for b in banks}
     layers = {}
     for bank in banks:
         idx = drops.get(bank.name)
@@ -60,37 +65,20 @@ def make_record(
                     "old": t.detach().index_select(ch.dim, idx.to(t.device)).cpu(),
                 }
             )
+        idx = idx.detach().cpu().clone()
+        readers = fanout.plan(graph, bank, by_name, idx)
         layers[bank.name] = {
             "key": bank.key,
             "groups": bank.groups,
             "transposed": bank.transposed,
-            "dropped": idx.detach().cpu().clone(),
+            "dropped": idx,
             "channels": channels,
             "follow": list(bank.follow),
+            "fan_out": readers["fan_out"],
+            "silence": readers["silence"],
+            "fan_out_note": readers["note"],
         }
-        fan_out = _fan_out(state_dict, bank, idx.detach().cpu())
-        if fan_out is not None:
-            layers[bank.name]["fan_out"] = fan_out
     return {"rule": rule, "layers": layers}
-
-
-def _fan_out(state_dict: dict[str, torch.Tensor], bank: FilterBank, idx: torch.Tensor) -> dict | None:
-    """Where the next layer reads the dropped filters' channels: {"key", "dim", "index"}, or None
-    when the bank has no single consumer (see `banks.Consumer`)."""
-    consumer = getattr(bank, "consumer", None)
-    if consumer is None or consumer.key not in state_dict:
-        return None
-    weight, nxt = state_dict[bank.key], state_dict[consumer.key]
-    filters = weight.shape[1] * bank.groups if bank.transposed else weight.shape[0]
-    span = consumer.span
-    if span is None:  # a Linear after a flatten: each channel is `span` consecutive features
-        if nxt.shape[consumer.dim] % filters:
-            return None
-        span = nxt.shape[consumer.dim] // filters
-    elif nxt.shape[consumer.dim] != filters:
-        return None
-    index = (idx[:, None] * span + torch.arange(span)).flatten()
-    return {"key": consumer.key, "dim": consumer.dim, "index": index}
 
 
 def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
@@ -101,18 +89,6 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
                 if ch["role"] in DROPPED_VALUE:
                     t = state_dict[ch["key"]]
                     t.index_fill_(ch["dim"], layer["dropped"].to(t.device), DROPPED_VALUE[ch["role"]])
-
-
-def masks_from_record(record: dict, masks: dict[str, torch.Tensor]) -> None:
-    """Set mask tensors (from `banks.masked_forward`) to 0 for dropped filters, 1 elsewhere. A
-    depthwise conv that follows a layer (`FilterBank.follow`) is masked at the same indices."""
-    for m in masks.values():
-        m.fill_(1)
-    for name, layer in record["layers"].items():
-        for target in (name, *layer.get("follow", ())):
-            m = masks.get(target)
-            if m is not None:
-                m.index_fill_(1, torch.as_tensor(layer["dropped"], dtype=torch.long).to(m.device), 0)
 
 
 class Freezer:
@@ -158,11 +134,14 @@ def reintroduce(
     next layer's weights for them were zeroed. Each new filter's norm is `scale` times the mean
     norm of the layer's kept filters (`nullspace.filter_scale`).
 
-    `fan_out`: what the next layer does with a re-introduced channel. "keep" (the paper): its
+    `fan_out`: what the layers reading a re-introduced channel do. "keep" (the paper): their
     weights stay as they were, trained for the old filter, so the network's output jumps; with a
     long flattened feature map into a Linear the jump can be orders of magnitude in the loss.
-    "zero": they are set to 0 (where the record knows them: `fan_out` entries), so the output is
-    unchanged at re-introduction and the next layer learns to use the new filter from there."""
+    "zero": their weights for it are set to 0 (the record's `fan_out` entries; through a residual
+    add, its `silence` entries: the filter's BatchNorm scale and shift start at 0), so the output is
+    unchanged at re-introduction and the next layers learn to use the new filter from there. Per
+    layer, the report's "fan_out" says which happened: "zeroed", "silenced", "kept", or "unknown"
+    (the readers could not be found; "fan_out_note" says why: the output was not kept)."""
     report = {}
     with torch.no_grad():
         for name, layer in record["layers"].items():
@@ -196,13 +175,24 @@ def reintroduce(
                     t.index_fill_(ch["dim"], dropped.to(t.device), _FRESH_VALUE[ch["role"]])
                 elif ch["role"] == "other" or ch["role"].startswith("dw_"):  # as it was before the drop
                     t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
-            nxt = layer.get("fan_out")
-            counts["fan_out_zeroed"] = fan_out == "zero" and nxt is not None
-            if counts["fan_out_zeroed"]:
-                t = state_dict[nxt["key"]]
-                t.index_fill_(nxt["dim"], nxt["index"].to(t.device), 0.0)
+            counts.update(_fan_out(state_dict, layer, fan_out))
             report[name] = counts
     return report
+
+
+def _fan_out(state_dict: dict[str, torch.Tensor], layer: dict, policy: str) -> dict:
+    """Zero (policy "zero") what reads the re-introduced channels, or silence their branch; say which."""
+    readers, silence = fanout.entries(layer), layer.get("silence") or []
+    if policy == "keep":
+        status = "kept"
+    elif readers or silence:
+        for entry in (*readers, *silence):
+            fanout.zero(state_dict[entry["key"]], entry)
+        status = "zeroed" if readers else "silenced"
+    else:
+        status = "unknown"
+    note = layer.get("fan_out_note") if policy == "zero" else None
+    return {"fan_out": status, "fan_out_zeroed": status in ("zeroed", "silenced"), "fan_out_note": note}
 
 
 def _write_rows(weight: torch.Tensor, filters: torch.Tensor, rows: torch.Tensor, transposed: bool) -> None:
@@ -227,12 +217,12 @@ def reset_optimizer_rows(
             for value in (state or {}).values():
                 if isinstance(value, torch.Tensor) and value.shape == p.shape:
                     value.index_fill_(ch["dim"], layer["dropped"].to(value.device), 0)
-        nxt = layer.get("fan_out") if fan_out else None
-        p = params.get(nxt["key"]) if nxt is not None else None
-        state = optimizer.state.get(p) if p is not None else None
-        for value in (state or {}).values():
-            if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                value.index_fill_(nxt["dim"], nxt["index"].to(value.device), 0)
+        for entry in fanout.entries(layer) if fan_out else []:
+            p = params.get(entry["key"])
+            state = optimizer.state.get(p) if p is not None else None
+            for value in (state or {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    fanout.zero(value, entry)
 
 
 def write_frozen_values(model: nn.Module, record: dict) -> None:
@@ -251,19 +241,21 @@ def write_frozen_values(model: nn.Module, record: dict) -> None:
             for ch in layer["channels"]:
                 t = tensors[ch["key"]]
                 idx = layer["dropped"].to(t.device)
-                if ch["role"] in _ZEROED_ROLES:
-                    t.index_fill_(ch["dim"], idx, 0.0)
+                if ch["role"] in DROPPED_VALUE:  # as `apply_drops` leaves them, a following depthwise conv's too
+                    t.index_fill_(ch["dim"], idx, DROPPED_VALUE[ch["role"]])
                 else:
                     t.index_copy_(ch["dim"], idx, ch["old"].to(t.device, t.dtype))
 
 
 class SubNetwork:
-    """A drop record applied to a live model and its optimizer: the dropped filters are masked
-    (forward hooks) and stay bit-identical through every optimizer step (step hooks) until
-    `remove()`. For a checkpoint `orthocli prune` wrote, pass its record (extras["prune"]).
+    """A drop record applied to a live model and its optimizer: the dropped filters are silenced
+    (zeroed, and masked where zero does not stay zero: `masking.py`) and stay bit-identical through
+    every optimizer step (step hooks) until `remove()`. For a checkpoint `orthocli prune` wrote,
+    pass its record (extras["prune"]).
 
-    Create it after the model is on its device; the model's values of the dropped filters are set
-    to the record's frozen values (zero weights, biases and BatchNorm affine parameters)."""
+    Create it after the model is on its device, and before `torch.compile` calls the model (a mask
+    hook added later would not be compiled in); the model's values of the dropped filters are set to
+    the record's frozen values (zero weights, biases and BatchNorm affine parameters)."""
 
     def __init__(
         self,
@@ -275,13 +267,14 @@ class SubNetwork:
         hooks: bool = True,
     ) -> None:
         self.model, self.record = unwrap(model), record
+        write_frozen_values(self.model, record)  # (first: it says when the record is another model's)
+        self._own_masks = masks is None  # its own hooks, removed with it; else the controller's, cleared
         if masks is None:
             graph = method_graph(self.model)
-            masks = ChannelMasks(graph, [b for b in banks_from_model(graph) if b.name in record["layers"]])
+            masks = ChannelMasks(graph, banks_from_model(graph))
+            masks.install(record["layers"])
         self._masks = masks
-        write_frozen_values(self.model, record)
-        masks_from_record(record, {n: masks.masks[n] for n in record["layers"]})
-        masks.activate(record["layers"])
+        masks.set(record)
         self.freezer = Freezer(self.model, record)
         self._handles = []
         if hooks:  # (RePr calls the freezer from its own step hooks: none may be added while they run)
@@ -292,7 +285,9 @@ class SubNetwork:
 
     def remove(self) -> None:
         """Unmask and unfreeze (the filters keep their frozen values until changed)."""
-        self._masks.remove()
+        if self._own_masks:
+            self._masks.remove()
+        self._masks.clear()
         for h in self._handles:
             h.remove()
         self._handles = []

@@ -317,16 +317,17 @@ def _train(
         method.load_state_dict(s.method)
     if s.record is not None:  # a pruned checkpoint: its sub-network, masked and frozen, to the end
         SubNetwork(model, optimizer, s.record)
+    net = rt.compiled(model)  # after the method's hooks: compiled with them (masking.py)
 
     epoch, saved_at = s.epoch, time.perf_counter()
     while not s.finished and epoch < len(epoch_phases):
         phase = epoch_phases[epoch]
         if phase.name == "final" and s.best is None and data.val is not None and len(data.val):
             # the weights entering the final phase (after the last re-init) are a candidate too
-            entering_loss, entering_acc = _val_now(s, model, data, cfg)
+            entering_loss, entering_acc = _val_now(s, net, data, cfg)
             s.best = _snapshot(model, entering_acc, epoch, entering_loss)
         if phase.drop_before:  # score, drop, and train the sub-network from here
-            s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, model, data, cfg)[1]}
+            s.pending = {"cycle": phase.cycle, "val_before_drop": _val_now(s, net, data, cfg)[1]}
             if method is not None:
                 method.prepare()
 
@@ -334,19 +335,19 @@ def _train(
         t0, lr = time.perf_counter(), lr_at(epoch, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, train_acc = _train_epoch(model, optimizer, criterion, data.train, cfg, epoch, rt, scaler)
+        loss, train_acc = _train_epoch(net, optimizer, criterion, data.train, cfg, epoch, rt, scaler)
         if not math.isfinite(loss):
             shown = "standard" if cfg.baseline and phase.name == "subnet" else phase.name
             raise Diverged(epoch + 1, shown, phase.cycle)
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
-        val_loss, val_acc = evaluate(model, data.val, cfg.loss)
+        val_loss, val_acc = evaluate(net, data.val, cfg.loss)
         done = method.epoch_end() if method is not None else None  # re-introduces after a cycle's last S2 epoch
         if phase.reinit_after:
             s.pending["val_after_subnet"] = val_acc
             if done is not None and done.dropped:
                 s.pending.update(dropped=done.dropped, reintroduced=done.reintroduced, fallbacks=done.fallbacks)
-            s.pending["val_after_reinit"] = evaluate(model, data.val, cfg.loss)[1]
+            s.pending["val_after_reinit"] = evaluate(net, data.val, cfg.loss)[1]
             s.cycles.append(_cycle_entry(s.pending))
             s.pending = None
 
@@ -386,8 +387,8 @@ def _train(
         model=model,
         history=s.history,
         cycles=s.cycles,
-        val_accuracy=evaluate(model, data.val, cfg.loss)[1],
-        test_accuracy=evaluate(model, data.test, cfg.loss)[1],
+        val_accuracy=evaluate(net, data.val, cfg.loss)[1],
+        test_accuracy=evaluate(net, data.test, cfg.loss)[1],
         best_epoch=s.best.epoch if s.best else None,
         stopped_early=s.stopped_early,
         record=s.record,

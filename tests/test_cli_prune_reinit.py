@@ -225,7 +225,7 @@ def test_reinit_fan_out_keeps_or_zeroes_the_next_layers_weights(run_cli, tmp_pat
     assert res.exit_code == 0, res.stderr
     pruned, after = load_payload(tmp_path / "p.pt"), load_payload(tmp_path / "r.pt")
     layers = pruned["prune"]["layers"].values()
-    nexts = [layer["fan_out"] for layer in layers]
+    nexts = [entry for layer in layers for entry in layer["fan_out"]]  # each layer's readers
     assert len(nexts) == 2  # conv2 -> conv3, conv3 -> flatten -> Linear
     renewed = {layer["key"]: layer["dropped"] for layer in layers}  # filters (dim 0) re-initialised themselves
     for nxt in nexts:

@@ -12,7 +12,7 @@ from train_helpers import clone_state, frozen_values, make_data, make_model, mak
 
 from orthocli import RePr, SubNetwork, drop, plan_drops, score
 from orthocli.banks import banks_from_model, masked_forward
-from orthocli.subnet import masks_from_record
+from orthocli.masking import masks_from_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

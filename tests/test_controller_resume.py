@@ -76,7 +76,8 @@ def test_resume_mid_sub_network_restores_masks_and_freezing():
 def test_loading_a_state_of_other_options_or_another_kind_fails():
     model = make_model()
     ctrl = RePr(model, make_optimizer(model), s1=1, s2=1, cycles=1, ratio=0.25)
-    other = RePr(make_model(), make_optimizer(make_model()), s1=2, s2=1, cycles=1, ratio=0.5)
+    other_model = make_model()
+    other = RePr(other_model, make_optimizer(other_model), s1=2, s2=1, cycles=1, ratio=0.5)
     with pytest.raises(UsageError, match=r"differs in: ratio, s1"):
         other.load_state_dict(ctrl.state_dict())
     with pytest.raises(CheckpointError, match="not an orthocli RePr state"):

@@ -175,3 +175,23 @@ def test_a_checkpoint_written_before_the_callbacks_epoch_end_catches_up(tmp_path
     assert cb.repr.epoch == EPOCHS and [c.cycle for c in cb.repr.cycles] == [1]
     for k, v in full.net.state_dict().items():
         assert torch.equal(resumed.net.state_dict()[k], v), k
+
+
+def test_a_compiled_network_and_the_controller_it_exposes(tmp_path):
+    """`ReprCallback(module="net")` on a torch.compile'd network trains what the eager one does;
+    `controller` is the RePr it ran, with its cycles."""
+    eager_cb = ReprCallback(module="net", **OPTIONS)
+    eager = Lit()
+    trainer(EPOCHS, [eager_cb], tmp_path / "eager").fit(eager, loader())
+
+    cb = ReprCallback(module="net", **OPTIONS)
+    assert cb.controller is None  # before fit
+    compiled = Lit()
+    compiled.net = torch.compile(compiled.net, backend="aot_eager")
+    trainer(EPOCHS, [cb], tmp_path / "compiled").fit(compiled, loader())
+    assert cb.controller is cb.repr and [c.cycle for c in cb.controller.cycles] == [1]
+    assert cb.controller.cycles[0].dropped == eager_cb.controller.cycles[0].dropped
+    assert cb.controller.cycles[0].steps == 2 * 3 and cb.controller.cycles[0].trained  # S2: 2 epochs of 3 steps
+    reference = eager.net.state_dict()
+    for k, v in compiled.net._orig_mod.state_dict().items():
+        assert torch.allclose(v, reference[k], atol=1e-5), k

@@ -77,3 +77,32 @@ def test_every_entry_point_takes_its_defaults_from_reprconfig():
     record = drop(model, {"features.conv2": torch.tensor([1])})
     reinitialize(model, record)
     assert torch.count_nonzero(model.features.conv3.weight[:, 1]) == 0
+
+
+def test_step_by_step_equals_train_on_a_depthwise_separable_block(cli_json, tmp_path):
+    """pointwise -> BN -> ReLU -> depthwise -> BN -> ReLU -> pointwise (tests/graph_models.py): the
+    depthwise conv's filters follow pw1's dropped channels, in `prune` and in `train`'s cycle alike."""
+    arch = ["--arch", "graph_models:build", "--width", "8", "--data", "digits"]
+    start = tmp_path / "start.pt"
+    cli_json("train", *SMALL, *arch, "--cycles", "0", "--max-epochs", "1", "-o", start)
+    payload = torch.load(start, weights_only=True)
+    for key in ("pw1.weight", "pw2.weight"):
+        near_copies(payload["state_dict"][key])
+    torch.save(payload, start)
+
+    data = ["--data", "digits"]
+    args = [*SMALL, *data, "--s1", "0", "--s2", "2", "--cycles", "1", "--ratio", "0.25"]
+    cycle = cli_json("train", start, *args, "-o", tmp_path / "a.pt")
+    plan = cli_json("prune", start, "--ratio", "0.25", "-o", tmp_path / "pruned.pt")
+    cli_json("train", tmp_path / "pruned.pt", *SMALL, *data, "--s2", "2", "-o", tmp_path / "sub.pt")
+    cli_json("reinit", tmp_path / "sub.pt", "-o", tmp_path / "b.pt")
+
+    dropped = {layer["name"]: len(layer["dropped"]) for layer in plan["layers"] if layer["dropped"]}
+    assert dropped == cycle["cycles"][0]["dropped"] and "pw1" in dropped
+    record = ckpt_io.load(tmp_path / "sub.pt").extras["prune"]
+    assert record["layers"]["pw1"]["follow"] == ["dw"]
+    sub = ckpt_io.load(tmp_path / "sub.pt").state_dict
+    rows = record["layers"]["pw1"]["dropped"]
+    assert all(torch.count_nonzero(sub[k][rows]) == 0 for k in ("dw.weight", "dw.bias", "bn2.weight", "bn2.bias"))
+    a, b = ckpt_io.load(tmp_path / "a.pt").state_dict, ckpt_io.load(tmp_path / "b.pt").state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

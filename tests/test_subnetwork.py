@@ -12,8 +12,9 @@ from orthocli import controller
 from orthocli.api import drop, plan_drops
 from orthocli.banks import banks_from_model, masked_forward
 from orthocli.config import TrainConfig
+from orthocli.masking import masks_from_record
 from orthocli.models import ConvNet, ResNet20
-from orthocli.subnet import apply_drops, make_record, masks_from_record
+from orthocli.subnet import apply_drops, make_record
 from orthocli.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -125,8 +125,9 @@ def test_train_follows_the_phases(digits, monkeypatch):
         "final",
     ]
     assert [e["epoch"] for e in epochs] == list(range(1, 9)) and result.epochs == 8
-    # (what, epochs reported before it): drops before epochs 2 and 5, re-inits at the end of epochs 3 and 6
-    assert calls == [("drop", 1), ("reinit", 2), ("drop", 4), ("reinit", 5)]
+    # (what, epochs reported before it): drops at the end of epochs 1 and 4 (the last standard epoch of
+    # each cycle, before its report), re-inits at the end of epochs 3 and 6
+    assert calls == [("drop", 0), ("reinit", 2), ("drop", 3), ("reinit", 5)]
     assert [e["cycle"] for e in events if e["kind"] == "cycle"] == [1, 2]
     assert [c["cycle"] for c in result.cycles] == [1, 2]
     for c in result.cycles:

@@ -48,6 +48,12 @@ def reinit(
             f"No room in the null space for every filter in: {', '.join(report.fell_back)} (see the kept_only / random "
             "columns)"
         )
+    for layer in report.layers:
+        if layer.fan_out == "unknown":
+            log(
+                f"Note: {layer.name}: the network's output changes at this re-introduction, because"
+                f" {layer.fan_out_note or 'the layers reading its channels are unknown'}"
+            )
     log(f"Wrote {output}")
 
 

@@ -334,6 +334,15 @@ def train(
             " scaler). auto: bf16 on a CUDA GPU that has it, else fp32.",
         ),
     ] = "auto",
+    compile: Annotated[
+        bool,
+        _opt(
+            "--compile",
+            panel=HW,
+            help="Run the model through torch.compile (the default backend), the method and the control alike;"
+            " the masks are compiled in, and a drop or re-introduction recompiles nothing.",
+        ),
+    ] = False,
     threads: Annotated[
         Optional[int],
         _opt(
@@ -415,7 +424,7 @@ def train(
     )
 
     reporter: Reporter = _Progress()
-    hardware = HardwareOptions(device=device, precision=precision, threads=threads)
+    hardware = HardwareOptions(device=device, precision=precision, threads=threads, compile=compile)
     if resume and seeds is None:
         run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
     else:
@@ -641,6 +650,9 @@ def _cycle_line(role: str, c: dict) -> str:
         text += "; no filter dropped (the rule chose none: the whole network trained)"
     if c["fallbacks"]:
         text += f" ({sum(v['kept_only'] + v['random'] for v in c['fallbacks'].values())} by fallback)"
+    unknown = [n for n, r in (c.get("reintroduced") or {}).items() if r.get("fan_out") == "unknown"]
+    if unknown:
+        text += f"; the output changed at re-introduction (what reads {', '.join(unknown)} is not known)"
     return text
 
 
