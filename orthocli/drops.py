@@ -12,6 +12,7 @@ import torch
 
 from orthocli.droprule import ADAPTIVE_CAP, DEFAULT_DROP
 from orthocli.errors import UsageError
+from orthocli.layer_patterns import check as check_patterns
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
 
@@ -182,6 +183,7 @@ def plan_drops(
     A conv with one filter per group (depthwise) is never a candidate: each filter is alone in its
     group, so it has nothing to be redundant with (every score is 0).
     """
+    check_patterns([layer.name for layer in layers], include, exclude)  # a pattern naming no layer is a typo
     reasons: dict[str, str] = {}
     chosen = {c.key for c in select(layers, include, exclude)}
     for layer in layers:

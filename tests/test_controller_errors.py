@@ -21,8 +21,12 @@ def test_plan_drops_bad_rule_is_a_usage_error():
 
 def test_bad_options_fail_at_creation():
     model = make_model()
-    with pytest.raises(UsageError, match="no conv layer is left"):
+    with pytest.raises(
+        UsageError, match=r"--layers 'nothing\*' matches no conv layer; the layers are: features\.conv1"
+    ):
         RePr(model, make_optimizer(model), layers=["nothing*"])
+    with pytest.raises(UsageError, match="no conv layer is left"):  # each pattern names a layer, together none
+        RePr(model, make_optimizer(model), layers=["conv1"], exclude=["features.*"])
     with pytest.raises(UsageError, match="unit must be"):
         ReprConfig(unit="batch")
     with pytest.raises(TypeError):
