@@ -55,7 +55,8 @@ def test_debug_shows_a_traceback(tmp_path):
     proc = _run(sys.executable, "-m", "orthocli", "score", str(tmp_path / "nope.pt"))
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"Error: {tmp_path / 'nope.pt'}: no such file"
+    assert proc.stderr.splitlines()[0] == f"Error: {tmp_path / 'nope.pt'}: no such file"
+    assert proc.stderr.splitlines()[1].startswith("orthocli-score: files=1 ")
 
 
 def _console_script() -> list[str]:

@@ -10,6 +10,7 @@ from orthocli import __version__
 from orthocli.cli import common, export, prune, reinit, score, train
 
 app = typer.Typer(
+    cls=common.App,  # a usage error is one `Error: ...` line, exit 2
     name="orthocli",
     help="Score, prune and re-initialise conv filters by orthogonality, and train with RePr.",
     no_args_is_help=True,

@@ -15,9 +15,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrthoError
+from orthocli.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    NeedsTorch,
+    OrthoError,
+)
 
 # --- option aliases, written once -------------------------------------------------------------
 CkptArg = Annotated[
@@ -58,7 +65,8 @@ LayersOpt = Annotated[
     typer.Option(
         "--layers",
         "-l",
-        help="Only layers whose name matches this glob (repeatable), e.g. 'features.*'.",
+        help="Only layers this glob names (repeatable): it matches a full name or a dotted suffix, e.g."
+        " 'features.*' or 'conv2'.",
         show_default=False,
     ),
 ]
@@ -67,7 +75,8 @@ ExcludeOpt = Annotated[
     typer.Option(
         "--exclude",
         "-x",
-        help="Skip layers whose name matches this glob (repeatable), e.g. 'conv1'.",
+        help="Skip layers this glob names (repeatable): it matches a full name or a dotted suffix, so 'conv1'"
+        " skips features.conv1. A pattern naming no layer is an error.",
         show_default=False,
     ),
 ]
@@ -80,13 +89,22 @@ def debug_from_env() -> bool:
     return os.environ.get("ORTHOCLI_DEBUG", "") not in ("", "0")
 
 
+class _Console(Console):
+    """Rich's console, except that a reader gone away (`| head`) is a BrokenPipeError for `command`
+    to turn into exit 141, where Rich itself would exit with 1, the gate's "too redundant"."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stderr() -> Console:
     # Rich already drops colour when the stream is not a terminal or NO_COLOR is set.
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout() -> Console:
-    return Console(highlight=False)
+    return _Console(highlight=False)
 
 
 def print_json(doc: Any) -> None:
@@ -192,6 +210,14 @@ def command(fn: Callable) -> Callable:
             fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _stdout_to_devnull()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "torch":
+                raise
+            _traceback()
+            fail(str(NeedsTorch(f"orthocli {fn.__name__}")), EXIT_USAGE)
         except Exception as e:
             _traceback()
             fail(
@@ -200,3 +226,75 @@ def command(fn: Callable) -> Callable:
             )
 
     return run
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe: what is still buffered for stdout goes nowhere, so that Python's exit
+    does not print "Exception ignored ... BrokenPipeError" (the note on SIGPIPE in Python's docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (the test runner's capture)
+        pass
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
+
+
+def _click_module() -> Any:
+    """The click that Typer runs on: its own copy (Typer >= 0.26) or the click package."""
+    import typer.core
+
+    vendored = getattr(typer.core, "_click", None)
+    if vendored is not None:
+        return vendored
+    import click
+
+    return click
+
+
+class App(TyperGroup):
+    """The app's group: any usage error Typer/Click finds (a bad option value, a missing argument,
+    an unknown option), for every command, is one `Error: ...` line on stderr and exit 2, where
+    Typer would draw a box of five lines. --help, and `orthocli` alone, print help as before."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        click = _click_module()
+        help_error = getattr(click.exceptions, "NoArgsIsHelpError", ())
+        quiet_before = _stdout_is_devnull()
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except SystemExit as e:
+            # Rich, printing the help to a closed pipe, points stdout at /dev/null and exits with 1
+            if e.code == 1 and not quiet_before and _stdout_is_devnull():
+                sys.exit(EXIT_BROKEN_PIPE)
+            raise
+        except help_error:  # `orthocli` alone: Typer prints the help, as before
+            return super().main(args, prog_name, complete_var, standalone_mode=True, **extra)
+        except click.ClickException as e:
+            stderr().print(f"Error: {_one_line(e)}", markup=False)
+            sys.exit(EXIT_USAGE)
+        except typer.Abort:
+            stderr().print("Error: interrupted", markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(e: Any) -> str:
+    message = " ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
+    ctx = getattr(e, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message

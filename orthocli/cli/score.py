@@ -1,7 +1,13 @@
-"""`orthocli score`: how redundant is each conv filter, in one checkpoint or many?"""
+"""`orthocli score`: how redundant is each conv filter, in one checkpoint or many?
+
+Reads checkpoints without torch (numpy_checkpoint.py), so the CI gate starts fast and installs light.
+"""
 
 from __future__ import annotations
 
+import enum
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -21,18 +27,26 @@ from orthocli.cli.common import (
     print_table,
     stdout,
 )
-from orthocli.errors import EXIT_GATE_FAILED, OrthoError
+from orthocli.errors import EXIT_GATE_FAILED, OrthoError, UsageError
 
 if TYPE_CHECKING:
-    from orthocli.checkpoint_scores import CheckpointScores
+    from orthocli.checkpoint_scores import CheckpointScores, ScoreOptions
 
 SCHEMA_VERSION = 2  # 2: one document for any number of checkpoints, a list under "checkpoints"
+SUMMARY_PREFIX = "orthocli-score:"  # the last stderr line: a machine-readable summary (docs/ci.md)
 
 EPILOG = (
     "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
     "CI gate: orthocli score runs/ --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4"
-    " in any checkpoint of runs/; 3, 4 or 6 when one cannot be scored)"
+    " in any checkpoint of runs/; 2, 3, 4 or 6 when one cannot be scored)\n\n"
+    "Regressions only: orthocli score runs/ --against main.json --tolerance 0.02  (main.json: an earlier --json report)"
 )
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    github = "github"
 
 
 @command
@@ -53,63 +67,192 @@ def score(
             show_default=False,
         ),
     ] = None,
+    against: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--against",
+            help="A report that 'score --json' wrote earlier: exit with code 1 when a layer's mean score rose by more"
+            " than --tolerance over it (checkpoints matched by path; new ones are not compared).",
+            show_default=False,
+        ),
+    ] = None,
+    tolerance: Annotated[
+        Optional[float],
+        typer.Option(
+            "--tolerance",
+            min=0.0,
+            help="With --against: how much a layer's mean score may rise before it fails (default 0.01).",
+            show_default=False,
+        ),
+    ] = None,
     key: KeyOpt = None,
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
+    output_format: Annotated[
+        Optional[Format],
+        typer.Option(
+            "--format",
+            help="table (default), json (as --json), or github: GitHub Actions annotations on stdout for each"
+            " failing layer and unreadable file.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score every conv filter by inter-filter orthogonality (higher = more redundant)."""
     from orthocli.checkpoint_files import expand
-    from orthocli.checkpoint_scores import combined_exit_code, score_checkpoint, unreadable_json
+    from orthocli.checkpoint_scores import ScoreOptions, combined_exit_code, score_checkpoint, unreadable_json
+    from orthocli.stored_report import DEFAULT_TOLERANCE, StoredReport
 
+    fmt = _format(json_out, output_format)
+    if tolerance is not None and against is None:
+        raise UsageError("--tolerance says how much a layer may rise over the --against report; give --against too")
+    options = ScoreOptions(
+        include=layers,
+        exclude=exclude,
+        key=key,
+        trust=trust,
+        top=top,
+        fail_above=fail_above,
+        against=StoredReport.read(against) if against is not None else None,
+        tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+    )
     targets = expand(checkpoints)
-    entries, codes, failed = [], [], []
+    entries, codes, failed, rose, worst, scored_layers = [], [], [], [], None, 0
     for target in targets:
         try:
             if target.error is not None:
                 raise target.error
-            result = score_checkpoint(
-                target.path, include=layers, exclude=exclude, key=key, trust=trust, top=top, fail_above=fail_above
-            )
+            result = score_checkpoint(target.path, options)
         except OrthoError as e:
             message = str(e) if str(target.path) in str(e) else f"{target.path}: {e}"
             error(message)
             codes.append(e.exit_code)
             entries.append(unreadable_json(target.path, e.exit_code, message))
+            if fmt is Format.github:
+                _annotate(target.path, "orthocli could not score this checkpoint", message)
             continue
         codes.append(result.exit_code)
+        for note in result.notes:
+            log(f"Note: {note}")
+        _report_gates(result, options, fmt)
         if result.failing:
             failed.append(str(result.path))
-            names = ", ".join(f"{r.layer.name} ({r.mean:.3f})" for r in result.failing)
-            log(f"Redundancy gate failed: {result.path}: mean score above {fail_above} in {names}")
-        if json_out:  # plain values only: the weights of one file are let go before the next loads
+        if result.rising:
+            rose.append(str(result.path))
+        scored_layers += len(result.layers)
+        for r in result.layers:
+            if worst is None or r.mean > worst[2]:
+                worst = (result.path, r.layer.name, r.mean)
+        if fmt is Format.json:  # plain values only: the weights of one file are let go before the next loads
             entries.append(result.to_json())
-        else:
+        elif fmt is Format.table:
             _render(result, several=len(targets) > 1)
         del result
     code = combined_exit_code(codes)
-    if json_out:
-        print_json(_document(entries, fail_above, failed, code))
+    if fmt is Format.json:
+        print_json(_document(entries, options, failed, rose, code))
     if len(targets) > 1 and code:
-        _summary(code, codes, failed)
+        _summary(code, codes, failed, rose)
+    log(_machine_summary(len(targets), codes, scored_layers, worst, code))
     if code:
         raise typer.Exit(code)
 
 
-def _summary(code: int, codes: list[int], failed: list[str]) -> None:
-    """The last stderr line of a run over several checkpoints that did not pass."""
+def _format(json_out: bool, output_format: Format | None) -> Format:
+    if json_out and output_format not in (None, Format.json):
+        raise UsageError(f"--json and --format {output_format.value} ask for two outputs; give one")
+    return Format.json if json_out else (output_format or Format.table)
+
+
+def _report_gates(result: CheckpointScores, options: ScoreOptions, fmt: Format) -> None:
+    """The stderr lines (and GitHub annotations) of one scored checkpoint's gates."""
+    if result.failing:
+        bound, values = _same_precision(options.fail_above, [r.mean for r in result.failing])
+        names = ", ".join(f"{r.layer.name} ({v})" for r, v in zip(result.failing, values))
+        log(f"Redundancy gate failed: {result.path}: mean score above {bound} in {names}")
+        if fmt is Format.github:
+            for r, v in zip(result.failing, values):
+                _annotate(result.path, "orthocli redundancy gate", f"{r.layer.name}: mean score {v} is above {bound}")
+    comparison = result.comparison
+    if comparison is None:
+        return
+    report = comparison.report
+    if not comparison.in_report:
+        log(f"Note: {result.path}: not in {report}; not compared with it")
+    elif comparison.new_layers:
+        log(f"Note: {result.path}: {', '.join(comparison.new_layers)} not in {report}; not compared with it")
+    if result.rising:
+        tol, rises = _same_precision(comparison.tolerance, [r.rise for r in result.rising])
+        parts = [f"{r.layer} ({r.before:.4f} -> {r.after:.4f}, +{d})" for r, d in zip(result.rising, rises)]
+        log(
+            f"Redundancy gate failed: {result.path}: mean score rose by more than {tol} over {report} in {', '.join(parts)}"
+        )
+        if fmt is Format.github:
+            for r, d in zip(result.rising, rises):
+                _annotate(
+                    result.path,
+                    "orthocli redundancy rose",
+                    f"{r.layer}: mean score {r.before:.4f} -> {r.after:.4f} (+{d}, more than {tol}) over {report}",
+                )
+
+
+def _same_precision(bound: float, values: list[float]) -> tuple[str, list[str]]:
+    """The bound and the values with one number of decimals (at least 4, at least the bound's own),
+    enough that a value above the bound never prints equal to it."""
+    digits = max(4, len(f"{bound:.12f}".rstrip("0").partition(".")[2]))
+    while digits < 12 and any(f"{v:.{digits}f}" == f"{bound:.{digits}f}" for v in values if v != bound):
+        digits += 1
+    return f"{bound:.{digits}f}", [f"{v:.{digits}f}" for v in values]
+
+
+def _annotate(path: Path, title: str, message: str) -> None:
+    """One GitHub Actions workflow command: the pull request shows it on the file."""
+
+    def escape(text: str, prop: bool = False) -> str:
+        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+    print(f"::error file={escape(str(path), True)},title={escape(title, True)}::{escape(message)}", flush=True)
+
+
+def _summary(code: int, codes: list[int], failed: list[str], rose: list[str]) -> None:
+    """The last human stderr line of a run over several checkpoints that did not pass."""
     unusable = sum(1 for c in codes if c not in (0, EXIT_GATE_FAILED))
     parts = []
     if failed:
         parts.append(f"{len(failed)} of {len(codes)} checkpoints failed the gate ({', '.join(failed)})")
+    if rose:
+        parts.append(f"{len(rose)} of {len(codes)} rose over the stored report ({', '.join(rose)})")
     if unusable:
         parts.append(f"{unusable} of {len(codes)} could not be scored")
     log("; ".join(parts) + f"; exit code {code}")
 
 
-def _document(entries: list[dict], bound: float | None, failed: list[str], code: int) -> dict:
+def _machine_summary(files: int, codes: list[int], layers: int, worst: tuple | None, code: int) -> str:
+    """`orthocli-score: files=3 scored=2 failed=1 errors=1 layers=12 worst=runs/a.pt:conv2=0.4120 exit=3`:
+    space-separated key=value pairs; a value holding a space or a quote is a JSON string."""
+
+    def value(text: str) -> str:
+        return json.dumps(text) if any(c in text for c in ' "\\\t') else text
+
+    scored = sum(1 for c in codes if c in (0, EXIT_GATE_FAILED))
+    fields = {
+        "files": files,
+        "scored": scored,
+        "failed": codes.count(EXIT_GATE_FAILED),
+        "errors": len(codes) - scored,
+        "layers": layers,
+        "worst": "-" if worst is None else value(f"{worst[0]}:{worst[1]}={worst[2]:.4f}"),
+        "exit": code,
+    }
+    return " ".join([SUMMARY_PREFIX, *(f"{k}={v}" for k, v in fields.items())])
+
+
+def _document(entries: list[dict], options: ScoreOptions, failed: list[str], rose: list[str], code: int) -> dict:
     from orthocli import __version__
 
     scored = sum(1 for e in entries if e["error"] is None)
+    bound, against = options.fail_above, options.against
     return {
         "orthocli_version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -117,6 +260,14 @@ def _document(entries: list[dict], bound: float | None, failed: list[str], code:
         "checkpoints": entries,
         "summary": {"checkpoints": len(entries), "scored": scored, "errors": len(entries) - scored},
         "gate": None if bound is None else {"fail_above": bound, "passed": code == 0, "failing_checkpoints": failed},
+        "against": None
+        if against is None
+        else {
+            "report": str(against.path),
+            "tolerance": options.tolerance,
+            "passed": code == 0,
+            "failing_checkpoints": rose,
+        },
     }
 
 
