@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orthocli import __version__
+
+ROOT = Path(__file__).parent.parent
 
 # --- the app as a program ---------------------------------------------------------------------
 
@@ -37,15 +41,38 @@ def _run(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, **kw)
 
 
-def test_help_does_not_import_torch():
-    proc = _run(sys.executable, "-X", "importtime", "-m", "orthocli", "--help")
+def _imported(*args) -> list[str]:
+    """The modules `python -X importtime -m orthocli ARGS` imports."""
+    proc = _run(sys.executable, "-X", "importtime", "-m", "orthocli", *map(str, args))
     assert proc.returncode == 0, proc.stderr
     # "import time: self | cumulative | name", the name indented by nesting depth: a torch
     # imported by some orthocli module shows as "|     torch", not only as "| torch".
     modules = [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "typer" in modules  # the report is there
-    heavy = [m for m in modules if m.split(".")[0] in ("torch", "numpy")]
-    assert heavy == []
+    return modules
+
+
+def test_help_does_not_import_torch():
+    for args in (["--help"], ["score", "--help"]):
+        heavy = [m for m in _imported(*args) if m.split(".")[0] in ("torch", "numpy")]
+        assert heavy == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ROOT / "sample_models" / "mnist1d_convnet.safetensors",
+        ROOT / "sample_models" / "mnist1d_convnet.pt",  # records its architecture: a ConvNet
+        ROOT / "tests" / "data" / "crepe_tiny.pt",  # a torch zip
+        ROOT / "tests" / "data" / "lpips_alex.pth",  # a legacy pickle
+    ],
+    ids=lambda p: p.name,
+)
+def test_score_does_not_import_torch(path):
+    """The CI gate: `score FILE --json` imports neither torch nor the safetensors package."""
+    modules = _imported("score", path, "--json", "--fail-above", "1")
+    assert "numpy" in modules
+    assert [m for m in modules if m.split(".")[0] in ("torch", "safetensors")] == []
 
 
 def test_debug_shows_a_traceback(tmp_path):

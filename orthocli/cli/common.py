@@ -297,4 +297,4 @@ class App(TyperGroup):
 def _one_line(e: Any) -> str:
     message = " ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
     ctx = getattr(e, "ctx", None)
-    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
+    return f"{message} (see '{ctx.command_path if ctx is not None else 'orthocli'} --help')"
