@@ -37,6 +37,11 @@ class NeedsTorch(UsageError):
         super().__init__(f"{what} needs PyTorch, which is not installed: {TORCH_INSTALL}")
 
 
+class ReadWithTorch(Exception):
+    """Not a user error: a file that torch.load(weights_only=True) reads but orthocli's own readers
+    do not (float8 or quantized tensors, tensor subclasses); numpy_checkpoint.py has torch read it."""
+
+
 class InputFileError(OrthoError):
     exit_code = EXIT_INPUT
 

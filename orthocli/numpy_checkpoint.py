@@ -20,7 +20,7 @@ import numpy as np
 
 from orthocli import checkpoint as torch_checkpoint
 from orthocli.checkpoint import Checkpoint, check_readable, checkpoint_format, unwrap
-from orthocli.errors import CheckpointError, NeedsTorch, TrustError
+from orthocli.errors import CheckpointError, NeedsTorch, ReadWithTorch, TrustError
 from orthocli.layers import ConvLayer, convs_from_state_dict
 
 # Built-in architectures (models.BUILTIN) whose every conv is a plain one (groups=1, not
@@ -36,24 +36,26 @@ def _is_array(v: object) -> bool:
 def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False) -> Checkpoint:
     """Read any checkpoint `checkpoint.load` reads; its state dict holds numpy arrays where the
     file was read without torch (safetensors, torch zip, legacy), torch tensors where torch read it."""
-    from orthocli import legacy_checkpoint, safetensors_reader, zip_checkpoint
-    from orthocli.torch_pickle import NeedsTorchReader
-
     p = Path(path)
     check_readable(p)
     fmt = checkpoint_format(p)
     try:
-        if fmt == "safetensors":
-            tensors, metadata = safetensors_reader.read(p)
+        if fmt == "safetensors":  # each reader imported only for its own format: start-up counts
+            from orthocli import safetensors_reader
             from orthocli.safetensors_layout import decode
 
+            tensors, metadata = safetensors_reader.read(p)
             state, extras = decode(tensors, metadata, p)
             return Checkpoint(p, fmt, state, extras=extras)
         if fmt == "torch-zip":
+            from orthocli import zip_checkpoint
+
             return unwrap(zip_checkpoint.read(p), p, fmt, key, _is_array)
         if fmt == "torch-legacy":
+            from orthocli import legacy_checkpoint
+
             return unwrap(legacy_checkpoint.read(p), p, fmt, key, _is_array)
-    except (safetensors_reader.UnknownDtype, NeedsTorchReader) as e:
+    except ReadWithTorch as e:
         return _with_torch(p, key, trust, f"{p}: reading it ({e})")
     except TrustError:
         if not trust:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from orthocli.arrays import BFLOAT16
-from orthocli.errors import InputFileError
+from orthocli.errors import InputFileError, ReadWithTorch
 
 MAX_HEADER = 100_000_000  # bytes: the safetensors format's own limit
 
@@ -38,10 +38,6 @@ DTYPES = {
     "BOOL": np.dtype("?"),
     "C64": np.dtype("<c8"),
 }
-
-
-class UnknownDtype(Exception):
-    """A dtype numpy cannot hold (float8, ...): torch reads the file instead, where it is installed."""
 
 
 def read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -89,7 +85,7 @@ def _entry(path: Path, name: str, info: object) -> tuple[str, tuple[np.dtype, tu
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
         raise _damaged(path, f"tensor '{name}' has the data_offsets {offsets!r}")
     if dtype not in DTYPES:
-        raise UnknownDtype(f"tensor '{name}' is of dtype {dtype}")
+        raise ReadWithTorch(f"tensor '{name}' is of dtype {dtype}")
     begin, stop = offsets
     if stop - begin != math.prod(shape) * DTYPES[dtype].itemsize:
         raise _damaged(path, f"tensor '{name}' of shape {shape} ({dtype}) has {stop - begin} bytes")

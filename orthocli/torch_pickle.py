@@ -7,8 +7,8 @@ torch. It accepts only what `torch.load(weights_only=True)` accepts, and less:
   (how protocol 2 writes bytes). Any other global (a class, `os.system`, ...) is refused with
   TrustError, the file's code never imported, let alone run;
 - the globals torch also accepts but this reader does not rebuild (quantized, sparse, nested and
-  meta tensors, tensor subclasses) raise NeedsTorchReader: the caller reads the file with torch
-  where it is installed;
+  meta tensors, tensor subclasses) raise errors.ReadWithTorch: the caller reads the file with
+  torch where it is installed;
 - the allowed globals are stand-ins defined here: a tensor becomes a TensorRef (a storage, offset,
   shape and strides), made an array by `materialize` once the storages' bytes are known.
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from orthocli.arrays import BFLOAT16
-from orthocli.errors import InputFileError, TrustError
+from orthocli.errors import InputFileError, ReadWithTorch, TrustError
 
 # Storage classes (torch.<Name>) by their element type; torch.save names a storage by its class.
 STORAGES = {
@@ -131,11 +131,6 @@ UNSAFE = (
 )
 
 
-class NeedsTorchReader(Exception):
-    """The file is one torch's weights-only loader reads but this reader does not (a quantized or
-    sparse tensor, float8 weights): read it with torch."""
-
-
 @dataclass(frozen=True)
 class StorageRef:
     """One storage of the file: its key (the zip record or legacy id), element type and length."""
@@ -160,7 +155,7 @@ class TensorRef:
     dtype: np.dtype
 
     def __setstate__(self, state: Any) -> None:
-        raise NeedsTorchReader("a tensor with Python attributes")
+        raise ReadWithTorch("a tensor with Python attributes")
 
 
 @dataclass(frozen=True)
@@ -194,7 +189,7 @@ class _TensorType:
     """torch.Tensor and torch.nn.Parameter, as _rebuild_from_type_v2 names them."""
 
     def __call__(self, *args: Any) -> Any:
-        raise NeedsTorchReader("a tensor built by its class")
+        raise ReadWithTorch("a tensor built by its class")
 
     def __setstate__(self, state: Any) -> None:
         raise pickle.UnpicklingError("BUILD on a tensor class")
@@ -230,7 +225,7 @@ def _rebuild_tensor_v3(storage: Any, offset: Any, size: Any, stride: Any, _grad:
     if not isinstance(dtype, TorchDtype):
         raise pickle.UnpicklingError("a tensor without a dtype")
     if DTYPES.get(dtype.name) is None:
-        raise NeedsTorchReader(f"a tensor of dtype torch.{dtype.name}")
+        raise ReadWithTorch(f"a tensor of dtype torch.{dtype.name}")
     return _tensor(storage, offset, size, stride, DTYPES[dtype.name])
 
 
@@ -242,9 +237,9 @@ def _rebuild_parameter(data: Any, *_flags: Any) -> Any:
 
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
     if new_type is not _TENSOR_TYPE or func not in _REBUILDS or not isinstance(args, tuple):
-        raise NeedsTorchReader("a tensor subclass")
+        raise ReadWithTorch("a tensor subclass")
     if state:
-        raise NeedsTorchReader("a tensor with Python attributes")
+        raise ReadWithTorch("a tensor with Python attributes")
     return func(*args)
 
 
@@ -307,7 +302,7 @@ ALLOWED: dict[str, Any] = {
 def check(data: bytes | memoryview, start: int = 0) -> int:
     """Check one pickle's opcodes and globals without running it; returns where it ends. Raises
     TrustError for a global outside ALLOWED or an opcode torch's weights-only loader does not
-    implement (as torch.load(weights_only=True) refuses them), NeedsTorchReader for a global only
+    implement (as torch.load(weights_only=True) refuses them), ReadWithTorch for a global only
     torch rebuilds, InputFileError for a damaged pickle."""
     stream = io.BytesIO(data)
     stream.seek(start)
@@ -321,7 +316,7 @@ def check(data: bytes | memoryview, start: int = 0) -> int:
             if op.name == "GLOBAL":
                 name = _global_name(*arg.split(" ", 1))
                 if name in TORCH_ONLY:
-                    raise NeedsTorchReader(name)
+                    raise ReadWithTorch(name)
                 if name not in ALLOWED:
                     raise TrustError(UNSAFE.format(name))
     except (ValueError, EOFError, UnicodeDecodeError) as e:  # genops' words for a cut or corrupt pickle
@@ -355,7 +350,7 @@ class _Unpickler(pickle.Unpickler):
         if len(pid) < 5 or not isinstance(pid[1], _StorageType):
             raise pickle.UnpicklingError("a storage without its class")
         if pid[1].name not in STORAGES:
-            raise NeedsTorchReader(f"torch.{pid[1].name}")
+            raise ReadWithTorch(f"torch.{pid[1].name}")
         return self._storage(pid)
 
 
@@ -368,7 +363,7 @@ def load(data: bytes | memoryview, storage: Callable[[tuple], StorageRef], start
     stream.seek(start)
     try:
         obj = _Unpickler(stream, storage).load()
-    except (TrustError, NeedsTorchReader, InputFileError):
+    except (TrustError, ReadWithTorch, InputFileError):
         raise
     except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError) as e:
         raise InputFileError(f"its pickled data is damaged ({type(e).__name__}: {str(e)[:80]})") from None

@@ -48,14 +48,15 @@ def _imported(*args) -> list[str]:
     # "import time: self | cumulative | name", the name indented by nesting depth: a torch
     # imported by some orthocli module shows as "|     torch", not only as "| torch".
     modules = [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    assert "typer" in modules  # the report is there
+    assert "orthocli" in modules  # the report is there
     return modules
 
 
 def test_help_does_not_import_torch():
     for args in (["--help"], ["score", "--help"]):
-        heavy = [m for m in _imported(*args) if m.split(".")[0] in ("torch", "numpy")]
-        assert heavy == []
+        modules = _imported(*args)
+        assert "typer" in modules  # help is Typer's
+        assert [m for m in modules if m.split(".")[0] in ("torch", "numpy")] == []
 
 
 @pytest.mark.parametrize(
@@ -69,10 +70,12 @@ def test_help_does_not_import_torch():
     ids=lambda p: p.name,
 )
 def test_score_does_not_import_torch(path):
-    """The CI gate: `score FILE --json` imports neither torch nor the safetensors package."""
+    """The CI gate: `score FILE --json` imports neither torch nor the safetensors package, nor the
+    CLI's own Typer, Click, pydantic or Rich (the fast path, cli/fast_args.py)."""
     modules = _imported("score", path, "--json", "--fail-above", "1")
-    assert "numpy" in modules
-    assert [m for m in modules if m.split(".")[0] in ("torch", "safetensors")] == []
+    assert "numpy" in modules and "orthocli.cli.fast_args" in modules
+    heavy = ("torch", "safetensors", "typer", "click", "pydantic", "rich")
+    assert [m for m in modules if m.split(".")[0] in heavy] == []
 
 
 def test_debug_shows_a_traceback(tmp_path):

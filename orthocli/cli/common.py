@@ -1,30 +1,34 @@
-"""What every command shares: option aliases, output (human / JSON), and error handling.
+"""What the Typer commands share: option aliases, the error handling of a command and of the app,
+and (from output.py, which needs no Typer) the output (human / JSON) and the debug switch.
 
-Imports typer, rich and the standard library only: `orthocli --help` must stay fast.
+Imports typer and the standard library only: `orthocli --help` must stay fast.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from orthocli.errors import (
-    EXIT_BROKEN_PIPE,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    NeedsTorch,
-    OrthoError,
+from orthocli.cli.output import (  # noqa: F401 (re-exported for the command modules)
+    DEBUG,
+    debug_from_env,
+    error,
+    exit_code_of,
+    log,
+    name_column,
+    print_json,
+    print_table,
+    stderr,
+    stdout,
+    stdout_is_devnull,
 )
+from orthocli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE
 
 # --- option aliases, written once -------------------------------------------------------------
 CkptArg = Annotated[
@@ -81,96 +85,10 @@ ExcludeOpt = Annotated[
     ),
 ]
 
-# Set by the app callback from --debug or ORTHOCLI_DEBUG; read when an error is caught.
-DEBUG = {"on": False}
-
-
-def debug_from_env() -> bool:
-    return os.environ.get("ORTHOCLI_DEBUG", "") not in ("", "0")
-
-
-class _Console(Console):
-    """Rich's console, except that a reader gone away (`| head`) is a BrokenPipeError for `command`
-    to turn into exit 141, where Rich itself would exit with 1, the gate's "too redundant"."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        raise BrokenPipeError
-
-
-def stderr() -> Console:
-    # Rich already drops colour when the stream is not a terminal or NO_COLOR is set.
-    return _Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def stdout() -> Console:
-    return _Console(highlight=False)
-
-
-def print_json(doc: Any) -> None:
-    """Exactly one JSON document on stdout; NaN/Inf are a bug, never output."""
-    sys.stdout.write(json.dumps(doc, allow_nan=False, indent=2) + "\n")
-    sys.stdout.flush()
-
-
-def log(message: str) -> None:
-    stderr().print(message, markup=False)
-
-
-def error(message: str) -> None:
-    """The one `Error: ...` line of a failure (with --debug, after the traceback being handled)."""
-    _traceback()
-    stderr().print(f"Error: {message}", markup=False)
-
 
 def fail(message: str, code: int) -> None:
-    stderr().print(f"Error: {message}", markup=False)
+    log(f"Error: {message}")
     raise typer.Exit(code)
-
-
-def name_column(table: Any, header: str, **settings: Any) -> None:
-    """The column of layer names: add it first, and print the table with `print_table`."""
-    table.add_column(header, no_wrap=True, overflow="fold", **settings)
-
-
-# The narrowest a folded column gets before the names give way (a number then takes 2 lines).
-_MIN_FOLDED = 4
-
-
-def print_table(table: Any) -> None:
-    """Print a table whose first column holds layer names. When it does not fit the terminal (80
-    columns), the other columns fold first, widest first, down to a few characters each, then the
-    cell padding goes; a layer name breaks across lines only when it is longer than what is left
-    (48 characters for `score`'s 7 columns at 80). Rich alone shrinks every column evenly, names
-    included, so the widths are set here."""
-    from rich.cells import cell_len
-
-    out = stdout()
-    columns = table.columns
-    natural = [max([cell_len(str(c.header)), *(cell_len(str(v)) for v in c._cells)]) for c in columns]
-    others = range(1, len(columns))
-    floor = sum(min(_MIN_FOLDED, natural[i]) for i in others)
-    room = out.width - (3 * len(columns) + 1)  # a border before each column and one after, padding 1+1
-    if natural[0] > room - floor:
-        table.padding, room = (0, 0), out.width - (len(columns) + 1)
-    if sum(natural) > room:
-        widths = [min(natural[0], max(room - floor, 1)), *natural[1:]]
-        while sum(widths) > room:
-            widest = max(others, key=lambda i: widths[i])
-            if widths[widest] <= _MIN_FOLDED:
-                break
-            widths[widest] -= 1
-        for column, width in zip(columns, widths):
-            column.width, column.no_wrap, column.overflow = width, False, "fold"
-    out.print(table)
-
-
-def _traceback() -> None:
-    """With --debug, the traceback goes to stderr; the exit code stays the documented one."""
-    if DEBUG["on"]:
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
 
 
 def in_panel(alias: Any, panel: str) -> Any:
@@ -196,8 +114,8 @@ class Command(TyperCommand):
 
 
 def command(fn: Callable) -> Callable:
-    """A command whose library errors become one `Error: ...` line and an exit code. Registered
-    on the app, with `cls=Command`, by orthocli/cli/__init__.py."""
+    """A command whose library errors become one `Error: ...` line and an exit code
+    (`output.exit_code_of`). Registered on the app, with `cls=Command`, by orthocli/cli/commands.py."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -205,45 +123,13 @@ def command(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except OrthoError as e:
-            _traceback()
-            fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        except BrokenPipeError:
-            _stdout_to_devnull()
-            raise typer.Exit(EXIT_BROKEN_PIPE) from None
-        except ModuleNotFoundError as e:
-            if (e.name or "").split(".")[0] != "torch":
+        except BaseException as e:
+            code = exit_code_of(e, fn.__name__)
+            if code is None:
                 raise
-            _traceback()
-            fail(str(NeedsTorch(f"orthocli {fn.__name__}")), EXIT_USAGE)
-        except Exception as e:
-            _traceback()
-            fail(
-                f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
-                EXIT_INTERNAL,
-            )
+            raise typer.Exit(code) from None
 
     return run
-
-
-def _stdout_to_devnull() -> None:
-    """After a broken pipe: what is still buffered for stdout goes nowhere, so that Python's exit
-    does not print "Exception ignored ... BrokenPipeError" (the note on SIGPIPE in Python's docs)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # not a real file (the test runner's capture)
-        pass
-
-
-def _stdout_is_devnull() -> bool:
-    try:
-        out, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
-    except (OSError, ValueError, AttributeError):
-        return False
-    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
 
 
 def _click_module() -> Any:
@@ -275,21 +161,21 @@ class App(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         click = _click_module()
         help_error = getattr(click.exceptions, "NoArgsIsHelpError", ())
-        quiet_before = _stdout_is_devnull()
+        quiet_before = stdout_is_devnull()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except SystemExit as e:
             # Rich, printing the help to a closed pipe, points stdout at /dev/null and exits with 1
-            if e.code == 1 and not quiet_before and _stdout_is_devnull():
+            if e.code == 1 and not quiet_before and stdout_is_devnull():
                 sys.exit(EXIT_BROKEN_PIPE)
             raise
         except help_error:  # `orthocli` alone: Typer prints the help, as before
             return super().main(args, prog_name, complete_var, standalone_mode=True, **extra)
         except click.ClickException as e:
-            stderr().print(f"Error: {_one_line(e)}", markup=False)
+            log(f"Error: {_one_line(e)}")
             sys.exit(EXIT_USAGE)
         except typer.Abort:
-            stderr().print("Error: interrupted", markup=False)
+            log("Error: interrupted")
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 

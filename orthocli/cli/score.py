@@ -1,39 +1,17 @@
 """`orthocli score`: how redundant is each conv filter, in one checkpoint or many?
 
-Reads checkpoints without torch (numpy_checkpoint.py), so the CI gate starts fast and installs light.
+The Typer command: its options and help. The body is score_run.py's, which the fast path
+(fast_args.py) calls too; checkpoints are read without torch (numpy_checkpoint.py).
 """
 
 from __future__ import annotations
 
-import enum
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from orthocli.cli.common import (
-    CkptsArg,
-    ExcludeOpt,
-    JsonOpt,
-    KeyOpt,
-    LayersOpt,
-    TrustOpt,
-    command,
-    error,
-    log,
-    name_column,
-    print_json,
-    print_table,
-    stdout,
-)
-from orthocli.errors import EXIT_GATE_FAILED, OrthoError, UsageError
-
-if TYPE_CHECKING:
-    from orthocli.checkpoint_scores import CheckpointScores, ScoreOptions
-
-SCHEMA_VERSION = 2  # 2: one document for any number of checkpoints, a list under "checkpoints"
-SUMMARY_PREFIX = "orthocli-score:"  # the last stderr line: a machine-readable summary (docs/ci.md)
+from orthocli.cli.common import CkptsArg, ExcludeOpt, JsonOpt, KeyOpt, LayersOpt, TrustOpt, command
 
 EPILOG = (
     "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
@@ -41,12 +19,6 @@ EPILOG = (
     " in any checkpoint of runs/; 2, 3, 4 or 6 when one cannot be scored)\n\n"
     "Regressions only: orthocli score runs/ --against main.json --tolerance 0.02  (main.json: an earlier --json report)"
 )
-
-
-class Format(str, enum.Enum):
-    table = "table"
-    json = "json"
-    github = "github"
 
 
 @command
@@ -89,7 +61,7 @@ def score(
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
     output_format: Annotated[
-        Optional[Format],
+        Optional[Literal["table", "json", "github"]],
         typer.Option(
             "--format",
             help="table (default), json (as --json), or github: GitHub Actions annotations on stdout for each"
@@ -99,215 +71,21 @@ def score(
     ] = None,
 ) -> None:
     """Score every conv filter by inter-filter orthogonality (higher = more redundant)."""
-    from orthocli.checkpoint_files import expand
-    from orthocli.checkpoint_scores import ScoreOptions, combined_exit_code, score_checkpoint, unreadable_json
-    from orthocli.stored_report import DEFAULT_TOLERANCE, StoredReport
+    from orthocli.cli.score_run import ScoreArgs, run
 
-    fmt = _format(json_out, output_format)
-    if tolerance is not None and against is None:
-        raise UsageError("--tolerance says how much a layer may rise over the --against report; give --against too")
-    options = ScoreOptions(
-        include=layers,
-        exclude=exclude,
-        key=key,
-        trust=trust,
+    args = ScoreArgs(
+        checkpoints=list(checkpoints),
+        layers=list(layers) if layers else None,
+        exclude=list(exclude) if exclude else None,
         top=top,
         fail_above=fail_above,
-        against=StoredReport.read(against) if against is not None else None,
-        tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+        against=against,
+        tolerance=tolerance,
+        key=key,
+        trust=trust,
+        json_out=json_out,
+        output_format=output_format,
     )
-    targets = expand(checkpoints)
-    entries, codes, failed, rose, worst, scored_layers = [], [], [], [], None, 0
-    for target in targets:
-        try:
-            if target.error is not None:
-                raise target.error
-            result = score_checkpoint(target.path, options)
-        except OrthoError as e:
-            message = str(e) if str(target.path) in str(e) else f"{target.path}: {e}"
-            error(message)
-            codes.append(e.exit_code)
-            entries.append(unreadable_json(target.path, e.exit_code, message))
-            if fmt is Format.github:
-                _annotate(target.path, "orthocli could not score this checkpoint", message)
-            continue
-        codes.append(result.exit_code)
-        for note in result.notes:
-            log(f"Note: {note}")
-        _report_gates(result, options, fmt)
-        if result.failing:
-            failed.append(str(result.path))
-        if result.rising:
-            rose.append(str(result.path))
-        scored_layers += len(result.layers)
-        for r in result.layers:
-            if worst is None or r.mean > worst[2]:
-                worst = (result.path, r.layer.name, r.mean)
-        if fmt is Format.json:  # plain values only: the weights of one file are let go before the next loads
-            entries.append(result.to_json())
-        elif fmt is Format.table:
-            _render(result, several=len(targets) > 1)
-        del result
-    code = combined_exit_code(codes)
-    if fmt is Format.json:
-        print_json(_document(entries, options, failed, rose, code))
-    if len(targets) > 1 and code:
-        _summary(code, codes, failed, rose)
-    log(_machine_summary(len(targets), codes, scored_layers, worst, code))
+    code = run(args)
     if code:
         raise typer.Exit(code)
-
-
-def _format(json_out: bool, output_format: Format | None) -> Format:
-    if json_out and output_format not in (None, Format.json):
-        raise UsageError(f"--json and --format {output_format.value} ask for two outputs; give one")
-    return Format.json if json_out else (output_format or Format.table)
-
-
-def _report_gates(result: CheckpointScores, options: ScoreOptions, fmt: Format) -> None:
-    """The stderr lines (and GitHub annotations) of one scored checkpoint's gates."""
-    if result.failing:
-        bound, values = _same_precision(options.fail_above, [r.mean for r in result.failing])
-        names = ", ".join(f"{r.layer.name} ({v})" for r, v in zip(result.failing, values))
-        log(f"Redundancy gate failed: {result.path}: mean score above {bound} in {names}")
-        if fmt is Format.github:
-            for r, v in zip(result.failing, values):
-                _annotate(result.path, "orthocli redundancy gate", f"{r.layer.name}: mean score {v} is above {bound}")
-    comparison = result.comparison
-    if comparison is None:
-        return
-    report = comparison.report
-    if not comparison.in_report:
-        log(f"Note: {result.path}: not in {report}; not compared with it")
-    elif comparison.new_layers:
-        log(f"Note: {result.path}: {', '.join(comparison.new_layers)} not in {report}; not compared with it")
-    if result.rising:
-        tol, rises = _same_precision(comparison.tolerance, [r.rise for r in result.rising])
-        parts = [f"{r.layer} ({r.before:.4f} -> {r.after:.4f}, +{d})" for r, d in zip(result.rising, rises)]
-        log(
-            f"Redundancy gate failed: {result.path}: mean score rose by more than {tol} over {report} in {', '.join(parts)}"
-        )
-        if fmt is Format.github:
-            for r, d in zip(result.rising, rises):
-                _annotate(
-                    result.path,
-                    "orthocli redundancy rose",
-                    f"{r.layer}: mean score {r.before:.4f} -> {r.after:.4f} (+{d}, more than {tol}) over {report}",
-                )
-
-
-def _same_precision(bound: float, values: list[float]) -> tuple[str, list[str]]:
-    """The bound and the values with one number of decimals (at least 4, at least the bound's own),
-    enough that a value above the bound never prints equal to it."""
-    digits = max(4, len(f"{bound:.12f}".rstrip("0").partition(".")[2]))
-    while digits < 12 and any(f"{v:.{digits}f}" == f"{bound:.{digits}f}" for v in values if v != bound):
-        digits += 1
-    return f"{bound:.{digits}f}", [f"{v:.{digits}f}" for v in values]
-
-
-def _annotate(path: Path, title: str, message: str) -> None:
-    """One GitHub Actions workflow command: the pull request shows it on the file."""
-
-    def escape(text: str, prop: bool = False) -> str:
-        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        return text.replace(":", "%3A").replace(",", "%2C") if prop else text
-
-    print(f"::error file={escape(str(path), True)},title={escape(title, True)}::{escape(message)}", flush=True)
-
-
-def _summary(code: int, codes: list[int], failed: list[str], rose: list[str]) -> None:
-    """The last human stderr line of a run over several checkpoints that did not pass."""
-    unusable = sum(1 for c in codes if c not in (0, EXIT_GATE_FAILED))
-    parts = []
-    if failed:
-        parts.append(f"{len(failed)} of {len(codes)} checkpoints failed the gate ({', '.join(failed)})")
-    if rose:
-        parts.append(f"{len(rose)} of {len(codes)} rose over the stored report ({', '.join(rose)})")
-    if unusable:
-        parts.append(f"{unusable} of {len(codes)} could not be scored")
-    log("; ".join(parts) + f"; exit code {code}")
-
-
-def _machine_summary(files: int, codes: list[int], layers: int, worst: tuple | None, code: int) -> str:
-    """`orthocli-score: files=3 scored=2 failed=1 errors=1 layers=12 worst=runs/a.pt:conv2=0.4120 exit=3`:
-    space-separated key=value pairs; a value holding a space or a quote is a JSON string."""
-
-    def value(text: str) -> str:
-        return json.dumps(text) if any(c in text for c in ' "\\\t') else text
-
-    scored = sum(1 for c in codes if c in (0, EXIT_GATE_FAILED))
-    fields = {
-        "files": files,
-        "scored": scored,
-        "failed": codes.count(EXIT_GATE_FAILED),
-        "errors": len(codes) - scored,
-        "layers": layers,
-        "worst": "-" if worst is None else value(f"{worst[0]}:{worst[1]}={worst[2]:.4f}"),
-        "exit": code,
-    }
-    return " ".join([SUMMARY_PREFIX, *(f"{k}={v}" for k, v in fields.items())])
-
-
-def _document(entries: list[dict], options: ScoreOptions, failed: list[str], rose: list[str], code: int) -> dict:
-    from orthocli import __version__
-
-    scored = sum(1 for e in entries if e["error"] is None)
-    bound, against = options.fail_above, options.against
-    return {
-        "orthocli_version": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "exit_code": code,
-        "checkpoints": entries,
-        "summary": {"checkpoints": len(entries), "scored": scored, "errors": len(entries) - scored},
-        "gate": None if bound is None else {"fail_above": bound, "passed": code == 0, "failing_checkpoints": failed},
-        "against": None
-        if against is None
-        else {
-            "report": str(against.path),
-            "tolerance": options.tolerance,
-            "passed": code == 0,
-            "failing_checkpoints": rose,
-        },
-    }
-
-
-def _render(result: CheckpointScores, several: bool) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    out = stdout()
-    if several:
-        out.print(Text(f"{result.path} ({result.format})", style="bold"), overflow="fold")
-    table = Table(title="Filter redundancy per conv layer (0 = orthogonal, higher = redundant)")
-    name_column(table, "layer")
-    # "random": the mean that random filters of the layer's shape would score, the level to read a trained layer against
-    for col in ("shape", "filters", "mean", "random", "max", "dead"):
-        table.add_column(col, justify="left" if col == "shape" else "right", overflow="fold")
-    for r in result.layers:
-        shape = "x".join(str(d) for d in r.layer.weight.shape)
-        means = (f"{r.mean:.4f}", f"{r.chance:.4f}", f"{r.max:.4f}")
-        table.add_row(r.layer.name, shape, str(r.layer.filters), *means, str(len(r.dead)))
-    print_table(table)
-    for r in result.layers:  # under the table, not in a column: an 80-column table has no room for them
-        if note := _notes(r):
-            out.print(Text(f"{r.layer.name}: {note}"), overflow="fold")
-    worst = result.most_redundant
-    if worst:
-        top = Table(title=f"{len(worst)} most redundant filters")
-        name_column(top, "layer")
-        top.add_column("filter", justify="right")
-        top.add_column("score", justify="right")
-        for name, f, s in worst:
-            top.add_row(name, str(f), f"{s:.4f}")
-        print_table(top)
-
-
-def _notes(r) -> str:
-    notes = []
-    if r.layer.groups > 1:
-        notes.append(f"groups={r.layer.groups}")
-    if r.layer.transposed:
-        notes.append("transposed")
-    if r.overcomplete:
-        notes.append("more filters than dimensions: they cannot all be orthogonal")
-    return ", ".join(notes)
