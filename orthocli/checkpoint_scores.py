@@ -9,10 +9,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orthocli.errors import EXIT_GATE_FAILED, EXIT_OK
 from orthocli.layer_scores import LayerScores, gate_failures, most_redundant, score_layers
-from orthocli.stored_report import DEFAULT_TOLERANCE, Comparison, StoredReport
+
+if TYPE_CHECKING:  # stored_report.py is imported only with --against
+    from orthocli.stored_report import Comparison, StoredReport
+
+DEFAULT_TOLERANCE = 0.01  # --tolerance: how much a layer's mean may rise over the --against report
 
 
 @dataclass(frozen=True)

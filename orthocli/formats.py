@@ -3,7 +3,6 @@ a kind; each reader turns the kinds it cannot use into its own error."""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 # The first line of a Git LFS pointer file (https://git-lfs.com/spec/v1): what a clone without LFS
@@ -22,6 +21,8 @@ def sniff(path: Path) -> str:
     if head.startswith(LFS_POINTER):
         return "lfs-pointer"  # a checkpoint kept in Git LFS, checked out without `git lfs pull`
     if head.startswith(b"PK\x03\x04"):
+        import zipfile  # here, not above: a safetensors file is told apart without it
+
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()

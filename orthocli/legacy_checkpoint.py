@@ -21,7 +21,7 @@ PROTOCOL = 1001
 
 def read(path: Path) -> Any:
     """The object the file holds, its tensors numpy arrays."""
-    data = memoryview(path.read_bytes())
+    data = path.read_bytes()
     try:
         return _read(data)
     except InputFileError as e:
@@ -30,7 +30,7 @@ def read(path: Path) -> Any:
         raise TrustError(f"{path}: {e}") from None
 
 
-def _read(data: memoryview) -> Any:
+def _read(data: bytes) -> Any:
     def no_storage(pid: tuple) -> torch_pickle.StorageRef:
         raise InputFileError("a storage before the object; not a torch.save file")
 

@@ -19,8 +19,6 @@ from pathlib import Path
 
 from orthocli.errors import UsageError
 
-DEFAULT_TOLERANCE = 0.01
-
 
 @dataclass(frozen=True)
 class Rise:

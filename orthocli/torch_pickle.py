@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import io
 import pickle
-import pickletools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,45 +72,42 @@ DTYPES = {
     "qint32": None,
 }
 
-# The opcodes torch's weights-only unpickler implements (protocol 2, as torch.save writes).
-OPCODES = frozenset(
-    [
+# The opcodes torch's weights-only unpickler implements (protocol 2, as torch.save writes), by how
+# their argument is laid out; every other opcode of the pickle protocol is refused as torch refuses it.
+_FIXED = {pickle.PROTO[0]: 1, pickle.BININT[0]: 4, pickle.BININT1[0]: 1, pickle.BININT2[0]: 2, pickle.BINFLOAT[0]: 8}
+_FIXED |= {pickle.BINGET[0]: 1, pickle.LONG_BINGET[0]: 4, pickle.BINPUT[0]: 1, pickle.LONG_BINPUT[0]: 4}
+_BARE = {
+    getattr(pickle, name)[0]
+    for name in [
         "APPEND",
         "APPENDS",
-        "BINFLOAT",
-        "BINGET",
-        "LONG_BINGET",
-        "BININT",
-        "BININT1",
-        "BININT2",
         "BINPERSID",
-        "BINPUT",
-        "LONG_BINPUT",
-        "BINUNICODE",
         "BUILD",
         "EMPTY_DICT",
         "EMPTY_LIST",
         "EMPTY_SET",
         "EMPTY_TUPLE",
-        "GLOBAL",
-        "LONG1",
         "MARK",
         "NEWFALSE",
         "NEWOBJ",
         "NEWTRUE",
         "NONE",
-        "PROTO",
         "REDUCE",
         "SETITEM",
         "SETITEMS",
-        "SHORT_BINSTRING",
-        "STOP",
         "TUPLE",
         "TUPLE1",
         "TUPLE2",
         "TUPLE3",
     ]
-)
+}
+_STOP, _GLOBAL, _BINUNICODE = pickle.STOP[0], pickle.GLOBAL[0], pickle.BINUNICODE[0]
+_LONG1, _SHORT_BINSTRING = pickle.LONG1[0], pickle.SHORT_BINSTRING[0]
+_OTHER_OPCODES = {
+    value[0]: name
+    for name, value in vars(pickle).items()
+    if name.isupper() and isinstance(value, bytes) and len(value) == 1
+}
 
 # Globals torch's weights-only unpickler accepts that are not rebuilt here: torch reads such a file.
 TORCH_ONLY = frozenset(
@@ -131,38 +126,51 @@ UNSAFE = (
 )
 
 
-@dataclass(frozen=True)
 class StorageRef:
-    """One storage of the file: its key (the zip record or legacy id), element type and length."""
+    """One storage of the file: its key (the zip record or legacy id), element type and length;
+    for a legacy view, (view key, offset, numel) into it. A value: equal refs are one storage.
+    (Plain classes here, not dataclasses: this module is imported by every `score` of a .pt.)"""
 
-    key: str
-    dtype: np.dtype
-    numel: int
-    view: tuple[str, int, int] | None = None  # legacy: (view key, offset, numel) into this storage
+    __slots__ = ("dtype", "key", "numel", "view")
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int, view: tuple[str, int, int] | None = None) -> None:
+        self.key, self.dtype, self.numel, self.view = key, dtype, numel, view
+
+    def _id(self) -> tuple:
+        return (self.key, self.dtype.str, self.dtype.names, self.numel, self.view)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StorageRef) and self._id() == other._id()
+
+    def __hash__(self) -> int:
+        return hash(self._id())
 
     def __setstate__(self, state: Any) -> None:
         raise pickle.UnpicklingError("BUILD on a storage")
 
 
-@dataclass(frozen=True)
 class TensorRef:
     """A tensor to rebuild: `shape` elements of `dtype` laid out by `stride` from `offset` in a storage."""
 
-    storage: StorageRef
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-    dtype: np.dtype
+    __slots__ = ("dtype", "offset", "shape", "storage", "stride")
+
+    def __init__(self, storage: StorageRef, offset: int, shape: tuple, stride: tuple, dtype: np.dtype) -> None:
+        self.storage, self.offset, self.shape, self.stride, self.dtype = storage, offset, shape, stride, dtype
 
     def __setstate__(self, state: Any) -> None:
         raise ReadWithTorch("a tensor with Python attributes")
 
 
-@dataclass(frozen=True)
 class TorchDtype:
     """A torch dtype kept as a value (a training config may hold one)."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
 
     def __setstate__(self, state: Any) -> None:
         raise pickle.UnpicklingError("BUILD on a dtype")
@@ -299,29 +307,46 @@ ALLOWED: dict[str, Any] = {
 }
 
 
-def check(data: bytes | memoryview, start: int = 0) -> int:
+def check(data: bytes, start: int = 0) -> int:
     """Check one pickle's opcodes and globals without running it; returns where it ends. Raises
     TrustError for a global outside ALLOWED or an opcode torch's weights-only loader does not
     implement (as torch.load(weights_only=True) refuses them), ReadWithTorch for a global only
-    torch rebuilds, InputFileError for a damaged pickle."""
-    stream = io.BytesIO(data)
-    stream.seek(start)
+    torch rebuilds, InputFileError for a damaged pickle. A scan of the bytes, not pickletools:
+    the opcodes torch.save writes have simple arguments, and this runs on every file `score` reads."""
+    i, end = start, len(data)
     try:
-        for op, arg, _ in pickletools.genops(stream):
-            if op.name not in OPCODES:  # torch's weights-only loader refuses it too: only --trust reads it
-                raise TrustError(
-                    f"holds a pickle the weights-only loader does not read (opcode {op.name}, a protocol above 2); "
-                    "if you trust where it came from, rerun with --trust"
-                )
-            if op.name == "GLOBAL":
-                name = _global_name(*arg.split(" ", 1))
+        while i < end:
+            op = data[i]
+            i += 1
+            if op in _FIXED:
+                i += _FIXED[op]
+            elif op == _STOP:
+                return i
+            elif op in _BARE:
+                pass
+            elif op == _BINUNICODE:
+                i += 4 + int.from_bytes(data[i : i + 4], "little")
+            elif op in (_LONG1, _SHORT_BINSTRING):
+                i += 1 + data[i]
+            elif op == _GLOBAL:
+                eol = data.index(b"\n", i)
+                eol2 = data.index(b"\n", eol + 1)
+                name = _global_name(data[i:eol].decode("utf-8"), data[eol + 1 : eol2].decode("utf-8"))
+                i = eol2 + 1
                 if name in TORCH_ONLY:
                     raise ReadWithTorch(name)
                 if name not in ALLOWED:
                     raise TrustError(UNSAFE.format(name))
-    except (ValueError, EOFError, UnicodeDecodeError) as e:  # genops' words for a cut or corrupt pickle
-        raise InputFileError(f"its pickled data is damaged or cut short ({str(e)[:80]})") from None
-    return stream.tell()
+            elif op in _OTHER_OPCODES:  # torch's weights-only loader refuses it too: only --trust reads it
+                raise TrustError(
+                    f"holds a pickle the weights-only loader does not read (opcode {_OTHER_OPCODES[op]}, a protocol "
+                    "above 2); if you trust where it came from, rerun with --trust"
+                )
+            else:
+                raise InputFileError(f"its pickled data is damaged (byte {op:#04x} at {i - 1} is no pickle opcode)")
+    except (IndexError, ValueError, UnicodeDecodeError):  # a length past the end, a name without its newline
+        pass
+    raise InputFileError("its pickled data is damaged or cut short")
 
 
 def _global_name(module: str, name: str) -> str:
@@ -354,7 +379,7 @@ class _Unpickler(pickle.Unpickler):
         return self._storage(pid)
 
 
-def load(data: bytes | memoryview, storage: Callable[[tuple], StorageRef], start: int = 0) -> tuple[Any, int]:
+def load(data: bytes, storage: Callable[[tuple], StorageRef], start: int = 0) -> tuple[Any, int]:
     """Unpickle the pickle at `start` (checked first); `storage(pid)` turns each persistent id
     ('storage', class, key, location, numel[, view]) into a StorageRef. Returns (the object, with
     TensorRef leaves; where the pickle ended)."""
@@ -412,6 +437,14 @@ def materialize(obj: Any, storage_bytes: Callable[[StorageRef], np.ndarray], byt
         return x
 
     return walk(obj)
+
+
+def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= d
+    return tuple(reversed(strides))
 
 
 def _big_endian(dtype: np.dtype) -> np.dtype:

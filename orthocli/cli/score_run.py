@@ -52,8 +52,13 @@ def run_guarded(args: ScoreArgs) -> int:
 def run(args: ScoreArgs) -> int:
     """Score every checkpoint the arguments name; print; return the exit code."""
     from orthocli.checkpoint_files import expand
-    from orthocli.checkpoint_scores import ScoreOptions, combined_exit_code, score_checkpoint, unreadable_json
-    from orthocli.stored_report import DEFAULT_TOLERANCE, StoredReport
+    from orthocli.checkpoint_scores import (
+        DEFAULT_TOLERANCE,
+        ScoreOptions,
+        combined_exit_code,
+        score_checkpoint,
+        unreadable_json,
+    )
 
     fmt = _format(args.json_out, args.output_format)
     if args.tolerance is not None and args.against is None:
@@ -65,7 +70,7 @@ def run(args: ScoreArgs) -> int:
         trust=args.trust,
         top=args.top,
         fail_above=args.fail_above,
-        against=StoredReport.read(args.against) if args.against is not None else None,
+        against=_stored_report(args.against),
         tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
     )
     targets = expand(args.checkpoints)
@@ -107,6 +112,14 @@ def run(args: ScoreArgs) -> int:
         _summary(code, codes, failed, rose)
     log(_machine_summary(len(targets), codes, scored_layers, worst, code))
     return code
+
+
+def _stored_report(path: Path | None):
+    if path is None:
+        return None
+    from orthocli.stored_report import StoredReport
+
+    return StoredReport.read(path)
 
 
 def _format(json_out: bool, output_format: str | None) -> str:
