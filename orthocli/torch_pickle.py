@@ -116,7 +116,7 @@ TORCH_ONLY = frozenset(
     + [f"torch._utils.{f}" for f in ("_rebuild_device_tensor_from_numpy", "_rebuild_device_tensor_from_cpu_tensor")]
     + ["torch.serialization._get_layout", "torch.per_tensor_affine", "torch.per_tensor_symmetric"]
     + ["torch.per_channel_affine", "torch.per_channel_symmetric", "torch.per_channel_affine_float_qparams"]
-    + [f"torch.{q}Storage" for q in ("QInt8", "QUInt8", "QInt32", "QUInt4x2", "QUInt2x4", "ComplexHalf")]
+    + [f"torch.{q}Storage" for q in ("QInt8", "QUInt8", "QInt32", "QUInt4x2", "QUInt2x4")]
 )
 
 
@@ -301,7 +301,7 @@ ALLOWED: dict[str, Any] = {
     "builtins.set": set,
     "builtins.bytearray": _bytearray,
     "builtins.complex": _complex,
-    **{f"torch.{name}": _StorageType(name) for name in STORAGES},
+    **{f"torch.{name}": _StorageType(name) for name in STORAGES if name != "UntypedStorage"},
     "torch.storage.UntypedStorage": _StorageType("UntypedStorage"),
     **{f"torch.{name}": TorchDtype(name) for name in DTYPES},
 }

@@ -503,3 +503,21 @@ def test_read_only_arrays(tmp_path, tiny_state_dict):
     a = numpy_checkpoint.load(path).state_dict["conv1.weight"]
     with pytest.raises(ValueError):
         a[0, 0, 0, 0] = 1.0
+
+
+def test_the_unpicklers_globals_and_opcodes_are_a_subset_of_torchs():
+    """What the restricted unpickler accepts, torch.load(weights_only=True) accepts too."""
+    from torch import _weights_only_unpickler as torch_unpickler
+
+    from orthocli import torch_pickle
+
+    assert set(torch_pickle.ALLOWED) <= set(torch_unpickler._get_allowed_globals())
+    assert set(torch_pickle.TORCH_ONLY) <= set(torch_unpickler._get_allowed_globals())
+    ours = {torch_pickle._OTHER_OPCODES[op] for op in [*torch_pickle._FIXED, *torch_pickle._BARE]}
+    ours |= {"STOP", "GLOBAL", "BINUNICODE", "LONG1", "SHORT_BINSTRING"}
+    import inspect
+    import re
+
+    theirs = set(re.findall(r"key\[0\] == ([A-Z_0-9]+)\[0\]", inspect.getsource(torch_unpickler)))
+    theirs |= {"LONG_BINGET", "LONG_BINPUT"}  # handled beside BINGET and BINPUT: `in [BINGET[0], LONG_BINGET[0]]`
+    assert ours <= theirs
