@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ class Checkpoint:
                 )
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """Raise InputFileError for a path that is not a readable, non-empty file."""
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
@@ -64,8 +66,11 @@ def _check_readable(path: Path) -> None:
         raise InputFileError(f"{path}: file is empty; it is not a checkpoint")
 
 
-def _sniff(path: Path) -> str:
+def checkpoint_format(path: Path) -> str:
+    """The checkpoint format of a file's content (`formats.sniff`); InputFileError for one that is not."""
     kind = sniff(path)
+    if kind == "lfs-pointer":
+        raise InputFileError(f"{path}: this is a Git LFS pointer, not the checkpoint; run git lfs pull to fetch it")
     if kind == "damaged-zip":
         raise InputFileError(f"{path}: damaged or truncated zip archive; re-save or re-download it")
     if kind == "pt2":
@@ -142,77 +147,83 @@ def _pickles_parse(path: Path) -> bool:
     return True
 
 
-def _tensor_dicts(obj: Any, prefix: str = "", depth: int = 0) -> Iterable[tuple[str, dict]]:
-    """Every str-keyed dict (up to 3 levels down) that holds tensors, with its dotted key."""
+def _is_torch_tensor(v: Any) -> bool:
     import torch
 
+    return isinstance(v, torch.Tensor)
+
+
+def _is_module(v: Any) -> bool:
+    torch = sys.modules.get("torch")  # a module can only be there where torch read the file
+    return torch is not None and isinstance(v, torch.nn.Module)
+
+
+def _tensor_dicts(obj: Any, is_tensor: Callable, prefix: str = "", depth: int = 0) -> Iterable[tuple[str, dict]]:
+    """Every str-keyed dict (up to 3 levels down) that holds tensors, with its dotted key."""
     if depth > 3 or not isinstance(obj, dict):
         return
-    if any(isinstance(v, torch.Tensor) for v in obj.values()):
+    if any(is_tensor(v) for v in obj.values()):
         yield prefix, obj
     for k, v in obj.items():
         if isinstance(k, str) and isinstance(v, dict):
-            yield from _tensor_dicts(v, f"{prefix}.{k}" if prefix else k, depth + 1)
-        elif isinstance(k, str) and isinstance(v, torch.nn.Module):
+            yield from _tensor_dicts(v, is_tensor, f"{prefix}.{k}" if prefix else k, depth + 1)
+        elif isinstance(k, str) and _is_module(v):
             yield (f"{prefix}.{k}" if prefix else k), v
 
 
-def _conv_keys(d: Any) -> set:
-    import torch
-
-    if isinstance(d, torch.nn.Module):
+def _conv_keys(d: Any, is_tensor: Callable) -> set:
+    if _is_module(d):
         d = d.state_dict()
-    return {k for k, t in d.items() if isinstance(t, torch.Tensor) and str(k).endswith("weight") and 3 <= t.dim() <= 5}
+    return {k for k, t in d.items() if is_tensor(t) and str(k).endswith("weight") and 3 <= t.ndim <= 5}
 
 
-def _only_tensors(d: dict) -> dict:
-    import torch
-
-    return {k: v for k, v in d.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+def _only_tensors(d: dict, is_tensor: Callable) -> dict:
+    return {k: v for k, v in d.items() if isinstance(k, str) and is_tensor(v)}
 
 
-def _unwrap(obj: Any, path: Path, fmt: str, key: str | None) -> Checkpoint:
-    import torch
-
-    if isinstance(obj, torch.nn.Module):
+def unwrap(obj: Any, path: Path, fmt: str, key: str | None, is_tensor: Callable[[Any], bool] = _is_torch_tensor):
+    """The Checkpoint of an unpickled object: an orthocli checkpoint, a state dict, a wrapper holding
+    one (found by --key, a well-known key, or being the only one with conv weights), or a module.
+    `is_tensor` says what a tensor is: torch's, or the numpy arrays of numpy_checkpoint.py."""
+    if _is_module(obj):
         return Checkpoint(path, "module", obj.state_dict(), module=obj)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or model")
     if obj.get("format") == FORMAT_NAME:
         extras = {k: v for k, v in obj.items() if k != "state_dict"}
-        return Checkpoint(path, fmt, _only_tensors(obj.get("state_dict", {})), extras=extras)
+        return Checkpoint(path, fmt, _only_tensors(obj.get("state_dict", {}), is_tensor), extras=extras)
     if key is not None:
         node: Any = obj
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                found = ", ".join(k for k, _ in _tensor_dicts(obj) if k) or "none"
+                found = ", ".join(k for k, _ in _tensor_dicts(obj, is_tensor) if k) or "none"
                 raise CheckpointError(f"{path}: no key '{key}'; keys holding tensors: {found}")
             node = node[part]
-        if isinstance(node, torch.nn.Module):
+        if _is_module(node):
             return Checkpoint(path, "module", node.state_dict(), module=node, key=key)
-        if not isinstance(node, dict) or not _only_tensors(node):
+        if not isinstance(node, dict) or not _only_tensors(node, is_tensor):
             raise CheckpointError(f"{path}: '{key}' holds no tensors; choose another --key")
-        return Checkpoint(path, fmt, _only_tensors(node), key=key)
-    found = list(_tensor_dicts(obj))
+        return Checkpoint(path, fmt, _only_tensors(node, is_tensor), key=key)
+    found = list(_tensor_dicts(obj, is_tensor))
     if not found:
         raise CheckpointError(f"{path}: holds no tensors; it is not a model checkpoint")
-    with_conv = [(k, d) for k, d in found if isinstance(d, torch.nn.Module) or _conv_keys(d)]
+    with_conv = [(k, d) for k, d in found if _is_module(d) or _conv_keys(d, is_tensor)]
     choices = with_conv or found
     if len(choices) > 1:
         # A wrapper with one well-known key beside optimizer state and the like is not ambiguous;
         # beside another copy of the same layers (an EMA, a teacher) it is: the user must choose.
         named = [(k, d) for k, d in choices if k.split(".")[-1] in _WRAPPER_KEYS]
         if len(named) == 1:
-            layers = _conv_keys(named[0][1])
-            if not (layers and any(_conv_keys(d) == layers for k, d in choices if k != named[0][0])):
+            layers = _conv_keys(named[0][1], is_tensor)
+            if not (layers and any(_conv_keys(d, is_tensor) == layers for k, d in choices if k != named[0][0])):
                 choices = named
     if len(choices) > 1:
         names = ", ".join(repr(k or "<top level>") for k, _ in choices)
         raise CheckpointError(f"{path}: holds several state dicts ({names}); choose one with --key")
     k, d = choices[0]
-    if isinstance(d, torch.nn.Module):
+    if _is_module(d):
         return Checkpoint(path, "module", d.state_dict(), module=d, key=k)
-    return Checkpoint(path, fmt, _only_tensors(d), key=k or None)
+    return Checkpoint(path, fmt, _only_tensors(d, is_tensor), key=k or None)
 
 
 def _load_safetensors(path: Path) -> Checkpoint:
@@ -246,14 +257,14 @@ def _load_torchscript(path: Path) -> Checkpoint:
 def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False) -> Checkpoint:
     """Read any supported checkpoint. Pickles run no code unless `trust` is set."""
     p = Path(path)
-    _check_readable(p)
-    fmt = _sniff(p)
+    check_readable(p)
+    fmt = checkpoint_format(p)
     if fmt == "safetensors":
         ckpt = _load_safetensors(p)
     elif fmt == "torchscript":
         ckpt = _load_torchscript(p)
     else:
-        ckpt = _unwrap(_torch_load(p, fmt, trust), p, fmt, key)
+        ckpt = unwrap(_torch_load(p, fmt, trust), p, fmt, key)
     return ckpt
 
 

@@ -8,7 +8,6 @@ alone, as for a single path.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +65,8 @@ def expand(args: list[Path]) -> list[Target]:
             targets += [Target(p) for p in files]
         elif not arg.exists() and _GLOB_CHARS & set(text):
             # Quoted in a CI script, the shell did not expand it: do it here, ** included.
+            import glob
+
             files = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
             if not files:
                 targets.append(Target(arg, InputFileError(f"{arg}: no file matches this pattern")))

@@ -19,8 +19,10 @@ from torch import nn
 from orthocli.banks import FilterBank, banks_from_layers, banks_from_model
 from orthocli.checkpoint import Checkpoint
 from orthocli.compact import apply_widths
-from orthocli.errors import CheckpointError
+from orthocli.errors import CheckpointError, OptionError
 from orthocli.graph import ModelGraph, TraceError
+from orthocli.layer_patterns import check as check_patterns
+from orthocli.layer_patterns import listing
 from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
 from orthocli.models import build_model
 
@@ -104,10 +106,11 @@ class CheckpointModel:
             raise CheckpointError(
                 f"{self.ckpt.path}: no conv layers found (looked for 3-D to 5-D floating-point tensors named '*weight')"
             )
+        names = [layer.name for layer in found]
+        check_patterns(names, include, exclude, str(self.ckpt.path))
         chosen = select(found, include, exclude)
         if not chosen:
-            names = ", ".join(layer.name for layer in found[:12]) + (", ..." if len(found) > 12 else "")
-            raise CheckpointError(f"no conv layer matches --layers/--exclude; the layers are: {names}")
+            raise OptionError(f"{self.ckpt.path}: {{layers}}/{{exclude}} leave no conv layer; {listing(names)}")
         return chosen
 
     def banks(self) -> list[FilterBank]:

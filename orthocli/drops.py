@@ -24,6 +24,7 @@ import torch
 
 from orthocli.config import ADAPTIVE_CAP, ReprConfig
 from orthocli.errors import OptionError, render_options
+from orthocli.layer_patterns import check as check_patterns
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
 from orthocli.ranking import BY_NAME, Ranking
@@ -181,6 +182,9 @@ def plan_drops(
     seed: the ranking's seed for this choice (a random ranking's draw). A rule that drops nothing
     is an OptionError (a training cycle catches it and trains the whole network).
     """
+    check_patterns(
+        [layer.name for layer in layers], config.layers, config.exclude
+    )  # a pattern naming no layer is a typo
     why: dict[str, str] = {}
     chosen = {c.key for c in select(layers, config.layers or None, config.exclude or None)}
     for layer in layers:

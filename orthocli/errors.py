@@ -17,6 +17,10 @@ EXIT_DATA = 7  # training or test data cannot be used
 EXIT_DIVERGED = 8  # training diverged (the loss stopped being finite); with --baseline the other run is kept
 EXIT_INTERNAL = 70  # a bug in orthocli (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # stdout was closed early (`| head`): 128 + SIGPIPE, what a shell reports for `cat`
+
+# What a user without PyTorch installs to get it (the README's set-up installs a build first instead).
+TORCH_INSTALL = "pip install 'orthocli[torch]'"
 
 
 class OrthoError(Exception):
@@ -27,6 +31,18 @@ class OrthoError(Exception):
 
 class UsageError(OrthoError):
     exit_code = EXIT_USAGE
+
+
+class NeedsTorch(UsageError):
+    """The command, or the file it was given, needs PyTorch, which is not installed here."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} needs PyTorch, which is not installed: {TORCH_INSTALL}")
+
+
+class ReadWithTorch(Exception):
+    """Not a user error: a file that torch.load(weights_only=True) reads but orthocli's own readers
+    do not (float8 or quantized tensors, tensor subclasses); numpy_checkpoint.py has torch read it."""
 
 
 class InputFileError(OrthoError):

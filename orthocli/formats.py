@@ -3,19 +3,26 @@ a kind; each reader turns the kinds it cannot use into its own error."""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
+
+# The first line of a Git LFS pointer file (https://git-lfs.com/spec/v1): what a clone without LFS
+# (or a CI checkout without `lfs: true`) holds in place of each checkpoint.
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
 
 def sniff(path: Path) -> str:
     """One of: empty, damaged-zip, torchscript, torch-zip, npz, pt2, zip, safetensors, torch-legacy,
-    npy, unknown."""
+    npy, lfs-pointer, unknown."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(64)
     if not head:
         return "empty"
+    if head.startswith(LFS_POINTER):
+        return "lfs-pointer"  # a checkpoint kept in Git LFS, checked out without `git lfs pull`
     if head.startswith(b"PK\x03\x04"):
+        import zipfile  # here, not above: a safetensors file is told apart without it
+
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()

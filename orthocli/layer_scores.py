@@ -9,13 +9,14 @@ from orthocli.errors import CheckpointError
 from orthocli.layers import ConvLayer
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
 @dataclass
 class LayerScores:
     layer: ConvLayer
-    scores: torch.Tensor  # (J,), output-channel order
+    scores: np.ndarray | torch.Tensor  # (J,), output-channel order; the kind of the layer's weight
     dead: list[int]  # all-zero filters
 
     @property
@@ -69,7 +70,7 @@ def score_layer(layer: ConvLayer) -> LayerScores:
     except ValueError as e:
         raise CheckpointError(f"layer '{layer.name}': {e}; the checkpoint is damaged or training diverged") from None
     # Only an all-zero filter scores DEAD_SCORE: a live one scores at most (J-1)/J.
-    dead = (scores == DEAD_SCORE).nonzero().flatten().tolist()
+    dead = [f for f, s in enumerate(scores.tolist()) if s == DEAD_SCORE]
     return LayerScores(layer, scores, dead)
 
 

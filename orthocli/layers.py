@@ -3,12 +3,13 @@ dict, and chosen by name patterns. A checkpoint's layers: `checkpoint_model.Chec
 
 from __future__ import annotations
 
-import fnmatch
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 _CONV_TYPES = {
@@ -21,7 +22,7 @@ _CONV_TYPES = {
 }
 
 
-def filter_count(weight: torch.Tensor, groups: int = 1, transposed: bool = False) -> int:
+def filter_count(weight: torch.Tensor | np.ndarray, groups: int = 1, transposed: bool = False) -> int:
     """The filters (output channels) of a conv weight: a regular conv stores (out, in / groups,
     *kernel); a transposed one (in, out / groups, *kernel)."""
     return weight.shape[1] * groups if transposed else weight.shape[0]
@@ -33,7 +34,7 @@ class ConvLayer:
 
     name: str
     key: str
-    weight: torch.Tensor
+    weight: torch.Tensor | np.ndarray  # a numpy array where `orthocli score` read the file without torch
     groups: int = 1
     transposed: bool = False
     # True where the module was seen (TorchScript, trusted module, orthocli architecture);
@@ -48,21 +49,24 @@ class ConvLayer:
     def fan_in(self) -> int:
         """Length of one filter as a vector: (in / groups) * prod(kernel)."""
         if self.transposed:
-            return (self.weight.shape[0] // self.groups) * self.weight[0, 0].numel()
-        return self.weight[0].numel()
+            return (self.weight.shape[0] // self.groups) * math.prod(self.weight.shape[2:])
+        return math.prod(self.weight.shape[1:])
 
 
 def _layer_name(key: str) -> str:
     return key[: -len(".weight")] if key.endswith(".weight") else key
 
 
-def convs_from_state_dict(state_dict: dict[str, torch.Tensor]) -> list[ConvLayer]:
-    """Every floating-point tensor named `*weight` with 3 to 5 dimensions is taken as a regular
-    (not transposed) conv weight with groups=1: a bare state dict records nothing more."""
+def convs_from_state_dict(state_dict: dict, known: bool = False) -> list[ConvLayer]:
+    """Every floating-point tensor (or numpy array) named `*weight` with 3 to 5 dimensions is taken
+    as a regular (not transposed) conv weight with groups=1: a bare state dict records nothing
+    more. `known`: the caller knows every conv of this model is such a plain one."""
+    from orthocli.arrays import is_floating
+
     layers = []
     for key, t in state_dict.items():
-        if (key == "weight" or key.endswith(".weight")) and 3 <= t.dim() <= 5 and t.is_floating_point():
-            layers.append(ConvLayer(_layer_name(key), key, t))
+        if (key == "weight" or key.endswith(".weight")) and 3 <= t.ndim <= 5 and is_floating(t):
+            layers.append(ConvLayer(_layer_name(key), key, t, known=known))
     return layers
 
 
@@ -90,12 +94,8 @@ def convs_from_module(module) -> list[ConvLayer]:
 
 
 def select(layers: Iterable[ConvLayer], include: list[str] | None, exclude: list[str] | None) -> list[ConvLayer]:
-    """Filter layers by shell-style globs on their names (include first, then exclude)."""
-    out = []
-    for layer in layers:
-        if include and not any(fnmatch.fnmatchcase(layer.name, g) for g in include):
-            continue
-        if exclude and any(fnmatch.fnmatchcase(layer.name, g) for g in exclude):
-            continue
-        out.append(layer)
-    return out
+    """Filter layers by the patterns of `--layers` and `--exclude` (layer_patterns.py: a glob on the
+    full name or a dotted suffix; include first, then exclude)."""
+    from orthocli.layer_patterns import chosen
+
+    return [layer for layer in layers if chosen(layer.name, include, exclude)]

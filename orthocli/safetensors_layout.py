@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from orthocli.errors import CheckpointError, InputFileError
 
 META_KEY = "orthocli"  # also the key of the JSON document `orthocli export` writes
 NAMESPACE = "orthocli/"  # names of the tensors that are not the model's weights
 
+if TYPE_CHECKING:  # torch only where a file is written: `decode` also serves `score`, which reads without torch
+    import torch
+
 
 def encode(payload: dict) -> bytes:
     """The safetensors bytes of an orthocli checkpoint (`checkpoint.make_payload`'s dict)."""
+    import torch
     from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
@@ -74,9 +76,10 @@ def encode(payload: dict) -> bytes:
     return save(_storable(tensors), metadata=metadata)
 
 
-def decode(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path) -> tuple[dict, dict]:
+def decode(tensors: dict, metadata: dict[str, str], path) -> tuple[dict, dict]:
     """(state dict, extras) of a safetensors file: the tensors the JSON document names go back
-    into it; the others are the weights. A file without orthocli metadata has no extras."""
+    into it; the others are the weights. A file without orthocli metadata has no extras. The
+    tensors are torch's or numpy's (numpy_checkpoint.py), as read."""
     if META_KEY not in metadata:
         return tensors, {}
     used: set[str] = set()
@@ -118,6 +121,8 @@ def decode(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path) -> 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each tensor on the CPU, contiguous, owning its memory: safetensors refuses tensors that
     share memory (tied weights) or views into a larger storage."""
+    import torch
+
     out, seen = {}, set()
     for name, t in tensors.items():
         t = t.detach().cpu()

@@ -70,31 +70,60 @@ def test_the_shell_script_gates_a_folder(folder, tmp_path):
     assert run(["sh", str(SCRIPT)], tmp_path).returncode == 2
 
 
-@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
-def test_the_github_actions_job_runs_the_gate_on_the_sample_models(tmp_path):
+def _job() -> tuple[dict, dict]:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     assert set(workflow[True]) == {"push", "pull_request"}  # YAML 1.1 reads the key `on` as true
     (job,) = workflow["jobs"].values()
-    steps = {step.get("name", step.get("uses")): step for step in job["steps"]}
-    assert "actions/checkout@v4" in steps and "actions/setup-python@v5" in steps
-    assert (
-        "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-        in (steps["Install orthocli with the CPU build of PyTorch"]["run"])
-    )
-    assert steps["Keep the report"]["with"]["path"] == job["env"]["ORTHOCLI_REPORT"]
-    # The gate step, run as the job runs it: in the repository root, with the job's environment.
-    gate = steps["Redundancy gate"]["run"]
-    assert ".ci/examples/score-gate.sh" in gate
-    work = tmp_path / "repo"
-    shutil.copytree(ROOT / ".ci", work / ".ci")
-    shutil.copytree(ROOT / "sample_models", work / "sample_models")
-    proc = run(["sh", "-c", gate], work, **{k: str(v) for k, v in job["env"].items()})
+    return job, {step.get("name", step.get("uses")): step for step in job["steps"]}
+
+
+def _user_repository(tmp_path: Path) -> Path:
+    """A user's repository as the workflow's comment says to set it up: the workflow copied to
+    .github/workflows/, checkpoints in a folder; nothing of this repository's (no .ci/)."""
+    repo = tmp_path / "user"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(WORKFLOW, repo / ".github" / "workflows" / "redundancy-gate.yml")
+    shutil.copytree(ROOT / "sample_models", repo / "checkpoints", ignore=shutil.ignore_patterns("data", "*.md", "*.sh"))
+    return repo
+
+
+def test_the_github_actions_job_is_light_and_cached():
+    job, steps = _job()
+    assert "actions/checkout@v4" in steps and steps["actions/checkout@v4"]["with"]["lfs"] is True
+    setup = steps["actions/setup-python@v5"]["with"]
+    # the pip cache is keyed on the workflow file itself, which exists in every repository that uses it
+    assert setup["cache"] == "pip" and setup["cache-dependency-path"] == ".github/workflows/redundancy-gate.yml"
+    install = steps["Install orthocli without PyTorch"]["run"]
+    assert install.strip() == 'pip install "$ORTHOCLI"' and "torch" not in install
+    assert job["env"]["ORTHOCLI"].startswith("orthocli @ git+https://")
+    assert steps["Keep the report"]["with"]["path"] == "score-report.json"
+    assert steps["Keep the report"]["if"] == steps["Write the report"]["if"] == "always()"
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
+def test_the_github_actions_steps_run_as_written_in_a_users_repository(tmp_path):
+    job, steps = _job()
+    repo = _user_repository(tmp_path)
+    env = {k: str(v) for k, v in job["env"].items()}
+    gate, report = steps["Redundancy gate"]["run"], steps["Write the report"]["run"]
+    proc = run(["sh", "-c", gate], repo, **env)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads((work / job["env"]["ORTHOCLI_REPORT"]).read_text())
-    assert report["summary"] == {"checkpoints": 2, "scored": 2, "errors": 0}
-    # the same step fails on a folder with a redundant checkpoint
-    shutil.copy(ROOT / "tests" / "data" / "mtcnn_onet.pt", work / "sample_models")  # conv1 mean 0.315
-    assert run(["sh", "-c", gate], work, **{k: str(v) for k, v in job["env"].items()}).returncode == 1
+    assert proc.stdout == ""  # no annotation: every layer passes
+    assert run(["sh", "-c", report], repo, **env).returncode == 0
+    doc = json.loads((repo / "score-report.json").read_text())
+    assert doc["summary"] == {"checkpoints": 2, "scored": 2, "errors": 0}
+    assert doc["gate"]["passed"] is True
+    # a more redundant real checkpoint: the step fails and the pull request shows where
+    shutil.copy(ROOT / "tests" / "data" / "mtcnn_pnet.pt", repo / "checkpoints")  # conv4_1 mean 0.321
+    proc = run(["sh", "-c", gate], repo, **env)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(
+        "::error file=checkpoints/mtcnn_pnet.pt,title=orthocli redundancy gate::conv4_1: mean score 0.3213 is above 0.3000"
+    )
+    assert run(["sh", "-c", report], repo, **env).returncode == 0  # the report is written all the same
+    assert json.loads((repo / "score-report.json").read_text())["gate"]["failing_checkpoints"] == [
+        "checkpoints/mtcnn_pnet.pt"
+    ]
 
 
 def test_the_pre_commit_hooks(folder, tmp_path):
@@ -112,3 +141,45 @@ def test_the_pre_commit_hooks(folder, tmp_path):
         proc = run([*command, *changed], folder)
         assert proc.returncode == 1 and "bad.safetensors" in proc.stderr and "good.pt" not in proc.stderr
     assert run([*command, "good.pt"], folder).returncode == 0  # the same for both: only the install differs
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CI") or shutil.which("sh") is None,
+    reason="the install step downloads orthocli's dependencies from PyPI: runs in CI (.ci/run sets CI)",
+)
+def test_the_github_actions_install_step_brings_no_torch(tmp_path):
+    """The install step as written, in a fresh virtual environment, with ORTHOCLI pointing at this
+    working tree; then the gate step runs on that environment's orthocli."""
+    import venv
+
+    job, steps = _job()
+    repo = _user_repository(tmp_path)
+    source = tmp_path / "orthocli-source"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", ".ci-venv", "tests", "benchmarks", "__pycache__")
+    )
+    venv.create(tmp_path / "venv", with_pip=True)
+    bin_dir = tmp_path / "venv" / "bin"
+    env = {k: str(v) for k, v in job["env"].items()}
+    env["ORTHOCLI"] = str(source)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    proc = subprocess.run(
+        ["sh", "-c", steps["Install orthocli without PyTorch"]["run"]],
+        cwd=repo,
+        env={**os.environ, **env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert subprocess.run([bin_dir / "python", "-c", "import torch"], capture_output=True).returncode != 0
+    shutil.copy(ROOT / "tests" / "data" / "mtcnn_pnet.pt", repo / "checkpoints")
+    proc = subprocess.run(
+        ["sh", "-c", steps["Redundancy gate"]["run"]],
+        cwd=repo,
+        env={**os.environ, **env, "PATH": path, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and proc.stdout.startswith("::error file=checkpoints/mtcnn_pnet.pt,")

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orthocli import __version__
+
+ROOT = Path(__file__).parent.parent
 
 # --- the app as a program ---------------------------------------------------------------------
 
@@ -37,15 +41,41 @@ def _run(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, **kw)
 
 
-def test_help_does_not_import_torch():
-    proc = _run(sys.executable, "-X", "importtime", "-m", "orthocli", "--help")
+def _imported(*args) -> list[str]:
+    """The modules `python -X importtime -m orthocli ARGS` imports."""
+    proc = _run(sys.executable, "-X", "importtime", "-m", "orthocli", *map(str, args))
     assert proc.returncode == 0, proc.stderr
     # "import time: self | cumulative | name", the name indented by nesting depth: a torch
     # imported by some orthocli module shows as "|     torch", not only as "| torch".
     modules = [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    assert "typer" in modules  # the report is there
-    heavy = [m for m in modules if m.split(".")[0] in ("torch", "numpy")]
-    assert heavy == []
+    assert "orthocli" in modules  # the report is there
+    return modules
+
+
+def test_help_does_not_import_torch():
+    for args in (["--help"], ["score", "--help"]):
+        modules = _imported(*args)
+        assert "typer" in modules  # help is Typer's
+        assert [m for m in modules if m.split(".")[0] in ("torch", "numpy")] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ROOT / "sample_models" / "mnist1d_convnet.safetensors",
+        ROOT / "sample_models" / "mnist1d_convnet.pt",  # records its architecture: a ConvNet
+        ROOT / "tests" / "data" / "crepe_tiny.pt",  # a torch zip
+        ROOT / "tests" / "data" / "lpips_alex.pth",  # a legacy pickle
+    ],
+    ids=lambda p: p.name,
+)
+def test_score_does_not_import_torch(path):
+    """The CI gate: `score FILE --json` imports neither torch nor the safetensors package, nor the
+    CLI's own Typer, Click, pydantic or Rich (the fast path, cli/fast_args.py)."""
+    modules = _imported("score", path, "--json", "--fail-above", "1")
+    assert "numpy" in modules and "orthocli.cli.fast_args" in modules
+    heavy = ("torch", "safetensors", "typer", "click", "pydantic", "rich")
+    assert [m for m in modules if m.split(".")[0] in heavy] == []
 
 
 def test_debug_shows_a_traceback(tmp_path):
@@ -55,7 +85,8 @@ def test_debug_shows_a_traceback(tmp_path):
     proc = _run(sys.executable, "-m", "orthocli", "score", str(tmp_path / "nope.pt"))
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"Error: {tmp_path / 'nope.pt'}: no such file"
+    assert proc.stderr.splitlines()[0] == f"Error: {tmp_path / 'nope.pt'}: no such file"
+    assert proc.stderr.splitlines()[1].startswith("orthocli-score: files=1 ")
 
 
 def _console_script() -> list[str]:

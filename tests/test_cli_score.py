@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from score_helpers import assert_error, e1_filters, orthogonal_filters, score_json
+from score_helpers import assert_error, e1_filters, orthogonal_filters, score_json, summary_of
 
 from orthocli import __version__
 from orthocli.checkpoint_model import CheckpointModel
@@ -161,7 +161,11 @@ def _four_layers(save_ckpt):
         (["--layers", "features.*"], ["features.0", "features.3", "features.6"]),
         (["--layers", "features.*", "--exclude", "features.0"], ["features.3", "features.6"]),
         (["-l", "head", "-l", "*.6"], ["features.6", "head"]),
-        (["--exclude", "features.?", "-x", "nothing"], ["head"]),
+        (["--exclude", "features.?"], ["head"]),
+        # a pattern also matches what follows any dot of a name
+        (["--exclude", "6", "-x", "3"], ["features.0", "head"]),
+        (["-l", "0", "-l", "head"], ["features.0", "head"]),
+        (["--layers", "features.[03]"], ["features.0", "features.3"]),
     ],
 )
 def test_layer_globs(run_cli, save_ckpt, args, expected):
@@ -170,9 +174,21 @@ def test_layer_globs(run_cli, save_ckpt, args, expected):
     assert {e["layer"] for e in doc["most_redundant"]} <= set(expected)
 
 
-def test_glob_matching_nothing(run_cli, save_ckpt):
-    line = assert_error(run_cli("score", _four_layers(save_ckpt), "--layers", "conv*"), 4, "--layers")
-    assert "features.0" in line  # lists the layers there are
+@pytest.mark.parametrize("option", ["--layers", "--exclude"])
+def test_a_pattern_matching_no_layer_is_a_usage_error(run_cli, save_ckpt, option):
+    path = _four_layers(save_ckpt)
+    line = assert_error(run_cli("score", path, option, "features.*", option, "conv*"), 2, f"{option} 'conv*'")
+    assert str(path) in line
+    assert "the layers are: features.0, features.3, features.6, head" in line  # lists the layers there are
+    assert "dotted" not in line and "the part after any '.'" in line  # and says how a pattern matches
+    # a dotted suffix only at a dot: 'ead' is not 'head'
+    assert_error(run_cli("score", path, option, "ead"), 2, "'ead'")
+
+
+def test_patterns_that_leave_no_layer_are_a_usage_error(run_cli, save_ckpt):
+    path = _four_layers(save_ckpt)
+    line = assert_error(run_cli("score", path, "--layers", "head", "--exclude", "head"), 2, "leave no conv layer")
+    assert "features.0" in line
 
 
 # --- human output -----------------------------------------------------------------------------
@@ -181,7 +197,7 @@ def test_glob_matching_nothing(run_cli, save_ckpt):
 def test_table_output(run_cli, save_ckpt, tiny_state_dict):
     result = run_cli("score", save_ckpt(tiny_state_dict))
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    assert summary_of(result.stderr)[0] == []  # nothing on stderr but the summary line
     assert "conv1" in result.stdout and "conv2" in result.stdout
     assert "fc" not in result.stdout.split()
 

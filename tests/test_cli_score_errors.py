@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from score_helpers import assert_error, score_json
+from score_helpers import assert_error, score_json, summary_of
 
 from orthocli.orthogonality import orthogonality_scores
 
@@ -38,7 +38,7 @@ def test_non_finite_weights_exit_4(run_cli, save_ckpt, tiny_state_dict, bad):
     assert result.exit_code == 4
     entry = json.loads(result.stdout)["checkpoints"][0]
     assert entry["exit_code"] == 4 and "conv2" in entry["error"] and entry["layers"] is None
-    assert result.stderr.strip() == f"Error: {entry['error']}"
+    assert summary_of(result.stderr)[0] == [f"Error: {entry['error']}"]
 
 
 def test_ambiguous_wrapper_exit_4_then_key(run_cli, save_ckpt, tiny_state_dict):

@@ -104,7 +104,7 @@ def test_the_gate_fails_if_any_file_fails_and_names_it(run_cli, runs):
     assert doc["gate"] == {"fail_above": 0.5, "passed": False, "failing_checkpoints": [bad]}
     assert [e["exit_code"] for e in doc["checkpoints"]] == [0, 0, 1]
     assert doc["checkpoints"][2]["gate"]["failing_layers"] == ["a"]
-    assert f"Redundancy gate failed: {bad}: mean score above 0.5 in a (0.750)" in result.stderr
+    assert f"Redundancy gate failed: {bad}: mean score above 0.5000 in a (0.7500)" in result.stderr
     assert f"1 of 3 checkpoints failed the gate ({bad})" in result.stderr
     # the same verdict without --json, and a pass when the bound allows it
     assert run_cli("score", runs, "--fail-above", "0.5").exit_code == 1
@@ -156,9 +156,9 @@ def test_a_folder_or_pattern_naming_no_file_is_an_unreadable_entry(run_cli, runs
 def test_layer_globs_apply_to_every_file(run_cli, runs):
     doc = run_json(run_cli, runs / "epoch_01.pt", runs / "epoch_03.pth", "--exclude", "a", "--fail-above", "0.5")
     assert [[layer["name"] for layer in e["layers"]] for e in doc["checkpoints"]] == [["b"], ["b"]]
-    # a file where the glob matches nothing is that file's error (4); the other is still scored
-    doc = run_json(run_cli, runs / "epoch_01.pt", runs / "epoch_02.safetensors", "--layers", "b", code=4)
-    assert [e["exit_code"] for e in doc["checkpoints"]] == [0, 4]
+    # a file where the pattern names no layer is that file's usage error (2); the other is still scored
+    doc = run_json(run_cli, runs / "epoch_01.pt", runs / "epoch_02.safetensors", "--layers", "b", code=2)
+    assert [e["exit_code"] for e in doc["checkpoints"]] == [0, 2]
     assert doc["checkpoints"][1]["error"].startswith(str(runs / "epoch_02.safetensors"))
 
 

@@ -21,8 +21,10 @@ def test_plan_drops_bad_rule_is_a_usage_error():
 
 def test_bad_options_fail_at_creation():
     model = make_model()
-    with pytest.raises(UsageError, match="no conv layer is left"):
+    with pytest.raises(UsageError, match=r"^layers 'nothing\*' matches no conv layer; the layers are: features\.conv1"):
         RePr(model, make_optimizer(model), layers=["nothing*"])
+    with pytest.raises(UsageError, match="no conv layer is left"):  # each pattern names a layer, together none
+        RePr(model, make_optimizer(model), layers=["conv1"], exclude=["features.*"])
     with pytest.raises(UsageError, match="unit must be"):
         ReprConfig(unit="batch")
     with pytest.raises(TypeError):
@@ -88,7 +90,7 @@ def test_epoch_end_without_a_step_warns_and_a_phase_that_never_trained_says_so()
 def test_library_errors_name_the_librarys_parameters():
     model = make_model()
     with pytest.raises(UsageError) as e:
-        RePr(model, make_optimizer(model), layers=["nothing*"])
+        RePr(model, make_optimizer(model), layers=["conv1"], exclude=["features.*"])
     assert "loosen layers/exclude/skip_first/skip_last" in str(e.value) and "--" not in str(e.value)
     with pytest.raises(UsageError) as e:
         RePr(Untraceable(), make_optimizer(Untraceable()))

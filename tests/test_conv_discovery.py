@@ -10,6 +10,7 @@ from orthocli.checkpoint_model import CheckpointModel
 from orthocli.errors import (
     CheckpointError,
     OrthoError,
+    UsageError,
 )
 from orthocli.layers import convs_from_state_dict, select
 
@@ -61,7 +62,7 @@ def test_select_convs_errors(save_ckpt):
         CheckpointModel(checkpoint.load(path)).select_convs()
     assert_one_line_error(e.value, path)
     path = save_ckpt({"conv1.weight": torch.zeros(4, 2, 3)}, name="c.pt")
-    with pytest.raises(CheckpointError, match="no conv layer matches.*conv1"):
+    with pytest.raises(UsageError, match=r"layers 'nothing\*' matches no conv layer.*conv1"):  # exit 2: a typo
         CheckpointModel(checkpoint.load(path)).select_convs(["nothing*"], None)
 
 

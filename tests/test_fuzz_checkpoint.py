@@ -1,5 +1,6 @@
-"""Fuzzing the checkpoint reader: mutated real files give a typed error or a checkpoint, never
-an unhandled exception (the CLI would print a traceback) and never run code."""
+"""Fuzzing the checkpoint readers (torch's, and `score`'s without torch): mutated real files give a
+typed error or a checkpoint, never an unhandled exception (the CLI would print a traceback) and
+never run code."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from orthocli import checkpoint
 from orthocli.checkpoint_model import CheckpointModel
+from orthocli.checkpoint_scores import score_checkpoint
 from orthocli.errors import OrthoError
 
 SOURCES = ["mtcnn_pnet.pt", "lpips_alex.pth"]  # legacy pickle format, small
@@ -61,6 +63,10 @@ def mutate(data: bytes, ops) -> bytes:
 
 def check_reader(path, data):
     path.write_bytes(data)
+    try:
+        score_checkpoint(path)  # numpy_checkpoint: the reader `score` uses
+    except OrthoError as e:
+        assert str(e) and "\n" not in str(e)
     try:
         ckpt = checkpoint.load(path)
     except OrthoError as e:

@@ -63,9 +63,10 @@ def command_on(command, ckpt, out):
 
 
 def assert_one_line_error(res, code, *texts):
-    """The error is the last line on stderr, one line; progress lines (train) may come before."""
+    """The error is the last line on stderr, one line; progress lines (train) may come before, and
+    `score`'s machine-readable summary after."""
     assert res.exit_code == code, (res.exit_code, res.stderr)
-    lines = res.stderr.splitlines()
+    lines = [line for line in res.stderr.splitlines() if not line.startswith("orthocli-score: ")]
     assert lines and lines[-1].startswith("Error: ") and res.stderr.count("Error: ") == 1, res.stderr
     assert "Traceback" not in res.stderr
     for t in texts:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from score_helpers import assert_error
 
 from orthocli import checkpoint as ckpt_io
 
@@ -178,10 +179,7 @@ def test_damaged_metadata_is_one_line_exit_3(run_cli, tmp_path, tiny_state_dict,
 
     path = tmp_path / "m.safetensors"
     save_file(tiny_state_dict, str(path), metadata={"orthocli": doc})
-    result = run_cli("score", path)
-    assert result.exit_code == 3
-    assert result.stderr.startswith("Error: ") and message in result.stderr and "re-download" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert_error(run_cli("score", path), 3, message, "re-download")
 
 
 def test_readers_go_by_content_not_name(cli_json, tmp_path, tiny_state_dict):

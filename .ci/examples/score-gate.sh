@@ -1,12 +1,14 @@
 #!/bin/sh
 # Redundancy gate for a CI pipeline: fail when any checkpoint in a folder has a conv layer whose
-# mean filter-redundancy score is above a bound. Any POSIX shell, orthocli on the PATH.
+# mean filter-redundancy score is above a bound. Any POSIX shell, orthocli on the PATH (no PyTorch
+# needed: pip install orthocli without the torch extra).
 #
 #   sh score-gate.sh FOLDER [BOUND] [more orthocli score options, e.g. --exclude conv1]
 #
 # Writes the JSON report (one document for all checkpoints, schema 2) to $ORTHOCLI_REPORT
 # (default score-report.json) for the pipeline to keep. Exits with orthocli's code: 0 every
-# checkpoint passed, 1 one failed the gate, 3/4/6 one could not be scored (the highest wins), 2 usage.
+# checkpoint passed, 1 one failed the gate, 3/4/6 one could not be scored, 2 a usage error (a bad
+# option, a pattern that names no layer of a checkpoint, a file that needs PyTorch): the highest wins.
 set -u
 if [ $# -lt 1 ]; then
     echo "usage: sh score-gate.sh FOLDER [BOUND] [orthocli score options]" >&2

@@ -1,48 +1,36 @@
-"""The Typer app: parses, calls the library, renders. Commands import torch inside their bodies."""
+"""The command line. `main` is the console script: `orthocli score` with the options a CI gate
+uses runs without Typer or Rich (fast_args.py parses them; anything it does not fully understand,
+--help and every error included, goes to the Typer app in commands.py, so there is one set of
+messages). Importing this package imports neither: `app` is loaded on first use."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-from orthocli import __version__
-from orthocli.cli import common, export, prune, reinit, score, train
-
-app = typer.Typer(
-    name="orthocli",
-    help="Score, prune and re-initialise conv filters by orthogonality, and train with RePr.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"orthocli {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on errors (also ORTHOCLI_DEBUG=1).")] = False,
-) -> None:
-    common.DEBUG["on"] = debug or common.debug_from_env()
-
-
-# Each command module exposes its function and EPILOG and knows nothing of the app; --help lists
-# the commands in this order.
-app.command("export", epilog=export.EPILOG, cls=common.Command)(export.export)
-app.command("prune", epilog=prune.EPILOG, cls=common.Command)(prune.prune)
-app.command("reinit", epilog=reinit.EPILOG, cls=common.Command)(reinit.reinit)
-app.command("score", epilog=score.EPILOG, cls=common.Command)(score.score)
-app.command("train", epilog=train.EPILOG, cls=common.Command)(train.train)
+    app: typer.Typer
 
 
 def main() -> None:
+    from orthocli.cli.fast_args import score_args
+
+    args = score_args(sys.argv[1:])
+    if args is not None:
+        from orthocli.cli.score_run import run_guarded
+
+        sys.exit(run_guarded(args))
+    from orthocli.cli.commands import app
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from orthocli.cli.commands import app
+
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module 'orthocli.cli' has no attribute {name!r}")

@@ -1,24 +1,35 @@
-"""What every command shares: option aliases, output (human / JSON), and error handling.
+"""What the Typer commands share: option aliases, the error handling of a command and of the app,
+and (from output.py, which needs no Typer) the output (human / JSON) and the debug switch.
 
-Imports typer, rich and the standard library only: `orthocli --help` must stay fast.
+Imports typer and the standard library only: `orthocli --help` must stay fast.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from orthocli.config import option_name
-from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OptionError, OrthoError
+from orthocli.cli.output import (  # noqa: F401 (re-exported for the command modules)
+    DEBUG,
+    debug_from_env,
+    error,
+    exit_code_of,
+    flag,
+    log,
+    name_column,
+    print_json,
+    print_table,
+    stderr,
+    stdout,
+    stdout_is_devnull,
+)
+from orthocli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE
 
 # --- option aliases, written once -------------------------------------------------------------
 CkptArg = Annotated[
@@ -59,7 +70,8 @@ LayersOpt = Annotated[
     typer.Option(
         "--layers",
         "-l",
-        help="Only layers whose name matches this glob (repeatable), e.g. 'features.*'.",
+        help="Only layers this glob names (repeatable): it matches a full name or a dotted suffix, e.g."
+        " 'features.*' or 'conv2'.",
         show_default=False,
     ),
 ]
@@ -68,99 +80,16 @@ ExcludeOpt = Annotated[
     typer.Option(
         "--exclude",
         "-x",
-        help="Skip layers whose name matches this glob (repeatable), e.g. 'conv1'.",
+        help="Skip layers this glob names (repeatable): it matches a full name or a dotted suffix, so 'conv1'"
+        " skips features.conv1. A pattern naming no layer is an error.",
         show_default=False,
     ),
 ]
 
 
-def flag(field: str) -> str:
-    """The command-line flag of an option field (`min_keep` -> `--min-keep`): how the CLI names the
-    options that library errors (`errors.OptionError`) name by field."""
-    return "--" + option_name(field).replace("_", "-")
-
-
-# Set by the app callback from --debug or ORTHOCLI_DEBUG; read when an error is caught.
-DEBUG = {"on": False}
-
-
-def debug_from_env() -> bool:
-    return os.environ.get("ORTHOCLI_DEBUG", "") not in ("", "0")
-
-
-def stderr() -> Console:
-    # Rich already drops colour when the stream is not a terminal or NO_COLOR is set.
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def stdout() -> Console:
-    return Console(highlight=False)
-
-
-def print_json(doc: Any) -> None:
-    """Exactly one JSON document on stdout; NaN/Inf are a bug, never output."""
-    sys.stdout.write(json.dumps(doc, allow_nan=False, indent=2) + "\n")
-    sys.stdout.flush()
-
-
-def log(message: str) -> None:
-    stderr().print(message, markup=False)
-
-
-def error(message: str) -> None:
-    """The one `Error: ...` line of a failure (with --debug, after the traceback being handled)."""
-    _traceback()
-    stderr().print(f"Error: {message}", markup=False)
-
-
 def fail(message: str, code: int) -> None:
-    stderr().print(f"Error: {message}", markup=False)
+    log(f"Error: {message}")
     raise typer.Exit(code)
-
-
-def name_column(table: Any, header: str, **settings: Any) -> None:
-    """The column of layer names: add it first, and print the table with `print_table`."""
-    table.add_column(header, no_wrap=True, overflow="fold", **settings)
-
-
-# The narrowest a folded column gets before the names give way (a number then takes 2 lines).
-_MIN_FOLDED = 4
-
-
-def print_table(table: Any) -> None:
-    """Print a table whose first column holds layer names. When it does not fit the terminal (80
-    columns), the other columns fold first, widest first, down to a few characters each, then the
-    cell padding goes; a layer name breaks across lines only when it is longer than what is left
-    (48 characters for `score`'s 7 columns at 80). Rich alone shrinks every column evenly, names
-    included, so the widths are set here."""
-    from rich.cells import cell_len
-
-    out = stdout()
-    columns = table.columns
-    natural = [max([cell_len(str(c.header)), *(cell_len(str(v)) for v in c._cells)]) for c in columns]
-    others = range(1, len(columns))
-    floor = sum(min(_MIN_FOLDED, natural[i]) for i in others)
-    room = out.width - (3 * len(columns) + 1)  # a border before each column and one after, padding 1+1
-    if natural[0] > room - floor:
-        table.padding, room = (0, 0), out.width - (len(columns) + 1)
-    if sum(natural) > room:
-        widths = [min(natural[0], max(room - floor, 1)), *natural[1:]]
-        while sum(widths) > room:
-            widest = max(others, key=lambda i: widths[i])
-            if widths[widest] <= _MIN_FOLDED:
-                break
-            widths[widest] -= 1
-        for column, width in zip(columns, widths):
-            column.width, column.no_wrap, column.overflow = width, False, "fold"
-    out.print(table)
-
-
-def _traceback() -> None:
-    """With --debug, the traceback goes to stderr; the exit code stays the documented one."""
-    if DEBUG["on"]:
-        import traceback
-
-        traceback.print_exc(file=sys.stderr)
 
 
 def in_panel(alias: Any, panel: str) -> Any:
@@ -186,8 +115,8 @@ class Command(TyperCommand):
 
 
 def command(fn: Callable) -> Callable:
-    """A command whose library errors become one `Error: ...` line and an exit code. Registered
-    on the app, with `cls=Command`, by orthocli/cli/__init__.py."""
+    """A command whose library errors become one `Error: ...` line and an exit code
+    (`output.exit_code_of`). Registered on the app, with `cls=Command`, by orthocli/cli/commands.py."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -195,16 +124,64 @@ def command(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except OrthoError as e:
-            _traceback()
-            fail(e.render(flag) if isinstance(e, OptionError) else str(e), e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        except Exception as e:
-            _traceback()
-            fail(
-                f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback and report it)",
-                EXIT_INTERNAL,
-            )
+        except BaseException as e:
+            code = exit_code_of(e, fn.__name__)
+            if code is None:
+                raise
+            raise typer.Exit(code) from None
 
     return run
+
+
+def _click_module() -> Any:
+    """The click that Typer runs on: its own copy (Typer >= 0.26) or the click package."""
+    import typer.core
+
+    vendored = getattr(typer.core, "_click", None)
+    if vendored is not None:
+        return vendored
+    import click
+
+    return click
+
+
+class App(TyperGroup):
+    """The app's group: any usage error Typer/Click finds (a bad option value, a missing argument,
+    an unknown option), for every command, is one `Error: ...` line on stderr and exit 2, where
+    Typer would draw a box of five lines. --help, and `orthocli` alone, print help as before."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        click = _click_module()
+        help_error = getattr(click.exceptions, "NoArgsIsHelpError", ())
+        quiet_before = stdout_is_devnull()
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except SystemExit as e:
+            # Rich, printing the help to a closed pipe, points stdout at /dev/null and exits with 1
+            if e.code == 1 and not quiet_before and stdout_is_devnull():
+                sys.exit(EXIT_BROKEN_PIPE)
+            raise
+        except help_error:  # `orthocli` alone: Typer prints the help, as before
+            return super().main(args, prog_name, complete_var, standalone_mode=True, **extra)
+        except click.ClickException as e:
+            log(f"Error: {_one_line(e)}")
+            sys.exit(EXIT_USAGE)
+        except typer.Abort:
+            log("Error: interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(e: Any) -> str:
+    message = " ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
+    ctx = getattr(e, "ctx", None)
+    return f"{message} (see '{ctx.command_path if ctx is not None else 'orthocli'} --help')"
