@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from orthocli.cli.common import (
     CkptsArg,
     ExcludeOpt,
+    ForceOpt,
     JsonOpt,
     KeyOpt,
     LayersOpt,
@@ -31,7 +33,8 @@ SCHEMA_VERSION = 2  # 2: one document for any number of checkpoints, a list unde
 EPILOG = (
     "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
     "CI gate: orthocli score runs/ --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4"
-    " in any checkpoint of runs/; 3, 4 or 6 when one cannot be scored)"
+    " in any checkpoint of runs/; 3, 4 or 6 when one cannot be scored)\n\n"
+    "Pictures: orthocli score model.pt --plot model.png  (or a folder: one <stem>.png per checkpoint)"
 )
 
 
@@ -55,6 +58,17 @@ def score(
     ] = None,
     key: KeyOpt = None,
     trust: TrustOpt = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot",
+            help="Draw each conv layer's |cosine| matrix between filters (ordered by score) and its score histogram"
+            " against random filters' level: to this PNG, or with several checkpoints into this folder, one"
+            " <stem>.png each (needs matplotlib: pip install 'orthocli\\[plot]').",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Score every conv filter by inter-filter orthogonality (higher = more redundant)."""
@@ -62,8 +76,13 @@ def score(
     from orthocli.checkpoint_scores import combined_exit_code, score_checkpoint, unreadable_json
 
     targets = expand(checkpoints)
+    pictures = None
+    if plot is not None:  # every picture's path checked before anything is scored
+        from orthocli.score_pictures import draw_picture, plan_pictures
+
+        pictures = plan_pictures(plot, [t.path for t in targets], force=force)
     entries, codes, failed = [], [], []
-    for target in targets:
+    for i, target in enumerate(targets):
         try:
             if target.error is not None:
                 raise target.error
@@ -77,6 +96,8 @@ def score(
             entries.append(unreadable_json(target.path, e.exit_code, message))
             continue
         codes.append(result.exit_code)
+        if pictures is not None:  # a picture that cannot be written stops the command (exit 5), as any output
+            log(f"Picture: {draw_picture(pictures[i], result)}")
         if result.failing:
             failed.append(str(result.path))
             names = ", ".join(f"{r.layer.name} ({r.mean:.3f})" for r in result.failing)
