@@ -79,3 +79,12 @@ def test_counts_for_a_layer_the_run_cannot_drop_from_are_refused_before_training
 def test_a_cycle_the_counts_leave_out_drops_nothing():
     _, dropped = run(ReprConfig(**SCHEDULE, ranking="random"), counts={2: {"features.conv3": 2}})
     assert [{n: len(d) for n, d in c.items()} for c in dropped] == [{"features.conv3": 2}]
+
+
+def test_the_public_plan_drops_takes_counts():
+    import orthocli
+
+    plan = orthocli.plan_drops(make_model(), ranking="random", counts={"features.conv3": 3})
+    assert {n: len(d) for n, d in plan.drops.items()} == {"features.conv3": 3}
+    ranked = orthocli.plan_drops(make_model(), counts={"features.conv3": 3})  # the method's ranking, 3 filters
+    assert len(ranked.drops["features.conv3"]) == 3
