@@ -256,6 +256,7 @@ class Experiment:
         self.saved_history: dict[str, list] = {}  # per role, the epochs a resumed run already did
         self.diverged: dict[str, Diverged] = {}  # per role, a run whose loss stopped being finite (--baseline)
         self.skipped: dict[str, str] = {}  # per role, an arm that could not train, and why
+        self.method_counts: dict[int, dict[str, int]] = {}  # per cycle the method run finished, its drops per layer
         self.start_redundancy: Redundancy | None = None  # the method's layers before training (cycles > 0)
 
     # -- building ------------------------------------------------------------------------------
@@ -417,8 +418,8 @@ class Experiment:
         self.reporter.quiet = not self.rt.is_main
         with self.reporter:
             for role in self.roles:
-                if role == "random" and "repr" in self.diverged:
-                    self.skipped[role] = "the RePr run diverged: it has no drop counts to match"
+                if role == "random" and self.matched_counts() is None:
+                    self.skipped[role] = "the RePr run diverged before its last cycle: no drop counts to match"
                     self.reporter.log(f"{ARM_NAMES[role]}: not trained ({self.skipped[role]})")
                     continue
                 try:
@@ -436,10 +437,13 @@ class Experiment:
             return dataclasses.replace(self.cfg, baseline=False, ranking="random")
         return dataclasses.replace(self.cfg, baseline=role == "baseline")
 
-    def matched_counts(self) -> dict[int, dict[str, int]]:
-        """Per cycle, the filters each layer of the method run dropped (the random arm drops as many)."""
-        result, _ = self.results["repr"]
-        return {int(c["cycle"]): dict(c.get("dropped") or {}) for c in result.cycles}
+    def matched_counts(self) -> dict[int, dict[str, int]] | None:
+        """Per cycle, the filters each layer of the method run dropped (the random arm drops as many);
+        None when the method run diverged before it finished every cycle."""
+        if "repr" in self.results:
+            result, _ = self.results["repr"]
+            return {int(c["cycle"]): dict(c.get("dropped") or {}) for c in result.cycles}
+        return self.method_counts if len(self.method_counts) == self.cfg.cycles else None
 
     def train_one(self, role: str, data) -> None:
         from orthocli.redundancy import assess
@@ -504,6 +508,8 @@ class Experiment:
             if self.meta.outputs.metrics:
                 self.log_metrics(role, event)
         elif event["kind"] == "cycle":
+            if role == "repr":  # kept in case it diverges later: the random arm still has every cycle's counts
+                self.method_counts[int(event["cycle"])] = dict(event.get("dropped") or {})
             self.reporter.cycle(role, event)
             if role == "repr" and self.meta.outputs.save_cycles:
                 from orthocli import checkpoint as ckpt_io

@@ -233,3 +233,26 @@ def test_plot_draws_each_candidate_layer_against_chance_for_every_arm(run_cli, t
         assert [set(e["layer_means"]) for e in history] == [set(drawn["chance"])] * 3
     assert matplotlib.image.imread(png).shape[:2] == (800, 800)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.baseline.pt", "m.pt", "m.random.pt", "p.png"]
+
+
+def test_a_diverged_method_run_leaves_the_random_arm_its_finished_cycles_counts(run_cli, tmp_path):
+    """Re-introduced filters 1e30 too long overflow the loss in the epoch after: the method diverges.
+    After its last cycle the random arm has every count and trains (and diverges the same way);
+    before it, the random arm has nothing to match and is not trained. The control is kept."""
+    args = [*TINY, "--reinit-scale", "1e30", "--baseline", "--control", "random", "--json"]
+    after = run_cli("train", *args, "-o", tmp_path / "a.pt")
+    assert after.exit_code == 8, after.stderr
+    doc = json.loads(after.stdout)
+    assert doc["diverged"]["epoch"] == 3 and doc["random"]["diverged"]["epoch"] == 3
+    assert after.stderr.splitlines()[-1].startswith("Error: the RePr run and the random-drop arm diverged")
+
+    before = run_cli("train", *args, "--cycles", "2", "--max-epochs", "5", "-o", tmp_path / "b.pt")
+    assert before.exit_code == 8, before.stderr
+    doc = json.loads(before.stdout)
+    assert doc["random"] == {
+        "skipped": "the RePr run diverged before its last cycle: no drop counts to match",
+        "output": None,
+    }
+    assert "Random drops: not trained (the RePr run diverged before its last cycle" in before.stderr
+    assert 0 <= doc["baseline"]["test_accuracy"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.baseline.pt", "b.baseline.pt"]
