@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 # Default seconds between two saves of the training state (at the end of an epoch; the last epoch
 # always): saving after every epoch of a small model would cost more than the epoch itself.
 STATE_EVERY = 5.0
-# The arms an experiment may train, in the order they train: the method, the control (--baseline),
-# the random-drop control (--control random), which needs the method's counts.
-ROLES = ("repr", "baseline", "random")
 CONTROLS = ("random",)  # --control choices: the third arm's ranking
 
 
@@ -243,7 +240,8 @@ ARM_NAMES = {"repr": "RePr", "baseline": "Control", "random": "Random drops"}  #
 
 
 class Experiment:
-    """Resolved options, data, outputs; trains the method run and the baseline, writes the files."""
+    """Resolved options, data, outputs; trains its arms (`roles`: the method run first, then the
+    control and the random-drop arm), writes the files."""
 
     def __init__(
         self, cfg: TrainConfig, meta: RunMeta, *, resume: bool, state_every: float, reporter: Reporter
@@ -326,7 +324,8 @@ class Experiment:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        """The arms this experiment trains, in order."""
+        """The arms this experiment trains, in order: the method, the control (--baseline), the
+        random-drop arm (--control random), which needs the method's counts."""
         o = self.meta.outputs
         return ("repr",) + (("baseline",) if o.baseline else ()) + (("random",) if o.control == "random" else ())
 

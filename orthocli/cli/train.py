@@ -380,7 +380,8 @@ def train(
         _opt(
             "--plot",
             panel=OUT,
-            help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').",
+            help="Plot validation accuracy per epoch, and each candidate layer's mean score against random filters',"
+            " for every arm, to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').",
             show_default=False,
         ),
     ] = None,
