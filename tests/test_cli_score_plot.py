@@ -107,3 +107,16 @@ def test_without_matplotlib_one_line_names_the_extra(run_cli, tmp_path, monkeypa
     assert res.exit_code == 2 and res.stdout == ""
     assert res.stderr.strip() == "Error: --plot needs matplotlib: pip install 'orthocli[plot]'"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_picture_that_cannot_be_finished_leaves_nothing(run_cli, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)  # the disk fills as the picture is written out
+    res = run_cli("score", SAMPLE, "--plot", tmp_path / "m.png")
+    assert res.exit_code == 5 and "m.png: cannot write (No space left on device)" in res.stderr
+    assert list(tmp_path.iterdir()) == []  # no picture, no temporary file
