@@ -23,11 +23,18 @@ Grids (`GRIDS` below; an unknown name lists them): each names a set of configura
 every label names the settings it changes, so earlier rounds' tables stay reproducible. `--set
 key=value` changes the base configuration of every run (TrainConfig fields, or
 width/depth/batchnorm/activation).
+
+A configuration with `"counts": "method"` is a matched control: its job first trains the same
+configuration with the method's ranking, then this one with `train(counts=...)`, dropping in each
+cycle exactly the per-layer counts the method run dropped: the computation of `orthocli train
+--baseline --control random` (`--grid ranking-matched`; `benchmarks/compare_control_arms.py` checks
+the two agree run for run).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -54,6 +61,7 @@ DROP_KEYS = (
     "reinit_scale",
     "reinit_fan_out",
     "ranking",
+    "counts",
 )
 
 
@@ -64,6 +72,8 @@ def control_key(overrides: dict) -> str:
 _Z = {"reinit_fan_out": "zero"}  # the next layer's weights for a re-introduced filter zeroed (round 2 on)
 _KEPT_03 = {"reinit_fan_out": "keep", "ratio": 0.3}  # the paper's re-introduction, its ratio
 _ROUND1 = {"scope": "global", "reinit_fan_out": "keep", "ratio": 0.3}  # round 1's defaults
+# train --control random's arm: the default rule's counts, cycle by cycle, from the method run
+MATCHED = {"ratio": None, "ranking": "random", "counts": "method"}
 
 
 def _full(ratios: tuple[float, ...]) -> list[tuple[str, dict]]:
@@ -175,6 +185,14 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ("excess over chance, least redundant filters", {"ratio": None, "ranking": "least"}),
         ],
     ),
+    "ranking-matched": (
+        "round 8: the ranking ablation as `train --control random` runs it: random filters, as many per layer"
+        " as the method run dropped in each cycle (the default rule)",
+        [
+            ("excess over chance", {"ratio": None, "threshold": None}),  # the defaults, as in adaptive-rule
+            ("excess over chance, random filters, the method's counts", MATCHED),
+        ],
+    ),
     "ranking-ratio": (
         "round 6: the ranking ablation for round 4's rule, 10% of each layer",
         [
@@ -227,22 +245,43 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(1)
     # a configuration may change the architecture or the validation split too (with its own control)
     settings = {**job["base"], **job["overrides"]}  # "ranking": which filters a cycle drops (ReprConfig.ranking)
+    matched = settings.pop("counts", None) == "method"  # a control matched to the method run's counts
     arch_opts = {k: v for k, v in settings.items() if k in ARCH_KEYS}
     cfg_opts = {k: v for k, v in settings.items() if k not in ARCH_KEYS}
     cfg = TrainConfig.from_dict({**cfg_opts, "seed": job["seed"], "baseline": job["baseline"]})  # option names
     data = prepare(
         job["data"], seed=job["seed"], max_samples=job["max_samples"], val_fraction=cfg.val_fraction, in_memory=True
     )
-    set_seed(job["seed"])
-    arch = arch_spec(
-        job["arch"],
-        in_channels=data.in_channels,
-        num_classes=data.num_classes,
-        input_shape=list(data.spatial_shape),
-        **arch_opts,
-    )
-    model = build_model(arch)
-    init_weights(model, arch_opts.get("activation", "relu"))
+
+    def new_model():
+        set_seed(job["seed"])
+        arch = arch_spec(
+            job["arch"],
+            in_channels=data.in_channels,
+            num_classes=data.num_classes,
+            input_shape=list(data.spatial_shape),
+            **arch_opts,
+        )
+        model = build_model(arch)
+        init_weights(model, arch_opts.get("activation", "relu"))
+        return model
+
+    counts, method_run = None, {}
+    if matched:  # the method run first, as `train --control random` trains it: its counts, cycle by cycle
+        method_cfg = dataclasses.replace(cfg, ranking="orthogonality")
+        try:
+            method = train(new_model(), data, method_cfg)
+        except Diverged as e:
+            return {
+                **{k: job[k] for k in ("label", "seed", "baseline")},
+                **run_key_fields(job),
+                "diverged": f"the method run it matches: {e}",
+                "epochs": 0,
+                "seconds": 0.0,
+            }
+        counts = {int(c["cycle"]): dict(c.get("dropped") or {}) for c in method.cycles}
+        method_run = {"method_test_accuracy": method.test_accuracy, "method_val_accuracy": method.val_accuracy}
+    model = new_model()
     t0 = time.perf_counter()
     epochs: list[dict] = []
     trace: list = []  # per epoch: phase, train and val accuracy, each conv layer's mean score (live filters)
@@ -253,7 +292,7 @@ def run_one(job: dict) -> dict:
             trace.append([event["phase"], round(event["train_acc"], 4), _rounded(event["val_acc"]), layer_means(model)])
 
     try:
-        result = train(model, data, cfg, callback=on_event)
+        result = train(model, data, cfg, callback=on_event, counts=counts)
     except Diverged as e:  # the loss stopped being finite: report it, keep every other run
         return {
             **{k: job[k] for k in ("label", "seed", "baseline")},
@@ -274,6 +313,7 @@ def run_one(job: dict) -> dict:
         "chance": {s.layer.name: round(s.chance, 5) for s in score_layers(convs_from_module(model))},
         "trace": trace,
         "max_loss_jump": max((b["loss"] / a["loss"] for a, b in zip(epochs, epochs[1:]) if a["loss"] > 0), default=1.0),
+        **method_run,  # a matched control: the accuracies of the method run whose counts it took
     }
 
 

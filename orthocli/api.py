@@ -55,17 +55,25 @@ def score(source: Source) -> dict[str, torch.Tensor]:
     return {s.layer.name: s.scores for s in score_layers(_layers(source))}
 
 
-def plan_drops(source: Source, config: ReprConfig | None = None, **options: Any) -> DropPlan:
+def plan_drops(
+    source: Source,
+    config: ReprConfig | None = None,
+    *,
+    counts: Mapping[str, int] | None = None,
+    **options: Any,
+) -> DropPlan:
     """Which filters `orthocli prune` (and each cycle of `orthocli train`) would drop, by the same
     rule: `.drops` maps layer name -> sorted filter indices; `.excluded` and `.reasons` say which
     layers were left alone and why. Options: a `ReprConfig`, or its fields as keywords (`ratio`,
     `threshold`, `scope`, `min_keep`, `ranking`, `layers`, `exclude`, `skip_first`, `skip_last`,
-    `seed`). A module's output layers and shared convs (seen by torch.fx) keep every filter; for a
-    state dict `skip_last` leaves the likely output convs alone instead. Changes nothing."""
+    `seed`). `counts` (layer -> filters) replaces the rule: exactly that many per layer, chosen by
+    the ranking (another run's counts). A module's output layers and shared convs (seen by torch.fx)
+    keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
+    Changes nothing."""
     config = _config(config, options)
     model = unwrap(source) if isinstance(source, nn.Module) else None
     graph = ModelGraph.try_trace(model)
-    return _plan(_layers(source), config, fixed=None if graph is None else graph.fixed_layers())
+    return _plan(_layers(source), config, fixed=None if graph is None else graph.fixed_layers(), counts=counts)
 
 
 def drop(source: Source, drops: DropPlan | Mapping[str, torch.Tensor]) -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -134,14 +135,26 @@ class RePr:
 
     Save `repr.state_dict()` beside `model.state_dict()` and `optimizer.state_dict()`; to resume,
     load those into a fresh model and optimizer, create the controller, then `load_state_dict`.
+
+    `counts` (cycle -> layer -> filters) replaces the drop rule: cycle c drops exactly those counts
+    (a cycle or layer not named: none), chosen by the config's ranking. Another run's `counts`
+    property gives them: a `ranking="random"` control that drops as many filters per layer as the
+    method did, cycle by cycle (`orthocli train --control random`). Give the same ones on resuming.
     """
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, config: ReprConfig | None = None, **options: Any
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        config: ReprConfig | None = None,
+        *,
+        counts: Mapping[int, Mapping[str, int]] | None = None,
+        **options: Any,
     ) -> None:
         if config is not None and options:
             raise TypeError("give either a ReprConfig or keyword options, not both")
         self.config = config if config is not None else ReprConfig(**options)
+        self.matched = None if counts is None else {int(c): dict(n) for c, n in counts.items()}
         self.model, self.optimizer = unwrap(model), optimizer
         self.epoch = 0  # epochs finished (epoch_end calls)
         self.step = 0  # optimizer steps taken
@@ -191,6 +204,11 @@ class RePr:
     def record(self) -> dict | None:
         """The active drop record (the sub-network trains), else None."""
         return self._sub.record if self._sub is not None else None
+
+    @property
+    def counts(self) -> dict[int, dict[str, int]]:
+        """Per cycle re-introduced so far, layer -> filters dropped (none: {}): what `counts=` takes."""
+        return {c.cycle: dict(c.dropped) for c in self.cycles}
 
     @property
     def drop_due(self) -> bool:
@@ -306,7 +324,10 @@ class RePr:
         c = self.config
         rule = replace(c, ratio=0.5, threshold=None) if c.ratio is None else c
         plan = plan_drops(convs_from_module(self.model), rule, fixed=self.graph.fixed_layers())
-        return [s.layer.name for s in plan.candidates]
+        names = [s.layer.name for s in plan.candidates]
+        for cycle_counts in (self.matched or {}).values():  # bad counts are refused before training too
+            plan_drops(convs_from_module(self.model), rule, fixed=self.graph.fixed_layers(), counts=cycle_counts)
+        return names
 
     def _choose(self, cycle: int) -> dict[str, torch.Tensor]:
         """Layer -> filter indices to drop now, by the config's rule and ranking (as `orthocli
@@ -319,6 +340,7 @@ class RePr:
                 c,
                 fixed=self.graph.fixed_layers(),  # output layers and shared convs keep every filter
                 seed=ranking_seed(c.seed, cycle),
+                counts=None if self.matched is None else self.matched.get(cycle, {}),
             )
             drops = plan.drops
         except OptionError:

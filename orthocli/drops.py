@@ -12,18 +12,23 @@ so ties never change it; rounded down but at least one filter: 10% of an 8-filte
 a threshold every filter scoring above it. Scope "layer" counts each layer by itself; "global"
 ranks all candidate filters of the network together by a ratio (the authors' choice). min_keep:
 filters every layer keeps, whatever the rule says.
+
+Matched counts. `counts` (layer -> how many) replaces the rule: the layer drops exactly that many,
+chosen by the ranking. A control that asks whether the ranking matters drops, cycle by cycle, the
+counts the method run dropped (`RePr(counts=...)`, `orthocli train --control random`): with the
+adaptive rule its own network's scores would give other counts after the first cycle.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from orthocli.config import ADAPTIVE_CAP, ReprConfig
-from orthocli.errors import OptionError, render_options
+from orthocli.errors import OptionError, UsageError, render_options
 from orthocli.layer_patterns import check as check_patterns
 from orthocli.layer_scores import LayerScores, score_layers
 from orthocli.layers import ConvLayer, select
@@ -65,7 +70,7 @@ def drop_counts(scores: Sequence[torch.Tensor], config: ReprConfig, chance: Sequ
     else:
         for li, n in enumerate(sizes):
             if config.adaptive:
-                quota = _excess_quota(float(scores[li].mean()) if n else 0.0, chance[li], n)
+                quota = excess_quota(float(scores[li].mean()) if n else 0.0, chance[li], n)
             else:
                 quota = None if config.ratio is None else _quota(config.ratio, n)
             take(_ranked(scores, [li]), quota)
@@ -79,14 +84,17 @@ def choose_drops(
     *,
     seed: int = 0,
     ranking: Ranking | None = None,
+    counts: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """Indices (sorted, int64) of the filters to drop in each layer, one tensor per layer: as many
-    as `drop_counts` says, the first ones of the ranking's order (`ranking`, else the one
-    `config.ranking` names). seed: this cycle's ranking seed (`seeding.ranking_seed`); layer i
-    draws from sub-seed i of it."""
+    as `drop_counts` says (or `counts`, one per layer, matched to another run's), the first ones of
+    the ranking's order (`ranking`, else the one `config.ranking` names). seed: this cycle's ranking
+    seed (`seeding.ranking_seed`); layer i draws from sub-seed i of it."""
     rank = ranking if ranking is not None else BY_NAME[config.ranking]
+    if counts is not None and len(counts) != len(scores):
+        raise ValueError(f"counts has {len(counts)} entries for {len(scores)} layers")
     out = []
-    for li, count in enumerate(drop_counts(scores, config, chance)):
+    for li, count in enumerate(drop_counts(scores, config, chance) if counts is None else counts):
         order = rank.order(scores[li], sub_seed(seed, 0, li)) if count else torch.zeros(0, dtype=torch.long)
         out.append(torch.sort(order[:count].to(torch.long)).values)
     return out
@@ -104,7 +112,9 @@ def _excess_share(mean: float, chance: float) -> float:
     return 1 - chance / mean if mean > 0 else -math.inf
 
 
-def _excess_quota(mean: float, chance: float, filters: int) -> int:
+def excess_quota(mean: float, chance: float, filters: int) -> int:
+    """What the adaptive rule drops of a layer of `filters` filters whose mean score is `mean`
+    against `chance` for random filters (before `min_keep`)."""
     # None at or below chance, and never more than the cap: filters of many weights lie far above
     # chance without being copies.
     share = _excess_share(mean, chance)
@@ -161,30 +171,13 @@ class DropPlan:
         }
 
 
-def plan_drops(
-    layers: list[ConvLayer],
-    config: ReprConfig,
-    *,
-    fixed: dict[str, str] | None = None,
-    seed: int = 0,
-) -> DropPlan:
-    """Score the candidate layers and choose what to drop, by `config`'s rule, ranking and layer
-    choice (`layers`, `exclude`, `skip_first`, `skip_last`).
-
-    skip_first leaves the first conv layer alone: its filters have few dimensions (3x3x3 = 27 for
-    RGB), so they always look redundant and global ranking would empty it; the authors excluded it.
-    fixed: layers the model's graph says must keep every filter, with why (`graph.ModelGraph.
-    fixed_layers`: output layers, shared convs). None where the graph is unknown (a bare state dict);
-    then skip_last leaves the last conv layer alone, and any conv just before it that no later conv
-    reads: in most networks those channels are the outputs (class scores, box coordinates), which a
-    drop would delete. A conv with one filter per group (depthwise) is never a candidate: each
-    filter is alone in its group, so it has nothing to be redundant with (every score is 0).
-    seed: the ranking's seed for this choice (a random ranking's draw). A rule that drops nothing
-    is an OptionError (a training cycle catches it and trains the whole network).
-    """
-    check_patterns(
-        [layer.name for layer in layers], config.layers, config.exclude
-    )  # a pattern naming no layer is a typo
+def candidate_layers(
+    layers: list[ConvLayer], config: ReprConfig, *, fixed: dict[str, str] | None = None
+) -> tuple[list[ConvLayer], dict[str, str]]:
+    """The conv layers `config`'s layer choice lets lose filters (network order), and each layer
+    left alone with why, naming options as `{field}` (see `plan_drops`). Scores nothing. A pattern
+    that names no layer is an OptionError: a typo, not a choice."""
+    check_patterns([layer.name for layer in layers], config.layers, config.exclude)
     why: dict[str, str] = {}
     chosen = {c.key for c in select(layers, config.layers or None, config.exclude or None)}
     for layer in layers:
@@ -206,7 +199,35 @@ def plan_drops(
             why.setdefault(
                 layer.name, f"one filter per group (groups={layer.groups}, depthwise): nothing to compare it with"
             )
-    candidates = [layer for layer in layers if layer.name not in why]
+    return [layer for layer in layers if layer.name not in why], why
+
+
+def plan_drops(
+    layers: list[ConvLayer],
+    config: ReprConfig,
+    *,
+    fixed: dict[str, str] | None = None,
+    seed: int = 0,
+    counts: Mapping[str, int] | None = None,
+) -> DropPlan:
+    """Score the candidate layers and choose what to drop, by `config`'s rule, ranking and layer
+    choice (`layers`, `exclude`, `skip_first`, `skip_last`).
+
+    skip_first leaves the first conv layer alone: its filters have few dimensions (3x3x3 = 27 for
+    RGB), so they always look redundant and global ranking would empty it; the authors excluded it.
+    fixed: layers the model's graph says must keep every filter, with why (`graph.ModelGraph.
+    fixed_layers`: output layers, shared convs). None where the graph is unknown (a bare state dict);
+    then skip_last leaves the last conv layer alone, and any conv just before it that no later conv
+    reads: in most networks those channels are the outputs (class scores, box coordinates), which a
+    drop would delete. A conv with one filter per group (depthwise) is never a candidate: each
+    filter is alone in its group, so it has nothing to be redundant with (every score is 0).
+    seed: the ranking's seed for this choice (a random ranking's draw). A rule that drops nothing
+    is an OptionError (a training cycle catches it and trains the whole network).
+    counts: layer name -> how many filters it drops, instead of the rule (matched to another run;
+    a candidate not named drops none, and dropping nothing is no error); UsageError for a layer
+    that is not a candidate or a count above what the layer may lose (`min_keep`).
+    """
+    candidates, why = candidate_layers(layers, config, fixed=fixed)
     excluded = [layer.name for layer in layers if layer.name in why]
     if not candidates:
         reasons = "; ".join(f"{n}: {r}" for n, r in list(why.items())[:3])
@@ -214,10 +235,28 @@ def plan_drops(
             f"no conv layer is left to prune ({reasons}); loosen {{layers}}/{{exclude}}/{{skip_first}}/{{skip_last}}"
         )
     scored = score_layers(candidates)
-    drops = choose_drops([s.scores for s in scored], config, [s.chance for s in scored], seed=seed)
+    matched = None if counts is None else _matched(counts, candidates, config.min_keep)
+    drops = choose_drops([s.scores for s in scored], config, [s.chance for s in scored], seed=seed, counts=matched)
     plan = DropPlan(config, scored, excluded, {s.layer.name: d for s, d in zip(scored, drops) if len(d)}, why)
-    _check_plan(plan)
+    if counts is None:  # matched counts are another run's: they may be zero, and say nothing of a threshold
+        _check_plan(plan)
     return plan
+
+
+def _matched(counts: Mapping[str, int], candidates: list[ConvLayer], min_keep: int) -> list[int]:
+    """The matched counts in candidate order; UsageError for a count no candidate can take."""
+    names = {layer.name: layer for layer in candidates}
+    unknown = sorted(set(counts) - set(names))
+    if unknown:
+        raise UsageError(
+            f"matched counts name {', '.join(unknown)}, which may not lose filters here (candidates:"
+            f" {', '.join(names)}); the two runs must have the same model and layer options"
+        )
+    for name, n in counts.items():
+        room = max(0, names[name].filters - min_keep)
+        if not 0 <= n <= room:
+            raise UsageError(f"matched count {n} for {name}: it may lose 0 to {room} of its {names[name].filters}")
+    return [int(counts.get(layer.name, 0)) for layer in candidates]
 
 
 def _output_heads(layers: list[ConvLayer]) -> list[ConvLayer]:

@@ -1,14 +1,21 @@
 """One `orthocli train` invocation, an experiment: the method run, with --baseline the control
-beside it, and every file they write. Its options arrive typed (`ModelOptions`, `DataOptions`,
+beside it, with --control random a third arm that drops as many filters per layer as the method in
+every cycle, chosen at random (is it the ranking that helps, or dropping and re-introducing any
+filters?), and every file they write. Its options arrive typed (`ModelOptions`, `DataOptions`,
 `OutputOptions`, `HardwareOptions`, and `config.TrainConfig`); what it needs to continue is saved
 as a `RunMeta` in its state files. Training itself is `orthocli.training`; what the user sees is the
 caller's (a `Reporter` gets progress and messages).
 
 Files an experiment writes, next to -o OUT.pt: OUT.pt (the trained model), OUT.baseline.pt
-(--baseline), OUT.cycle<k>.pt (--save-cycles, after each re-introduction), and while it runs
-OUT.pt.state (and OUT.baseline.pt.state): the training state at the end of an epoch (saved at most
-every --state-every seconds, and after the last epoch), which --resume reads and which is removed
-once every output is written.
+(--baseline), OUT.random.pt (--control random), OUT.cycle<k>.pt (--save-cycles, after each
+re-introduction), and while it runs OUT.pt.state (and OUT.baseline.pt.state, OUT.random.pt.state):
+the training state at the end of an epoch (saved at most every --state-every seconds, and after
+the last epoch), which --resume reads and which is removed once every output is written.
+
+The arms train one after another, the method first: the random arm drops, in cycle c, exactly the
+per-layer counts the method run dropped in its cycle c (`RePr(counts=...)`; with the adaptive rule
+its own scores would give other counts after the first cycle), chosen by `ranking="random"` from
+(seed, cycle), so it repeats and resumes exactly with no generator state saved.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ from orthocli.errors import CheckpointError, Diverged, OutputError, UsageError
 
 if TYPE_CHECKING:
     from orthocli.config import TrainConfig
+    from orthocli.redundancy import Redundancy
 
 # Default seconds between two saves of the training state (at the end of an epoch; the last epoch
 # always): saving after every epoch of a small model would cost more than the epoch itself.
 STATE_EVERY = 5.0
+CONTROLS = ("random",)  # --control choices: the third arm's ranking
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class OutputOptions:
 
     output: Path | None = None  # the trained model; None: runs/<arch>-<time>.pt
     baseline: bool = False  # also train the control, written to OUT.baseline.pt
+    control: str | None = None  # "random": also the random-drop arm, written to OUT.random.pt (needs baseline)
     save_cycles: bool = False  # also write OUT.cycle<k>.pt after each re-introduction
     metrics: Path | None = None  # one JSON line per epoch
     plot: Path | None = None  # validation accuracy per epoch (PNG)
@@ -99,7 +109,7 @@ class RunMeta:
     data: DataOptions
     outputs: OutputOptions  # with `output` resolved (never None)
     hardware: HardwareOptions
-    role: str = "repr"  # "repr" (the method) or "baseline" (the control): which run a state file is
+    role: str = "repr"  # "repr" (the method), "baseline" (the control) or "random": which run a state file is
 
     @property
     def output(self) -> Path:
@@ -127,6 +137,7 @@ class RunMeta:
             "threads": h.threads,
             "compile": h.compile,
             "baseline": o.baseline,
+            "control": o.control,
             "save_cycles": o.save_cycles,
             "metrics": path(o.metrics),
             "plot": path(o.plot),
@@ -167,6 +178,7 @@ class RunMeta:
                 outputs=OutputOptions(
                     output=Path(doc["output"]),
                     baseline=bool(doc["baseline"]),
+                    control=doc.get("control"),  # absent before --control
                     save_cycles=bool(doc["save_cycles"]),
                     metrics=path(doc["metrics"]),
                     plot=path(doc["plot"]),
@@ -194,11 +206,25 @@ class Reporter(Protocol):
 
     def log(self, text: str) -> None: ...  # a message for the user
 
-    def start(self, role: str, cfg: TrainConfig) -> None: ...  # a run ("repr" or "baseline") begins
+    def start(self, role: str, cfg: TrainConfig) -> None: ...  # a run ("repr", "baseline" or "random") begins
 
     def update(self, role: str, event: dict) -> None: ...  # an epoch ended (training's "epoch" event)
 
     def cycle(self, role: str, entry: dict) -> None: ...  # a cycle ended (training's "cycle" event)
+
+    def redundancy(self, note: RedundancyNote) -> None: ...  # the method's layers against chance (see the note)
+
+
+@dataclass(frozen=True)
+class RedundancyNote:
+    """Whether the method has anything to remove, told before it costs a run: the candidate layers
+    against random filters at the start (once per experiment) and at the method run's first drop."""
+
+    when: str  # "start" (the weights training begins from) or "first_drop" (those cycle 1 drops from)
+    epoch: int  # epochs trained before these weights: 0 at the start, S1 at the first drop
+    report: Redundancy
+    new_model: bool  # a new model: its filters start as random ones, so about 1x chance at the start
+    first_drop_epoch: int  # S1: when the first drop reads the trained filters
 
 
 def sibling(output: Path, tag: str) -> Path:
@@ -209,8 +235,17 @@ def state_path(output: Path) -> Path:
     return output.with_name(output.name + ".state")
 
 
+def role_output(output: Path, role: str) -> Path:
+    """Where an arm is written: the method to OUT.pt, the others beside it (OUT.baseline.pt, OUT.random.pt)."""
+    return output if role == "repr" else sibling(output, role)
+
+
+ARM_NAMES = {"repr": "RePr", "baseline": "Control", "random": "Random drops"}  # in messages
+
+
 class Experiment:
-    """Resolved options, data, outputs; trains the method run and the baseline, writes the files."""
+    """Resolved options, data, outputs; trains its arms (`roles`: the method run first, then the
+    control and the random-drop arm), writes the files."""
 
     def __init__(
         self, cfg: TrainConfig, meta: RunMeta, *, resume: bool, state_every: float, reporter: Reporter
@@ -222,6 +257,9 @@ class Experiment:
         self.metrics_file = None
         self.saved_history: dict[str, list] = {}  # per role, the epochs a resumed run already did
         self.diverged: dict[str, Diverged] = {}  # per role, a run whose loss stopped being finite (--baseline)
+        self.skipped: dict[str, str] = {}  # per role, an arm that could not train, and why
+        self.method_counts: dict[int, dict[str, int]] = {}  # per cycle the method run finished, its drops per layer
+        self.start_redundancy: Redundancy | None = None  # the method's layers before training (cycles > 0)
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -239,6 +277,7 @@ class Experiment:
     ) -> Experiment:
         if outputs.plot is not None:
             need_matplotlib()
+        check_control(cfg, outputs)
         if outputs.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise UsageError(
                 "under torchrun give -o/--output: every process must write to (rank 0) or read from the same path"
@@ -268,8 +307,8 @@ class Experiment:
         where = state_path(Path(output))
         saved = read_state(where)
         meta = RunMeta.from_dict(saved.meta, where)
-        if meta.role == "baseline":
-            raise UsageError("give -o the method run's output, not the baseline's")
+        if meta.role != "repr":
+            raise UsageError(f"give -o the method run's output, not the {meta.role} arm's")
         meta = dataclasses.replace(
             meta,
             hardware=dataclasses.replace(
@@ -280,19 +319,25 @@ class Experiment:
         cfg = dataclasses.replace(saved.config, baseline=False)
         run = cls(cfg, meta, resume=True, state_every=state_every, reporter=reporter)
         run.saved_history["repr"] = saved.loop.history
-        baseline_state = state_path(sibling(Path(output), "baseline"))
-        if meta.outputs.baseline and baseline_state.exists():
-            run.saved_history["baseline"] = read_state(baseline_state).loop.history
+        for role in run.roles[1:]:
+            arm_state = state_path(role_output(Path(output), role))
+            if arm_state.exists():
+                run.saved_history[role] = read_state(arm_state).loop.history
         if meta.outputs.plot:
             need_matplotlib()
         run.check_outputs(force=True)
         return run
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The arms this experiment trains, in order: the method, the control (--baseline), the
+        random-drop arm (--control random), which needs the method's counts."""
+        o = self.meta.outputs
+        return ("repr",) + (("baseline",) if o.baseline else ()) + (("random",) if o.control == "random" else ())
+
     def paths(self) -> list[Path]:
         o, out = self.meta.outputs, self.output
-        paths = [out]
-        if o.baseline:
-            paths.append(sibling(out, "baseline"))
+        paths = [role_output(out, role) for role in self.roles]
         if o.save_cycles:
             paths += [sibling(out, f"cycle{c}") for c in range(1, self.cfg.cycles + 1)]
         paths += [p for p in (o.metrics, o.plot) if p]
@@ -377,21 +422,40 @@ class Experiment:
             )
         self.reporter.quiet = not self.rt.is_main
         with self.reporter:
-            for role in ("repr", "baseline") if self.meta.outputs.baseline else ("repr",):
+            for role in self.roles:
+                if role == "random" and self.matched_counts() is None:
+                    self.skipped[role] = "the RePr run diverged before its last cycle: no drop counts to match"
+                    self.reporter.log(f"{ARM_NAMES[role]}: not trained ({self.skipped[role]})")
+                    continue
                 try:
                     self.train_one(role, data)
                 except Diverged as e:
                     if not self.meta.outputs.baseline:
                         raise
-                    # two runs compared: keep and report the other one's result instead of losing both
+                    # runs compared: keep and report the others' results instead of losing them all
                     self.diverged[role] = e
-                    self.reporter.log(f"{'RePr' if role == 'repr' else 'Control'}: {e}")
+                    self.reporter.log(f"{ARM_NAMES[role]}: {e}")
+
+    def arm_config(self, role: str) -> TrainConfig:
+        """The configuration an arm trains with: the control drops nothing, the random arm ranks at random."""
+        if role == "random":
+            return dataclasses.replace(self.cfg, baseline=False, ranking="random")
+        return dataclasses.replace(self.cfg, baseline=role == "baseline")
+
+    def matched_counts(self) -> dict[int, dict[str, int]] | None:
+        """Per cycle, the filters each layer of the method run dropped (the random arm drops as many);
+        None when the method run diverged before it finished every cycle."""
+        if "repr" in self.results:
+            result, _ = self.results["repr"]
+            return {int(c["cycle"]): dict(c.get("dropped") or {}) for c in result.cycles}
+        return self.method_counts if len(self.method_counts) == self.cfg.cycles else None
 
     def train_one(self, role: str, data) -> None:
+        from orthocli.redundancy import assess
         from orthocli.training import train
 
-        output = self.output if role == "repr" else sibling(self.output, "baseline")
-        cfg = dataclasses.replace(self.cfg, baseline=role == "baseline")
+        output = role_output(self.output, role)
+        cfg = self.arm_config(role)
         model, arch, record = self.model(data)
         if self.rt.is_main and self.banner:  # once the model is built: bad input fails silently before
             for line in self.banner:
@@ -401,10 +465,17 @@ class Experiment:
             raise UsageError(
                 "--baseline compares whole schedules; it does not apply to a pruned checkpoint's sub-network"
             )
+        if role == "repr" and record is None and cfg.cycles > 0:  # is there anything to remove?
+            self.start_redundancy = assess(model, cfg)
+            self.reporter.redundancy(
+                RedundancyNote("start", 0, self.start_redundancy, self.meta.model.checkpoint is None, cfg.s1)
+            )
         state = state_path(output)
         resume = self.resume and state.exists()
         if self.resume and role == "repr" and not resume:
             raise UsageError(f"{state}: no saved training state to resume")
+        if len(self.roles) > 1:
+            self.reporter.log(f"{ARM_NAMES[role]}: training, writing {output}")
         self.reporter.start(role, cfg)
         result = train(
             model,
@@ -417,17 +488,33 @@ class Experiment:
             state_every=self.state_every,
             meta=dataclasses.replace(self.meta, role=role).to_dict(),
             runtime=self.rt,
+            counts=self.matched_counts() if role == "random" else None,
         )
         if self.rt.is_main:
             self.write_model(output, result, arch, cfg, role)
         self.results[role] = (result, output)
 
+    def first_drop_redundancy(self, history: list[dict]) -> Redundancy | None:
+        """The method's layers as cycle 1's drop reads them (the end of epoch S1), from its history."""
+        s1 = self.cfg.s1
+        if s1 == 0:  # the first drop reads the weights training starts from
+            return self.start_redundancy
+        if self.start_redundancy is None or len(history) < s1 or "layer_means" not in history[s1 - 1]:
+            return None
+        return self.start_redundancy.with_means(history[s1 - 1]["layer_means"], self.cfg)
+
     def on_event(self, role: str, event: dict, arch) -> None:
         if event["kind"] == "epoch":
+            if role == "repr" and event["epoch"] == self.cfg.s1 and self.start_redundancy is not None:
+                report = self.start_redundancy.with_means(event["layer_means"], self.cfg)
+                new = self.meta.model.checkpoint is None
+                self.reporter.redundancy(RedundancyNote("first_drop", event["epoch"], report, new, self.cfg.s1))
             self.reporter.update(role, event)
             if self.meta.outputs.metrics:
                 self.log_metrics(role, event)
         elif event["kind"] == "cycle":
+            if role == "repr":  # kept in case it diverges later: the random arm still has every cycle's counts
+                self.method_counts[int(event["cycle"])] = dict(event.get("dropped") or {})
             self.reporter.cycle(role, event)
             if role == "repr" and self.meta.outputs.save_cycles:
                 from orthocli import checkpoint as ckpt_io
@@ -451,8 +538,9 @@ class Experiment:
         self.metrics_file.flush()
 
     # -- outputs -------------------------------------------------------------------------------
-    def resolved(self) -> dict:
-        """The configuration as option names -> values: enough to repeat the run (--config)."""
+    def resolved(self, cfg: TrainConfig | None = None) -> dict:
+        """The configuration as option names -> values: enough to repeat the run (--config); `cfg`:
+        an arm's own (the random arm's ranking), else the experiment's."""
         saved = self.meta.to_dict()
         doc = {
             "checkpoint": saved["checkpoint"],
@@ -474,8 +562,9 @@ class Experiment:
                 )
             },
         }
-        doc.update(self.cfg.to_dict())
+        doc.update((cfg or self.cfg).to_dict())
         doc["baseline"] = self.meta.outputs.baseline
+        doc["control"] = self.meta.outputs.control
         return doc
 
     def data_extras(self) -> dict:
@@ -489,6 +578,18 @@ class Experiment:
             "input_shape": list(d.spatial_shape),
         }
 
+    def run_summary(self, role: str, result) -> dict:
+        """An arm's summary (saved in its checkpoint, read back by --seeds --resume): the method run's
+        adds its layers against chance, at the start and at the first drop."""
+        doc = result.summary()
+        if role == "repr" and self.start_redundancy is not None:
+            first = self.first_drop_redundancy(result.history)
+            doc["redundancy"] = {
+                "start": self.start_redundancy.to_dict(),
+                "first_drop": None if first is None else {"epoch": self.cfg.s1, **first.to_dict()},
+            }
+        return doc
+
     def write_model(self, output: Path, result, arch, cfg, role: str) -> None:
         from orthocli import checkpoint as ckpt_io
 
@@ -496,10 +597,10 @@ class Experiment:
         payload = ckpt_io.make_payload(
             sd,
             arch=arch,
-            config=self.resolved(),
+            config=self.resolved(cfg),
             history=result.history,
             data=self.data_extras(),
-            summary=result.summary(),
+            summary=self.run_summary(role, result),
             role=role,
             prune=result.record,
         )
@@ -518,19 +619,24 @@ class Experiment:
         if self.meta.outputs.plot:
             from orthocli.plot import plot_history
 
-            plot_history(self.meta.outputs.plot, {r: res.history for r, (res, _) in self.results.items()})
+            chance = {lr.name: lr.chance for lr in self.start_redundancy.layers} if self.start_redundancy else {}
+            plot_history(
+                self.meta.outputs.plot, {r: res.history for r, (res, _) in self.results.items()}, chance=chance
+            )
         for _, output in self.results.values():
             state_path(output).unlink(missing_ok=True)
         for role in self.diverged:  # resuming would only diverge again
-            state_path(self.output if role == "repr" else sibling(self.output, "baseline")).unlink(missing_ok=True)
+            state_path(role_output(self.output, role)).unlink(missing_ok=True)
         return self.document()
 
     def document(self) -> dict:
-        """The method run's summary, with --baseline the control's under "baseline"; a run that
-        diverged is {"diverged": {epoch, phase, cycle, message}, "output": None} instead."""
+        """The method run's summary, with --baseline the control's under "baseline" and with
+        --control random the random arm's under "random"; a run that diverged is {"diverged":
+        {epoch, phase, cycle, message}, "output": None} instead, one not trained {"skipped": why,
+        "output": None}."""
         doc = self._summary("repr")
-        if self.meta.outputs.baseline:
-            doc["baseline"] = self._summary("baseline")
+        for role in self.roles[1:]:
+            doc[role] = self._summary(role)
         doc["runtime"] = self.rt.describe()
         doc["config"] = self.resolved()
         doc["data"] = self.data_extras()
@@ -543,8 +649,10 @@ class Experiment:
     def _summary(self, role: str) -> dict:
         if role in self.diverged:
             return {"diverged": self.diverged[role].to_dict(), "output": None}
+        if role in self.skipped:
+            return {"skipped": self.skipped[role], "output": None}
         result, output = self.results[role]
-        return {**result.summary(), "output": str(output)}
+        return {**self.run_summary(role, result), "output": str(output)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,10 +668,24 @@ def default_output(arch: str) -> Path:
 
 
 def need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'orthocli[plot]'") from None
+    from orthocli.plot import need_matplotlib as need
+
+    need("--plot")
+
+
+def check_control(cfg: TrainConfig, outputs: OutputOptions) -> None:
+    """--control names a third arm beside the method and its control; it needs both, and drops."""
+    if outputs.control is None:
+        return
+    if outputs.control not in CONTROLS:
+        raise UsageError(f"--control must be one of {', '.join(CONTROLS)}, got {outputs.control!r}")
+    if not outputs.baseline:
+        raise UsageError(
+            f"--control {outputs.control} trains a third arm beside the plain control: add --baseline"
+            f" (orthocli train --baseline --control {outputs.control})"
+        )
+    if cfg.cycles == 0:
+        raise UsageError(f"--control {outputs.control} compares the method's drops with random ones: --cycles is 0")
 
 
 def model_from_checkpoint(m: ModelOptions, data):
@@ -599,7 +721,7 @@ def model_from_checkpoint(m: ModelOptions, data):
 
 
 def metric_line(role: str, event: dict) -> str:
-    keep = ("epoch", "phase", "cycle", "lr", "loss", "train_acc", "val_loss", "val_acc", "seconds")
+    keep = ("epoch", "phase", "cycle", "lr", "loss", "train_acc", "val_loss", "val_acc", "seconds", "layer_means")
     doc = {"run": role, **{k: event.get(k) for k in keep}}
     doc = {
         k: (None if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) else v)

@@ -8,6 +8,7 @@ Imported only when `orthocli.ReprCallback` is first used: `import orthocli` neve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,14 +26,25 @@ class ReprCallback(pl.Callback):
     `module`: the attribute path of the network to act on inside the LightningModule ("" = the
     LightningModule itself, whose forward must then be traceable by torch.fx); it may be a
     `torch.compile`d module. The options are `ReprConfig`'s (`ranking` included). `controller` is
-    the `RePr` it runs: its cycles, drops and fallbacks. With `unit="epoch"` each finished training epoch counts; with `unit="step"`
-    each optimizer step that really happens (not a skipped AMP step, not an accumulation batch)."""
+    the `RePr` it runs: its cycles, drops and fallbacks. With `unit="epoch"` each finished training
+    epoch counts; with `unit="step"` each optimizer step that really happens (not a skipped AMP
+    step, not an accumulation batch). `counts`: as `RePr`'s, cycle -> layer -> filters instead of
+    the drop rule (a `ranking="random"` control matched to a method run:
+    `counts=method_callback.controller.counts`)."""
 
-    def __init__(self, config: ReprConfig | None = None, *, module: str = "", **options: Any) -> None:
+    def __init__(
+        self,
+        config: ReprConfig | None = None,
+        *,
+        module: str = "",
+        counts: Mapping[int, Mapping[str, int]] | None = None,
+        **options: Any,
+    ) -> None:
         if config is not None and options:
             raise TypeError("give either a ReprConfig or keyword options, not both")
         self.config = config if config is not None else ReprConfig(**options)
         self.module = module
+        self.counts = counts
         # created at fit start, when the optimizer exists; kept after fit, so that trainer.test/validate
         # see the network training ended with (masked, if it ended inside a sub-network phase)
         self.repr: RePr | None = None
@@ -60,7 +72,7 @@ class ReprCallback(pl.Callback):
             state = state or self.repr.state_dict()
             self.repr.remove()
         model = pl_module.get_submodule(self.module) if self.module else pl_module
-        self.repr = RePr(model, trainer.optimizers[0], self.config)
+        self.repr = RePr(model, trainer.optimizers[0], self.config, counts=self.counts)
         if state:
             self.repr.load_state_dict(state)
         self._loaded = None

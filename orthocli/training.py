@@ -46,6 +46,7 @@ from orthocli.controller import RePr
 from orthocli.data import Arrays, DataSplits
 from orthocli.data.streaming import Streamed, distributed_batches, eval_batches, head, repeat_passes, train_batches
 from orthocli.errors import CheckpointError, DataError, Diverged, UsageError, first_line
+from orthocli.redundancy import live_means, watched_layers
 from orthocli.runtime import Runtime, broadcast_tensors, sum_gradients, sum_over_ranks
 from orthocli.seeding import DATA_ORDER, MORE_PASSES, sub_seed
 from orthocli.subnet import SubNetwork
@@ -170,7 +171,8 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 @dataclass
 class TrainResult:
     model: nn.Module  # the trained model, best weights of the final phase loaded
-    # one entry per epoch: epoch, phase, cycle, lr, loss, train_acc, val_loss, val_acc, seconds
+    # one entry per epoch: epoch, phase, cycle, lr, loss, train_acc, val_loss, val_acc, seconds, layer_means
+    # (each candidate layer's mean score over its live filters at the end of the epoch)
     history: list[dict]
     # one entry per cycle: val_before_drop, val_after_subnet, val_after_reinit, dropped, reintroduced, fallbacks
     cycles: list[dict]
@@ -253,9 +255,11 @@ def train(
     state_every: float = 0.0,
     meta: dict | None = None,
     runtime: Runtime | None = None,
+    counts: dict[int, dict[str, int]] | None = None,
 ) -> TrainResult:
     """Train `model` in place with the RePr schedule (or, with `record` from a pruned checkpoint,
-    its sub-network for `cfg.s2` epochs). Calls `callback` with {"kind": "epoch", ...} after every
+    its sub-network for `cfg.s2` epochs). `counts` (cycle -> layer -> filters): drop exactly these
+    instead of the rule's (`RePr(counts=...)`: a random-ranking control matched to a method run). Calls `callback` with {"kind": "epoch", ...} after every
     epoch and {"kind": "cycle", ..., "state_dict": ...} after every re-introduction. With
     `state_path` the full training state is written there (atomically) at the end of an epoch,
     at most every `state_every` seconds (0: every epoch) and always after the last one;
@@ -282,6 +286,7 @@ def train(
             state_every=state_every,
             meta=meta or {},
             rt=rt,
+            counts=counts,
         )
     finally:
         torch.use_deterministic_algorithms(previous)
@@ -300,6 +305,7 @@ def _train(
     state_every: float,
     meta: dict,
     rt: Runtime,
+    counts: dict[int, dict[str, int]] | None,
 ) -> TrainResult:
     model.to(rt.device)
     data = _on_device(data, rt.device)
@@ -308,7 +314,11 @@ def _train(
     epoch_phases = phases(cfg, subnet_only=subnet_only)
     optimizer = _optimizer(model, cfg)
     # the method, as a user's loop runs it (checks the drop options before any training)
-    method = RePr(model, optimizer, cfg) if cfg.cycles > 0 and not cfg.baseline and not subnet_only else None
+    method = (
+        RePr(model, optimizer, cfg, counts=counts) if cfg.cycles > 0 and not cfg.baseline and not subnet_only else None
+    )
+    # the layers the method may drop from, whose mean score each epoch records (every arm, so they compare)
+    watched = watched_layers(model, cfg, method.graph if method is not None else None)
     criterion, scaler = loss_fn(cfg.loss), rt.grad_scaler()
     if rt.distributed:  # every rank starts from rank 0's weights
         broadcast_tensors(rt, list(model.state_dict().values()))
@@ -342,7 +352,8 @@ def _train(
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
         val_loss, val_acc = evaluate(net, data.val, cfg.loss)
-        done = method.epoch_end() if method is not None else None  # re-introduces after a cycle's last S2 epoch
+        means = live_means(watched)  # the network this epoch trained: before a drop or re-introduction
+        done = method.epoch_end() if method is not None else None  # drops after S1, re-introduces after S2
         if phase.reinit_after:
             s.pending["val_after_subnet"] = val_acc
             if done is not None and done.dropped:
@@ -362,6 +373,7 @@ def _train(
             "val_loss": val_loss,
             "val_acc": val_acc,
             "seconds": time.perf_counter() - t0,
+            "layer_means": means,
         }
         s.history.append(entry)
         if phase.name == "final" and val_acc is not None:

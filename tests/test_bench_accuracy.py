@@ -159,3 +159,52 @@ def test_a_ranked_run_drops_the_same_count_chosen_another_way(bench):
     assert runs["random"]["test_accuracy"] != ortho and runs["least"]["test_accuracy"] != ortho  # other filters
     with pytest.raises(UsageError, match="ranking must be one of orthogonality, random, least, got 'norm'"):
         bench.run_one({**job, "baseline": False, "overrides": {"ranking": "norm"}})
+
+
+def test_a_matched_random_run_drops_the_method_runs_counts(bench):
+    """`--grid ranking-matched`: the random-filter job first trains the method run (the same as the
+    method's own job) and drops its counts, cycle by cycle: what `train --control random` does."""
+    base = {"width": 8, "s1": 2, "s2": 1, "cycles": 2, "max_epochs": 6, "min_steps": 0}
+    job = {"data": "digits", "max_samples": 150, "arch": "convnet", "base": base, "seed": 0, "baseline": False}
+    (method_label, method), (random_label, matched) = bench.grid("ranking-matched")
+
+    ranked = bench.run_one({**job, "label": method_label, "overrides": method})
+    control = bench.run_one({**job, "label": random_label, "overrides": matched})
+
+    assert sum(ranked["dropped"]) > 0 and control["dropped_layers"] == ranked["dropped_layers"]
+    assert control["method_test_accuracy"] == ranked["test_accuracy"]  # the same method run, in-process
+    assert control["test_accuracy"] != ranked["test_accuracy"]  # other filters
+    assert bench.control_key(matched) == bench.control_key(method)  # one control for both
+
+
+COMPARE = ROOT / "benchmarks" / "compare_control_arms.py"
+
+
+def test_the_products_three_arms_are_the_benchmarks_runs_seed_by_seed(tmp_path):
+    """benchmarks/compare_control_arms.py on a tiny configuration: `orthocli train --baseline
+    --control random --seeds 2` and `bench_accuracy.py --grid ranking-matched` give the same runs."""
+    tiny = ["--set", "s1=2", "--set", "s2=1", "--set", "cycles=2", "--set", "max_epochs=6", "--set", "width=8"]
+    cmd = [sys.executable, str(COMPARE), "--data", "digits", "--max-samples", "150", "--seeds", "2", "--jobs", "1"]
+    done = subprocess.run([*cmd, *tiny, "--work", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
+    assert len(rows) == 2 and all(row.endswith("| yes |") for row in rows)
+    assert "All runs identical." in done.stdout and "Product's verdict: RePr" in done.stdout
+    doc = json.loads((tmp_path / "product.json").read_text())
+    assert [sorted(s) for s in doc["seeds"]] == [["baseline", "random", "repr", "seed"]] * 2
+
+
+def test_a_run_that_differs_is_named(bench):
+    spec = importlib.util.spec_from_file_location("compare_control_arms", COMPARE)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    summary = {"test_accuracy": 0.9, "val_accuracy": 0.8, "cycles": [{"dropped": {"conv2": 1}}]}
+    doc = {"seeds": [{"seed": 0, **{arm: dict(summary) for arm in compare.ARMS}}]}
+    theirs = {"test_accuracy": 0.9, "val_accuracy": 0.8, "dropped_layers": [{"conv2": 1}]}
+    arms = {arm: {0: dict(theirs)} for arm in compare.ARMS}
+    assert compare.compare(doc, arms)[1] == 0
+    arms["random"][0]["test_accuracy"] = 0.91
+    lines, differ = compare.compare(doc, arms)
+    assert differ == 1 and lines[-1].endswith("| **no** |") and "90.00 (80.00) / 91.00 (80.00)" in lines[-1]
+    arms["random"][0] = {**theirs, "dropped_layers": [{"conv2": 2}]}  # same figures, other counts: not the same run
+    assert compare.compare(doc, arms)[1] == 1

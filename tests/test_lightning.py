@@ -104,6 +104,23 @@ def test_lightning_makes_the_plain_apis_drops_and_reinitialisations(tmp_path):
         assert torch.equal(lit.net.state_dict()[k], v), k
 
 
+def test_a_random_ranking_control_matched_to_the_method_run(tmp_path):
+    """The ranking question in Lightning: a `ranking="random"` callback given the method callback's
+    counts drops as many filters per layer, other ones."""
+    method = ReprCallback(module="net", **OPTIONS)
+    method_probe = Probe(method)
+    trainer(EPOCHS, [method, method_probe], tmp_path / "m").fit(Lit(), loader())
+    control = ReprCallback(module="net", **{**OPTIONS, "ratio": None}, ranking="random", counts=method.repr.counts)
+    control_probe = Probe(control)
+    trainer(EPOCHS, [control, control_probe], tmp_path / "r").fit(Lit(), loader())
+    assert control.repr.counts == method.repr.counts and sum(method.repr.counts[1].values()) > 0
+    # the second epoch is the sub-network's: as many filters masked per layer, other ones
+    (_, phase, method_masks), (_, _, control_masks) = method_probe.seen[2], control_probe.seen[2]
+    assert phase == "subnet"
+    assert {n: m.count(False) for n, m in method_masks.items()} == {n: m.count(False) for n, m in control_masks.items()}
+    assert method_masks != control_masks
+
+
 @pytest.mark.parametrize(
     "stop_at,validate",
     [(2, False), (1, False), (2, True)],  # inside the sub-network phase; at the end of S1; saved at validation end

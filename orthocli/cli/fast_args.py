@@ -32,6 +32,9 @@ OPTIONS = {
     "--trust": ("trust", "flag"),
     "--json": ("json_out", "flag"),
     "--format": ("output_format", "format"),
+    "--plot": ("plot", "path"),
+    "--force": ("force", "flag"),
+    "-f": ("force", "flag"),
 }
 
 _COUNT = re.compile(r"(0|[1-9][0-9]{0,8})")

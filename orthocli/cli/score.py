@@ -11,13 +11,14 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from orthocli.cli.common import CkptsArg, ExcludeOpt, JsonOpt, KeyOpt, LayersOpt, TrustOpt, command
+from orthocli.cli.common import CkptsArg, ExcludeOpt, ForceOpt, JsonOpt, KeyOpt, LayersOpt, TrustOpt, command
 
 EPILOG = (
     "Example: orthocli score sample_models/mnist1d_convnet.safetensors --top 5 --json\n\n"
     "CI gate: orthocli score runs/ --exclude conv1 --fail-above 0.4  (exit 1 when a layer's mean is above 0.4"
     " in any checkpoint of runs/; 2, 3, 4 or 6 when one cannot be scored)\n\n"
-    "Regressions only: orthocli score runs/ --against main.json --tolerance 0.02  (main.json: an earlier --json report)"
+    "Regressions only: orthocli score runs/ --against main.json --tolerance 0.02  (main.json: an earlier --json report)\n\n"
+    "Pictures: orthocli score model.pt --plot model.png  (or a folder: one <stem>.png per checkpoint)"
 )
 
 
@@ -59,6 +60,17 @@ def score(
     ] = None,
     key: KeyOpt = None,
     trust: TrustOpt = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot",
+            help="Draw each conv layer's |cosine| matrix between filters (ordered by score) and its score histogram"
+            " against random filters' level: to this PNG, or with several checkpoints into this folder, one"
+            " <stem>.png each (needs matplotlib: pip install 'orthocli\\[plot]').",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
     json_out: JsonOpt = False,
     output_format: Annotated[
         Optional[Literal["table", "json", "github"]],
@@ -85,6 +97,8 @@ def score(
         trust=trust,
         json_out=json_out,
         output_format=output_format,
+        plot=plot,
+        force=force,
     )
     code = run(args)
     if code:

@@ -36,6 +36,8 @@ class ScoreArgs:
     trust: bool = False
     json_out: bool = False
     output_format: str | None = None  # one of FORMATS
+    plot: Path | None = None  # a PNG, or a folder of one PNG per checkpoint (score_pictures.py)
+    force: bool = False  # overwrite existing pictures
 
 
 def run_guarded(args: ScoreArgs) -> int:
@@ -74,8 +76,13 @@ def run(args: ScoreArgs) -> int:
         tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
     )
     targets = expand(args.checkpoints)
+    pictures = None
+    if args.plot is not None:  # every picture's path checked before anything is scored
+        from orthocli.score_pictures import draw_picture, plan_pictures
+
+        pictures = plan_pictures(args.plot, [t.path for t in targets], force=args.force)
     entries, codes, failed, rose, worst, scored_layers = [], [], [], [], None, 0
-    for target in targets:
+    for i, target in enumerate(targets):
         try:
             if target.error is not None:
                 raise target.error
@@ -90,6 +97,8 @@ def run(args: ScoreArgs) -> int:
                 _annotate(target.path, "orthocli could not score this checkpoint", message)
             continue
         codes.append(result.exit_code)
+        if pictures is not None:  # a picture that cannot be written stops the command (exit 5), as any output
+            log(f"Picture: {draw_picture(pictures[i], result)}")
         for note in result.notes:
             log(f"Note: {note}")
         _report_gates(result, options, fmt)

@@ -42,10 +42,11 @@ from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.experiment import STATE_EVERY
 
 if TYPE_CHECKING:
-    from orthocli.experiment import DataOptions
+    from orthocli.experiment import DataOptions, RedundancyNote
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
+    "Does the ranking matter on your data? orthocli train --data DATA --baseline --control random --seeds 10\n\n"
     "Continue an interrupted run: orthocli train -o runs/mnist1d.pt --resume"
 )
 # Help panels, in this order (Typer orders them by their first option in the signature)
@@ -302,8 +303,8 @@ def train(
             panel=OPT,
             min=1,
             help="With --baseline: N (RePr, control) pairs with seeds --seed .. --seed+N-1, written to OUT.seed<k>.pt and"
-            " OUT.seed<k>.baseline.pt; reports each arm's mean and sd, the mean paired difference with its 95% CI,"
-            " and wins.",
+            " OUT.seed<k>.baseline.pt (and OUT.seed<k>.random.pt); reports each arm's mean and sd, the mean paired"
+            " difference with its 95% CI, wins, and a verdict.",
             show_default=False,
         ),
     ] = None,
@@ -365,6 +366,17 @@ def train(
             " by side.",
         ),
     ] = False,
+    control: Annotated[
+        Optional[Literal["random"]],
+        _opt(
+            "--control",
+            panel=OUT,
+            help="With --baseline: also train a third arm that drops, in every cycle, as many filters per layer as the"
+            " RePr run, chosen at random (seeded), and re-introduces them the same way, written to OUT.random.pt: is"
+            " it the ranking that helps, or dropping and re-introducing any filters?",
+            show_default=False,
+        ),
+    ] = None,
     save_cycles: Annotated[
         bool, _opt("--save-cycles", panel=OUT, help="Also write OUT.cycle<k>.pt after each re-introduction.")
     ] = False,
@@ -377,7 +389,8 @@ def train(
         _opt(
             "--plot",
             panel=OUT,
-            help="Plot validation accuracy per epoch to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').",
+            help="Plot validation accuracy per epoch, and each candidate layer's mean score against random filters',"
+            " for every arm, to this PNG (needs matplotlib: pip install 'orthocli\\[plot]').",
             show_default=False,
         ),
     ] = None,
@@ -483,6 +496,7 @@ def train(
             outputs=OutputOptions(
                 output=_path(output),
                 baseline=baseline,
+                control=control,
                 save_cycles=save_cycles,
                 metrics=_path(metrics),
                 plot=_path(plot),
@@ -512,8 +526,12 @@ def train(
     else:
         _render(doc)
     if run.diverged:  # the results are out; the exit code says a run was lost
-        lost = " and ".join("the RePr run" if r == "repr" else "the control" for r in run.diverged)
+        lost = " and ".join(_THE_ARM[r] for r in run.diverged)
         fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
+
+
+_THE_ARM = {"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"}
+_COLUMN = {"repr": "RePr", "baseline": "control", "random": "random"}  # the arms' columns in tables
 
 
 def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
@@ -529,7 +547,7 @@ def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **op
     else:
         _render_seeds(doc)
     if doc["diverged"]:
-        lost = ", ".join(f"seed {d['seed']} {'RePr' if d['run'] == 'repr' else 'control'}" for d in doc["diverged"])
+        lost = ", ".join(f"seed {d['seed']} {_COLUMN[d['run']]}" for d in doc["diverged"])
         fail(f"runs diverged ({lost}); they are left out of the summary; lower --lr", EXIT_DIVERGED)
 
 
@@ -537,38 +555,63 @@ def _render_seeds(doc: dict) -> None:
     from rich.table import Table
 
     out = stdout()
+    roles = ["repr", "baseline"] + (["random"] if any("random" in row for row in doc["seeds"]) else [])
     table = Table(title="Per seed: test accuracy (val accuracy)")
-    for col in ("seed", "RePr", "control", "difference"):
+    for col in ("seed", *(_COLUMN[r] for r in roles)):
         table.add_column(col, justify="right")
+    pairs = [(a, b) for _, a, b in _comparisons(roles)]
+    for a, b in pairs:
+        table.add_column(f"{_COLUMN[a]} - {_COLUMN[b]}" if len(pairs) > 1 else "difference", justify="right")
 
     def cell(r: dict) -> str:
         if "diverged" in r:
             return f"diverged in epoch {r['diverged']['epoch']}"
+        if "skipped" in r:
+            return "not trained"
         return f"{_pct(r.get('test_accuracy'))} ({_pct(r.get('val_accuracy'))})"
 
-    for row in doc["seeds"]:
-        m, c = row["repr"], row["baseline"]
+    def diff(m: dict, c: dict) -> str:
         both = "test_accuracy" in m and "test_accuracy" in c
-        diff = f"{100 * (m['test_accuracy'] - c['test_accuracy']):+.1f} pts" if both else "-"
-        table.add_row(str(row["seed"]), cell(m), cell(c), diff)
+        return f"{100 * (m['test_accuracy'] - c['test_accuracy']):+.1f} pts" if both else "-"
+
+    for row in doc["seeds"]:
+        table.add_row(str(row["seed"]), *(cell(row[r]) for r in roles), *(diff(row[a], row[b]) for a, b in pairs))
     out.print(table)
     summary = doc["summary"]
-    table = Table(title=f"Over {summary['pairs']} seeds: mean ± sd, gain = RePr minus its seed's control (pts)")
-    for col in ("", "RePr", "control", "gain [95% CI]", "wins"):
+    first = summary.get("repr_vs_control", {})
+    table = Table(title=f"Over {summary['pairs']} seeds: mean ± sd (%)")
+    for col in ("", "test accuracy", "val accuracy"):
         table.add_column(col, justify="right", no_wrap=True)
-    for label, key in (("test accuracy", "test_accuracy"), ("val accuracy", "val_accuracy")):
-        p = summary.get(key)
-        if p is None:
-            continue
-        ci = "" if p["ci_low"] is None else f" [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]"
-        table.add_row(
-            label,
-            f"{100 * p['method']['mean']:.2f} ± {100 * p['method']['sd']:.2f}",
-            f"{100 * p['control']['mean']:.2f} ± {100 * p['control']['sd']:.2f}",
-            f"{100 * p['mean_difference']:+.2f}{ci}",
-            f"{p['wins']}/{p['n']}",
-        )
+    arms = {"repr": ("repr_vs_control", "method"), "baseline": ("repr_vs_control", "control")}
+    if "random" in roles:
+        arms["random"] = ("random_vs_control", "method")
+    for role, (key, side) in arms.items():
+        cells = []
+        for metric in ("test_accuracy", "val_accuracy"):
+            p = summary.get(key, first).get(metric)
+            cells.append("-" if p is None else f"{100 * p[side]['mean']:.2f} ± {100 * p[side]['sd']:.2f}")
+        table.add_row(_COLUMN[role], *cells)
     out.print(table)
+    table = Table(title="Paired by seed: first arm minus second (pts), its 95% CI, and wins")
+    for col in ("", "", "difference [95% CI]", "wins"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for key, a, b in _comparisons(roles):
+        for label, metric in (("test", "test_accuracy"), ("val", "val_accuracy")):
+            p = summary.get(key, {}).get(metric)
+            if p is None:
+                continue
+            ci = "" if p["ci_low"] is None else f" [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]"
+            table.add_row(
+                f"{_COLUMN[a]} - {_COLUMN[b]}", label, f"{100 * p['mean_difference']:+.2f}{ci}", f"{p['wins']}/{p['n']}"
+            )
+    out.print(table)
+    out.print(summary["verdict"], markup=False)
+
+
+def _comparisons(roles: list[str]) -> list[tuple[str, str, str]]:
+    from orthocli.paired_runs import COMPARISONS
+
+    return [c for c in COMPARISONS if c[1] in roles and c[2] in roles]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,14 +681,16 @@ def _pct(v: float | None) -> str:
 
 
 def _cycle_line(role: str, c: dict) -> str:
-    label = "baseline" if role == "baseline" else "RePr"
+    label = _LABEL[role]
     dropped = sum(c["dropped"].values())
     text = (
         f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop"
         f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
     )
     if dropped:
-        text += f"; {dropped} filters dropped and re-introduced"
+        text += f"; {dropped} filters dropped and re-introduced" + (" (random ones)" if role == "random" else "")
+    elif role == "random":
+        text += "; no filter dropped (the RePr run dropped none in this cycle)"
     elif role != "baseline":
         text += "; no filter dropped (the rule chose none: the whole network trained)"
     if c["fallbacks"]:
@@ -654,6 +699,34 @@ def _cycle_line(role: str, c: dict) -> str:
     if unknown:
         text += f"; the output changed at re-introduction (what reads {', '.join(unknown)} is not known)"
     return text
+
+
+_LABEL = {"repr": "RePr", "baseline": "baseline", "random": "random"}  # progress and cycle lines
+
+
+def _redundancy_lines(note: RedundancyNote) -> list[str]:
+    """What `train` says of the method's candidate layers against random filters (experiment.RedundancyNote)."""
+    report = note.report
+    if note.when == "start":
+        head = "Redundancy before training (candidate layers: mean filter score against random filters of their shape)"
+        if note.new_model and note.first_drop_epoch:
+            epochs = f"{note.first_drop_epoch} epoch" + ("s" if note.first_drop_epoch != 1 else "")
+            head += f"; a new model starts at random filters, the first drop reads them after {epochs}"
+    else:
+        head = f"Redundancy at cycle 1's drop (after epoch {note.epoch})"
+    lines = [head + ":"]
+    for layer in report.layers:
+        ratio = "" if layer.ratio is None else f" ({layer.ratio:.2f}x)"
+        drops = "" if layer.drops is None else f"; the default rule drops {layer.drops} of {layer.filters}"
+        lines.append(f"  {layer.name}: mean {layer.mean:.3f}, random filters {layer.chance:.3f}{ratio}{drops}")
+    # a new model's filters start random: only the trained ones say whether there is anything to drop
+    if report.nothing_to_drop and not (note.when == "start" and note.new_model and note.first_drop_epoch):
+        where = "from these weights" if note.when == "start" else "in cycle 1"
+        lines.append(
+            f"No candidate layer is redundant enough: the default rule drops nothing {where}, and while that holds"
+            " the RePr run trains as the control does. Give --ratio to drop anyway."
+        )
+    return lines
 
 
 class _Progress:
@@ -667,6 +740,7 @@ class _Progress:
         self.quiet = False  # set on ranks other than 0: rank 0 reports
         self.bar = None
         self.tasks: dict[str, Any] = {}
+        self.told_start = False  # the layers before training are told once per command (--seeds: once, not N times)
 
     def log(self, text: str) -> None:
         if not self.quiet:
@@ -700,7 +774,7 @@ class _Progress:
         if self.bar is None:
             return
         where = self.PHASES.get(e["phase"], e["phase"]) + (f" {e['cycle']}" if e["cycle"] else "")
-        label = "RePr" if role == "repr" else "baseline"
+        label = _LABEL[role]
         stats = f"loss {e['loss']:.4f}  acc {_pct(e['train_acc'])}  val {_pct(e['val_acc'])}"
         self.bar.update(
             self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats
@@ -710,6 +784,13 @@ class _Progress:
         if self.quiet:
             return
         (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, entry), markup=False)
+
+    def redundancy(self, note: RedundancyNote) -> None:
+        if self.quiet or (note.when == "start" and self.told_start):
+            return
+        self.told_start = self.told_start or note.when == "start"
+        for line in _redundancy_lines(note):
+            (self.bar.console if self.bar is not None else self.console).print(line, markup=False)
 
 
 def _short_names(names: list[str]) -> dict[str, str]:
@@ -749,25 +830,32 @@ def _render(doc: dict) -> None:
                 fallbacks,
             )
         out.print(table)
-    runs = [("RePr", doc)] + ([("baseline", doc["baseline"])] if "baseline" in doc else [])
+    arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
+    runs = [(_LABEL[r], a) for r, a in arms.items()]
+    pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
     table = Table(title="Result" + (" (same budget, seed and data order)" if len(runs) > 1 else ""))
     table.add_column("")
     for name, _ in runs:
         table.add_column(name, justify="right")
-    if len(runs) > 1:
-        table.add_column("difference", justify="right")
+    for a, b in pairs:
+        table.add_column(f"{_LABEL[a]} - {_LABEL[b]}" if len(pairs) > 1 else "difference", justify="right")
     rows = [("val accuracy", "val_accuracy"), ("test accuracy", "test_accuracy")]
     for label, k in rows:
         if not any(k in r for _, r in runs):
             continue
-        values = [r.get(k) for _, r in runs]
-        diff = (
-            [f"{100 * (values[0] - values[1]):+.1f} pts"]
-            if len(runs) > 1 and None not in values
-            else ([] if len(runs) == 1 else ["-"])
-        )
-        table.add_row(label, *map(_pct, values), *diff)
-    epochs = [f"diverged in {r['diverged']['epoch']}" if "diverged" in r else str(r["epochs"]) for _, r in runs]
-    table.add_row("epochs", *epochs, *([""] if len(runs) > 1 else []))
-    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] if len(runs) > 1 else []))
+        diffs = [
+            f"{100 * (arms[a][k] - arms[b][k]):+.1f} pts"
+            if arms[a].get(k) is not None and arms[b].get(k) is not None
+            else "-"
+            for a, b in pairs
+        ]
+        table.add_row(label, *(_pct(r.get(k)) for _, r in runs), *diffs)
+
+    def epochs(r: dict) -> str:
+        if "diverged" in r:
+            return f"diverged in {r['diverged']['epoch']}"
+        return "not trained" if "skipped" in r else str(r["epochs"])
+
+    table.add_row("epochs", *(epochs(r) for _, r in runs), *([""] * len(pairs)))
+    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] * len(pairs)))
     out.print(table)
