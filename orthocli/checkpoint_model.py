@@ -19,7 +19,7 @@ from torch import nn
 from orthocli.banks import FilterBank, banks_from_layers, banks_from_model
 from orthocli.checkpoint import Checkpoint
 from orthocli.compact import apply_widths
-from orthocli.errors import CheckpointError, OptionError
+from orthocli.errors import CheckpointError, OptionError, TrustError
 from orthocli.graph import ModelGraph, TraceError
 from orthocli.layer_patterns import check as check_patterns
 from orthocli.layer_patterns import listing
@@ -27,9 +27,18 @@ from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict,
 from orthocli.models import build_model
 
 
-def rebuild(arch: dict) -> nn.Module:
+def rebuild(arch: dict, *, trusted: bool = True, where: object = "the checkpoint") -> nn.Module:
     """The model `arch` describes, without weights. A compact model (`orthocli export --compact`)
-    records `"widths"`: {conv name: filters kept}; the model is narrowed to them."""
+    records `"widths"`: {conv name: filters kept}; the model is narrowed to them.
+
+    A `callable` architecture names code (`package.module:function`) that building the model
+    imports and calls with arguments the record gives: from a file, that is code the file chooses,
+    so it is built only when `trusted` (the user's --trust); a TrustError (exit 6) otherwise."""
+    if arch.get("name") == "callable" and not trusted:
+        raise TrustError(
+            f"{where}: records the architecture '{arch.get('target')}', code that building the model would import"
+            " and run with arguments the file gives; rerun with --trust if you trust the file"
+        )
     model = build_model(arch)
     if arch.get("widths"):
         args = arch.get("args", {})
@@ -55,15 +64,16 @@ def load_weights(model: nn.Module, state_dict: dict, path, arch: dict | None = N
 class CheckpointModel:
     """What a checkpoint's weights belong to, each answer computed once."""
 
-    def __init__(self, ckpt: Checkpoint) -> None:
+    def __init__(self, ckpt: Checkpoint, *, trust: bool = False) -> None:
         self.ckpt = ckpt
+        self.trust = trust  # the user's --trust: a `callable` architecture may be built (`rebuild`)
 
     @cached_property
     def architecture(self) -> nn.Module | None:
         """The model the recorded architecture describes (None without one); `model` loads the
         weights into this same module."""
         arch = self.ckpt.extras.get("arch")
-        return rebuild(arch) if arch else None
+        return rebuild(arch, trusted=self.trust, where=self.ckpt.path) if arch else None
 
     @cached_property
     def model(self) -> nn.Module | None:

@@ -708,7 +708,9 @@ def model_from_checkpoint(m: ModelOptions, data):
         )
     ck.check_finite()
     if arch is not None:
-        model = load_weights(rebuild(arch), ck.state_dict, path, arch)
+        # a `callable` architecture the file records runs code: only with --trust, or when the user names it
+        trusted = m.trust or ck.extras.get("arch") is None or m.arch == arch.get("target")
+        model = load_weights(rebuild(arch, trusted=trusted, where=path), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:

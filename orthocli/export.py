@@ -128,9 +128,9 @@ class ExportSpec:
 # --- the source --------------------------------------------------------------------------------
 
 
-def _source_model(ckpt) -> Any:
+def _source_model(ckpt, trust: bool) -> Any:
     ckpt.check_finite()
-    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else CheckpointModel(ckpt).model
+    model = ckpt.module if isinstance(ckpt.module, torch.jit.ScriptModule) else CheckpointModel(ckpt, trust=trust).model
     return model.eval() if model is not None else None
 
 
@@ -452,7 +452,7 @@ def export(
         require_onnx()
     check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source, key=key, trust=trust)
-    model, arch, dropped = _source_model(ckpt), ckpt.extras.get("arch"), _dropped(ckpt.extras)
+    model, arch, dropped = _source_model(ckpt, trust), ckpt.extras.get("arch"), _dropped(ckpt.extras)
     _refuse(ckpt, fmt, compact, model, arch, dropped)
     shape = _input_shape(arch, input_shape)
     if shape is None and (compact or fmt in _NEEDS_MODEL):

@@ -89,7 +89,7 @@ def conv_layers(ckpt: Checkpoint, *, trust: bool = False) -> Convs:
     if ckpt.module is not None:
         from orthocli.checkpoint_model import CheckpointModel  # torch read this file: it is loaded
 
-        return Convs(CheckpointModel(ckpt).convs())
+        return Convs(CheckpointModel(ckpt, trust=trust).convs())
     arch = ckpt.extras.get("arch") or {}
     name = arch.get("name") if isinstance(arch, dict) else None
     if not name:
@@ -106,7 +106,7 @@ def conv_layers(ckpt: Checkpoint, *, trust: bool = False) -> Convs:
             raise NeedsTorch(f"building the architecture {target} it records") from None
         from orthocli.checkpoint_model import CheckpointModel
 
-        return Convs(CheckpointModel(ckpt).convs())
+        return Convs(CheckpointModel(ckpt, trust=True).convs())
     note = (
         f"{ckpt.path}: its architecture {target} is code of its own, not built without --trust; groups and "
         "transposed convs are guessed from the weights' shapes (layout_known: false)"

@@ -50,7 +50,7 @@ def prune(
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     if "prune" in ckpt.extras:
         raise UsageError(f"{source}: already pruned; run 'orthocli reinit' (or train) on it first")
-    view = CheckpointModel(ckpt)
+    view = CheckpointModel(ckpt, trust=trust)
     plan = plan_drops(view.select_convs(), config, fixed=view.fixed_layers())
     if output is not None:
         record = make_record(ckpt.state_dict, view.banks(), plan.drops, plan.rule_dict(), view.graph)

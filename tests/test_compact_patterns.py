@@ -228,8 +228,16 @@ def test_export_compact_reports_the_saving_of_each_pattern(run_cli, tmp_path, ta
     apply_drops(state, record)
     checkpoint.save(tmp_path / "p.pt", checkpoint.make_payload(state, arch=arch, prune=record))
     res = run_cli(
-        "export", tmp_path / "p.pt", "-o", tmp_path / "small.pt", "--format", "orthocli", "--compact", "--json"
-    )
+        "export",
+        tmp_path / "p.pt",
+        "-o",
+        tmp_path / "small.pt",
+        "--format",
+        "orthocli",
+        "--compact",
+        "--json",
+        "--trust",
+    )  # the file records its own architecture's code: --trust
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     saved = {p["pattern"]: p for p in doc["compaction"]["patterns"]}
@@ -239,9 +247,11 @@ def test_export_compact_reports_the_saving_of_each_pattern(run_cli, tmp_path, ta
         assert p["params_saved"] == param_count(model) - param_count(alone) > 0
         assert isinstance(p["ms_saved"], float)
     assert doc["after"]["params"] < doc["before"]["params"] and doc["verified"]["max_abs_diff"] <= 1e-5
-    small = CheckpointModel(checkpoint.load(tmp_path / "small.pt")).model  # rebuilt from the recorded widths
+    small = CheckpointModel(checkpoint.load(tmp_path / "small.pt"), trust=True).model  # rebuilt from the widths
     assert param_count(small) == doc["after"]["params"]
-    table = run_cli("export", tmp_path / "p.pt", "-o", tmp_path / "t.pt", "--format", "orthocli", "--compact")
+    table = run_cli(
+        "export", tmp_path / "p.pt", "-o", tmp_path / "t.pt", "--format", "orthocli", "--compact", "--trust"
+    )
     assert table.exit_code == 0 and "Saving by pattern" in table.stdout and sorted(patterns)[0] in table.stdout
 
 
@@ -297,10 +307,15 @@ def test_train_prune_and_compact_a_model_with_every_pattern(run_cli, tmp_path, m
     res = run_cli("train", *tiny, "--arch", "mobile_models:mobile", "-o", tmp_path / "m.pt", "--json")
     assert res.exit_code == 0, res.stderr
     assert set(json.loads(res.stdout)["cycles"][0]["dropped"]) <= {"expand", "a", "b"}  # dw: depthwise
-    res = run_cli("prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--scope", "layer", "--ratio", "0.4", "--json")
+    # the checkpoints record the user's architecture (code): building them needs --trust
+    res = run_cli(
+        "prune", tmp_path / "m.pt", "-o", tmp_path / "p.pt", "--scope", "layer", "--ratio", "0.4", "--json", "--trust"
+    )
     assert res.exit_code == 0, res.stderr
     assert {layer["name"] for layer in json.loads(res.stdout)["layers"]} == {"expand", "a", "b"}
-    res = run_cli("export", tmp_path / "p.pt", "-o", tmp_path / "s.pt", "--format", "orthocli", "--compact", "--json")
+    res = run_cli(
+        "export", tmp_path / "p.pt", "-o", tmp_path / "s.pt", "--format", "orthocli", "--compact", "--json", "--trust"
+    )
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["compaction"]["kept_width"] == [] and doc["after"]["params"] < doc["before"]["params"]

@@ -107,7 +107,7 @@ def test_resnet20_compacts_inner_convs_and_keeps_residual_ones():
 def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
     # c1 feeds a residual add (kept at full width) through sigmoid: sigmoid(0) != 0 leaks
     src = save_pruned(tmp_path / "r.pt", SIGRES_ARCH, {"c1": [0], "c2": [1]})
-    result = run_cli("export", src, "-o", tmp_path / "r.safetensors", "--compact")
+    result = run_cli("export", src, "-o", tmp_path / "r.safetensors", "--compact", "--trust")  # its own code
     assert result.exit_code == 4
     assert (
         "differs from the masked sub-network" in result.stderr
@@ -118,7 +118,7 @@ def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
 
 def test_compact_removes_a_channel_with_the_depthwise_filter_that_reads_it(cli_json, tmp_path):
     src = save_pruned(tmp_path / "dw.pt", DW_ARCH, {"c1": [1]})
-    doc = cli_json("export", src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact")
+    doc = cli_json("export", src, "-o", tmp_path / "dw.pt2", "--format", "pt", "--compact", "--trust")
     assert doc["compaction"]["layers"] == [{"name": "c1", "filters": 4, "kept": 3, "patterns": ["depthwise"]}]
     small = torch.load(tmp_path / "dw.pt2", weights_only=True)
     assert small["dw.weight"].shape == (3, 1, 3, 3) and small["fc.weight"].shape == (3, 3 * 6 * 6)
@@ -196,6 +196,6 @@ def test_compact_safetensors_and_torchscript(run_cli, cli_json, pruned, tmp_path
 
 def test_user_architecture_through_the_cli(cli_json, tmp_path):
     src = save_pruned(tmp_path / "user.pt", USER_ARCH, {"c1": [0, 2], "c2": [5]})
-    doc = cli_json("export", src, "-o", tmp_path / "user.safetensors", "--compact")
+    doc = cli_json("export", src, "-o", tmp_path / "user.safetensors", "--compact", "--trust")
     assert doc["before"]["params"] - doc["after"]["params"] == CASES["user"][2]
     assert {layer["name"]: layer["kept"] for layer in doc["compaction"]["layers"]} == {"c1": 4, "c2": 5}

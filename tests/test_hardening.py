@@ -186,3 +186,30 @@ def test_a_crafted_pickle_never_runs(run_cli, tmp_path):
         assert_one_line_error(res, 6, "--trust", "run code")
         assert f"({os.system.__module__}.system)" in res.stderr  # the global the pickle names: posix.system here
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["prune", "--dry-run"],
+        ["export", "-o", "{tmp}/e.safetensors"],
+        ["train", "--cycles", "0", "--max-epochs", "1", "-o", "{tmp}/t.pt"],
+    ],
+)
+def test_a_recorded_architecture_runs_no_code_without_trust(run_cli, tmp_path, command):
+    """A checkpoint records `{"name": "callable", "target": "os:system", "args": {"command": ...}}`:
+    building that model would run the command. Without --trust nothing is imported or run (exit 6)."""
+    import torch
+
+    from orthocli import checkpoint
+
+    marker = tmp_path / "ran"
+    arch = {"name": "callable", "target": "os:system", "args": {"command": f"touch {marker}"}}
+    state = {"conv1.weight": torch.randn(4, 1, 3, 3), "conv2.weight": torch.randn(4, 4, 3, 3)}
+    path = tmp_path / "evil.pt"
+    checkpoint.save(path, checkpoint.make_payload(state, arch=arch))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    res = run_cli(args[0], path, *args[1:])
+    assert res.exit_code == 6, res.stderr
+    assert "records the architecture 'os:system'" in res.stderr and "--trust" in res.stderr
+    assert not marker.exists()

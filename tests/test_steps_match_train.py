@@ -90,10 +90,10 @@ def test_step_by_step_equals_train_on_a_depthwise_separable_block(cli_json, tmp_
         near_copies(payload["state_dict"][key])
     torch.save(payload, start)
 
-    data = ["--data", "digits"]
+    data = ["--data", "digits", "--trust"]  # the checkpoints record the architecture's code: trusted
     args = [*SMALL, *data, "--s1", "0", "--s2", "2", "--cycles", "1", "--ratio", "0.25"]
     cycle = cli_json("train", start, *args, "-o", tmp_path / "a.pt")
-    plan = cli_json("prune", start, "--ratio", "0.25", "-o", tmp_path / "pruned.pt")
+    plan = cli_json("prune", start, "--ratio", "0.25", "--trust", "-o", tmp_path / "pruned.pt")
     cli_json("train", tmp_path / "pruned.pt", *SMALL, *data, "--s2", "2", "-o", tmp_path / "sub.pt")
     cli_json("reinit", tmp_path / "sub.pt", "-o", tmp_path / "b.pt")
 
