@@ -9,6 +9,11 @@ this one run on the same machine:
 
     .venv/bin/python benchmarks/train_speed.py [--epochs 40] [--width 32] [--threads 1] [--repeats 3]
     .venv/bin/python benchmarks/train_speed.py --device-compare   # on a CUDA machine: CUDA vs CPU
+    .venv/bin/python benchmarks/train_speed.py --compile          # torch.compile (inductor) against eager
+
+With `--compile`: standard-mode throughput of `train --compile` against eager `train`, and the
+method's wall ratio to standard training, both compiled (the first of the repeats pays for
+compiling; the best is kept).
 
 Runs alternate and the best of `--repeats` is kept, so other load on the machine counts less.
 """
@@ -21,10 +26,12 @@ import time
 import torch
 import torch.nn.functional as F
 
+from orthocli.config import TrainConfig
 from orthocli.data import prepare
 from orthocli.models import arch_spec, build_model, init_weights
 from orthocli.runtime import Runtime
-from orthocli.training import TrainConfig, set_seed, train
+from orthocli.seeding import set_seed
+from orthocli.training import train
 
 
 def fresh_model(data, width: int):
@@ -70,7 +77,7 @@ def timed_train(model, data, cfg, runtime=None) -> float:
 def device_compare(args) -> None:
     """Standard-mode throughput of train() on CUDA (bf16 autocast, then fp32) against the CPU,
     alternating, best of --repeats; ResNet-20 on digits upscaled to 32x32 so the GPU has work."""
-    data = prepare()
+    data = prepare("digits")
     up = lambda a: type(a)(F.interpolate(a.x, size=32), a.y)  # noqa: E731
     import dataclasses
 
@@ -101,6 +108,35 @@ def device_compare(args) -> None:
         )
 
 
+def compile_compare(args, data) -> None:
+    """Standard training compiled against eager, and the method's overhead compiled, alternating."""
+    standard = TrainConfig(cycles=0, s1=args.epochs, patience=10**9, batch_size=args.batch_size)
+    s1 = max(1, args.epochs // 5)
+    method = TrainConfig(
+        cycles=3, s1=s1, s2=max(1, s1 // 2), max_epochs=args.epochs, patience=10**9, batch_size=args.batch_size
+    )
+    cpu = torch.device("cpu")
+    eager, compiled, compiled_rep = [], [], []
+    for _ in range(args.repeats):
+        eager.append(timed_train(fresh_model(data, args.width), data, standard, Runtime(cpu)))
+        compiled.append(timed_train(fresh_model(data, args.width), data, standard, Runtime(cpu, compile=True)))
+        compiled_rep.append(timed_train(fresh_model(data, args.width), data, method, Runtime(cpu, compile=True)))
+    n = args.epochs * len(data.train)
+    print(
+        f"{data.source}, convnet width {args.width}, {args.epochs} epochs, batch {args.batch_size},"
+        f" {torch.get_num_threads()} thread(s), torch {torch.__version__}; best of {args.repeats}"
+    )
+    print(f"train() eager      {min(eager):7.2f} s  {n / min(eager):9.0f} samples/s")
+    print(
+        f"train() compiled   {min(compiled):7.2f} s  {n / min(compiled):9.0f} samples/s  throughput ratio"
+        f" compiled/eager {min(eager) / min(compiled):.3f}"
+    )
+    print(
+        f"RePr compiled      {min(compiled_rep):7.2f} s  (3 cycles, S1 {s1}, S2 {method.s2})  wall ratio to"
+        f" compiled standard {min(compiled_rep) / min(compiled):.3f} (goal <= 1.05)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=40)
@@ -109,6 +145,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device-compare", action="store_true", help="CUDA (bf16, fp32) against the CPU")
+    ap.add_argument("--compile", action="store_true", help="train --compile against eager train, on the CPU")
+    ap.add_argument("--data", default="digits", help="a built-in set or a data file (default: digits)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,7 +154,9 @@ def main() -> None:
         args.epochs = min(args.epochs, 5)
         args.repeats = min(args.repeats, 2)
         return device_compare(args)
-    data = prepare()
+    data = prepare(args.data)
+    if args.compile:
+        return compile_compare(args, data)
     standard = TrainConfig(cycles=0, s1=args.epochs, patience=10**9, batch_size=args.batch_size)
     s1 = max(1, args.epochs // 5)
     method = TrainConfig(
@@ -129,7 +169,8 @@ def main() -> None:
         rep.append(timed_train(fresh_model(data, args.width), data, method))
     n = args.epochs * len(data.train)
     print(
-        f"digits, convnet width {args.width}, {args.epochs} epochs, batch {args.batch_size}, {torch.get_num_threads()} thread(s); best of {args.repeats}"
+        f"{data.source}, convnet width {args.width}, {args.epochs} epochs, batch {args.batch_size},"
+        f" {torch.get_num_threads()} thread(s); best of {args.repeats}"
     )
     print(f"hand loop        {min(hand):7.2f} s  {n / min(hand):9.0f} samples/s")
     print(
