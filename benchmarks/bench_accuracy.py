@@ -284,12 +284,14 @@ def run_one(job: dict) -> dict:
     model = new_model()
     t0 = time.perf_counter()
     epochs: list[dict] = []
-    trace: list = []  # per epoch: phase, train and val accuracy, each conv layer's mean score (live filters)
+    trace: list = []  # per epoch: phase, train and val accuracy, each candidate layer's mean score (live filters)
 
     def on_event(event: dict) -> None:
         if event["kind"] == "epoch":
             epochs.append(event)
-            trace.append([event["phase"], round(event["train_acc"], 4), _rounded(event["val_acc"]), layer_means(model)])
+            # the candidate layers' means as the epoch ended, before a drop or re-introduction made then
+            means = {name: round(v, 5) for name, v in event["layer_means"].items()}
+            trace.append([event["phase"], round(event["train_acc"], 4), _rounded(event["val_acc"]), means])
 
     try:
         result = train(model, data, cfg, callback=on_event, counts=counts)
@@ -315,15 +317,6 @@ def run_one(job: dict) -> dict:
         "max_loss_jump": max((b["loss"] / a["loss"] for a, b in zip(epochs, epochs[1:]) if a["loss"] > 0), default=1.0),
         **method_run,  # a matched control: the accuracies of the method run whose counts it took
     }
-
-
-def layer_means(model) -> dict[str, float]:
-    """Each conv layer's mean score over its live filters (a dropped filter's zero weights would score 1)."""
-    out = {}
-    for s in score_layers(convs_from_module(model)):
-        live = [v for i, v in enumerate(s.scores.tolist()) if i not in s.dead]
-        out[s.layer.name] = round(sum(live) / max(len(live), 1), 5)
-    return out
 
 
 def _rounded(value: float | None) -> float | None:
