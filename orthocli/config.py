@@ -175,7 +175,8 @@ class TrainConfig(ReprConfig):
     batch_size: int = 64
     # Optimizer steps an epoch takes at least (0: one pass): on small data an epoch is a handful of
     # steps, so S1/S2 counted in epochs would leave a re-introduced filter almost no steps to recover.
-    # 25 turned significant losses on small sets into none (docs/results.md); larger sets are unaffected.
+    # 25 turned significant losses on small sets into none (benchmarks/HISTORY.md, round 2); larger sets
+    # are unaffected.
     min_steps: int = 25
     loss: str = "ce"  # "ce" cross-entropy; "mse" the patent's E = 1/2 sum_k (softmax_k - onehot_k)^2, batch mean
     # --- reproducibility and data ---

@@ -1,6 +1,7 @@
 """The docs a user reads match the tool: the generated command reference is current, every command
-has help, an example and a guide section, the README's exit codes are the ones the code uses, and
-the README's links lead somewhere."""
+has help, an example and a guide section, the README's exit codes are the ones the code uses, the
+Markdown links lead somewhere (to a file, and to a heading where they name one), and the results
+page speaks a user's language (the benchmarks' history is benchmarks/HISTORY.md)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,59 @@ def test_readme_links_lead_to_files_and_it_stays_short():
 def test_global_options_are_documented():
     for opt in ("--debug", "--version"):
         assert f"`{opt}`" in (ROOT / "docs" / "cli.md").read_text()
+
+
+def _heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (fenced code left out)."""
+    anchors, seen, fenced = set(), {}, False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        match = None if fenced else re.match(r"#{1,6} (.+)", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+MARKDOWN = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    ROOT / "benchmarks" / "HISTORY.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_markdown_links_lead_to_a_file_and_a_heading(page):
+    for target, anchor in re.findall(r"\]\(([^)\s#]*)(?:#([^)\s]*))?\)", page.read_text()):
+        if target.startswith(("http:", "https:", "mailto:")):
+            continue
+        dest = (page.parent / target) if target else page
+        assert dest.exists(), f"{page.name} links to missing {target}"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _heading_anchors(dest.read_text()), (
+                f"{page.name} links to {target}#{anchor}: no such heading"
+            )
+
+
+def test_results_page_is_the_current_evidence_and_history_keeps_the_rounds():
+    results = (ROOT / "docs" / "results.md").read_text()
+    visible = re.sub(r"\]\([^)]*\)", "]", results)  # link targets may name the history's headings
+    assert not re.search(r"\b[Rr]ounds? \d", visible), "round numbers belong in benchmarks/HISTORY.md"
+    assert not re.search(r"\bcommit [0-9a-f]{7}", visible), "commit hashes belong in benchmarks/HISTORY.md"
+    assert "benchmarks/HISTORY.md" in results
+    history = (ROOT / "benchmarks" / "HISTORY.md").read_text()
+    assert "docs/results.md" in history
+    for heading in (
+        "## Per data set",
+        "## Verdict",
+        "## Does the ranking matter?",
+        "## How to reproduce",
+        "## Speed",
+        "## GPU",
+    ):
+        assert heading in results, heading

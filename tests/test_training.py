@@ -182,7 +182,7 @@ def test_best_epoch_is_the_best_validation_accuracy(digits):
 def test_equal_validation_accuracy_goes_to_the_lower_validation_loss():
     # A saturated validation set (100% from the first epochs on): the first weights at 100% must not
     # win by default. For RePr those are the weights entering the final phase, right after the last
-    # re-introduction, when the new filters do nothing yet (docs/results.md, "best weights").
+    # re-introduction, when the new filters do nothing yet (benchmarks/HISTORY.md, "Best-weight selection").
     g = torch.Generator().manual_seed(0)
     x = torch.randn(240, 1, 16, generator=g) + 3 * torch.arange(2).repeat(120)[:, None, None] - 1.5
     y = torch.arange(2).repeat(120)
