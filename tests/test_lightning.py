@@ -212,3 +212,34 @@ def test_a_compiled_network_and_the_controller_it_exposes(tmp_path):
     reference = eager.net.state_dict()
     for k, v in compiled.net._orig_mod.state_dict().items():
         assert torch.allclose(v, reference[k], atol=1e-5), k
+
+
+def test_the_depthwise_follower_is_dropped_in_a_lightning_fit(tmp_path):
+    """pointwise -> BN -> ReLU -> depthwise -> BN -> ReLU -> pointwise (tests/graph_models.py): while
+    pw1's channels are dropped, the depthwise conv's filter, bias and BatchNorm for them stay zero."""
+    from graph_models import Separable
+
+    class Sep(Lit):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = Separable(1, 4, width=8)
+
+    class During(pl.Callback):
+        def __init__(self, cb: ReprCallback) -> None:
+            self.cb, self.seen = cb, []
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            record = self.cb.controller.record
+            if record is not None and "pw1" in record["layers"]:
+                rows = record["layers"]["pw1"]["dropped"]
+                net = pl_module.net
+                self.seen.append(
+                    [int(torch.count_nonzero(t[rows])) for t in (net.dw.weight, net.dw.bias, net.bn2.weight)]
+                )
+
+    cb = ReprCallback(module="net", s1=1, s2=2, cycles=1, ratio=0.25, layers=["pw1"])
+    during = During(cb)
+    trainer(EPOCHS, [during, cb], tmp_path).fit(Sep(), loader())
+    assert during.seen and all(counts == [0, 0, 0] for counts in during.seen)
+    assert cb.controller.cycles[0].reintroduced["pw1"]["fan_out"] == "zeroed"
