@@ -210,6 +210,21 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03),
         ],
     ),
+    "two-rules": (
+        "round 7: the default rule and the paper's (30% of each layer, the next layer's weights kept)",
+        [
+            ("excess over chance", {"ratio": None, "threshold": None}),
+            ("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03),
+        ],
+    ),
+    "paper-ranking": (
+        "round 7: does the ranking matter under the paper's rule? 30% of each layer, the next layer's weights kept,"
+        " filters chosen by rank or at random",
+        [
+            ("layer, 0.3, next layer's weights kept (the paper)", _KEPT_03),
+            ("the paper's rule, random filters", {**_KEPT_03, "ranking": "random"}),
+        ],
+    ),
     "where": (
         "round 7: the paper's rule on one layer at a time (where do the drops pay?)",
         [

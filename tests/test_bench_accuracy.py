@@ -208,3 +208,30 @@ def test_a_run_that_differs_is_named(bench):
     assert differ == 1 and lines[-1].endswith("| **no** |") and "90.00 (80.00) / 91.00 (80.00)" in lines[-1]
     arms["random"][0] = {**theirs, "dropped_layers": [{"conv2": 2}]}  # same figures, other counts: not the same run
     assert compare.compare(doc, arms)[1] == 1
+
+
+def test_best_of_chooses_by_validation_and_pairs_the_chosen_arms_by_seed(tmp_path):
+    """benchmarks/best_of.py: the best RePr and the best control are the configurations with the
+    highest mean *validation* accuracy (a test-set choice would flatter both), compared on test."""
+
+    def line(label, kernel, seed, baseline, test, val):
+        run = {"label": label, "seed": seed, "baseline": baseline, "base": {"kernel": kernel}}
+        return json.dumps({**run, "test_accuracy": test, "val_accuracy": val})
+
+    k3, k5 = tmp_path / "k3.jsonl", tmp_path / "k5.jsonl"
+    # kernel 3: the control has the best test accuracy but the lower validation accuracy
+    k3.write_text("\n".join(line("control {}", 3, s, True, 0.95 + s / 100, 0.90) for s in range(3)))
+    lines = [line("control {}", 5, s, True, 0.90 + s / 200, 0.92) for s in range(3)]
+    lines += [line("rule A", 5, s, False, 0.93 + s / 100, 0.95) for s in range(3)]
+    lines += [line("rule B", 5, s, False, 0.99, 0.94) for s in range(3)]  # best test, not best val
+    k5.write_text("\n".join(lines))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "best_of.py"), str(k3), str(k5)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "| RePr | kernel=5: rule A |" in out
+    assert "| control | kernel=5: control |" in out
+    diffs = [100 * ((0.93 + s / 100) - (0.90 + s / 200)) for s in range(3)]
+    half = T_975[2] * statistics.stdev(diffs) / math.sqrt(3)
+    mean = statistics.mean(diffs)
+    assert f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}], RePr better 3/3" in out
