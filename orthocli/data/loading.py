@@ -152,32 +152,25 @@ def _streamed(src, test_path, val_fraction, seed, max_samples, image_size, augme
     if in_memory:  # --image-size with --in-memory: decode once, statistics over all of it
         train_x = _materialise(source, train_idx, workers)
         mean, std = channel_stats(train_x)
-        return DataSplits(
-            train=Arrays(normalise(train_x, mean, std), source.labels[train_idx]),
-            val=Arrays(normalise(_materialise(source, val_idx, workers), mean, std), source.labels[val_idx]),
-            test=(
-                Arrays(normalise(_materialise(test, torch.arange(len(test)), workers), mean, std), test.labels)
-                if test is not None
-                else (None if test_arrays is None else _normalised(test_arrays, mean, std))
-            ),
-            num_classes=num_classes,
-            in_channels=source.channels,
-            spatial_shape=tuple(source.spatial_shape),
-            mean=mean.tolist(),
-            std=std.tolist(),
-            source=where,
-        )
-    mean, std = sample_stats(source, train_idx, seed, workers)
-    split = lambda s, idx, aug=False: Streamed(s, idx, mean, std, workers, aug, seed, keep_workers=True)  # noqa: E731
-    if test is not None:
-        test_split = split(test, torch.arange(len(test)))
-    elif test_arrays is not None:
-        test_split = _normalised(test_arrays, mean, std)
+        train = Arrays(normalise(train_x, mean, std), source.labels[train_idx])
+        val = Arrays(normalise(_materialise(source, val_idx, workers), mean, std), source.labels[val_idx])
+        if test is not None:
+            test_split = Arrays(normalise(_materialise(test, torch.arange(len(test)), workers), mean, std), test.labels)
+        else:
+            test_split = None if test_arrays is None else _normalised(test_arrays, mean, std)
     else:
-        test_split = None
+        mean, std = sample_stats(source, train_idx, seed, workers)
+        split = lambda s, idx, aug=False: Streamed(s, idx, mean, std, workers, aug, seed, keep_workers=True)  # noqa: E731
+        if test is not None:
+            test_split = split(test, torch.arange(len(test)))
+        elif test_arrays is not None:
+            test_split = _normalised(test_arrays, mean, std)
+        else:
+            test_split = None
+        train, val = split(source, train_idx, augment), split(source, val_idx)
     return DataSplits(
-        train=split(source, train_idx, augment),
-        val=split(source, val_idx),
+        train=train,
+        val=val,
         test=test_split,
         num_classes=num_classes,
         in_channels=source.channels,
