@@ -38,7 +38,9 @@ def milestones(trace: list) -> dict[str, int]:
 
 def chance_of(run: dict) -> dict[str, float]:
     """Each layer's chance level: recorded with the run, or (runs written before it was) the
-    default ConvNet's (32 filters of 32 x kernel weights; kernel x kernel on the 2-D sets)."""
+    default ConvNet's for the layers after the first (32 filters of 32 x kernel weights; kernel x
+    kernel on the 2-D sets). The first layer's filters read the data's channels, which such a run
+    does not record, so it has no chance level and is left out."""
     if "chance" in run:
         return run["chance"]
     from orthocli.orthogonality import chance_score
@@ -46,7 +48,7 @@ def chance_of(run: dict) -> dict[str, float]:
     kernel = run.get("base", {}).get("kernel", 3)
     two_d = run["data"] == "digits" or "mnist5k" in run["data"]
     fan_in = 32 * kernel * (kernel if two_d else 1)
-    return {layer: chance_score(fan_in, 32) for layer in run["trace"][0][3]}
+    return {layer: chance_score(fan_in, 32) for layer in list(run["trace"][0][3])[1:]}
 
 
 def summarise(runs: list[dict]) -> dict:
