@@ -20,12 +20,12 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from orthocli.banks import banks_from_model
-from orthocli.compact import compacted, param_count
 from orthocli.errors import CheckpointError
-from orthocli.export import _masked
-from orthocli.models import build_model
-from orthocli.subnet import apply_drops, make_record
+from orthocli.export.pipeline import _masked
+from orthocli.method.subnet import apply_drops, make_record
+from orthocli.network.banks import banks_from_model
+from orthocli.network.compact import compacted, param_count
+from orthocli.network.models import build_model
 
 
 class CatNet(nn.Module):

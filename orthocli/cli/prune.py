@@ -61,7 +61,7 @@ def prune(
 ) -> None:
     """Drop the most redundant filters into a sub-network (masked, kept for reinit)."""
     from orthocli.config import ReprConfig
-    from orthocli.prune import prune as run_prune
+    from orthocli.method.prune import prune as run_prune
 
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")

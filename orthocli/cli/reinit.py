@@ -34,7 +34,7 @@ def reinit(
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
     from orthocli.config import ReprConfig
-    from orthocli.reinit import reinit as run_reinit
+    from orthocli.method.reinit import reinit as run_reinit
 
     config = ReprConfig(seed=seed, reinit_scale=reinit_scale, reinit_fan_out=reinit_fan_out)
     report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)

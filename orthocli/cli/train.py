@@ -1,7 +1,7 @@
 """`orthocli train`: parses the options (and --config TOML) into the typed options of
-`orthocli.experiment` and `orthocli.training.TrainConfig`, hands them to `experiment.Experiment`
+`orthocli.training.experiment` and `orthocli.training.loop.TrainConfig`, hands them to `experiment.Experiment`
 (which builds the model and data, trains and writes the files), and renders progress and the
-summary. Training itself is `orthocli.training`."""
+summary. Training itself is `orthocli.training.loop`."""
 
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ from orthocli.cli.options import (
 )
 from orthocli.config import TrainConfig
 from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
-from orthocli.experiment import STATE_EVERY
+from orthocli.training.experiment import STATE_EVERY
 
 if TYPE_CHECKING:
-    from orthocli.experiment import DataOptions, RedundancyNote
+    from orthocli.training.experiment import DataOptions, RedundancyNote
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
@@ -427,7 +427,7 @@ def train(
     orthogonally, repeat."""
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
-    from orthocli.experiment import (
+    from orthocli.training.experiment import (
         Experiment,
         HardwareOptions,
         ModelOptions,
@@ -536,7 +536,7 @@ _COLUMN = {"repr": "RePr", "baseline": "control", "random": "random"}  # the arm
 
 def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
     """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
-    from orthocli.paired_runs import run_seeds
+    from orthocli.training.paired_runs import run_seeds
 
     try:
         doc = run_seeds(cfg, n, resume=resume, **options)
@@ -609,7 +609,7 @@ def _render_seeds(doc: dict) -> None:
 
 
 def _comparisons(roles: list[str]) -> list[tuple[str, str, str]]:
-    from orthocli.paired_runs import COMPARISONS
+    from orthocli.training.paired_runs import COMPARISONS
 
     return [c for c in COMPARISONS if c[1] in roles and c[2] in roles]
 
@@ -626,7 +626,7 @@ def _data_options(data: str | None, reporter, **options: Any) -> DataOptions:
     """--data as a built-in set's name (the default set when not given) or a path; `options`: the
     other fields of DataOptions."""
     from orthocli.data import DEFAULT_DATA, builtin_name
-    from orthocli.experiment import DataOptions
+    from orthocli.training.experiment import DataOptions
 
     name = DEFAULT_DATA if data is None else builtin_name(data)
     if data is not None and name is not None and Path(data).exists():
