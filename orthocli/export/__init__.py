@@ -1,5 +1,5 @@
 """`orthocli export`: deployable files of every format, each verified by loading it back
-(pipeline.py)."""
+(pipeline.py); the formats, one writer and one reader each, in one table (formats.py)."""
 
 from __future__ import annotations
 

@@ -37,46 +37,25 @@ Without a model or an input shape, a state dict is verified tensor by tensor.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import json
 import os
 import statistics
-import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import orthocli.checkpoints.checkpoint as ckpt_io
-from orthocli import __version__
 from orthocli.atomic import atomic_write, check_output
 from orthocli.checkpoints.model import CheckpointModel
 from orthocli.errors import CheckpointError, UsageError, first_line
-from orthocli.trees import map_tree
+from orthocli.export.formats import FORMATS, SUFFIXES, TABLE, ExportSpec
 
-FORMATS = ("safetensors", "pt", "pt2", "torchscript", "onnx", "orthocli")
-SUFFIXES = {
-    ".safetensors": "safetensors",
-    ".pt": "pt",
-    ".pth": "pt",
-    ".bin": "pt",
-    ".pt2": "pt2",
-    ".ts": "torchscript",
-    ".jit": "torchscript",
-    ".torchscript": "torchscript",
-    ".onnx": "onnx",
-}
 VERIFY_TOL = 1e-4  # max abs difference between the loaded file's output and the source model's
 COMPACT_TOL = 1e-5  # max abs difference between the compact model and the masked one
 PROBE_ROWS = 8  # samples in the probe batch (seeded normal noise of the model's input shape)
 TIMING_RUNS = 7  # timed forward passes on the probe batch, after one warm-up; the median is reported
-_DYNAMIC_BATCH = ("pt2", "onnx")  # formats exported with a dynamic batch dimension
-_NEEDS_MODEL = ("pt2", "torchscript", "onnx")  # formats that hold the model's code, not only its weights
 
 
 def format_for(output: str | os.PathLike, fmt: str | None) -> str:
@@ -102,27 +81,6 @@ def parse_shape(text: str) -> list[int]:
     if len(shape) < 2 or min(shape) < 1:
         raise UsageError(f"--input-shape '{text}': expected channels and spatial sizes, e.g. 3,32,32")
     return shape
-
-
-def require_onnx() -> None:
-    import importlib.util
-
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UsageError(
-            f"ONNX export needs the optional extra: pip install 'orthocli[onnx]' ({' and '.join(missing)} not "
-            "installed)"
-        )
-
-
-@dataclass
-class ExportSpec:
-    """What is exported: the module to run and trace, the tensors to write, the extras."""
-
-    model: Any  # the exported model (compact, masked or plain), None without an architecture
-    state_dict: dict
-    arch: dict | None
-    expected: torch.Tensor | None  # its output on the probe batch
 
 
 # --- the source --------------------------------------------------------------------------------
@@ -193,160 +151,16 @@ def _diff(a, b) -> float:
     return float((a - b).abs().max()) if a.numel() else 0.0
 
 
-# --- metadata ----------------------------------------------------------------------------------
-
-
-def _jsonable(obj: Any) -> Any:
-    """Tensors as lists, NaN and Inf as None, anything else not JSON as its str."""
-
-    def leaf(x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            return x.tolist()
-        if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-            return None
-        return x if x is None or isinstance(x, (bool, int, float, str)) else str(x)
-
-    return map_tree(obj, leaf)
-
-
-def prune_summary(extras: dict) -> dict | None:
-    """The drop record without the saved tensors: rule and dropped filter indices per layer."""
-    record = extras.get("prune")
-    if not record:
-        return extras.get("prune_summary")
-    layers = {n: {"dropped": layer["dropped"].tolist()} for n, layer in record.get("layers", {}).items()}
-    return {"rule": _jsonable(record.get("rule")), "layers": layers}
-
-
-def metadata(extras: dict, arch: dict | None, compact: dict | None) -> dict[str, str]:
-    """safetensors metadata: {"orthocli": one JSON document}."""
-    doc = {
-        "format_version": ckpt_io.FORMAT_VERSION,
-        "orthocli_version": __version__,
-        "arch": arch,
-        "data": extras.get("data"),
-        "prune_summary": None if compact else prune_summary(extras),
-        "compact": compact,
-    }
-    doc = {k: v for k, v in _jsonable(doc).items() if v is not None}
-    return {ckpt_io.FORMAT_NAME: json.dumps(doc, allow_nan=False, sort_keys=True)}
-
-
-# --- writing and reading back ------------------------------------------------------------------
-
-
-def _plain(state_dict: dict) -> dict:
-    return {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
+# --- writing and checking ----------------------------------------------------------------------
 
 
 def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe: torch.Tensor | None, output) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "safetensors":
-        from safetensors.torch import save
-
-        return save(_plain(spec.state_dict), metadata=metadata(ckpt.extras, spec.arch, compact_doc))
-    if fmt == "pt":
-        torch.save(_plain(spec.state_dict), buf)
-    elif fmt == "orthocli":
-        ckpt_io.writer(_payload(ckpt, spec, compact_doc), output)(buf)  # safetensors or torch zip, by the name
-    elif fmt == "pt2":
-        torch.export.save(_exported_program(spec.model, probe), buf)
-    elif fmt == "torchscript":
-        # torch 2.9+ marks TorchScript deprecated (the CLI says so once); it still loads on older runtimes
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(_script(spec.model, probe), buf)
-    elif fmt == "onnx":
-        return _onnx_bytes(spec.model, probe)
-    return buf.getvalue()
-
-
-def _script(model, probe: torch.Tensor):
-    if isinstance(model, torch.jit.ScriptModule):
-        return model
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.jit.trace(model, probe)
-    except Exception as e:
-        raise CheckpointError(f"cannot trace the model for TorchScript ({first_line(e, 200)})") from None
-
-
-def _batch_dim() -> dict:
-    """The first input's dimension 0 is the batch: any size at run time, not the probe's."""
-    return {0: torch.export.Dim("batch")}
-
-
-def _exported_program(model, probe: torch.Tensor):
-    try:
-        with warnings.catch_warnings(), _quiet("torch.export"):
-            warnings.simplefilter("ignore")
-            return torch.export.export(model, (probe,), dynamic_shapes=(_batch_dim(),), strict=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot export the model with torch.export ({first_line(e, 200)})") from None
-
-
-def _onnx_bytes(model, probe: torch.Tensor) -> bytes:
-    try:
-        # The exporter prints progress on stdout, which is the command's result: send it to stderr.
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), _quiet("torch.onnx"):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model,
-                (probe,),
-                dynamo=True,
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_shapes=(_batch_dim(),),
-                verbose=False,
-            )
-    except Exception as e:
-        raise CheckpointError(f"cannot export the model to ONNX ({first_line(e, 200)})") from None
-    return program.model_proto.SerializeToString()
-
-
-@contextlib.contextmanager
-def _quiet(logger: str):
-    import logging
-
-    log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
+    return TABLE[fmt].write(spec, ckpt, compact_doc, probe, output)
 
 
 def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
-    """(runnable module or None, state dict or None, orthocli extras) of a written file, read as
-    any checkpoint is (checkpoint.py); ONNX and pt2 programs, which are no checkpoints, through their
-    runtimes."""
-    if fmt == "onnx":
-        return _OnnxRunner(path), None, {}
-    if fmt == "pt2":  # from a buffer: torch.export.load goes by the name, and the temporary file's ends in .part
-        return torch.export.load(io.BytesIO(path.read_bytes())).module(), None, {}
-    ckpt = ckpt_io.load(path)
-    if fmt == "torchscript":
-        return ckpt.module.eval(), None, {}
-    return None, ckpt.state_dict, ckpt.extras
-
-
-class _OnnxRunner:
-    def __init__(self, path: Path) -> None:
-        try:
-            import onnxruntime
-
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            self.name = self.session.get_inputs()[0].name
-        except ImportError:
-            from onnx.reference import ReferenceEvaluator
-
-            self.session = ReferenceEvaluator(str(path))
-            self.name = self.session.input_names[0]
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
+    """(runnable module or None, state dict or None, orthocli extras) of a written file (formats.py)."""
+    return TABLE[fmt].read(path)
 
 
 def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) -> tuple[float, str]:
@@ -366,7 +180,7 @@ def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) 
             runnable.load_state_dict(state, strict=True)
         if runnable is not None:
             diff = _diff(_run(runnable, probe), spec.expected)
-            if fmt in _DYNAMIC_BATCH:  # one sample too: the batch dimension is not fixed to the probe's
+            if TABLE[fmt].dynamic_batch:  # one sample too: the batch dimension is not fixed to the probe's
                 diff = max(diff, _diff(_run(runnable, probe[:1]), spec.expected[:1]))
             return diff, "outputs"
     except CheckpointError:
@@ -448,27 +262,27 @@ def export(
 ) -> dict:
     """Export `source` to `output`, verify the written file, return the report (the --json doc)."""
     fmt = format_for(output, fmt)
-    if fmt == "onnx":
-        require_onnx()
+    if TABLE[fmt].requires is not None:
+        TABLE[fmt].requires()
     check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     model, arch, dropped = _source_model(ckpt, trust), ckpt.extras.get("arch"), _dropped(ckpt.extras)
     _refuse(ckpt, fmt, compact, model, arch, dropped)
     shape = _input_shape(arch, input_shape)
-    if shape is None and (compact or fmt in _NEEDS_MODEL):
+    if shape is None and (compact or TABLE[fmt].needs_model):
         raise UsageError("needs the input shape for the probe batch: give --input-shape, e.g. 3,32,32 (channels first)")
     dtype = next((t.dtype for t in ckpt.state_dict.values() if t.is_floating_point()), torch.float32)
     probe = probe_batch(shape, dtype) if shape is not None and model is not None else None
-    graph = _graph_or_none(model, dropped, probe, required=compact or fmt in _NEEDS_MODEL)
+    graph = _graph_or_none(model, dropped, probe, required=compact or TABLE[fmt].needs_model)
     masked = _masked(graph, dropped) if graph is not None else None
 
     report, leak = None, None
     if compact:
         spec, report = _compact_spec(graph, masked, dropped, arch, probe)
     else:
-        exported = masked if (masked is not None and fmt in _NEEDS_MODEL) else model
+        exported = masked if (masked is not None and TABLE[fmt].needs_model) else model
         spec = ExportSpec(exported, ckpt.state_dict, arch, _run(exported, probe) if probe is not None else None)
-        if masked is not None and fmt not in _NEEDS_MODEL:  # the program formats carry the masks: no leak
+        if masked is not None and not TABLE[fmt].needs_model:  # the program formats carry the masks: no leak
             leak = _diff(_run(model, probe), _run(masked, probe))
     compact_doc = None if report is None else {**report.to_json(), "source": str(source)}
     data = _serialize(fmt, spec, ckpt, compact_doc, probe, output)
@@ -481,7 +295,7 @@ def export(
     ms = median_ms(timed, probe) if probe is not None and spec.model is not None else [None] * len(timed)
     before = None
     if compact:  # the same export without --compact, serialized in memory to measure its size
-        full = ExportSpec(masked if fmt in _NEEDS_MODEL else model, ckpt.state_dict, arch, None)
+        full = ExportSpec(masked if TABLE[fmt].needs_model else model, ckpt.state_dict, arch, None)
         before = _stats(model, ckpt.state_dict, len(_serialize(fmt, full, ckpt, None, probe, output)), ms[0])
     return {
         "checkpoint": str(source),
@@ -565,7 +379,7 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
     """One clear message for what cannot be exported, before any work."""
     what = f"{ckpt.path} is a bare state dict ({ckpt.format})"
     fix = "give an orthocli checkpoint (it records the architecture) or a whole pickled model with --trust"
-    if model is None and fmt in _NEEDS_MODEL:
+    if model is None and TABLE[fmt].needs_model:
         raise CheckpointError(
             f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}"
         )
@@ -592,18 +406,3 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
             "records none; "
             "export the compact model to safetensors, pt, torchscript or onnx instead"
         )
-
-
-def _payload(ckpt, spec: ExportSpec, compact_doc: dict | None) -> dict:
-    """An orthocli checkpoint of the exported weights: the source's extras, the new architecture;
-    a compact one drops the drop record (its filter indices no longer exist) and records how it
-    was made under "compact"."""
-    extras = {k: v for k, v in ckpt.extras.items() if k not in ("format", "format_version")}
-    if compact_doc is not None:
-        extras.pop("prune", None)
-        extras["compact"] = compact_doc
-    if spec.arch is not None:
-        extras["arch"] = spec.arch
-    if ckpt.extras.get("format") != ckpt_io.FORMAT_NAME:  # as `orthocli prune` records a foreign input
-        extras.setdefault("source", {"path": str(ckpt.path), "format": ckpt.format, "key": ckpt.key})
-    return ckpt_io.make_payload(_plain(spec.state_dict), **extras)
