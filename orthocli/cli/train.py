@@ -1,7 +1,7 @@
 """`orthocli train`: parses the options (and --config TOML) into the typed options of
-`orthocli.training.experiment` and `orthocli.training.loop.TrainConfig`, hands them to `experiment.Experiment`
-(which builds the model and data, trains and writes the files), and renders progress and the
-summary. Training itself is `orthocli.training.loop`."""
+`orthocli.training.options` and `orthocli.config.TrainConfig`, hands them to
+`orthocli.training.experiment.Experiment` (which builds the model and data, trains and writes the
+files), and renders progress and the summary. Training itself is `orthocli.training.loop`."""
 
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ from orthocli.cli.options import (
 )
 from orthocli.config import TrainConfig
 from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
-from orthocli.training.experiment import STATE_EVERY
+from orthocli.training.options import STATE_EVERY
 
 if TYPE_CHECKING:
-    from orthocli.training.experiment import DataOptions, RedundancyNote
+    from orthocli.training.experiment import RedundancyNote
+    from orthocli.training.options import DataOptions
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
@@ -427,14 +428,8 @@ def train(
     orthogonally, repeat."""
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
-    from orthocli.training.experiment import (
-        Experiment,
-        HardwareOptions,
-        ModelOptions,
-        OutputOptions,
-        Reporter,
-        state_path,
-    )
+    from orthocli.training.experiment import Experiment, Reporter, state_path
+    from orthocli.training.options import HardwareOptions, ModelOptions, OutputOptions
 
     reporter: Reporter = _Progress()
     hardware = HardwareOptions(device=device, precision=precision, threads=threads, compile=compile)
@@ -626,7 +621,7 @@ def _data_options(data: str | None, reporter, **options: Any) -> DataOptions:
     """--data as a built-in set's name (the default set when not given) or a path; `options`: the
     other fields of DataOptions."""
     from orthocli.data import DEFAULT_DATA, builtin_name
-    from orthocli.training.experiment import DataOptions
+    from orthocli.training.options import DataOptions
 
     name = DEFAULT_DATA if data is None else builtin_name(data)
     if data is not None and name is not None and Path(data).exists():

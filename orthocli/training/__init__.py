@@ -1,6 +1,7 @@
-"""`orthocli train`: the loop (loop.py), one invocation's runs and files (experiment.py), the
-paired runs of `--seeds N` (paired_runs.py) with their statistics (stats.py) and verdict
-(verdicts.py), devices and torchrun (runtime.py)."""
+"""`orthocli train`: the loop (loop.py), one invocation's runs and files (experiment.py) and
+its options (options.py: the four groups and `RunMeta`, which --resume reads), the paired runs of
+`--seeds N` (paired_runs.py) with their statistics (stats.py) and verdict (verdicts.py), devices
+and torchrun (runtime.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ _WHERE = {
     "train": "orthocli.training.loop",
     "evaluate": "orthocli.training.loop",
     "phases": "orthocli.training.loop",
-    "DataOptions": "orthocli.training.experiment",
+    "DataOptions": "orthocli.training.options",
     "Experiment": "orthocli.training.experiment",
-    "HardwareOptions": "orthocli.training.experiment",
-    "ModelOptions": "orthocli.training.experiment",
-    "OutputOptions": "orthocli.training.experiment",
+    "HardwareOptions": "orthocli.training.options",
+    "ModelOptions": "orthocli.training.options",
+    "OutputOptions": "orthocli.training.options",
     "RedundancyNote": "orthocli.training.experiment",
     "Reporter": "orthocli.training.experiment",
-    "RunMeta": "orthocli.training.experiment",
-    "STATE_EVERY": "orthocli.training.experiment",
+    "RunMeta": "orthocli.training.options",
+    "STATE_EVERY": "orthocli.training.options",
     "state_path": "orthocli.training.experiment",
     "COMPARISONS": "orthocli.training.paired_runs",
     "run_seeds": "orthocli.training.paired_runs",
@@ -54,19 +55,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from orthocli.training.experiment import (
+    from orthocli.training.experiment import Experiment, RedundancyNote, Reporter, state_path
+    from orthocli.training.loop import evaluate, phases, train
+    from orthocli.training.options import (
         STATE_EVERY,
         DataOptions,
-        Experiment,
         HardwareOptions,
         ModelOptions,
         OutputOptions,
-        RedundancyNote,
-        Reporter,
         RunMeta,
-        state_path,
     )
-    from orthocli.training.loop import evaluate, phases, train
     from orthocli.training.paired_runs import COMPARISONS, run_seeds
     from orthocli.training.runtime import Runtime, resolve_device, resolve_precision
     from orthocli.training.stats import paired

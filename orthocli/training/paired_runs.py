@@ -19,18 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orthocli.errors import UsageError
-from orthocli.training.experiment import (
-    DataOptions,
-    Experiment,
-    HardwareOptions,
-    ModelOptions,
-    OutputOptions,
-    Reporter,
-    check_control,
-    role_output,
-    sibling,
-    state_path,
-)
+from orthocli.training.experiment import Experiment, Reporter, check_control, role_output, sibling, state_path
+from orthocli.training.options import DataOptions, HardwareOptions, ModelOptions, OutputOptions
 
 if TYPE_CHECKING:
     from orthocli.config import TrainConfig

@@ -16,7 +16,7 @@ from orthocli.cli import train as train_cli
 from orthocli.config import TrainConfig
 from orthocli.errors import EXIT_DATA
 from orthocli.network.models import build_model
-from orthocli.training.experiment import DataOptions, HardwareOptions, ModelOptions, OutputOptions
+from orthocli.training.options import DataOptions, HardwareOptions, ModelOptions, OutputOptions
 
 SUMMARY_KEYS = {"val_accuracy", "test_accuracy", "epochs", "best_epoch", "stopped_early", "cycles", "output"}
 CYCLE_KEYS = {"cycle", "val_before_drop", "val_after_subnet", "val_after_reinit", "dropped", "fallbacks"}

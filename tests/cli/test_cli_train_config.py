@@ -10,7 +10,8 @@ import torch
 from train_helpers import TINY
 
 import orthocli.checkpoints.checkpoint as ckpt_io
-from orthocli.training.experiment import DataOptions, Experiment, HardwareOptions, ModelOptions, OutputOptions
+from orthocli.training.experiment import Experiment
+from orthocli.training.options import DataOptions, HardwareOptions, ModelOptions, OutputOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,7 +103,7 @@ def test_run_meta_round_trips_and_a_damaged_one_is_named(tmp_path):
     from pathlib import Path
 
     from orthocli.errors import CheckpointError
-    from orthocli.training.experiment import RunMeta
+    from orthocli.training.options import RunMeta
 
     meta = RunMeta(
         model=ModelOptions(checkpoint=Path("a.pt"), arch="convnet", width=4, batchnorm=True, activation="tanh"),

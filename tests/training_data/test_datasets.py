@@ -425,7 +425,7 @@ def test_in_memory_folder_options_combine(tmp_path):
 
 
 def test_the_data_options_are_saved_for_resume_and_old_state_files_read_as_before(tmp_path):
-    from orthocli.training.experiment import DataOptions, HardwareOptions, ModelOptions, OutputOptions, RunMeta
+    from orthocli.training.options import DataOptions, HardwareOptions, ModelOptions, OutputOptions, RunMeta
 
     data = DataOptions(data=Path("imgs"), image_size=32, augment=True, workers=3, in_memory=True)
     meta = RunMeta(ModelOptions(), data, OutputOptions(output=Path("m.pt")), HardwareOptions())
