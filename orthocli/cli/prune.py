@@ -30,6 +30,7 @@ from orthocli.cli.options import (
     SkipFirstOpt,
     SkipLastOpt,
     ThresholdOpt,
+    config_from,
 )
 from orthocli.errors import UsageError
 
@@ -60,21 +61,13 @@ def prune(
     json_out: JsonOpt = False,
 ) -> None:
     """Drop the most redundant filters into a sub-network (masked, kept for reinit)."""
+    params = dict(locals())  # the parameters, by name: the method's options among them
     from orthocli.config import ReprConfig
     from orthocli.method.prune import prune as run_prune
 
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")
-    config = ReprConfig(
-        ratio=ratio,
-        threshold=threshold,
-        scope=scope,
-        min_keep=min_keep,
-        layers=list(layers or []),
-        exclude=list(exclude or []),
-        skip_first=skip_first,
-        skip_last=skip_last,
-    )
+    config = config_from(ReprConfig, params)
     report = run_prune(checkpoint, None if dry_run else output, config, key=key, trust=trust, force=force)
     doc = report.to_json(flag)
     if json_out:

@@ -5,6 +5,7 @@ files), and renders progress and the summary. Training itself is `orthocli.train
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
@@ -33,6 +34,7 @@ from orthocli.cli.options import (
     SkipFirstOpt,
     SkipLastOpt,
     ThresholdOpt,
+    config_from,
 )
 from orthocli.cli.train_render import COLUMN, Progress, render, render_seeds
 from orthocli.config import TrainConfig
@@ -57,6 +59,12 @@ HW = "Hardware"
 OUT = "Output"
 
 TRAIN = TrainConfig()  # read, never changed: the defaults of every option below that TrainConfig holds
+# Each option is spelled once, in config.py or training/options.py, and given a parameter of the
+# same name below (a TrainConfig field by its option name: --schedule is lr_schedule); the command
+# builds the typed options from the parameters by name. A test checks both ways (a field without a
+# parameter, a parameter that is no field and not one of these).
+TRAIN_OPTIONS = [name for name in TRAIN.to_dict() if name != "ranking"]  # ranking: each arm's own
+COMMAND_ONLY = ("config", "state_every", "resume", "seeds", "force", "json_out")  # how it runs, not what
 
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
@@ -425,74 +433,20 @@ def train(
     orthogonally, repeat."""
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **from_toml(ctx, config), "config": None})
+    args = {name: value for name, value in locals().items() if name != "ctx"}  # the parameters, by name
     from orthocli.training.experiment import Experiment, Reporter, state_path
     from orthocli.training.options import HardwareOptions, ModelOptions, OutputOptions
 
     reporter: Reporter = Progress()
-    hardware = HardwareOptions(device=device, precision=precision, threads=threads, compile=compile)
+    hardware = _group(HardwareOptions, args)
     if resume and seeds is None:
         run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
     else:
-        cfg = TrainConfig(
-            s1=s1,
-            s2=s2,
-            cycles=cycles,
-            max_epochs=max_epochs,
-            patience=patience,
-            min_steps=min_steps,
-            ratio=ratio,
-            threshold=threshold,
-            scope=scope,
-            min_keep=min_keep,
-            layers=list(layers or []),
-            exclude=list(exclude or []),
-            skip_first=skip_first,
-            skip_last=skip_last,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=schedule,
-            batch_size=batch_size,
-            loss=loss,
-            seed=seed,
-            deterministic=deterministic,
-            val_fraction=val_fraction,
-            baseline=baseline,
-            reinit_scale=reinit_scale,
-            reinit_fan_out=reinit_fan_out,
-        )
+        cfg = config_from(TrainConfig, args)
         options = dict(
-            model=ModelOptions(
-                checkpoint=_path(checkpoint),
-                key=key,
-                trust=trust,
-                arch=arch,
-                width=width,
-                depth=depth,
-                kernel=kernel,
-                pool=pool,
-                batchnorm=batchnorm,
-                activation=activation,
-            ),
-            data=_data_options(
-                data,
-                reporter,
-                test_data=_path(test_data),
-                max_samples=max_samples,
-                image_size=image_size,
-                augment=augment,
-                workers=workers,
-                in_memory=in_memory,
-            ),
-            outputs=OutputOptions(
-                output=_path(output),
-                baseline=baseline,
-                control=control,
-                save_cycles=save_cycles,
-                metrics=_path(metrics),
-                plot=_path(plot),
-            ),
+            model=_group(ModelOptions, args),
+            data=_data_options(args, reporter),
+            outputs=_group(OutputOptions, args),
             hardware=hardware,
             force=force,
             state_every=state_every,
@@ -550,13 +504,28 @@ def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _data_options(data: str | None, reporter, **options: Any) -> DataOptions:
-    """--data as a built-in set's name (the default set when not given) or a path; `options`: the
-    other fields of DataOptions."""
+def _data_options(args: dict[str, Any], reporter) -> DataOptions:
+    """`DataOptions` from the parameters: --data as a built-in set's name (the default set when not
+    given) or a path."""
     from orthocli.data import DEFAULT_DATA, builtin_name
     from orthocli.training.options import DataOptions
 
+    data = args["data"]
     name = DEFAULT_DATA if data is None else builtin_name(data)
     if data is not None and name is not None and Path(data).exists():
         reporter.log(f"--data {data} is the built-in set; for the file or folder of that name write ./{data}")
-    return DataOptions(data=None if name is not None else Path(data), builtin=name, **options)
+    return _group(DataOptions, args, data=None if name is not None else Path(data), builtin=name)
+
+
+def _group(cls: type, args: dict[str, Any], **computed: Any) -> Any:
+    """An option group (a frozen dataclass) from the parameters of the same names; `computed`: the
+    fields that are no parameter of their own (or not as given)."""
+    values = {f.name: _value(args[f.name], f.type) for f in fields(cls) if f.name not in computed}
+    return cls(**values, **computed)
+
+
+def _value(value: Any, annotation: Any) -> Any:
+    """A parameter's value as its field holds it: a path as a Path (a --config file gives a str)."""
+    if "Path" in str(annotation) and value is not None:
+        return Path(value)
+    return value

@@ -390,30 +390,10 @@ class Experiment:
     def resolved(self, cfg: TrainConfig | None = None) -> dict:
         """The configuration as option names -> values: enough to repeat the run (--config); `cfg`:
         an arm's own (the random arm's ranking), else the experiment's."""
-        saved = self.meta.to_dict()
-        doc = {
-            "checkpoint": saved["checkpoint"],
-            "arch": saved["arch_name"],
-            **saved["arch_options"],
-            "data": saved["data"] if saved["data"] is not None else saved["builtin"],
-            **{
-                k: saved[k]
-                for k in (
-                    "test_data",
-                    "max_samples",
-                    "image_size",
-                    "augment",
-                    "workers",
-                    "in_memory",
-                    "threads",
-                    "device",
-                    "precision",
-                )
-            },
-        }
+        doc = self.meta.options()
+        outputs = {k: doc.pop(k) for k in ("baseline", "control")}  # after the config's own baseline
         doc.update((cfg or self.cfg).to_dict())
-        doc["baseline"] = self.meta.outputs.baseline
-        doc["control"] = self.meta.outputs.control
+        doc.update(outputs)
         return doc
 
     def data_extras(self) -> dict:

@@ -4,7 +4,7 @@ and the run's role as a state file saves them for --resume (experiment.py runs t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -93,79 +93,82 @@ class RunMeta:
         return self.outputs.output
 
     def to_dict(self) -> dict[str, Any]:
-        m, d, o, h = self.model, self.data, self.outputs, self.hardware
-        path = lambda p: None if p is None else str(p)  # noqa: E731
-        return {
-            "output": str(o.output),
-            "checkpoint": path(m.checkpoint),
-            "key": m.key,
-            "trust": m.trust,
-            "arch_name": m.arch,
-            "arch_options": {k: getattr(m, k) for k in _ARCH_OPTIONS},
-            "data": path(d.data),
-            "builtin": d.builtin,
-            "test_data": path(d.test_data),
-            "max_samples": d.max_samples,
-            "image_size": d.image_size,
-            "augment": d.augment,
-            "workers": d.workers,
-            "in_memory": d.in_memory,
-            "threads": h.threads,
-            "compile": h.compile,
-            "baseline": o.baseline,
-            "control": o.control,
-            "save_cycles": o.save_cycles,
-            "metrics": path(o.metrics),
-            "plot": path(o.plot),
-            "device": h.device,
-            "precision": h.precision,
-            "role": self.role,
-        }
+        """Every field of the four groups as a plain value, by field name (but `_SAVED_AS`; the
+        architecture options nested under "arch_options"), and the role."""
+        doc: dict[str, Any] = {"arch_options": {k: getattr(self.model, k) for k in _ARCH_OPTIONS}, "role": self.role}
+        for group, cls in _GROUPS:
+            for f in fields(cls):
+                if f.name not in _ARCH_OPTIONS:
+                    value = getattr(getattr(self, group), f.name)
+                    doc[_SAVED_AS.get(f.name, f.name)] = str(value) if isinstance(value, Path) else value
+        return doc
+
+    def options(self) -> dict[str, Any]:
+        """The groups' options that say what the run is, by option name, as a --config file and a
+        checkpoint's `config` give them (--data: the built-in set's name or the path); how the run is
+        kept and where its files go (`_NOT_CONFIG`) left out."""
+        doc: dict[str, Any] = {}
+        for group, cls in _GROUPS:
+            for f in fields(cls):
+                if f.name not in _NOT_CONFIG:
+                    value = getattr(getattr(self, group), f.name)
+                    doc[f.name] = str(value) if isinstance(value, Path) else value
+        if doc["data"] is None:
+            doc["data"] = self.data.builtin
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], where: Path) -> RunMeta:
-        """The inverse of `to_dict`; CheckpointError when a key is missing or of the wrong kind."""
-        path = lambda p: None if p is None else Path(p)  # noqa: E731
+        """The inverse of `to_dict`; CheckpointError when a key the first state files had is missing,
+        or a value is of the wrong kind. A key added since is read as its field's default when absent
+        (a run begun by an earlier version resumes as it was)."""
         try:
             arch_options = dict(doc["arch_options"])
             unknown = set(arch_options) - set(_ARCH_OPTIONS)
             if unknown:
                 raise KeyError(", ".join(sorted(unknown)))
-            return cls(
-                model=ModelOptions(
-                    checkpoint=path(doc["checkpoint"]),
-                    key=doc["key"],
-                    trust=bool(doc["trust"]),
-                    arch=doc["arch_name"],
-                    **{**arch_options, "activation": arch_options.get("activation") or "relu"},
-                ),
-                # state files from before named sets had no "builtin": no data was the built-in digits
-                data=DataOptions(
-                    data=path(doc["data"]),
-                    builtin=doc.get("builtin", "digits" if doc["data"] is None else None),
-                    test_data=path(doc["test_data"]),
-                    max_samples=doc["max_samples"],
-                    # absent from the state files of runs begun before streaming: their defaults
-                    image_size=doc.get("image_size"),
-                    augment=bool(doc.get("augment", False)),
-                    workers=doc.get("workers"),
-                    in_memory=bool(doc.get("in_memory", False)),
-                ),
-                outputs=OutputOptions(
-                    output=Path(doc["output"]),
-                    baseline=bool(doc["baseline"]),
-                    control=doc.get("control"),  # absent before --control
-                    save_cycles=bool(doc["save_cycles"]),
-                    metrics=path(doc["metrics"]),
-                    plot=path(doc["plot"]),
-                ),
-                hardware=HardwareOptions(
-                    doc.get("device", "auto"), doc.get("precision", "auto"), doc["threads"], bool(doc.get("compile"))
-                ),
-                role=doc.get("role", "repr"),
-            )
+            arch_options["activation"] = arch_options.get("activation") or "relu"
+            # state files from before named sets had no "builtin": no data was the built-in digits
+            builtin = doc.get("builtin", "digits" if doc["data"] is None else None)
+            groups = {
+                "model": ModelOptions(**_read(ModelOptions, doc), **arch_options),
+                "data": DataOptions(**_read(DataOptions, doc, builtin=builtin)),
+                "outputs": OutputOptions(**_read(OutputOptions, doc)),
+                "hardware": HardwareOptions(**_read(HardwareOptions, doc)),
+            }
+            return cls(**groups, role=doc.get("role", "repr"))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(
                 f"{where}: the saved options are damaged or from another version ({type(e).__name__}: {e});"
                 " start the run over with --force"
             ) from None
+
+
+_GROUPS = (("model", ModelOptions), ("data", DataOptions), ("outputs", OutputOptions), ("hardware", HardwareOptions))
+# Not in a checkpoint's `config`: where the model's weights sit and whether its code may run (the
+# checkpoint's own business), the built-in set (it is `data`), torch.compile, the output files.
+_NOT_CONFIG = {"key", "trust", "builtin", "compile", "output", "save_cycles", "metrics", "plot"}
+_SAVED_AS = {"arch": "arch_name"}  # the keys state files have always had, where they differ from the field
+# The keys of the first state files: one of these missing means a damaged file. Every other key was
+# added later and is read as its field's default when absent.
+_FIRST_KEYS = {
+    "output", "checkpoint", "key", "trust", "arch_name", "data", "test_data", "max_samples", "threads",
+    "baseline", "save_cycles", "metrics", "plot",
+}  # fmt: skip
+
+
+def _read(group: type, doc: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """The fields of `group` (but the architecture options and `given`) from a saved `doc`: a path
+    as a Path, a flag as a bool."""
+    out = dict(given)
+    for f in fields(group):
+        if f.name in _ARCH_OPTIONS or f.name in given:
+            continue
+        key = _SAVED_AS.get(f.name, f.name)
+        value = doc[key] if key in _FIRST_KEYS else doc.get(key, f.default)
+        if value is not None and "Path" in str(f.type):
+            value = Path(value)
+        elif str(f.type) == "bool":
+            value = bool(value)
+        out[f.name] = value
+    return out

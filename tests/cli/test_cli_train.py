@@ -205,6 +205,50 @@ def test_cli_defaults_are_the_typed_options_defaults():
             assert params[f.name].default == f.default, f.name
 
 
+def test_every_option_field_has_a_parameter_and_every_parameter_a_field():
+    """Adding an option to train means declaring it (config.py or training/options.py) and giving it a
+    parameter of the same name: the command builds the typed options by name, so a field without a
+    parameter, or a parameter that reaches no field, fails here."""
+    import dataclasses
+    import inspect
+
+    params = set(inspect.signature(train_cli.train.__wrapped__).parameters) - {"ctx"}
+    fields = set(train_cli.TRAIN_OPTIONS)
+    for options in (ModelOptions, DataOptions, OutputOptions, HardwareOptions):
+        fields |= {f.name for f in dataclasses.fields(options)}
+    fields -= {"builtin"}  # given as --data NAME
+    assert set(TrainConfig().to_dict()) - set(train_cli.TRAIN_OPTIONS) == {"ranking"}  # each arm's own
+    assert sorted(fields - params) == [], "fields without a parameter"
+    assert sorted(params - fields - set(train_cli.COMMAND_ONLY)) == [], "parameters that reach no field"
+
+
+def test_the_options_reach_the_run_by_name(run_cli, tmp_path, monkeypatch):
+    """Every option given on the command line arrives in the typed options the run gets, under its
+    field's name (a changed default for each, so a parameter passed to the wrong field shows)."""
+    from orthocli.training import experiment
+
+    seen = {}
+
+    def fresh(cfg, **options):
+        seen.update(cfg=cfg, **options)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment.Experiment, "fresh", staticmethod(fresh))
+    out = tmp_path / "m.pt"
+    result = run_cli(
+        "train", "--data", str(tmp_path / "set.npz"), "--test-data", str(tmp_path / "t.npz"), "--schedule",
+        "cosine", "--layers", "conv1", "--width", "12", "--max-samples", "99", "--metrics", str(tmp_path / "m.jsonl"),
+        "--threads", "2", "--s1", "3", "--lr", "0.05", "--save-cycles", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code != 0 and seen, result.stderr
+    cfg = seen["cfg"]
+    assert (cfg.lr_schedule, cfg.layers, cfg.s1, cfg.lr) == ("cosine", ["conv1"], 3, 0.05)
+    assert seen["model"].width == 12 and seen["data"].max_samples == 99
+    assert seen["data"].data == tmp_path / "set.npz" and seen["data"].test_data == tmp_path / "t.npz"
+    assert seen["outputs"].metrics == tmp_path / "m.jsonl" and seen["outputs"].save_cycles is True
+    assert seen["outputs"].output == out and seen["hardware"].threads == 2
+
+
 def test_help_does_not_import_torch():
     code = (
         "import sys\nfrom orthocli.cli import app\ntry:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
