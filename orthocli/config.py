@@ -1,7 +1,7 @@
 """The options, declared once. `ReprConfig`, the method's: its fields, defaults and checks are the
 one source that `RePr`, the Lightning callback, the plain functions of `api.py`, `prune`, `reinit`
 and every command's option defaults derive from. `TrainConfig` extends it with the training loop's
-own options (`orthocli train`, `training.train`). No torch here: `orthocli --help` builds the
+own options (`orthocli train`, `training.loop.train`). No torch here: `orthocli --help` builds the
 option defaults from them.
 
 Bad values raise `OptionError`, whose message names options as `{field}`: the library's own words
@@ -140,7 +140,7 @@ class ReprConfig:
 
 
 # Fields whose option (flag, --config key, saved key) has another name: "schedule" alone would say
-# nothing about the learning rate next to the epoch phases (training.TrainConfig.lr_schedule).
+# nothing about the learning rate next to the epoch phases (TrainConfig.lr_schedule).
 _OPTION_NAMES = {"lr_schedule": "schedule"}
 
 

@@ -24,7 +24,7 @@ def config_from(cls: type[C], params: dict[str, Any]) -> C:
     return cls(**{by_option[k]: v for k, v in given.items()})
 
 
-# Neither --ratio nor --threshold: the adaptive rule (drops.DropRule), said in each option's help.
+# Neither --ratio nor --threshold: the adaptive rule (method.drops.drop_counts), said in each option's help.
 RatioOpt = Annotated[
     Optional[float],
     typer.Option(

@@ -51,6 +51,7 @@ from orthocli.atomic import atomic_write, check_output
 from orthocli.checkpoints.model import CheckpointModel
 from orthocli.errors import CheckpointError, UsageError, first_line
 from orthocli.export.formats import FORMATS, SUFFIXES, TABLE, ExportSpec
+from orthocli.method.masking import masked_model
 
 VERIFY_TOL = 1e-4  # max abs difference between the loaded file's output and the source model's
 COMPACT_TOL = 1e-5  # max abs difference between the compact model and the masked one
@@ -114,24 +115,6 @@ def _input_shape(arch: dict | None, given: list[int] | None) -> list[int] | None
 def probe_batch(shape: list[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     return torch.randn(PROBE_ROWS, *shape, generator=generator).to(dtype)
-
-
-def _masked(model, dropped: dict) -> Any:
-    """The masked sub-network: the model (or its ModelGraph) with the dropped filters' channels
-    multiplied by 0 where they are handed on."""
-    from orthocli.method.masking import masks_from_record
-    from orthocli.network.banks import banks_from_model, masked_forward
-    from orthocli.network.graph import ModelGraph
-
-    graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
-    banks = banks_from_model(graph)
-    gm, masks = masked_forward(graph, banks)
-    unknown = sorted(set(dropped) - set(masks))
-    if unknown:
-        raise CheckpointError(f"the drop record names layers the model does not have: {', '.join(unknown)}")
-    follow = {b.name: b.follow for b in banks}
-    masks_from_record({"layers": {n: {"dropped": i, "follow": follow[n]} for n, i in dropped.items()}}, masks)
-    return gm.eval()
 
 
 def _run(model, x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +257,7 @@ def export(
     dtype = next((t.dtype for t in ckpt.state_dict.values() if t.is_floating_point()), torch.float32)
     probe = probe_batch(shape, dtype) if shape is not None and model is not None else None
     graph = _graph_or_none(model, dropped, probe, required=compact or TABLE[fmt].needs_model)
-    masked = _masked(graph, dropped) if graph is not None else None
+    masked = masked_model(graph, dropped) if graph is not None else None
 
     report, leak = None, None
     if compact:

@@ -29,6 +29,7 @@ _WHERE = {
     "make_record": "orthocli.method.subnet",
     "reintroduce": "orthocli.method.subnet",
     "masks_from_record": "orthocli.method.masking",
+    "masked_model": "orthocli.method.masking",
     "filter_scale": "orthocli.method.nullspace",
     "new_filters": "orthocli.method.nullspace",
     "null_space_basis": "orthocli.method.nullspace",
@@ -62,6 +63,7 @@ __all__ = [
     "gate_failures",
     "live_means",
     "make_record",
+    "masked_model",
     "masks_from_record",
     "most_redundant",
     "new_filters",
@@ -80,7 +82,7 @@ if TYPE_CHECKING:
     from orthocli.method.controller import Cycle, RePr
     from orthocli.method.drops import DropPlan, choose_drops, drop_counts, plan_drops
     from orthocli.method.layer_scores import LayerScores, gate_failures, most_redundant, score_layers
-    from orthocli.method.masking import masks_from_record
+    from orthocli.method.masking import masked_model, masks_from_record
     from orthocli.method.nullspace import filter_scale, new_filters, null_space_basis, row_space_basis
     from orthocli.method.orthogonality import DEAD_SCORE, chance_score, dead_filters, filter_rows, orthogonality_scores
     from orthocli.method.prune import prune

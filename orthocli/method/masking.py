@@ -33,8 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthocli.errors import UsageError
-from orthocli.network.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, FilterBank
+from orthocli.errors import CheckpointError, UsageError
+from orthocli.network.banks import (
+    PER_CHANNEL_FUNCTIONS,
+    PER_CHANNEL_METHODS,
+    PER_CHANNEL_MODULES,
+    FilterBank,
+    banks_from_model,
+    masked_forward,
+)
 from orthocli.network.graph import ModelGraph
 
 # Per-channel operations that map a zero channel to a non-zero one (sigmoid(0) = 0.5).
@@ -174,3 +181,18 @@ def _multiply(masks: list[torch.Tensor]):
         return output
 
     return hook
+
+
+def masked_model(model: nn.Module | ModelGraph, dropped: dict[str, torch.Tensor]) -> nn.Module:
+    """The masked sub-network as a module of its own (what `export` writes for a pruned checkpoint):
+    the model (or its ModelGraph) with the dropped filters' channels, {layer: indices}, multiplied by
+    0 where they are handed on. The model itself is not changed."""
+    graph = model if isinstance(model, ModelGraph) else ModelGraph.trace(model)
+    banks = banks_from_model(graph)
+    gm, masks = masked_forward(graph, banks)
+    unknown = sorted(set(dropped) - set(masks))
+    if unknown:
+        raise CheckpointError(f"the drop record names layers the model does not have: {', '.join(unknown)}")
+    follow = {b.name: b.follow for b in banks}
+    masks_from_record({"layers": {n: {"dropped": i, "follow": follow[n]} for n, i in dropped.items()}}, masks)
+    return gm.eval()

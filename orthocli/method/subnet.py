@@ -23,7 +23,7 @@ from orthocli.errors import CheckpointError
 from orthocli.method.masking import ChannelMasks
 from orthocli.method.nullspace import filter_scale, new_filters
 from orthocli.method.orthogonality import filter_rows
-from orthocli.network.banks import DROPPED_VALUE, FilterBank, banks_from_model
+from orthocli.network.banks import DROPPED_VALUE, FilterBank, banks_from_model, zero_dropped
 from orthocli.network.graph import ModelGraph, method_graph, unwrap
 
 # What a re-introduced filter starts from. A dropped one's tensors are set to `DROPPED_VALUE`
@@ -86,8 +86,7 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
         for layer in record["layers"].values():
             for ch in layer["channels"]:
                 if ch["role"] in DROPPED_VALUE:
-                    t = state_dict[ch["key"]]
-                    t.index_fill_(ch["dim"], layer["dropped"].to(t.device), DROPPED_VALUE[ch["role"]])
+                    zero_dropped(state_dict[ch["key"]], ch["role"], ch["dim"], layer["dropped"])
 
 
 class Freezer:
@@ -240,9 +239,8 @@ def write_frozen_values(model: nn.Module, record: dict) -> None:
             for ch in layer["channels"]:
                 t = tensors[ch["key"]]
                 idx = layer["dropped"].to(t.device)
-                if ch["role"] in DROPPED_VALUE:  # as `apply_drops` leaves them, a following depthwise conv's too
-                    t.index_fill_(ch["dim"], idx, DROPPED_VALUE[ch["role"]])
-                else:
+                # as `apply_drops` leaves them (a following depthwise conv's too), else the saved values
+                if not zero_dropped(t, ch["role"], ch["dim"], idx):
                     t.index_copy_(ch["dim"], idx, ch["old"].to(t.device, t.dtype))
 
 

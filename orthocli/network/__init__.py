@@ -26,6 +26,7 @@ _WHERE = {
     "banks_from_layers": "orthocli.network.banks",
     "banks_from_model": "orthocli.network.banks",
     "masked_forward": "orthocli.network.banks",
+    "zero_dropped": "orthocli.network.banks",
     "Blocked": "orthocli.network.channel_readers",
     "module_width": "orthocli.network.channel_readers",
     "readers": "orthocli.network.channel_readers",
@@ -68,10 +69,18 @@ __all__ = [
     "readers",
     "select",
     "unwrap",
+    "zero_dropped",
 ]
 
 if TYPE_CHECKING:
-    from orthocli.network.banks import DROPPED_VALUE, FilterBank, banks_from_layers, banks_from_model, masked_forward
+    from orthocli.network.banks import (
+        DROPPED_VALUE,
+        FilterBank,
+        banks_from_layers,
+        banks_from_model,
+        masked_forward,
+        zero_dropped,
+    )
     from orthocli.network.channel_readers import Blocked, module_width, readers
     from orthocli.network.compact import apply_widths, compacted, param_count
     from orthocli.network.graph import ModelGraph, TraceError, method_graph, unwrap

@@ -26,6 +26,18 @@ DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bia
 DROPPED_VALUE.update({f"dw_{role}": value for role, value in DROPPED_VALUE.items()})  # a following depthwise conv
 
 
+def zero_dropped(tensor: torch.Tensor, role: str, dim: int, idx: torch.Tensor) -> bool:
+    """Give the dropped filters' entries `idx` (along `dim`) of `tensor`, a channel of role `role`,
+    the value a dropped filter holds (`DROPPED_VALUE`), in place: the one place a filter is zeroed
+    (drops, the state a re-introduction restores, compaction's kept-width layers). False, and
+    nothing changed, for a role a drop leaves as it is (BatchNorm statistics, others)."""
+    if role not in DROPPED_VALUE:
+        return False
+    with torch.no_grad():
+        tensor.index_fill_(dim, idx.to(tensor.device), DROPPED_VALUE[role])
+    return True
+
+
 @dataclass
 class Channel:
     """One tensor indexed by a conv's output channels along `dim`."""

@@ -28,7 +28,7 @@ block (`layerX.Y.conv1`) is compacted; the stem and each block's second conv fee
 and keep their width.
 
 A compact model is rebuilt from its architecture dict plus `"widths"`: {conv name: filters kept}
-(see `apply_widths`, called by `models.build_model`).
+(see `apply_widths`, called by `checkpoints.model.rebuild`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from orthocli.errors import CheckpointError, first_line
-from orthocli.network.banks import DROPPED_VALUE, banks_from_model
+from orthocli.network.banks import banks_from_model, zero_dropped
 from orthocli.network.channel_readers import PATTERNS, Blocked, Reader, readers, shape_width
 from orthocli.network.graph import ModelGraph, TraceError
 from orthocli.network.layers import filter_count
@@ -224,12 +224,11 @@ def compact(
 
 
 def _zero_dropped(model: nn.Module, bank, idx: torch.Tensor) -> None:
-    """What `subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters."""
+    """What `method.subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters."""
     tensors = dict(model.named_parameters())
-    with torch.no_grad():
-        for ch in bank.channels:
-            if ch.role in DROPPED_VALUE and ch.key in tensors:
-                tensors[ch.key].index_fill_(ch.dim, idx.to(tensors[ch.key].device), DROPPED_VALUE[ch.role])
+    for ch in bank.channels:
+        if ch.key in tensors:
+            zero_dropped(tensors[ch.key], ch.role, ch.dim, idx)
 
 
 def compacted(

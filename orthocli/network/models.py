@@ -182,7 +182,7 @@ def _call_user(target: str, args: dict) -> nn.Module:
 
 def build_model(arch: dict) -> nn.Module:
     """Build the model a recorded architecture dict describes, without weights (a compact export's
-    recorded widths: `checkpoint_model.rebuild`)."""
+    recorded widths: `checkpoints.model.rebuild`)."""
     name, args = arch.get("name"), dict(arch.get("args", {}))
     if name == "convnet":
         return ConvNet(**args)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from orthocli.errors import CheckpointError, Diverged, OutputError, UsageError
+from orthocli.scoring.plot import need_matplotlib
 from orthocli.training.options import (
     CONTROLS,
     STATE_EVERY,
@@ -125,7 +126,7 @@ class Experiment:
         reporter: Reporter,
     ) -> Experiment:
         if outputs.plot is not None:
-            need_matplotlib()
+            need_matplotlib("--plot")
         check_control(cfg, outputs)
         if outputs.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise UsageError(
@@ -173,7 +174,7 @@ class Experiment:
             if arm_state.exists():
                 run.saved_history[role] = read_state(arm_state).loop.history
         if meta.outputs.plot:
-            need_matplotlib()
+            need_matplotlib("--plot")
         run.check_outputs(force=True)
         return run
 
@@ -494,12 +495,6 @@ def default_output(arch: str) -> Path:
     runs = Path("runs")
     runs.mkdir(exist_ok=True)
     return runs / f"{name}-{stamp}.pt"
-
-
-def need_matplotlib() -> None:
-    from orthocli.scoring.plot import need_matplotlib as need
-
-    need("--plot")
 
 
 def check_control(cfg: TrainConfig, outputs: OutputOptions) -> None:

@@ -17,7 +17,7 @@ filter adds nothing to a residual sum while the skip path still carries that cha
 bit-identical by the optimizer's step hooks. After its last sub-network epoch they are
 re-introduced from the null space (as `orthocli reinit`, with a generator seeded by (seed,
 cycle)) and their optimizer state is zeroed. Standard epochs train the plain model: no hooks, no
-overhead. A pruned checkpoint's sub-network trains under a `controller.SubNetwork`.
+overhead. A pruned checkpoint's sub-network trains under a `method.subnet.SubNetwork`.
 
 Reproducible: the data order of every epoch comes from a generator seeded by (seed, epoch), the
 learning rate is a pure function of the epoch, and the state file (`train(state_path=...)`) holds
@@ -346,8 +346,9 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss, train_acc = _train_epoch(net, optimizer, criterion, data.train, cfg, epoch, rt, scaler)
+        # the control trains through the sub-network epochs like any other: it shows them as standard
+        shown = "standard" if cfg.baseline and phase.name == "subnet" else phase.name
         if not math.isfinite(loss):
-            shown = "standard" if cfg.baseline and phase.name == "subnet" else phase.name
             raise Diverged(epoch + 1, shown, phase.cycle)
         if rt.distributed:  # BatchNorm statistics: each rank saw its own share; take rank 0's
             broadcast_tensors(rt, list(model.buffers()))
@@ -365,7 +366,7 @@ def _train(
         # log, keep the best weights of the final phase, stop check, save the state
         entry = {
             "epoch": epoch + 1,
-            "phase": "standard" if cfg.baseline and phase.name == "subnet" else phase.name,
+            "phase": shown,
             "cycle": phase.cycle,
             "lr": lr,
             "loss": loss,

@@ -136,17 +136,6 @@ def teardown(rt: Runtime) -> None:
             dist.destroy_process_group()
 
 
-def broadcast_object(rt: Runtime, obj):
-    """rank 0's `obj` on every rank (the drop decisions: computed once, the same everywhere)."""
-    if not rt.distributed:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def broadcast_tensors(rt: Runtime, tensors) -> None:
     """Overwrite every rank's tensors with rank 0's, in place (re-initialised filters, BN stats)."""
     if not rt.distributed:

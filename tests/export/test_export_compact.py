@@ -24,7 +24,7 @@ from train_helpers import ONE_CYCLE
 
 import orthocli.checkpoints.checkpoint as checkpoint
 from orthocli.checkpoints.model import CheckpointModel, rebuild
-from orthocli.export.pipeline import _masked
+from orthocli.method.masking import masked_model
 from orthocli.network.banks import banks_from_model
 from orthocli.network.compact import compacted, param_count
 from orthocli.network.models import build_model
@@ -86,7 +86,7 @@ def test_compact_equals_masked_and_removes_exactly_the_dropped_parameters(case):
     small, report = compacted(model, dropped)
     x = probe_for(arch)
     with torch.no_grad():
-        assert (small.eval()(x) - _masked(model, dropped)(x)).abs().max() <= 1e-5
+        assert (small.eval()(x) - masked_model(model, dropped)(x)).abs().max() <= 1e-5
     assert param_count(model) - param_count(small) == removed
     # the compact model rebuilds from the architecture plus its widths
     rebuilt = rebuild({**arch, "widths": report.widths})

@@ -19,7 +19,7 @@ from export_helpers import (
 
 import orthocli.checkpoints.checkpoint as checkpoint
 from orthocli.checkpoints.model import CheckpointModel
-from orthocli.export.pipeline import _masked
+from orthocli.method.masking import masked_model
 from orthocli.network.compact import param_count
 from orthocli.network.models import ConvNet
 
@@ -65,7 +65,7 @@ def test_torchscript_keeps_the_masks_where_the_weights_alone_leak(run_cli, cli_j
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
     ckpt = checkpoint.load(src)
     model = CheckpointModel(ckpt).model.eval()
-    masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
+    masked = masked_model(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = probe_for(arch)
     doc = cli_json("export", src, "-o", tmp_path / "m.ts")
     loaded = torch.jit.load(str(tmp_path / "m.ts"))
@@ -85,7 +85,7 @@ def test_pt2_is_the_masked_sub_network_with_a_dynamic_batch(run_cli, tmp_path):
     arch = convnet_arch(activation="sigmoid", batchnorm=False)
     src = save_pruned(tmp_path / "sig.pt", arch, CONVNET_DROPS)
     model = CheckpointModel(checkpoint.load(src)).model.eval()
-    masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
+    masked = masked_model(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     result = run_cli("export", src, "-o", tmp_path / "m.pt2", "--json")  # the suffix picks the format
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -109,7 +109,7 @@ def test_pt2_compact(run_cli, cli_json, pruned, tmp_path):
     program = torch.export.load(str(tmp_path / "small.pt2"))
     assert program.state_dict["features.conv2.weight"].shape[0] == 8 - 3
     model = CheckpointModel(checkpoint.load(pruned)).model.eval()
-    masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
+    masked = masked_model(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(program.module()(x), masked(x), atol=1e-4)
@@ -146,7 +146,7 @@ def test_onnx_round_trip(cli_json, pruned, tmp_path):
     assert doc["verified"]["max_abs_diff"] <= 1e-4
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     model = CheckpointModel(checkpoint.load(pruned)).model.eval()
-    masked = _masked(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
+    masked = masked_model(model, {k: torch.tensor(v) for k, v in CONVNET_DROPS.items()})
     x = torch.randn(3, 1, 8, 8)  # another batch size than the probe's
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert torch.allclose(torch.from_numpy(got), masked(x).detach(), atol=1e-4)

@@ -13,7 +13,7 @@ from torch import nn
 
 from orthocli.checkpoints.model import CheckpointModel
 from orthocli.errors import CheckpointError
-from orthocli.export.pipeline import _masked
+from orthocli.method.masking import masked_model
 from orthocli.method.subnet import apply_drops, make_record
 from orthocli.network.banks import banks_from_model
 from orthocli.network.compact import compacted, param_count
@@ -101,7 +101,7 @@ def _torch_pruning(model: nn.Module, example: torch.Tensor, drops: dict[str, tor
 def _check(model: nn.Module, example: torch.Tensor, drops: dict[str, list[int]]) -> tuple[nn.Module, object]:
     """Compact `model` with orthocli and with Torch-Pruning; both must equal the masked model."""
     dropped = _pruned(model, drops)
-    masked = _masked(model, dropped)
+    masked = masked_model(model, dropped)
     small, report = compacted(model, dropped, example)
     theirs = _torch_pruning(model, example, dropped)
     with torch.no_grad():
@@ -184,7 +184,7 @@ def test_a_shared_conv_is_refused_by_compaction_and_masked_at_every_call():
     dropped = {"block": torch.tensor([1])}
     with pytest.raises(CheckpointError, match="called 2 times"):
         compacted(model, dropped, x)
-    masked = _masked(model, dropped)
+    masked = masked_model(model, dropped)
     seen = []
     model.block.register_forward_hook(lambda m, i, o: seen.append(i[0]))
     with torch.no_grad():
@@ -338,4 +338,4 @@ def test_a_layer_kept_at_full_width_says_what_stopped_it_and_what_to_do():
     small, report = compacted(model, dropped, x)
     assert set(report.layers) == {"b"} and "transpose" in report.kept_width["a"]
     assert "--exclude" in report.kept_width["a"] and "docs/compaction.md" in report.kept_width["a"]
-    assert (small(x) - _masked(model, dropped)(x)).abs().max() <= 1e-5
+    assert (small(x) - masked_model(model, dropped)(x)).abs().max() <= 1e-5

@@ -439,14 +439,6 @@ def materialize(obj: Any, storage_bytes: Callable[[StorageRef], np.ndarray], byt
     return walk(obj)
 
 
-def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for d in reversed(shape):
-        strides.append(step)
-        step *= d
-    return tuple(reversed(strides))
-
-
 def _big_endian(dtype: np.dtype) -> np.dtype:
     if dtype == BFLOAT16:
         return np.dtype([("bfloat16", ">u2")])
