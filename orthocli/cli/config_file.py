@@ -5,11 +5,25 @@ Works for any command's parameters (the click context says which options the com
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 
 from orthocli.errors import UsageError
+
+
+def config_option(example: str, **kw: Any) -> Any:
+    """The `--config FILE` option of a command; `example`: one of its options as a TOML line."""
+    return Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help=f"Read options from a TOML file (keys as the long option names, e.g. {example});"
+            " command-line flags win.",
+            show_default=False,
+            **kw,
+        ),
+    ]
 
 
 def from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:

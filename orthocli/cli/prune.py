@@ -22,6 +22,7 @@ from orthocli.cli.common import (
     print_json,
     print_table,
 )
+from orthocli.cli.config_file import config_option, from_toml
 from orthocli.cli.options import (
     DEFAULTS,
     MinKeepOpt,
@@ -39,9 +40,12 @@ EPILOG = (
     "Plan only: orthocli prune model.pt --dry-run --json"
 )
 
+ConfigOpt = config_option("ratio = 0.3")
+
 
 @command
 def prune(
+    ctx: typer.Context,
     checkpoint: CkptArg,
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)
@@ -59,8 +63,11 @@ def prune(
     key: KeyOpt = None,
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Drop the most redundant filters into a sub-network (masked, kept for reinit)."""
+    if config is not None:  # once more, with the file's values for the options not given on the command line
+        return prune(ctx, **{**ctx.params, **from_toml(ctx, config), "config": None})
     params = dict(locals())  # the parameters, by name: the method's options among them
     from orthocli.config import ReprConfig
     from orthocli.method.prune import prune as run_prune

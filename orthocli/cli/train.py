@@ -24,7 +24,7 @@ from orthocli.cli.common import (
     in_panel,
     print_json,
 )
-from orthocli.cli.config_file import from_toml
+from orthocli.cli.config_file import config_option, from_toml
 from orthocli.cli.options import (
     MinKeepOpt,
     RatioOpt,
@@ -82,6 +82,7 @@ ModelTrust = in_panel(TrustOpt, ARCH)
 Output = in_panel(OutOpt, OUT)
 OutputForce = in_panel(ForceOpt, OUT)
 OutputJson = in_panel(JsonOpt, OUT)
+ConfigFile = in_panel(config_option("max_epochs = 50"), OUT)
 
 
 def _opt(*names: str, panel: str, **kw: Any) -> Any:
@@ -400,16 +401,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    config: Annotated[
-        Optional[Path],
-        _opt(
-            "--config",
-            panel=OUT,
-            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50);"
-            " command-line flags win.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigFile = None,
     state_every: Annotated[
         float,
         _opt(

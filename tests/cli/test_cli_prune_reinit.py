@@ -237,3 +237,20 @@ def test_reinit_fan_out_keeps_or_zeroes_the_next_layers_weights(run_cli, tmp_pat
         cols[nxt["index"]] = True
         assert torch.equal(now[:, cols], before[:, cols] * factor)
         assert torch.equal(now[:, ~cols], before[:, ~cols])  # the other channels' weights untouched
+
+
+def test_prune_reads_its_options_from_a_config_file_and_flags_win(run_cli, tmp_path):
+    """--config is the same merge train has (cli/config_file.py): the file's values for the options
+    not given, keyed by the long option names; a flag given wins; an unknown key is a usage error."""
+    config = tmp_path / "prune.toml"
+    config.write_text("ratio = 0.5\nmin-keep = 2\nskip_first = false\n")
+    doc = json.loads(run_cli("prune", SAMPLE, "--dry-run", "--json", "--config", config).stdout)
+    assert (doc["rule"]["ratio"], doc["rule"]["min_keep"]) == (0.5, 2)
+    doc = json.loads(run_cli("prune", SAMPLE, "--dry-run", "--json", "--config", config, "--ratio", "0.25").stdout)
+    assert (doc["rule"]["ratio"], doc["rule"]["min_keep"]) == (0.25, 2)
+    config.write_text("ratoi = 0.5\n")
+    result = run_cli("prune", SAMPLE, "--dry-run", "--config", config)
+    assert result.exit_code == 2 and "unknown option 'ratoi'" in result.stderr
+    config.write_text("ratio = 2.0\n")
+    result = run_cli("prune", SAMPLE, "--dry-run", "--config", config)
+    assert result.exit_code == 2 and "ratio" in result.stderr and "Traceback" not in result.stderr
