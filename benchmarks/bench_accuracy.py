@@ -43,8 +43,8 @@ import sys
 import time
 from multiprocessing import get_context
 
-from orthocli.layer_scores import score_layers
-from orthocli.layers import convs_from_module
+from orthocli.method.layer_scores import score_layers
+from orthocli.network.layers import convs_from_module
 
 ARCH_KEYS = ("width", "depth", "kernel", "pool", "batchnorm", "activation")
 # Settings that only change what the method drops and re-introduces: configurations differing only
@@ -253,9 +253,9 @@ def run_one(job: dict) -> dict:
     from orthocli.config import TrainConfig
     from orthocli.data import prepare
     from orthocli.errors import Diverged
-    from orthocli.models import arch_spec, build_model, init_weights
+    from orthocli.network.models import arch_spec, build_model, init_weights
     from orthocli.seeding import set_seed
-    from orthocli.training import train
+    from orthocli.training.loop import train
 
     torch.set_num_threads(1)
     # a configuration may change the architecture or the validation split too (with its own control)
@@ -424,7 +424,7 @@ def main() -> None:
 
 
 def table(runs: list[dict], configs: list[tuple[str, dict]]) -> str:
-    from orthocli.stats import paired
+    from orthocli.training.stats import paired
 
     lines = [
         "| configuration | RePr | control | gain [95% CI] | RePr better | diverged |",

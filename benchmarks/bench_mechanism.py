@@ -43,7 +43,7 @@ def chance_of(run: dict) -> dict[str, float]:
     does not record, so it has no chance level and is left out."""
     if "chance" in run:
         return run["chance"]
-    from orthocli.orthogonality import chance_score
+    from orthocli.method.orthogonality import chance_score
 
     kernel = run.get("base", {}).get("kernel", 3)
     two_d = run["data"] == "digits" or "mnist5k" in run["data"]

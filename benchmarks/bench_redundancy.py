@@ -32,7 +32,7 @@ def pairs(out: Path) -> dict[int, tuple[Path, Path]]:
 
 def layer_means(path: Path) -> dict[str, tuple[tuple[int, ...], float, float]]:
     """Conv layer name -> (weight shape, mean filter score, random filters' score) of one checkpoint."""
-    from orthocli.checkpoint_scores import score_checkpoint
+    from orthocli.scoring.checkpoint_scores import score_checkpoint
 
     return {r.layer.name: (tuple(r.layer.weight.shape), r.mean, r.chance) for r in score_checkpoint(path).layers}
 

@@ -90,7 +90,7 @@ def folder_of_20(where: Path) -> Path:
     import numpy as np
     from safetensors.numpy import save_file
 
-    from orthocli import numpy_checkpoint
+    import orthocli.checkpoints.numpy_checkpoint as numpy_checkpoint
 
     onet = where / "onet.safetensors"
     arrays = numpy_checkpoint.load(ROOT / "tests" / "data" / "mtcnn_onet.pt").state_dict

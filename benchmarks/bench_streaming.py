@@ -118,9 +118,9 @@ def throughput(folder: Path, samples: int, workers: int, width: int, repeats: in
     import torch
 
     from orthocli.data import prepare
-    from orthocli.models import arch_spec, build_model
-    from orthocli.runtime import Runtime
-    from orthocli.training import TrainConfig, _optimizer, _train_epoch, loss_fn, set_seed
+    from orthocli.network.models import arch_spec, build_model
+    from orthocli.training.loop import TrainConfig, _optimizer, _train_epoch, loss_fn, set_seed
+    from orthocli.training.runtime import Runtime
 
     torch.set_num_threads(1)
     kw = dict(val_fraction=0, max_samples=samples, workers=workers)

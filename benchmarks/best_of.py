@@ -18,7 +18,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from orthocli.stats import paired
+from orthocli.training.stats import paired
 
 
 def configurations(paths: list[str]) -> dict[tuple[bool, str], dict[int, dict]]:

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from orthocli.banks import banks_from_model
-from orthocli.compact import compacted, param_count
 from orthocli.errors import CheckpointError
-from orthocli.export import _masked
-from orthocli.models import build_model
-from orthocli.subnet import apply_drops, make_record
+from orthocli.method.masking import masked_model
+from orthocli.method.subnet import apply_drops, make_record
+from orthocli.network.banks import banks_from_model
+from orthocli.network.compact import compacted, param_count
+from orthocli.network.models import build_model
 
 
 class CatNet(nn.Module):
@@ -128,7 +128,7 @@ def main() -> None:
         state = model.state_dict()
         apply_drops(state, make_record(state, banks_from_model(model), drops, {}))
         with torch.no_grad():
-            want = _masked(model, drops)(x)
+            want = masked_model(model, drops)(x)
             try:
                 small, report = compacted(model, drops, x)
                 ours = f"{param_count(small):,}" + (" (kept width)" if report.kept_width else "")

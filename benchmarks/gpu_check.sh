@@ -12,7 +12,7 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.c
 for i in range(torch.cuda.device_count()):
     print(" ", i, torch.cuda.get_device_name(i), "bf16" if torch.cuda.is_bf16_supported() else "no bf16")
 PY
-python -m pytest -q -p no:warnings tests/test_runtime.py tests/test_distributed.py
+python -m pytest -q -p no:warnings tests/training/test_runtime.py tests/training/test_distributed.py
 python benchmarks/train_speed.py --device-compare --epochs 5 --repeats 2
 out=$(mktemp -d)
 torchrun --nproc_per_node "$(python -c 'import torch; print(max(1, torch.cuda.device_count()))')" -m orthocli train \

@@ -1,4 +1,4 @@
-"""Speed of `orthocli.training.train` (a benchmark, not a test). Prints two ratios, each measured in
+"""Speed of `orthocli.training.loop.train` (a benchmark, not a test). Prints two ratios, each measured in
 this one run on the same machine:
 
 1. standard-mode throughput of `train()` against a minimal hand-written PyTorch loop on the same
@@ -28,10 +28,10 @@ import torch.nn.functional as F
 
 from orthocli.config import TrainConfig
 from orthocli.data import prepare
-from orthocli.models import arch_spec, build_model, init_weights
-from orthocli.runtime import Runtime
+from orthocli.network.models import arch_spec, build_model, init_weights
 from orthocli.seeding import set_seed
-from orthocli.training import train
+from orthocli.training.loop import train
+from orthocli.training.runtime import Runtime
 
 
 def fresh_model(data, width: int):

@@ -2,14 +2,19 @@
 
 The method (docs/method.md), in five steps that the code refers to by name:
 
-1. Acquire: read the weights of every layer (checkpoint.py) or build the model (models.py).
-2. Score: every conv filter by inter-filter orthogonality (orthogonality.py, layer_scores.py).
-3. Drop: move the most redundant filters into a sub-network (drops.py counts and ranking.py
+1. Acquire: read the weights of every layer (checkpoints/) or build the model (network/models.py).
+2. Score: every conv filter by inter-filter orthogonality (method/orthogonality.py, layer_scores.py).
+3. Drop: move the most redundant filters into a sub-network (method/: drops.py counts and ranking.py
    chooses by the options of config.py; subnet.py and masking.py mask and freeze; controller.py runs
    the schedule in any training loop).
 4. Re-introduce: train the sub-network, then give the dropped filters new values from the null
-   space of the layer's filters (subnet.py, nullspace.py) and train on.
-5. Output: the network once training has converged (training.py, experiment.py).
+   space of the layer's filters (method/subnet.py, nullspace.py) and train on.
+5. Output: the network once training has converged (training/: loop.py, experiment.py).
+
+The folders are the layers (docs/architecture.md): checkpoints/ (files; its readers/ need no torch),
+network/ (the model's structure), method/ (the steps above), scoring/, training/, export/, data/,
+and cli/ on top; the modules here are the options, errors and building blocks every layer shares,
+and the public API.
 
 "The patent" in comments is the patent text describing the method (claims 1-7); "the paper" is
 RePr (Prakash et al., CVPR 2019).
@@ -42,11 +47,11 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Cycle": "orthocli.controller",
-    "RePr": "orthocli.controller",
+    "Cycle": "orthocli.method.controller",
+    "RePr": "orthocli.method.controller",
     "ReprConfig": "orthocli.config",
-    "SubNetwork": "orthocli.subnet",
-    "DropPlan": "orthocli.drops",
+    "SubNetwork": "orthocli.method.subnet",
+    "DropPlan": "orthocli.method.drops",
     "drop": "orthocli.api",
     "plan_drops": "orthocli.api",
     "reinitialize": "orthocli.api",
@@ -57,10 +62,10 @@ _WHERE = {
 if TYPE_CHECKING:
     from orthocli.api import drop, plan_drops, reinitialize, score
     from orthocli.config import ReprConfig
-    from orthocli.controller import Cycle, RePr
-    from orthocli.drops import DropPlan
     from orthocli.lightning_callback import ReprCallback
-    from orthocli.subnet import SubNetwork
+    from orthocli.method.controller import Cycle, RePr
+    from orthocli.method.drops import DropPlan
+    from orthocli.method.subnet import SubNetwork
 
 
 def __getattr__(name: str) -> Any:

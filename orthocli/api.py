@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from orthocli.banks import FilterBank, banks_from_layers, banks_from_model
 from orthocli.config import ReprConfig
-from orthocli.drops import DropPlan
-from orthocli.drops import plan_drops as _plan
-from orthocli.graph import ModelGraph, method_graph, unwrap
-from orthocli.layer_scores import score_layers
-from orthocli.layers import ConvLayer, convs_from_module, convs_from_state_dict
-from orthocli.subnet import apply_drops, make_record, reintroduce
+from orthocli.method.drops import DropPlan
+from orthocli.method.drops import plan_drops as _plan
+from orthocli.method.layer_scores import score_layers
+from orthocli.method.subnet import apply_drops, make_record, reintroduce
+from orthocli.network.banks import FilterBank, banks_from_layers, banks_from_model
+from orthocli.network.graph import ModelGraph, method_graph, unwrap
+from orthocli.network.layers import ConvLayer, convs_from_module, convs_from_state_dict
 
 Source = nn.Module | Mapping[str, torch.Tensor]
 

@@ -1,7 +1,7 @@
 """The options, declared once. `ReprConfig`, the method's: its fields, defaults and checks are the
 one source that `RePr`, the Lightning callback, the plain functions of `api.py`, `prune`, `reinit`
 and every command's option defaults derive from. `TrainConfig` extends it with the training loop's
-own options (`orthocli train`, `training.train`). No torch here: `orthocli --help` builds the
+own options (`orthocli train`, `training.loop.train`). No torch here: `orthocli --help` builds the
 option defaults from them.
 
 Bad values raise `OptionError`, whose message names options as `{field}`: the library's own words
@@ -22,7 +22,7 @@ from orthocli.errors import OptionError, UsageError
 UNITS = ("epoch", "step")
 SCOPES = ("layer", "global")
 FAN_OUTS = ("zero", "keep")
-# Which filters of a layer a cycle drops, as many as the drop rule says (orthocli.ranking):
+# Which filters of a layer a cycle drops, as many as the drop rule says (orthocli.method.ranking):
 # "orthogonality" the most redundant first (the method), "random" a seeded random choice (the
 # control that asks whether the ranking matters), "least" the least redundant first.
 RANKINGS = ("orthogonality", "random", "least")
@@ -60,7 +60,7 @@ class ReprConfig:
     threshold: float | None = None  # instead: every filter scoring above this
     scope: str = "layer"  # "layer": each layer by itself; "global": ranked across the network by ratio (the authors')
     min_keep: int = 1  # filters every layer keeps
-    # --- which filters of a layer: the ranking (`orthocli.ranking`) ---
+    # --- which filters of a layer: the ranking (`orthocli.method.ranking`) ---
     ranking: str = "orthogonality"  # "orthogonality" (the method), "random" (a control), "least" (an ablation)
     # --- which layers may lose filters ---
     layers: list[str] = field(default_factory=list)  # only conv layers matching these patterns (empty: all)
@@ -140,7 +140,7 @@ class ReprConfig:
 
 
 # Fields whose option (flag, --config key, saved key) has another name: "schedule" alone would say
-# nothing about the learning rate next to the epoch phases (training.TrainConfig.lr_schedule).
+# nothing about the learning rate next to the epoch phases (TrainConfig.lr_schedule).
 _OPTION_NAMES = {"lr_schedule": "schedule"}
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from orthocli.config import ReprConfig
-from orthocli.controller import RePr
 from orthocli.errors import UsageError
+from orthocli.method.controller import RePr
 
 
 class ReprCallback(pl.Callback):

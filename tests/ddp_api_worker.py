@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: a user's own DistributedDataParallel loop on
+"""Run under torchrun by tests/training/test_distributed.py: a user's own DistributedDataParallel loop on
 the CPU (gloo) with orthocli.RePr; each rank trains on its own data and writes its parameters, its
 masks after every epoch and its cycles to OUT_DIR/rank<R>.pt."""
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from orthocli import RePr
-from orthocli.models import ConvNet
+from orthocli.network.models import ConvNet
 
 
 def main(out_dir: str) -> None:

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: trains a tiny ConvNet with the RePr schedule on
+"""Run under torchrun by tests/training/test_distributed.py: trains a tiny ConvNet with the RePr schedule on
 a streamed image folder (DistributedSampler shards) and writes this rank's final weights, drops and
 the samples it read in the first epoch to OUT_DIR/rank<R>.pt."""
 
@@ -9,10 +9,10 @@ import torch
 
 from orthocli.config import TrainConfig
 from orthocli.data import distributed_batches, prepare
-from orthocli.models import ConvNet, init_weights
-from orthocli.runtime import setup, teardown
+from orthocli.network.models import ConvNet, init_weights
 from orthocli.seeding import set_seed, sub_seed
-from orthocli.training import train
+from orthocli.training.loop import train
+from orthocli.training.runtime import setup, teardown
 
 
 def main(folder: str, out_dir: str) -> None:

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: trains a tiny ConvNet with the RePr schedule
+"""Run under torchrun by tests/training/test_distributed.py: trains a tiny ConvNet with the RePr schedule
 through `training.train` and writes this rank's final weights to OUT_DIR/rank<R>.pt."""
 
 import os
@@ -8,10 +8,10 @@ import torch
 
 from orthocli.config import TrainConfig
 from orthocli.data import prepare
-from orthocli.models import ConvNet, init_weights
-from orthocli.runtime import setup, teardown
+from orthocli.network.models import ConvNet, init_weights
 from orthocli.seeding import set_seed
-from orthocli.training import train
+from orthocli.training.loop import train
+from orthocli.training.runtime import setup, teardown
 
 
 def main(out_dir: str) -> None:

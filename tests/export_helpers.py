@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from orthocli import checkpoint
-from orthocli.banks import banks_from_model
-from orthocli.export import probe_batch
-from orthocli.models import build_model
-from orthocli.subnet import apply_drops, make_record
+import orthocli.checkpoints.checkpoint as checkpoint
+from orthocli.export.pipeline import probe_batch
+from orthocli.method.subnet import apply_drops, make_record
+from orthocli.network.banks import banks_from_model
+from orthocli.network.models import build_model
 
 
 class UserNet(nn.Module):

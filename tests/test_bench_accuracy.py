@@ -125,11 +125,11 @@ def test_reuse_takes_earlier_runs_instead_of_training_again(bench, tmp_path):
 def test_a_configuration_may_change_the_architecture_and_the_validation_split(bench, monkeypatch):
     """The `setup` grid's kernel and validation-split variants reach the model and the data (one
     short real run): with no validation part there is no early stopping and no validation figure."""
-    import orthocli.models
+    import orthocli.network.models
 
     built = []
-    real = orthocli.models.build_model
-    monkeypatch.setattr(orthocli.models, "build_model", lambda arch: built.append(arch) or real(arch))
+    real = orthocli.network.models.build_model
+    monkeypatch.setattr(orthocli.network.models, "build_model", lambda arch: built.append(arch) or real(arch))
     base = {"width": 8, "s1": 1, "s2": 1, "cycles": 1, "max_epochs": 4, "min_steps": 0, "patience": 1}
     job = {"data": "digits", "max_samples": 150, "arch": "convnet", "base": base, "label": "x", "seed": 0}
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from orthocli.config import ADAPTIVE_CAP
-from orthocli.orthogonality import chance_score
+from orthocli.method.orthogonality import chance_score
 
 SAMPLE = Path(__file__).parent.parent / "sample_models"
 
@@ -72,7 +72,7 @@ def test_the_tour_on_the_sample_model(run_cli, tmp_path):
 
     exported = run_json(run_cli, "export", tmp_path / "final.pt", "-o", tmp_path / "model.safetensors")
     assert exported["verified"]["max_abs_diff"] <= 1e-4
-    from orthocli.models import ConvNet
+    from orthocli.network.models import ConvNet
 
     state = load_file(str(tmp_path / "model.safetensors"))
     arch = torch.load(tmp_path / "final.pt", weights_only=True)["arch"]

@@ -201,7 +201,7 @@ def test_a_recorded_architecture_runs_no_code_without_trust(run_cli, tmp_path, c
     building that model would run the command. Without --trust nothing is imported or run (exit 6)."""
     import torch
 
-    from orthocli import checkpoint
+    import orthocli.checkpoints.checkpoint as checkpoint
 
     marker = tmp_path / "ran"
     arch = {"name": "callable", "target": "os:system", "args": {"command": f"touch {marker}"}}

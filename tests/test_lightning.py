@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 pl = pytest.importorskip("lightning.pytorch")
 
 from orthocli import RePr, ReprCallback  # noqa: E402
-from orthocli.models import ConvNet  # noqa: E402
+from orthocli.network.models import ConvNet  # noqa: E402
 
 OPTIONS = dict(s1=1, s2=2, cycles=1, ratio=0.4, seed=3)
 EPOCHS = 4

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from orthocli import seeding
-from orthocli.models import ConvNet, arch_spec, build_model, init_weights
+from orthocli.network.models import ConvNet, arch_spec, build_model, init_weights
 
 # One RePr cycle of `orthocli train`, 1 + 1 epochs, then one standard epoch.
 ONE_CYCLE = ["--s1", "1", "--s2", "1", "--cycles", "1", "--max-epochs", "3"]

@@ -62,8 +62,8 @@ def export(
     json_out: JsonOpt = False,
 ) -> None:
     """Export a checkpoint for deployment (safetensors, pt, pt2, TorchScript, ONNX), verified by loading it back."""
-    from orthocli.export import export as run_export
-    from orthocli.export import parse_shape
+    from orthocli.export.pipeline import export as run_export
+    from orthocli.export.pipeline import parse_shape
 
     shape = parse_shape(input_shape) if input_shape is not None else None
     doc = run_export(checkpoint, output, fmt=fmt, compact=compact, input_shape=shape, key=key, trust=trust, force=force)

@@ -5,7 +5,7 @@ Only the plain, valid command lines of `orthocli [--debug] score ...` are parsed
 else -- --help, another command, an option this table does not list, a value out of its range or
 not plainly a number, a missing argument -- returns None, and the Typer app parses the line
 instead, with its own messages. So this parser can only ever be faster, never different:
-tests/test_fast_args.py checks that the table below agrees with score.py's Typer options and that
+tests/cli/test_fast_args.py checks that the table below agrees with score.py's Typer options and that
 both parse the same lines into the same ScoreArgs.
 """
 

@@ -3,15 +3,28 @@ defaults are `ReprConfig`'s (`DEFAULTS`), the one source of the method's options
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from dataclasses import fields
+from typing import Annotated, Any, Literal, Optional, TypeVar
 
 import typer
 
-from orthocli.config import ADAPTIVE_CAP, ReprConfig
+from orthocli.config import ADAPTIVE_CAP, ReprConfig, option_name
 
 DEFAULTS = ReprConfig()  # read, never changed: each command's parameter defaults come from it
+LIST_OPTIONS = ("layers", "exclude")  # None when not given; an empty list in the config
+C = TypeVar("C", bound=ReprConfig)
 
-# Neither --ratio nor --threshold: the adaptive rule (drops.DropRule), said in each option's help.
+
+def config_from(cls: type[C], params: dict[str, Any]) -> C:
+    """`cls` (`ReprConfig`, `TrainConfig`) from a command's parameters that are its options, matched
+    by option name (`config.option_name`); an option the command has no parameter for keeps its
+    default. The commands build their config this way, never option by option."""
+    by_option = {option_name(f.name): f.name for f in fields(cls)}
+    given = {k: list(v or []) if k in LIST_OPTIONS else v for k, v in params.items() if k in by_option}
+    return cls(**{by_option[k]: v for k, v in given.items()})
+
+
+# Neither --ratio nor --threshold: the adaptive rule (method.drops.drop_counts), said in each option's help.
 RatioOpt = Annotated[
     Optional[float],
     typer.Option(

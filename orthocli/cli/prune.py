@@ -22,6 +22,7 @@ from orthocli.cli.common import (
     print_json,
     print_table,
 )
+from orthocli.cli.config_file import config_option, from_toml
 from orthocli.cli.options import (
     DEFAULTS,
     MinKeepOpt,
@@ -30,6 +31,7 @@ from orthocli.cli.options import (
     SkipFirstOpt,
     SkipLastOpt,
     ThresholdOpt,
+    config_from,
 )
 from orthocli.errors import UsageError
 
@@ -38,9 +40,12 @@ EPILOG = (
     "Plan only: orthocli prune model.pt --dry-run --json"
 )
 
+ConfigOpt = config_option("ratio = 0.3")
+
 
 @command
 def prune(
+    ctx: typer.Context,
     checkpoint: CkptArg,
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Where to write the pruned checkpoint.", show_default=False)
@@ -58,23 +63,18 @@ def prune(
     key: KeyOpt = None,
     trust: TrustOpt = False,
     json_out: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Drop the most redundant filters into a sub-network (masked, kept for reinit)."""
+    if config is not None:  # once more, with the file's values for the options not given on the command line
+        return prune(ctx, **{**ctx.params, **from_toml(ctx, config), "config": None})
+    params = dict(locals())  # the parameters, by name: the method's options among them
     from orthocli.config import ReprConfig
-    from orthocli.prune import prune as run_prune
+    from orthocli.method.prune import prune as run_prune
 
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")
-    config = ReprConfig(
-        ratio=ratio,
-        threshold=threshold,
-        scope=scope,
-        min_keep=min_keep,
-        layers=list(layers or []),
-        exclude=list(exclude or []),
-        skip_first=skip_first,
-        skip_last=skip_last,
-    )
+    config = config_from(ReprConfig, params)
     report = run_prune(checkpoint, None if dry_run else output, config, key=key, trust=trust, force=force)
     doc = report.to_json(flag)
     if json_out:

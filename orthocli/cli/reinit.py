@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
-from orthocli.cli.options import DEFAULTS, ReinitFanOutOpt, ReinitScaleOpt
+from orthocli.cli.options import DEFAULTS, ReinitFanOutOpt, ReinitScaleOpt, config_from
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
 
@@ -33,10 +33,11 @@ def reinit(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
+    params = dict(locals())  # the parameters, by name: the method's options among them
     from orthocli.config import ReprConfig
-    from orthocli.reinit import reinit as run_reinit
+    from orthocli.method.reinit import reinit as run_reinit
 
-    config = ReprConfig(seed=seed, reinit_scale=reinit_scale, reinit_fan_out=reinit_fan_out)
+    config = config_from(ReprConfig, params)
     report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)
     doc = report.to_json()
     if json_out:

@@ -14,7 +14,7 @@ from orthocli.cli.output import error, exit_code_of, log, message_of, name_colum
 from orthocli.errors import EXIT_GATE_FAILED, OrthoError, UsageError
 
 if TYPE_CHECKING:
-    from orthocli.checkpoint_scores import CheckpointScores, ScoreOptions
+    from orthocli.scoring.checkpoint_scores import CheckpointScores, ScoreOptions
 
 SCHEMA_VERSION = 2  # 2: one document for any number of checkpoints, a list under "checkpoints"
 SUMMARY_PREFIX = "orthocli-score:"  # the last stderr line: a machine-readable summary (docs/ci.md)
@@ -36,7 +36,7 @@ class ScoreArgs:
     trust: bool = False
     json_out: bool = False
     output_format: str | None = None  # one of FORMATS
-    plot: Path | None = None  # a PNG, or a folder of one PNG per checkpoint (score_pictures.py)
+    plot: Path | None = None  # a PNG, or a folder of one PNG per checkpoint (scoring/pictures.py)
     force: bool = False  # overwrite existing pictures
 
 
@@ -53,8 +53,8 @@ def run_guarded(args: ScoreArgs) -> int:
 
 def run(args: ScoreArgs) -> int:
     """Score every checkpoint the arguments name; print; return the exit code."""
-    from orthocli.checkpoint_files import expand
-    from orthocli.checkpoint_scores import (
+    from orthocli.checkpoints.files import expand
+    from orthocli.scoring.checkpoint_scores import (
         DEFAULT_TOLERANCE,
         ScoreOptions,
         combined_exit_code,
@@ -78,7 +78,7 @@ def run(args: ScoreArgs) -> int:
     targets = expand(args.checkpoints)
     pictures = None
     if args.plot is not None:  # every picture's path checked before anything is scored
-        from orthocli.score_pictures import draw_picture, plan_pictures
+        from orthocli.scoring.pictures import draw_picture, plan_pictures
 
         pictures = plan_pictures(args.plot, [t.path for t in targets], force=args.force)
     entries, codes, failed, rose, worst, scored_layers = [], [], [], [], None, 0
@@ -127,7 +127,7 @@ def run(args: ScoreArgs) -> int:
 def _stored_report(path: Path | None):
     if path is None:
         return None
-    from orthocli.stored_report import StoredReport
+    from orthocli.scoring.stored_report import StoredReport
 
     return StoredReport.read(path)
 

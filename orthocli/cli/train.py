@@ -1,11 +1,11 @@
 """`orthocli train`: parses the options (and --config TOML) into the typed options of
-`orthocli.experiment` and `orthocli.training.TrainConfig`, hands them to `experiment.Experiment`
-(which builds the model and data, trains and writes the files), and renders progress and the
-summary. Training itself is `orthocli.training`."""
+`orthocli.training.options` and `orthocli.config.TrainConfig`, hands them to
+`orthocli.training.experiment.Experiment` (which builds the model and data, trains and writes the
+files), and renders progress and the summary. Training itself is `orthocli.training.loop`."""
 
 from __future__ import annotations
 
-import os
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
@@ -22,11 +22,9 @@ from orthocli.cli.common import (
     command,
     fail,
     in_panel,
-    log,
     print_json,
-    stderr,
-    stdout,
 )
+from orthocli.cli.config_file import config_option, from_toml
 from orthocli.cli.options import (
     MinKeepOpt,
     RatioOpt,
@@ -36,13 +34,15 @@ from orthocli.cli.options import (
     SkipFirstOpt,
     SkipLastOpt,
     ThresholdOpt,
+    config_from,
 )
+from orthocli.cli.train_render import COLUMN, Progress, render, render_seeds
 from orthocli.config import TrainConfig
-from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
-from orthocli.experiment import STATE_EVERY
+from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED
+from orthocli.training.options import STATE_EVERY
 
 if TYPE_CHECKING:
-    from orthocli.experiment import DataOptions, RedundancyNote
+    from orthocli.training.options import DataOptions
 
 EPILOG = (
     "Example: orthocli train --cycles 5 --baseline -o runs/mnist1d.pt --plot runs/mnist1d.png\n\n"
@@ -59,6 +59,12 @@ HW = "Hardware"
 OUT = "Output"
 
 TRAIN = TrainConfig()  # read, never changed: the defaults of every option below that TrainConfig holds
+# Each option is spelled once, in config.py or training/options.py, and given a parameter of the
+# same name below (a TrainConfig field by its option name: --schedule is lr_schedule); the command
+# builds the typed options from the parameters by name. A test checks both ways (a field without a
+# parameter, a parameter that is no field and not one of these).
+TRAIN_OPTIONS = [name for name in TRAIN.to_dict() if name != "ranking"]  # ranking: each arm's own
+COMMAND_ONLY = ("config", "state_every", "resume", "seeds", "force", "json_out")  # how it runs, not what
 
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
@@ -76,6 +82,7 @@ ModelTrust = in_panel(TrustOpt, ARCH)
 Output = in_panel(OutOpt, OUT)
 OutputForce = in_panel(ForceOpt, OUT)
 OutputJson = in_panel(JsonOpt, OUT)
+ConfigFile = in_panel(config_option("max_epochs = 50"), OUT)
 
 
 def _opt(*names: str, panel: str, **kw: Any) -> Any:
@@ -394,16 +401,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    config: Annotated[
-        Optional[Path],
-        _opt(
-            "--config",
-            panel=OUT,
-            help="Read options from a TOML file (keys as the long option names, e.g. max_epochs = 50);"
-            " command-line flags win.",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigFile = None,
     state_every: Annotated[
         float,
         _opt(
@@ -426,81 +424,21 @@ def train(
     """Train with the RePr schedule: train, drop redundant filters, train the sub-network, re-introduce them
     orthogonally, repeat."""
     if config is not None:  # once more, with the file's values for the options not given on the command line
-        return train(ctx, **{**ctx.params, **_from_toml(ctx, config), "config": None})
-    from orthocli.experiment import (
-        Experiment,
-        HardwareOptions,
-        ModelOptions,
-        OutputOptions,
-        Reporter,
-        state_path,
-    )
+        return train(ctx, **{**ctx.params, **from_toml(ctx, config), "config": None})
+    args = {name: value for name, value in locals().items() if name != "ctx"}  # the parameters, by name
+    from orthocli.training.experiment import Experiment, Reporter, state_path
+    from orthocli.training.options import HardwareOptions, ModelOptions, OutputOptions
 
-    reporter: Reporter = _Progress()
-    hardware = HardwareOptions(device=device, precision=precision, threads=threads, compile=compile)
+    reporter: Reporter = Progress()
+    hardware = _group(HardwareOptions, args)
     if resume and seeds is None:
         run = Experiment.resumed(_path(output), hardware=hardware, state_every=state_every, reporter=reporter)
     else:
-        cfg = TrainConfig(
-            s1=s1,
-            s2=s2,
-            cycles=cycles,
-            max_epochs=max_epochs,
-            patience=patience,
-            min_steps=min_steps,
-            ratio=ratio,
-            threshold=threshold,
-            scope=scope,
-            min_keep=min_keep,
-            layers=list(layers or []),
-            exclude=list(exclude or []),
-            skip_first=skip_first,
-            skip_last=skip_last,
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=schedule,
-            batch_size=batch_size,
-            loss=loss,
-            seed=seed,
-            deterministic=deterministic,
-            val_fraction=val_fraction,
-            baseline=baseline,
-            reinit_scale=reinit_scale,
-            reinit_fan_out=reinit_fan_out,
-        )
+        cfg = config_from(TrainConfig, args)
         options = dict(
-            model=ModelOptions(
-                checkpoint=_path(checkpoint),
-                key=key,
-                trust=trust,
-                arch=arch,
-                width=width,
-                depth=depth,
-                kernel=kernel,
-                pool=pool,
-                batchnorm=batchnorm,
-                activation=activation,
-            ),
-            data=_data_options(
-                data,
-                reporter,
-                test_data=_path(test_data),
-                max_samples=max_samples,
-                image_size=image_size,
-                augment=augment,
-                workers=workers,
-                in_memory=in_memory,
-            ),
-            outputs=OutputOptions(
-                output=_path(output),
-                baseline=baseline,
-                control=control,
-                save_cycles=save_cycles,
-                metrics=_path(metrics),
-                plot=_path(plot),
-            ),
+            model=_group(ModelOptions, args),
+            data=_data_options(args, reporter),
+            outputs=_group(OutputOptions, args),
             hardware=hardware,
             force=force,
             state_every=state_every,
@@ -524,19 +462,18 @@ def train(
     if json_out:
         print_json(doc)
     else:
-        _render(doc)
+        render(doc)
     if run.diverged:  # the results are out; the exit code says a run was lost
         lost = " and ".join(_THE_ARM[r] for r in run.diverged)
         fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
 
 
 _THE_ARM = {"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"}
-_COLUMN = {"repr": "RePr", "baseline": "control", "random": "random"}  # the arms' columns in tables
 
 
 def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
     """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
-    from orthocli.paired_runs import run_seeds
+    from orthocli.training.paired_runs import run_seeds
 
     try:
         doc = run_seeds(cfg, n, resume=resume, **options)
@@ -545,317 +482,42 @@ def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **op
     if json_out:
         print_json(doc)
     else:
-        _render_seeds(doc)
+        render_seeds(doc)
     if doc["diverged"]:
-        lost = ", ".join(f"seed {d['seed']} {_COLUMN[d['run']]}" for d in doc["diverged"])
+        lost = ", ".join(f"seed {d['seed']} {COLUMN[d['run']]}" for d in doc["diverged"])
         fail(f"runs diverged ({lost}); they are left out of the summary; lower --lr", EXIT_DIVERGED)
 
 
-def _render_seeds(doc: dict) -> None:
-    from rich.table import Table
-
-    out = stdout()
-    roles = ["repr", "baseline"] + (["random"] if any("random" in row for row in doc["seeds"]) else [])
-    table = Table(title="Per seed: test accuracy (val accuracy)")
-    for col in ("seed", *(_COLUMN[r] for r in roles)):
-        table.add_column(col, justify="right")
-    pairs = [(a, b) for _, a, b in _comparisons(roles)]
-    for a, b in pairs:
-        table.add_column(f"{_COLUMN[a]} - {_COLUMN[b]}" if len(pairs) > 1 else "difference", justify="right")
-
-    def cell(r: dict) -> str:
-        if "diverged" in r:
-            return f"diverged in epoch {r['diverged']['epoch']}"
-        if "skipped" in r:
-            return "not trained"
-        return f"{_pct(r.get('test_accuracy'))} ({_pct(r.get('val_accuracy'))})"
-
-    def diff(m: dict, c: dict) -> str:
-        both = "test_accuracy" in m and "test_accuracy" in c
-        return f"{100 * (m['test_accuracy'] - c['test_accuracy']):+.1f} pts" if both else "-"
-
-    for row in doc["seeds"]:
-        table.add_row(str(row["seed"]), *(cell(row[r]) for r in roles), *(diff(row[a], row[b]) for a, b in pairs))
-    out.print(table)
-    summary = doc["summary"]
-    first = summary.get("repr_vs_control", {})
-    table = Table(title=f"Over {summary['pairs']} seeds: mean ± sd (%)")
-    for col in ("", "test accuracy", "val accuracy"):
-        table.add_column(col, justify="right", no_wrap=True)
-    arms = {"repr": ("repr_vs_control", "method"), "baseline": ("repr_vs_control", "control")}
-    if "random" in roles:
-        arms["random"] = ("random_vs_control", "method")
-    for role, (key, side) in arms.items():
-        cells = []
-        for metric in ("test_accuracy", "val_accuracy"):
-            p = summary.get(key, first).get(metric)
-            cells.append("-" if p is None else f"{100 * p[side]['mean']:.2f} ± {100 * p[side]['sd']:.2f}")
-        table.add_row(_COLUMN[role], *cells)
-    out.print(table)
-    table = Table(title="Paired by seed: first arm minus second (pts), its 95% CI, and wins")
-    for col in ("", "", "difference [95% CI]", "wins"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for key, a, b in _comparisons(roles):
-        for label, metric in (("test", "test_accuracy"), ("val", "val_accuracy")):
-            p = summary.get(key, {}).get(metric)
-            if p is None:
-                continue
-            ci = "" if p["ci_low"] is None else f" [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]"
-            table.add_row(
-                f"{_COLUMN[a]} - {_COLUMN[b]}", label, f"{100 * p['mean_difference']:+.2f}{ci}", f"{p['wins']}/{p['n']}"
-            )
-    out.print(table)
-    out.print(summary["verdict"], markup=False)
-
-
-def _comparisons(roles: list[str]) -> list[tuple[str, str, str]]:
-    from orthocli.paired_runs import COMPARISONS
-
-    return [c for c in COMPARISONS if c[1] in roles and c[2] in roles]
-
-
 # ---------------------------------------------------------------------------------------------
-# Options from TOML
+# The typed options
 
 
 def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _data_options(data: str | None, reporter, **options: Any) -> DataOptions:
-    """--data as a built-in set's name (the default set when not given) or a path; `options`: the
-    other fields of DataOptions."""
+def _data_options(args: dict[str, Any], reporter) -> DataOptions:
+    """`DataOptions` from the parameters: --data as a built-in set's name (the default set when not
+    given) or a path."""
     from orthocli.data import DEFAULT_DATA, builtin_name
-    from orthocli.experiment import DataOptions
+    from orthocli.training.options import DataOptions
 
+    data = args["data"]
     name = DEFAULT_DATA if data is None else builtin_name(data)
     if data is not None and name is not None and Path(data).exists():
         reporter.log(f"--data {data} is the built-in set; for the file or folder of that name write ./{data}")
-    return DataOptions(data=None if name is not None else Path(data), builtin=name, **options)
+    return _group(DataOptions, args, data=None if name is not None else Path(data), builtin=name)
 
 
-def _from_toml(ctx: typer.Context, path: Path) -> dict[str, Any]:
-    """The values the file at `path` gives for options not given on the command line, by parameter
-    name, checked by the options' own parsers; UsageError for an unreadable file, an unknown key or
-    a bad value."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise UsageError(
-                "--config needs Python 3.11, or the tomli package on Python 3.10: pip install tomli"
-            ) from None
-    try:
-        table = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"--config {path}: cannot read it ({e.strerror or e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"--config {path}: not valid TOML ({e})") from None
-    params = {p.name: p for p in ctx.command.params}
-    out = {}
-    for raw, value in table.items():
-        name = {"json": "json_out"}.get(raw.replace("-", "_"), raw.replace("-", "_"))
-        if name not in params or name == "config":
-            known = ", ".join(sorted(n for n in params if n != "config"))
-            raise UsageError(f"--config {path}: unknown option '{raw}'; the options are: {known}")
-        if _given(ctx, name):
-            continue  # given on the command line (or in the environment): the flag wins
-        try:
-            out[name] = params[name].process_value(ctx, value)
-        except Exception as e:  # the parser's own check of the value (choices, ranges, types)
-            raise UsageError(f"--config {path}: bad value for '{raw}': {getattr(e, 'message', e)}") from None
-    return out
+def _group(cls: type, args: dict[str, Any], **computed: Any) -> Any:
+    """An option group (a frozen dataclass) from the parameters of the same names; `computed`: the
+    fields that are no parameter of their own (or not as given)."""
+    values = {f.name: _value(args[f.name], f.type) for f in fields(cls) if f.name not in computed}
+    return cls(**values, **computed)
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether the user gave option `name`. Compared by the source's name, never by importing click's
-    enum: Typer >= 0.24 carries its own copy of click, and an installed click's enum never equals it."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
-def _cycle_line(role: str, c: dict) -> str:
-    label = _LABEL[role]
-    dropped = sum(c["dropped"].values())
-    text = (
-        f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop"
-        f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
-    )
-    if dropped:
-        text += f"; {dropped} filters dropped and re-introduced" + (" (random ones)" if role == "random" else "")
-    elif role == "random":
-        text += "; no filter dropped (the RePr run dropped none in this cycle)"
-    elif role != "baseline":
-        text += "; no filter dropped (the rule chose none: the whole network trained)"
-    if c["fallbacks"]:
-        text += f" ({sum(v['kept_only'] + v['random'] for v in c['fallbacks'].values())} by fallback)"
-    unknown = [n for n, r in (c.get("reintroduced") or {}).items() if r.get("fan_out") == "unknown"]
-    if unknown:
-        text += f"; the output changed at re-introduction (what reads {', '.join(unknown)} is not known)"
-    return text
-
-
-_LABEL = {"repr": "RePr", "baseline": "baseline", "random": "random"}  # progress and cycle lines
-
-
-def _redundancy_lines(note: RedundancyNote) -> list[str]:
-    """What `train` says of the method's candidate layers against random filters (experiment.RedundancyNote)."""
-    report = note.report
-    if note.when == "start":
-        head = "Redundancy before training (candidate layers: mean filter score against random filters of their shape)"
-        if note.new_model and note.first_drop_epoch:
-            epochs = f"{note.first_drop_epoch} epoch" + ("s" if note.first_drop_epoch != 1 else "")
-            head += f"; a new model starts at random filters, the first drop reads them after {epochs}"
-    else:
-        head = f"Redundancy at cycle 1's drop (after epoch {note.epoch})"
-    lines = [head + ":"]
-    for layer in report.layers:
-        ratio = "" if layer.ratio is None else f" ({layer.ratio:.2f}x)"
-        drops = "" if layer.drops is None else f"; the default rule drops {layer.drops} of {layer.filters}"
-        lines.append(f"  {layer.name}: mean {layer.mean:.3f}, random filters {layer.chance:.3f}{ratio}{drops}")
-    # a new model's filters start random: only the trained ones say whether there is anything to drop
-    if report.nothing_to_drop and not (note.when == "start" and note.new_model and note.first_drop_epoch):
-        where = "from these weights" if note.when == "start" else "in cycle 1"
-        lines.append(
-            f"No candidate layer is redundant enough: the default rule drops nothing {where}, and while that holds"
-            " the RePr run trains as the control does. Give --ratio to drop anyway."
-        )
-    return lines
-
-
-class _Progress:
-    """The `experiment.Reporter` of the CLI: a Rich progress bar on stderr when it is a terminal (and NO_COLOR
-    unset); otherwise one line per cycle and run."""
-
-    PHASES = {"standard": "standard", "subnet": "sub-net", "final": "final"}
-
-    def __init__(self) -> None:
-        self.console = stderr()
-        self.quiet = False  # set on ranks other than 0: rank 0 reports
-        self.bar = None
-        self.tasks: dict[str, Any] = {}
-        self.told_start = False  # the layers before training are told once per command (--seeds: once, not N times)
-
-    def log(self, text: str) -> None:
-        if not self.quiet:
-            log(text)
-
-    def __enter__(self) -> _Progress:
-        if not self.quiet and self.console.is_terminal and not os.environ.get("NO_COLOR"):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
-                console=self.console,
-            )
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def start(self, role: str, cfg: TrainConfig) -> None:
-        if self.bar is not None:
-            self.tasks[role] = self.bar.add_task(role, total=cfg.total_epochs, stats="")
-
-    def update(self, role: str, event: dict) -> None:
-        e = event
-        if self.bar is None:
-            return
-        where = self.PHASES.get(e["phase"], e["phase"]) + (f" {e['cycle']}" if e["cycle"] else "")
-        label = _LABEL[role]
-        stats = f"loss {e['loss']:.4f}  acc {_pct(e['train_acc'])}  val {_pct(e['val_acc'])}"
-        self.bar.update(
-            self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats
-        )
-
-    def cycle(self, role: str, entry: dict) -> None:
-        if self.quiet:
-            return
-        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, entry), markup=False)
-
-    def redundancy(self, note: RedundancyNote) -> None:
-        if self.quiet or (note.when == "start" and self.told_start):
-            return
-        self.told_start = self.told_start or note.when == "start"
-        for line in _redundancy_lines(note):
-            (self.bar.console if self.bar is not None else self.console).print(line, markup=False)
-
-
-def _short_names(names: list[str]) -> dict[str, str]:
-    """Layer names without the dotted prefix they all share ("features.conv2" -> "conv2")."""
-    parts = [n.split(".") for n in dict.fromkeys(names)]
-    common = 0
-    while parts and all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
-        common += 1
-    return {".".join(p): ".".join(p[common:]) for p in parts}
-
-
-def _render(doc: dict) -> None:
-    from rich.table import Table
-
-    out = stdout()
-    if doc.get("cycles"):
-        table = Table(title="RePr cycles (validation accuracy)")
-        for col in ("cycle", "before drop", "after S2", "after reinit", "re-introduced", "fallbacks"):
-            left = col.startswith(("re-", "fall"))
-            table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
-        short = _short_names([n for c in doc["cycles"] for n in c["dropped"]])
-        for c in doc["cycles"]:
-            per_layer = " ".join(f"{short[n]}:{k}" for n, k in c["dropped"].items()) or "-"
-            fallbacks = (
-                ", ".join(
-                    f"{short.get(n, n)}: {v['kept_only']} kept-only, {v['random']} random"
-                    for n, v in c["fallbacks"].items()
-                )
-                or "none"
-            )
-            table.add_row(
-                str(c["cycle"]),
-                _pct(c["val_before_drop"]),
-                _pct(c["val_after_subnet"]),
-                _pct(c["val_after_reinit"]),
-                per_layer,
-                fallbacks,
-            )
-        out.print(table)
-    arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
-    runs = [(_LABEL[r], a) for r, a in arms.items()]
-    pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
-    table = Table(title="Result" + (" (same budget, seed and data order)" if len(runs) > 1 else ""))
-    table.add_column("")
-    for name, _ in runs:
-        table.add_column(name, justify="right")
-    for a, b in pairs:
-        table.add_column(f"{_LABEL[a]} - {_LABEL[b]}" if len(pairs) > 1 else "difference", justify="right")
-    rows = [("val accuracy", "val_accuracy"), ("test accuracy", "test_accuracy")]
-    for label, k in rows:
-        if not any(k in r for _, r in runs):
-            continue
-        diffs = [
-            f"{100 * (arms[a][k] - arms[b][k]):+.1f} pts"
-            if arms[a].get(k) is not None and arms[b].get(k) is not None
-            else "-"
-            for a, b in pairs
-        ]
-        table.add_row(label, *(_pct(r.get(k)) for _, r in runs), *diffs)
-
-    def epochs(r: dict) -> str:
-        if "diverged" in r:
-            return f"diverged in {r['diverged']['epoch']}"
-        return "not trained" if "skipped" in r else str(r["epochs"])
-
-    table.add_row("epochs", *(epochs(r) for _, r in runs), *([""] * len(pairs)))
-    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] * len(pairs)))
-    out.print(table)
+def _value(value: Any, annotation: Any) -> Any:
+    """A parameter's value as its field holds it: a path as a Path (a --config file gives a str)."""
+    if "Path" in str(annotation) and value is not None:
+        return Path(value)
+    return value

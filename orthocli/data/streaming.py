@@ -176,7 +176,7 @@ def distributed_batches(
     `set_epoch`, every rank the same number of samples) cut into batches of
     ceil(batch_size / world_size), so a step over all ranks sees about `batch_size` samples. A last
     batch of one sample (BatchNorm) joins the one before, on every rank alike. As in one process
-    (`training.batches`), more shuffled passes follow until there are `min_steps` batches; every
+    (`training.loop.batches`), more shuffled passes follow until there are `min_steps` batches; every
     rank makes as many, so the ranks step together."""
     sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     per_rank = max(1, math.ceil(batch_size / world_size))

@@ -1,0 +1,184 @@
+"""Paired runs, `orthocli train --baseline --seeds N`: N (method, control) pairs with seeds S..S+N-1 (S = --seed,
+0 by default), and the paired statistics over them (`stats.paired`); with --control random N
+triples, and three paired comparisons (RePr against the control, random drops against the control,
+RePr against random drops), and one plain verdict line (`verdicts.verdict`).
+
+Each seed is one experiment (`experiment.Experiment`) writing next to -o OUT.pt:
+OUT.seed<k>.pt (the method run), OUT.seed<k>.baseline.pt (the control) and OUT.seed<k>.random.pt
+(--control random), with their state files while they run. With --resume each seed continues where
+it stopped: a seed whose files are all written and have no state file is read back, one with a state
+file resumes from it (its saved options), the others start with the options given now (give the
+same ones again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orthocli.errors import UsageError
+from orthocli.training.experiment import Experiment, Reporter, check_control, role_output, sibling, state_path
+from orthocli.training.options import DataOptions, HardwareOptions, ModelOptions, OutputOptions
+
+if TYPE_CHECKING:
+    from orthocli.config import TrainConfig
+
+
+# The comparisons of a sweep: (JSON key, first arm, second arm); differences are first minus second.
+COMPARISONS = (
+    ("repr_vs_control", "repr", "baseline"),
+    ("random_vs_control", "random", "baseline"),
+    ("repr_vs_random", "repr", "random"),
+)
+
+
+def seed_output(output: Path, seed: int) -> Path:
+    """Where seed `seed`'s method run is written (its other arms: `experiment.role_output(that, role)`)."""
+    return sibling(output, f"seed{seed}")
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    repr: dict  # the experiment's summary of the method run (or {"diverged": ..., "output": None})
+    baseline: dict  # the same for the control
+    random: dict | None = None  # the same for the random-drop arm (--control random); {"skipped": ...} untrained
+
+    def arm(self, role: str) -> dict | None:
+        return {"repr": self.repr, "baseline": self.baseline, "random": self.random}[role]
+
+    def to_dict(self) -> dict:
+        doc = {"seed": self.seed, "repr": self.repr, "baseline": self.baseline}
+        if self.random is not None:
+            doc["random"] = self.random
+        return doc
+
+
+def run_seeds(
+    cfg: TrainConfig,
+    n: int,
+    *,
+    model: ModelOptions,
+    data: DataOptions,
+    outputs: OutputOptions,
+    hardware: HardwareOptions,
+    force: bool,
+    resume: bool,
+    state_every: float,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    """Train the N pairs in seed order; the document `train --json` prints."""
+    import orthocli.checkpoints.checkpoint as ckpt_io
+    from orthocli.training.experiment import default_output
+
+    if n < 1:
+        raise UsageError(f"--seeds must be at least 1, got {n}")
+    if not outputs.baseline:
+        raise UsageError("--seeds compares the method with its control seed by seed: add --baseline")
+    check_control(cfg, outputs)
+    if outputs.save_cycles or outputs.metrics or outputs.plot:
+        raise UsageError("--seeds writes one model pair per seed; --save-cycles, --metrics and --plot need one run")
+    if resume and outputs.output is None:
+        raise UsageError("--resume needs -o/--output: the output path of the interrupted run")
+    output = outputs.output or default_output(model.arch or "convnet")
+    roles = ("repr", "baseline") + (("random",) if outputs.control == "random" else ())
+    arms = "RePr then control" if len(roles) == 2 else "RePr, control, then random drops"
+    results, diverged, last = [], [], {}
+    for i, seed in enumerate(range(cfg.seed, cfg.seed + n)):
+        out = seed_output(output, seed)
+        reporter.log(f"Seed {seed} ({i + 1} of {n}): {arms}, writing {out}")
+        files = [role_output(out, role) for role in roles]
+        finished = all(p.exists() for p in files) and not state_path(out).exists()
+        if resume and finished:  # done before the interruption: read its summaries back
+            done = [{**ckpt_io.load(p).extras["summary"], "output": str(p)} for p in files]
+            results.append(SeedResult(seed, *done))
+            continue
+        if resume and state_path(out).exists():
+            run = Experiment.resumed(out, hardware=hardware, state_every=state_every, reporter=reporter)
+        else:
+            run = Experiment.fresh(
+                dataclasses.replace(cfg, seed=seed),
+                model=model,
+                data=data,
+                outputs=dataclasses.replace(outputs, output=out),
+                hardware=hardware,
+                force=force or resume,
+                state_every=state_every,
+                reporter=reporter,
+            )
+        run.train_all()
+        doc = run.close()
+        if doc is None:  # not rank 0
+            continue
+        baseline, random = doc.pop("baseline"), doc.pop("random", None)
+        method = {k: doc[k] for k in doc if k not in ("runtime", "config", "data")}
+        results.append(SeedResult(seed, method, baseline, random))
+        diverged += [(seed, role) for role in run.diverged]
+        last = doc
+    return summarise(results, diverged, last)
+
+
+def _finished(run: dict | None) -> bool:
+    return run is not None and "diverged" not in run and "skipped" not in run
+
+
+def compare(results: list[SeedResult], first: str, second: str) -> dict[str, Any]:
+    """`first` against `second` over the seeds where both finished: for test and validation
+    accuracy (where every such seed has it) the `stats.paired` document."""
+    from orthocli.training.stats import paired
+
+    both = [r for r in results if _finished(r.arm(first)) and _finished(r.arm(second))]
+    out: dict[str, Any] = {}
+    for key in ("test_accuracy", "val_accuracy"):
+        pairs = [(r.arm(first).get(key), r.arm(second).get(key)) for r in both]
+        if pairs and all(a is not None and b is not None for a, b in pairs):
+            out[key] = paired([a for a, _ in pairs], [b for _, b in pairs]).to_dict()
+    return out
+
+
+def summarise(results: list[SeedResult], diverged: list[tuple[int, str]], last: dict) -> dict[str, Any]:
+    """Per seed results, the paired statistics over the seeds where both runs of a comparison
+    finished, and the verdict."""
+    both = [r for r in results if _finished(r.repr) and _finished(r.baseline)]
+    summary: dict[str, Any] = {"pairs": len(both)}
+    summary.update(compare(results, "repr", "baseline"))  # test_accuracy, val_accuracy: RePr against the control
+    with_random = any(r.random is not None for r in results)
+    for key, first, second in COMPARISONS:
+        if with_random or "random" not in (first, second):
+            summary[key] = compare(results, first, second)
+    summary["verdict"] = _verdict(results, summary, with_random)
+    return {
+        "seeds": [r.to_dict() for r in results],
+        "summary": summary,
+        "diverged": [{"seed": s, "run": role} for s, role in diverged],
+        "runtime": last.get("runtime"),
+        "config": {k: v for k, v in (last.get("config") or {}).items() if k != "seed"},
+        "data": last.get("data"),
+    }
+
+
+def _verdict(results: list[SeedResult], summary: dict[str, Any], with_random: bool) -> str:
+    from orthocli.training.stats import Arm, Paired
+    from orthocli.training.verdicts import verdict
+
+    # test accuracy where the method's comparison has it, else validation accuracy
+    key = "test_accuracy" if "test_accuracy" in summary["repr_vs_control"] else "val_accuracy"
+
+    def read(name: str) -> Paired | None:
+        doc = summary.get(name, {}).get(key)
+        if doc is None:
+            return None
+        return Paired(**{**doc, "method": Arm(**doc["method"]), "control": Arm(**doc["control"])})
+
+    methods = [r.repr for r in results if _finished(r.repr)]
+    # every method run had cycles and none dropped a filter: the rule found nothing to remove
+    nothing = bool(methods) and all(m["cycles"] and not any(c["dropped"] for c in m["cycles"]) for m in methods)
+    return verdict(
+        read("repr_vs_control"),
+        random=read("random_vs_control") if with_random else None,
+        ranking=read("repr_vs_random") if with_random else None,
+        metric=key.replace("_", " "),
+        dropped_nothing=nothing,
+    )
