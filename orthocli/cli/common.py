@@ -23,6 +23,7 @@ from orthocli.cli.output import (  # noqa: F401 (re-exported for the command mod
     flag,
     log,
     name_column,
+    output_folder,
     print_json,
     print_table,
     stderr,

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
+from orthocli.cli.common import (
+    CkptArg,
+    ForceOpt,
+    JsonOpt,
+    OutOpt,
+    command,
+    log,
+    name_column,
+    output_folder,
+    print_json,
+    print_table,
+)
 from orthocli.cli.options import DEFAULTS, ReinitFanOutOpt, ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
@@ -37,6 +48,7 @@ def reinit(
     from orthocli.reinit import reinit as run_reinit
 
     config = ReprConfig(seed=seed, reinit_scale=reinit_scale, reinit_fan_out=reinit_fan_out)
+    output_folder(output)  # a missing folder is created, as every command's
     report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)
     doc = report.to_json()
     if json_out:

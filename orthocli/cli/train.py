@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
+from orthocli.cli import run_lines
 from orthocli.cli.common import (
     ExcludeOpt,
     ForceOpt,
@@ -23,6 +24,7 @@ from orthocli.cli.common import (
     fail,
     in_panel,
     log,
+    output_folder,
     print_json,
     stderr,
     stdout,
@@ -506,6 +508,8 @@ def train(
             state_every=state_every,
             reporter=reporter,
         )
+        for path in (output, metrics, plot):  # a missing folder is created, as the default runs/ is
+            output_folder(path)
         if seeds is not None:
             return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, **options)
         run = Experiment.fresh(cfg, **options)
@@ -680,7 +684,9 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def _cycle_line(role: str, c: dict) -> str:
+def _cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> str:
+    if role == "baseline":  # the control drops nothing: no phases of the method in its line
+        return run_lines.control_line(c, schedule)
     label = _LABEL[role]
     dropped = sum(c["dropped"].values())
     text = (
@@ -741,6 +747,7 @@ class _Progress:
         self.bar = None
         self.tasks: dict[str, Any] = {}
         self.told_start = False  # the layers before training are told once per command (--seeds: once, not N times)
+        self.schedule: dict[str, tuple[int, int]] = {}  # role -> (s1, s2): the epochs the cycle lines name
 
     def log(self, text: str) -> None:
         if not self.quiet:
@@ -766,6 +773,7 @@ class _Progress:
             self.bar.__exit__(*exc)
 
     def start(self, role: str, cfg: TrainConfig) -> None:
+        self.schedule[role] = (cfg.s1, cfg.s2)
         if self.bar is not None:
             self.tasks[role] = self.bar.add_task(role, total=cfg.total_epochs, stats="")
 
@@ -783,7 +791,9 @@ class _Progress:
     def cycle(self, role: str, entry: dict) -> None:
         if self.quiet:
             return
-        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, entry), markup=False)
+        (self.bar.console if self.bar is not None else self.console).print(
+            _cycle_line(role, entry, self.schedule.get(role)), markup=False
+        )
 
     def redundancy(self, note: RedundancyNote) -> None:
         if self.quiet or (note.when == "start" and self.told_start):
@@ -833,7 +843,7 @@ def _render(doc: dict) -> None:
     arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
     runs = [(_LABEL[r], a) for r, a in arms.items()]
     pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
-    table = Table(title="Result" + (" (same budget, seed and data order)" if len(runs) > 1 else ""))
+    table = Table(title="Result" + (": one seed (same budget, seed and data order)" if len(runs) > 1 else ""))
     table.add_column("")
     for name, _ in runs:
         table.add_column(name, justify="right")
@@ -857,5 +867,7 @@ def _render(doc: dict) -> None:
         return "not trained" if "skipped" in r else str(r["epochs"])
 
     table.add_row("epochs", *(epochs(r) for _, r in runs), *([""] * len(pairs)))
-    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] * len(pairs)))
     out.print(table)
+    run_lines.print_outputs(out, doc, arms)  # whole paths, under the table: a column would cut them
+    if len(runs) > 1:
+        out.print(run_lines.single_seed_note(doc), markup=False)
