@@ -843,7 +843,7 @@ def _render(doc: dict) -> None:
     arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
     runs = [(_LABEL[r], a) for r, a in arms.items()]
     pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
-    table = Table(title="Result" + (": one seed (same budget, seed and data order)" if len(runs) > 1 else ""))
+    table = Table(title="Result" + (" (one seed; same budget and data order)" if len(runs) > 1 else ""))
     table.add_column("")
     for name, _ in runs:
         table.add_column(name, justify="right")
