@@ -137,3 +137,13 @@ def test_score_says_when_no_considered_filter_is_above_chance(run_cli, save_ckpt
     )
     doc = json.loads(run_cli("score", path, "--json").stdout)["checkpoints"][0]
     assert doc["most_above_chance"] == [] and doc["layers"][1]["times_chance"] == 0
+
+
+def test_the_score_output_in_docs_is_what_score_prints(run_cli):
+    """docs/commands.md shows the sample model's tables at 80 columns: they are these."""
+    docs = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+    shown = docs.split("What it prints for the sample model, at 80 columns (`--top 3`):")[1]
+    shown = shown.split("```\n")[1]
+    result = run_cli("score", SAMPLE, "--top", "3", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    assert [line.rstrip() for line in shown.splitlines()] == [line.rstrip() for line in result.stdout.splitlines()]
