@@ -47,6 +47,8 @@ def test_train_with_a_control_at_any_width(run_cli, tmp_path, width):
     assert not any(line.startswith("baseline cycle") for line in result.stderr.splitlines())
     repr_line = next(line for line in result.stderr.splitlines() if line.startswith("RePr cycle 1:"))
     assert "before drop" in repr_line and "after re-init" in repr_line  # the method's own phases stay
+    header = cells(next(line for line in table_lines(result.stdout) if "difference" in line))
+    assert header == ["", "RePr", "control", "difference"]  # the arm is "control" wherever it is named
     # the tables fit; the paths do not need to: each stands whole on its own line under them
     assert all(len(line) <= width for line in table_lines(result.stdout))
     lines = result.stdout.splitlines()

@@ -694,7 +694,9 @@ def _cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> 
         f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
     )
     if dropped:
-        text += f"; {dropped} filters dropped and re-introduced" + (" (random ones)" if role == "random" else "")
+        text += f"; {dropped} filter{'s' if dropped != 1 else ''} dropped and re-introduced" + (
+            " (random ones)" if role == "random" else ""
+        )
     elif role == "random":
         text += "; no filter dropped (the RePr run dropped none in this cycle)"
     elif role != "baseline":
@@ -841,14 +843,14 @@ def _render(doc: dict) -> None:
             )
         out.print(table)
     arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
-    runs = [(_LABEL[r], a) for r, a in arms.items()]
+    runs = [(_COLUMN[r], a) for r, a in arms.items()]  # "control", as the seeds' tables and the outputs say
     pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
     table = Table(title="Result" + (" (one seed; same budget and data order)" if len(runs) > 1 else ""))
     table.add_column("")
     for name, _ in runs:
         table.add_column(name, justify="right")
     for a, b in pairs:
-        table.add_column(f"{_LABEL[a]} - {_LABEL[b]}" if len(pairs) > 1 else "difference", justify="right")
+        table.add_column(f"{_COLUMN[a]} - {_COLUMN[b]}" if len(pairs) > 1 else "difference", justify="right")
     rows = [("val accuracy", "val_accuracy"), ("test accuracy", "test_accuracy")]
     for label, k in rows:
         if not any(k in r for _, r in runs):
