@@ -286,13 +286,13 @@ def _render(result: CheckpointScores, several: bool, top: int) -> None:
         return  # no list asked for, or no layer the rule considers scored: nothing to rank
     worst = result.above_chance
     if worst:
-        top = Table(title=f"{len(worst)} most redundant filters (vs random)")
-        name_column(top, "layer")
+        ranked = Table(title=f"{len(worst)} most redundant filters (vs random)")
+        name_column(ranked, "layer")
         for col in ("filter", "score", "× chance"):
-            top.add_column(col, justify="right", overflow="fold")
+            ranked.add_column(col, justify="right", overflow="fold")
         for name, f, s, x in worst:
-            top.add_row(name, str(f), f"{s:.4f}", f"{x:.2f}")
-        print_table(top)
+            ranked.add_row(name, str(f), f"{s:.4f}", f"{x:.2f}")
+        print_table(ranked)
     else:
         out.print("No filter of a layer the drop rule considers scores above random filters' level.", markup=False)
 
