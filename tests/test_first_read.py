@@ -149,3 +149,15 @@ def test_the_score_output_in_docs_is_what_score_prints(run_cli):
     result = run_cli("score", SAMPLE, "--top", "3", env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.stderr
     assert [line.rstrip() for line in shown.splitlines()] == [line.rstrip() for line in result.stdout.splitlines()]
+
+
+def test_dead_filters_are_a_note_under_the_table(run_cli, save_ckpt):
+    import torch
+
+    torch.manual_seed(0)
+    second = torch.randn(8, 4, 3, 3)
+    second[[1, 5]] = 0
+    path = save_ckpt({"a.weight": torch.randn(4, 2, 3, 3), "b.weight": second})
+    result = run_cli("score", path, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    assert "b: 2 dead filters (all zeros): 1, 5" in result.stdout.splitlines()
