@@ -32,6 +32,25 @@ def check_output(path: str | os.PathLike, *, force: bool, inputs: Iterable[str |
     return p
 
 
+def make_folders(path: str | os.PathLike) -> Path | None:
+    """Create the missing folder an output file goes into (and those above it), as `train`'s
+    default `runs/` is: the folder, or None when it existed. OutputError (exit 5) when it cannot be
+    created: a file stands in its place, or a folder above it is read-only."""
+    parent = Path(path).parent
+    if parent.is_dir():
+        return None
+    existing = parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: is a file, not a folder; give an output path in a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{parent}: cannot create the folder ({e.strerror or e}); check the permissions") from None
+    return parent
+
+
 def atomic_write(
     path: str | os.PathLike,
     write: Callable[[Any], None],

@@ -111,10 +111,15 @@ def test_interrupted_write_leaves_the_old_output(
 @pytest.mark.parametrize("command", WRITERS)
 @pytest.mark.parametrize(
     "where, text",
-    [("missing/dir/out.pt", "no such directory"), ("/proc/orthocli-out.pt", "cannot write"), (".", "is a directory")],
+    [
+        ("a-file/dir/out.pt", "a-file: is a file, not a folder"),
+        ("/proc/orthocli-out.pt", "cannot write"),
+        (".", "is a directory"),
+    ],
 )
 def test_unwritable_outputs(run_cli, tmp_path, model_pt, pruned_pt, sample_pt, command, where, text):
     out = tmp_path / where if not where.startswith("/") else where
+    (tmp_path / "a-file").write_bytes(b"")  # where a missing folder would be created (test_output_folders.py)
     res = run_cli(*writers(model_pt, pruned_pt, out, sample_pt)[command])
     assert res.exit_code == 5, res.stderr
     if where.startswith("/proc") and not os.access("/proc", os.W_OK):

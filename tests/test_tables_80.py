@@ -44,7 +44,7 @@ def test_score_tables(run_cli, long_names, data_dir):
     doc = json.loads(run_cli("score", long_names, jit, "--top", "3", "--json").stdout)
     for entry in doc["checkpoints"]:
         for layer in entry["layers"]:
-            in_top = sum(1 for e in entry["most_redundant"] if e["layer"] == layer["name"])
+            in_top = sum(1 for e in entry["most_above_chance"] if e["layer"] == layer["name"])
             assert whole(lines, layer["name"]) == 1 + in_top, layer["name"]
 
 

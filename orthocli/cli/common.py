@@ -23,6 +23,7 @@ from orthocli.cli.output import (  # noqa: F401 (re-exported for the command mod
     flag,
     log,
     name_column,
+    output_folder,
     print_json,
     print_table,
     stderr,
@@ -63,7 +64,10 @@ CkptsArg = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
-OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.", show_default=False)]
+OutOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Where to write the result (a missing folder is created).", show_default=False),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
 LayersOpt = Annotated[
     Optional[list[str]],

@@ -16,6 +16,7 @@ from orthocli.cli.common import (
     command,
     log,
     name_column,
+    output_folder,
     print_json,
     print_table,
     stdout,
@@ -66,6 +67,7 @@ def export(
     from orthocli.export.pipeline import parse_shape
 
     shape = parse_shape(input_shape) if input_shape is not None else None
+    output_folder(output)  # a missing folder is created, as every command's
     doc = run_export(checkpoint, output, fmt=fmt, compact=compact, input_shape=shape, key=key, trust=trust, force=force)
     if json_out:
         print_json(doc)

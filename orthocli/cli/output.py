@@ -47,6 +47,21 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
+def output_folder(path: Any, *, is_folder: bool = False) -> None:
+    """Every command's rule for an output path (-o, --plot, --metrics): a missing folder it goes
+    into is created, as train's default `runs/` is, and said on stderr. `is_folder`: `path` is
+    itself the folder the outputs go into (score --plot with several checkpoints)."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    from orthocli.atomic import make_folders
+
+    created = make_folders(Path(path) / "-" if is_folder else path)
+    if created is not None:
+        log(f"Created the folder {created}{os.sep} for {path}")
+
+
 def error(message: str) -> None:
     """The one `Error: ...` line of a failure (with --debug, after the traceback being handled)."""
     _traceback()

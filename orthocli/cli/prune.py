@@ -19,6 +19,7 @@ from orthocli.cli.common import (
     flag,
     log,
     name_column,
+    output_folder,
     print_json,
     print_table,
 )
@@ -75,6 +76,7 @@ def prune(
     if output is None and not dry_run:
         raise UsageError("give -o/--output for the pruned checkpoint, or --dry-run to only print the plan")
     config = config_from(ReprConfig, params)
+    output_folder(None if dry_run else output)  # a missing folder is created, as every command's
     report = run_prune(checkpoint, None if dry_run else output, config, key=key, trust=trust, force=force)
     doc = report.to_json(flag)
     if json_out:

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
+from orthocli.cli.common import (
+    CkptArg,
+    ForceOpt,
+    JsonOpt,
+    OutOpt,
+    command,
+    log,
+    name_column,
+    output_folder,
+    print_json,
+    print_table,
+)
 from orthocli.cli.options import DEFAULTS, ReinitFanOutOpt, ReinitScaleOpt, config_from
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
@@ -38,6 +49,7 @@ def reinit(
     from orthocli.method.reinit import reinit as run_reinit
 
     config = config_from(ReprConfig, params)
+    output_folder(output)  # a missing folder is created, as every command's
     report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)
     doc = report.to_json()
     if json_out:

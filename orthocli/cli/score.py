@@ -28,7 +28,14 @@ def score(
     layers: LayersOpt = None,
     exclude: ExcludeOpt = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", min=0, help="How many of the most redundant filters to list.")
+        int,
+        typer.Option(
+            "--top",
+            "-k",
+            min=0,
+            help="How many filters to list: those furthest above their layer's random-filter level (score / random),"
+            " from the layers the drop rule considers (the first conv layer is not one).",
+        ),
     ] = 10,
     fail_above: Annotated[
         Optional[float],

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orthocli.cli.output import error, exit_code_of, log, message_of, name_column, print_json, print_table, stdout
+from orthocli.cli.output import (
+    error,
+    exit_code_of,
+    log,
+    message_of,
+    name_column,
+    output_folder,
+    print_json,
+    print_table,
+    stdout,
+)
 from orthocli.errors import EXIT_GATE_FAILED, OrthoError, UsageError
 
 if TYPE_CHECKING:
@@ -79,7 +89,11 @@ def run(args: ScoreArgs) -> int:
     pictures = None
     if args.plot is not None:  # every picture's path checked before anything is scored
         from orthocli.scoring.pictures import draw_picture, plan_pictures
+        from orthocli.scoring.plot import need_matplotlib
 
+        need_matplotlib("--plot")  # before a folder is made for the pictures
+        several = len(targets) > 1 and args.plot.suffix.lower() != ".png"  # a folder: "x.png" stays refused
+        output_folder(args.plot, is_folder=several)  # a missing folder is created, as every command's
         pictures = plan_pictures(args.plot, [t.path for t in targets], force=args.force)
     entries, codes, failed, rose, worst, scored_layers = [], [], [], [], None, 0
     for i, target in enumerate(targets):
@@ -113,7 +127,7 @@ def run(args: ScoreArgs) -> int:
         if fmt == "json":  # plain values only: the weights of one file are let go before the next loads
             entries.append(result.to_json())
         elif fmt == "table":
-            _render(result, several=len(targets) > 1)
+            _render(result, several=len(targets) > 1, top=options.top)
         del result
     code = combined_exit_code(codes)
     if fmt == "json":
@@ -245,7 +259,7 @@ def _document(entries: list[dict], options: ScoreOptions, failed: list[str], ros
     }
 
 
-def _render(result: CheckpointScores, several: bool) -> None:
+def _render(result: CheckpointScores, several: bool, top: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -255,33 +269,49 @@ def _render(result: CheckpointScores, several: bool) -> None:
     table = Table(title="Filter redundancy per conv layer (0 = orthogonal, higher = redundant)")
     name_column(table, "layer")
     # "random": the mean that random filters of the layer's shape would score, the level to read a trained layer against
-    for col in ("shape", "filters", "mean", "random", "max", "dead"):
+    # "× chance": mean / random, the comparison that matters, divided here rather than by eye; dead
+    # filters are a note under the table (a column of zeros had no room beside it at 80 columns)
+    for col in ("shape", "filters", "mean", "random", "× chance", "max"):
         table.add_column(col, justify="left" if col == "shape" else "right", overflow="fold")
     for r in result.layers:
         shape = "x".join(str(d) for d in r.layer.weight.shape)
-        means = (f"{r.mean:.4f}", f"{r.chance:.4f}", f"{r.max:.4f}")
-        table.add_row(r.layer.name, shape, str(r.layer.filters), *means, str(len(r.dead)))
+        times = "-" if r.times_chance is None else f"{r.times_chance:.2f}"
+        means = (f"{r.mean:.4f}", f"{r.chance:.4f}", times, f"{r.max:.4f}")
+        table.add_row(r.layer.name, shape, str(r.layer.filters), *means)
     print_table(table)
     for r in result.layers:  # under the table, not in a column: an 80-column table has no room for them
-        if note := _notes(r):
+        if note := _notes(r, result.left_out.get(r.layer.name)):
             out.print(Text(f"{r.layer.name}: {note}"), overflow="fold")
-    worst = result.most_redundant
+    if top == 0 or not any(r.layer.name not in result.left_out for r in result.layers):
+        return  # no list asked for, or no layer the rule considers scored: nothing to rank
+    worst = result.above_chance
     if worst:
-        top = Table(title=f"{len(worst)} most redundant filters")
-        name_column(top, "layer")
-        top.add_column("filter", justify="right")
-        top.add_column("score", justify="right")
-        for name, f, s in worst:
-            top.add_row(name, str(f), f"{s:.4f}")
-        print_table(top)
+        ranked = Table(title=f"{len(worst)} most redundant filters (vs random)")
+        name_column(ranked, "layer")
+        for col in ("filter", "score", "× chance"):
+            ranked.add_column(col, justify="right", overflow="fold")
+        for name, f, s, x in worst:
+            ranked.add_row(name, str(f), f"{s:.4f}", f"{x:.2f}")
+        print_table(ranked)
+    else:
+        out.print("No filter of a layer the drop rule considers scores above random filters' level.", markup=False)
 
 
-def _notes(r) -> str:
+def _notes(r, left_out: str | None = None) -> str:
     notes = []
+    if r.dead:
+        notes.append(f"{len(r.dead)} dead filter{'s' if len(r.dead) > 1 else ''} (all zeros): {_few(r.dead)}")
     if r.layer.groups > 1:
         notes.append(f"groups={r.layer.groups}")
     if r.layer.transposed:
         notes.append("transposed")
     if r.overcomplete:
         notes.append("more filters than dimensions: they cannot all be orthogonal")
-    return ", ".join(notes)
+    text = ", ".join(notes)
+    if left_out:  # why a layer above chance is not in the list of filters
+        text += ("; " if text else "") + f"{left_out}: not in the list of filters"
+    return text
+
+
+def _few(indices: list[int], shown: int = 12) -> str:
+    return ", ".join(map(str, indices[:shown])) + (" ..." if len(indices) > shown else "")

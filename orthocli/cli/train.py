@@ -22,6 +22,7 @@ from orthocli.cli.common import (
     command,
     fail,
     in_panel,
+    output_folder,
     print_json,
 )
 from orthocli.cli.config_file import config_option, from_toml
@@ -444,6 +445,8 @@ def train(
             state_every=state_every,
             reporter=reporter,
         )
+        for path in (output, metrics, plot):  # a missing folder is created, as the default runs/ is
+            output_folder(path)
         if seeds is not None:
             return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, **options)
         run = Experiment.fresh(cfg, **options)

@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from orthocli.cli.common import log, stderr, stdout
+from orthocli.cli.run_lines import control_line, print_outputs, single_seed_note
 
 if TYPE_CHECKING:
     from orthocli.config import TrainConfig
@@ -83,7 +84,9 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def _cycle_line(role: str, c: dict) -> str:
+def _cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> str:
+    if role == "baseline":  # the control drops nothing: no phases of the method in its line
+        return control_line(c, schedule)
     label = _LABEL[role]
     dropped = sum(c["dropped"].values())
     text = (
@@ -91,7 +94,9 @@ def _cycle_line(role: str, c: dict) -> str:
         f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
     )
     if dropped:
-        text += f"; {dropped} filters dropped and re-introduced" + (" (random ones)" if role == "random" else "")
+        text += f"; {dropped} filter{'s' if dropped != 1 else ''} dropped and re-introduced" + (
+            " (random ones)" if role == "random" else ""
+        )
     elif role == "random":
         text += "; no filter dropped (the RePr run dropped none in this cycle)"
     elif role != "baseline":
@@ -144,6 +149,7 @@ class Progress:
         self.bar = None
         self.tasks: dict[str, Any] = {}
         self.told_start = False  # the layers before training are told once per command (--seeds: once, not N times)
+        self.schedule: dict[str, tuple[int, int]] = {}  # role -> (s1, s2): the epochs the cycle lines name
 
     def log(self, text: str) -> None:
         if not self.quiet:
@@ -169,6 +175,7 @@ class Progress:
             self.bar.__exit__(*exc)
 
     def start(self, role: str, cfg: TrainConfig) -> None:
+        self.schedule[role] = (cfg.s1, cfg.s2)
         if self.bar is not None:
             self.tasks[role] = self.bar.add_task(role, total=cfg.total_epochs, stats="")
 
@@ -186,7 +193,9 @@ class Progress:
     def cycle(self, role: str, entry: dict) -> None:
         if self.quiet:
             return
-        (self.bar.console if self.bar is not None else self.console).print(_cycle_line(role, entry), markup=False)
+        (self.bar.console if self.bar is not None else self.console).print(
+            _cycle_line(role, entry, self.schedule.get(role)), markup=False
+        )
 
     def redundancy(self, note: RedundancyNote) -> None:
         if self.quiet or (note.when == "start" and self.told_start):
@@ -234,14 +243,14 @@ def render(doc: dict) -> None:
             )
         out.print(table)
     arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
-    runs = [(_LABEL[r], a) for r, a in arms.items()]
+    runs = [(COLUMN[r], a) for r, a in arms.items()]  # "control", as the seeds' tables and the outputs say
     pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
-    table = Table(title="Result" + (" (same budget, seed and data order)" if len(runs) > 1 else ""))
+    table = Table(title="Result" + (" (one seed; same budget and data order)" if len(runs) > 1 else ""))
     table.add_column("")
     for name, _ in runs:
         table.add_column(name, justify="right")
     for a, b in pairs:
-        table.add_column(f"{_LABEL[a]} - {_LABEL[b]}" if len(pairs) > 1 else "difference", justify="right")
+        table.add_column(f"{COLUMN[a]} - {COLUMN[b]}" if len(pairs) > 1 else "difference", justify="right")
     rows = [("val accuracy", "val_accuracy"), ("test accuracy", "test_accuracy")]
     for label, k in rows:
         if not any(k in r for _, r in runs):
@@ -260,5 +269,7 @@ def render(doc: dict) -> None:
         return "not trained" if "skipped" in r else str(r["epochs"])
 
     table.add_row("epochs", *(epochs(r) for _, r in runs), *([""] * len(pairs)))
-    table.add_row("output", *(r["output"] or "-" for _, r in runs), *([""] * len(pairs)))
     out.print(table)
+    print_outputs(out, doc, arms)  # whole paths, under the table: a column would cut them
+    if len(runs) > 1:
+        out.print(single_seed_note(doc), markup=False)

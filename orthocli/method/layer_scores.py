@@ -35,6 +35,13 @@ class LayerScores:
         return chance_score(self.layer.fan_in, self.layer.filters // self.layer.groups)
 
     @property
+    def times_chance(self) -> float | None:
+        """mean / chance: how many times random filters' level the layer's mean is (above 1: more
+        redundant than random filters of its shape); None for a chance of 0."""
+        chance = self.chance
+        return self.mean / chance if chance > 0 else None
+
+    @property
     def overcomplete(self) -> bool:
         """More filters per group than dimensions: the filters cannot all be orthogonal."""
         return self.layer.filters // self.layer.groups > self.layer.fan_in
@@ -53,6 +60,7 @@ class LayerScores:
             "mean": self.mean,
             "max": self.max,
             "chance": self.chance,  # the mean Gaussian random filters of this shape would score
+            "times_chance": self.times_chance,  # mean / chance
             "dead": self.dead,
             "scores": self.scores.tolist(),
         }
@@ -84,6 +92,37 @@ def most_redundant(results: list[LayerScores], k: int) -> list[tuple[str, int, f
     flat = [(-s, li, f) for li, r in enumerate(results) for f, s in enumerate(r.scores.tolist())]
     flat.sort()
     return [(results[li].layer.name, f, -neg) for neg, li, f in flat[:k]]
+
+
+def rule_left_out(layers: list[ConvLayer]) -> dict[str, str]:
+    """The layers the drop rule never considers whatever the model's graph, with why: the first
+    conv layer (`skip_first`, the default) and convs with one filter per group (depthwise), as
+    `drops.candidate_layers` decides without torch. Which other layers it leaves alone (an output
+    head, a shared conv) needs the model's graph, which `score` does not build."""
+    why = {}
+    if layers:
+        why[layers[0].name] = "the drop rule leaves the first conv layer alone (--skip-first, the default)"
+    for layer in layers:
+        if layer.groups > 1 and layer.filters == layer.groups:
+            why.setdefault(layer.name, "the drop rule leaves a conv of one filter per group (depthwise) alone")
+    return why
+
+
+def above_chance(
+    results: list[LayerScores], k: int, left_out: dict[str, str] | None = None
+) -> list[tuple[str, int, float, float]]:
+    """The k filters furthest above their layer's chance level (score / chance, highest first),
+    from the layers the drop rule considers (not in `left_out`), and only those above it: (layer
+    name, filter index, score, score / chance). Ties break by layer order, then filter index."""
+    left_out = left_out or {}
+    flat = []
+    for li, r in enumerate(results):
+        chance = r.chance
+        if r.layer.name in left_out or chance <= 0:
+            continue
+        flat += [(-s / chance, li, f, s) for f, s in enumerate(r.scores.tolist()) if s > chance]
+    flat.sort()
+    return [(results[li].layer.name, f, s, -neg) for neg, li, f, s in flat[:k]]
 
 
 def gate_failures(results: list[LayerScores], bound: float) -> list[LayerScores]:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orthocli.errors import EXIT_GATE_FAILED, EXIT_OK
-from orthocli.method.layer_scores import LayerScores, gate_failures, most_redundant, score_layers
+from orthocli.method.layer_scores import (
+    LayerScores,
+    above_chance,
+    gate_failures,
+    most_redundant,
+    rule_left_out,
+    score_layers,
+)
 
 if TYPE_CHECKING:  # stored_report.py is imported only with --against
     from orthocli.scoring.stored_report import Comparison, StoredReport
@@ -44,6 +51,10 @@ class CheckpointScores:
     failing: list[LayerScores]  # layers whose mean is above the bound
     comparison: Comparison | None = None  # against the stored report, None without --against
     notes: list[str] = field(default_factory=list)  # what the reader could not know (a guessed layout)
+    # (layer, filter, score, score / chance): the filters furthest above their layer's chance level,
+    # from the layers the drop rule considers; and the scored layers it leaves alone, with why
+    above_chance: list[tuple[str, int, float, float]] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def rising(self) -> list:
@@ -60,8 +71,11 @@ class CheckpointScores:
             "exit_code": self.exit_code,
             "error": None,
             "format": self.format,
-            "layers": [r.to_json() for r in self.layers],
+            "layers": [{**r.to_json(), "left_out_by_rule": self.left_out.get(r.layer.name)} for r in self.layers],
             "most_redundant": [{"layer": n, "filter": f, "score": s} for n, f, s in self.most_redundant],
+            "most_above_chance": [
+                {"layer": n, "filter": f, "score": s, "times_chance": x} for n, f, s, x in self.above_chance
+            ],
             "summary": {
                 "layers": len(self.layers),
                 "filters": len(scores),
@@ -89,6 +103,7 @@ def unreadable_json(path: Path, exit_code: int, message: str) -> dict:
         "format": None,
         "layers": None,
         "most_redundant": None,
+        "most_above_chance": None,
         "summary": None,
         "gate": None,
         "against": None,
@@ -117,12 +132,23 @@ def score_checkpoint(path: str | os.PathLike, options: ScoreOptions | None = Non
     if not chosen:
         raise OptionError(f"{ckpt.path}: {{layers}}/{{exclude}} leave no conv layer to score; {listing(names)}")
     results = score_layers(chosen)
+    why = rule_left_out(convs.layers)
+    left_out = {r.layer.name: why[r.layer.name] for r in results if r.layer.name in why}
     failing = gate_failures(results, o.fail_above) if o.fail_above is not None else []
     comparison = None
     if o.against is not None:
         comparison = o.against.compare(ckpt.path, {r.layer.name: r.mean for r in results}, o.tolerance)
     return CheckpointScores(
-        ckpt.path, ckpt.format, results, most_redundant(results, o.top), o.fail_above, failing, comparison, convs.notes
+        ckpt.path,
+        ckpt.format,
+        results,
+        most_redundant(results, o.top),
+        o.fail_above,
+        failing,
+        comparison,
+        convs.notes,
+        above_chance(results, o.top, left_out),
+        left_out,
     )
 
 

@@ -24,8 +24,10 @@ LAYER_KEYS = {
     "mean",
     "max",
     "chance",
+    "times_chance",
     "dead",
     "scores",
+    "left_out_by_rule",
 }
 
 
@@ -213,11 +215,12 @@ def test_the_table_reads_each_layer_against_random_filters_and_notes_go_under_it
         "filters",
         "mean",
         "random",
+        "× chance",
         "max",
-        "dead",
     ]
     conv2 = next(line for line in result.stdout.splitlines() if line.startswith("│ conv2 "))
     assert f"{chance_score(32 * 9, 64):.4f}" in conv2  # 64 filters of 32x3x3
-    assert (
-        result.stdout.rstrip().splitlines()[-1] == "conv1: more filters than dimensions: they cannot all be orthogonal"
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "conv1: more filters than dimensions: they cannot all be orthogonal; the drop rule leaves the first conv"
+        " layer alone (--skip-first, the default): not in the list of filters"
     )

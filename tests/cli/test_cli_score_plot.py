@@ -83,22 +83,26 @@ def test_several_checkpoints_one_picture_each_in_a_folder(run_cli, tmp_path):
 @pytest.mark.parametrize(
     "where,several,message",
     [
-        ("missing/m.png", False, "missing: no such directory; create it first"),
-        ("missing", True, "missing: no such folder; with several checkpoints --plot names a folder"),
+        (
+            "file.png/m.png",
+            False,
+            "file.png: is a file, not a folder",
+        ),  # a missing one is created (test_output_folders.py)
+        ("missing.png", True, "missing.png: no such folder; with several checkpoints --plot names a folder"),
         ("file.png", True, "file.png: is a file; with several checkpoints --plot names a folder"),
         ("/proc/m.png", False, "/proc: folder is not writable"),
     ],
 )
 def test_bad_picture_paths_are_refused_before_any_work(run_cli, tmp_path, where, several, message):
     target = tmp_path / where if not where.startswith("/") else Path(where)
-    if where == "file.png":
-        target.write_bytes(b"mine")
+    if where.startswith("file.png"):
+        (tmp_path / "file.png").write_bytes(b"mine")
     res = run_cli("score", SAMPLE, *([SAMPLE.with_suffix(".safetensors")] if several else []), "--plot", target)
     assert res.exit_code == 5, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
     assert res.stdout == ""  # nothing scored
-    assert sorted(p.name for p in tmp_path.iterdir()) == (["file.png"] if where == "file.png" else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["file.png"] if where.startswith("file.png") else [])
 
 
 def test_without_matplotlib_one_line_names_the_extra(run_cli, tmp_path, monkeypatch):
