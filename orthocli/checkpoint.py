@@ -1,9 +1,9 @@
 """Reading and writing checkpoints. The only module that touches checkpoint files.
 
 Reads, with no model class needed: torch.save files (zip and legacy pickle), dicts wrapping a
-state dict (Lightning, training scripts), safetensors, TorchScript archives, and -- only when the
-user trusts the file -- whole pickled nn.Modules; the format is told by the content, never the
-name. Writes orthocli checkpoints atomically (atomic.py), as a torch.save zip or, with a
+state dict (Lightning, training scripts), safetensors, and -- only when the user trusts the file --
+TorchScript archives and whole pickled nn.Modules (loading either runs code the file holds); the
+format is told by the content, never the name. Writes orthocli checkpoints atomically (atomic.py), as a torch.save zip or, with a
 .safetensors name, as safetensors (layout: safetensors_layout.py). Building the model a checkpoint
 records, and what it says of the model, is checkpoint_model.py's job.
 """
@@ -242,6 +242,15 @@ def _load_safetensors(path: Path) -> Checkpoint:
     return Checkpoint(path, "safetensors", state, extras=extras)
 
 
+def torchscript_refusal(path: Path) -> TrustError:
+    """The error for a TorchScript archive read without --trust: torch.jit.load runs the code the
+    archive holds (its methods and `__setstate__`, which can write any file the user can)."""
+    return TrustError(
+        f"{path}: a TorchScript archive; loading it runs code the file holds (its methods and __setstate__). "
+        "If you trust where it came from, rerun with --trust"
+    )
+
+
 def _load_torchscript(path: Path) -> Checkpoint:
     import torch
 
@@ -255,13 +264,16 @@ def _load_torchscript(path: Path) -> Checkpoint:
 
 
 def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False) -> Checkpoint:
-    """Read any supported checkpoint. Pickles run no code unless `trust` is set."""
+    """Read any supported checkpoint. Nothing from the file runs unless `trust` is set: without it a
+    TorchScript archive or a pickle of Python objects is a TrustError (exit 6)."""
     p = Path(path)
     check_readable(p)
     fmt = checkpoint_format(p)
     if fmt == "safetensors":
         ckpt = _load_safetensors(p)
     elif fmt == "torchscript":
+        if not trust:
+            raise torchscript_refusal(p)
         ckpt = _load_torchscript(p)
     else:
         ckpt = unwrap(_torch_load(p, fmt, trust), p, fmt, key)

@@ -326,7 +326,7 @@ def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
         return _OnnxRunner(path), None, {}
     if fmt == "pt2":  # from a buffer: torch.export.load goes by the name, and the temporary file's ends in .part
         return torch.export.load(io.BytesIO(path.read_bytes())).module(), None, {}
-    ckpt = ckpt_io.load(path)
+    ckpt = ckpt_io.load(path, trust=fmt == "torchscript")  # the file this command just wrote, not the user's
     if fmt == "torchscript":
         return ckpt.module.eval(), None, {}
     return None, ckpt.state_dict, ckpt.extras
