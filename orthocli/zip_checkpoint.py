@@ -2,7 +2,10 @@
 torch: `PREFIX/data.pkl` is the pickled object, `PREFIX/data/KEY` the bytes of each storage,
 `PREFIX/byteorder` their byte order. The pickle goes through torch_pickle's restricted
 unpickler; each storage becomes a numpy view of the memory-mapped file (torch stores them
-uncompressed), checked to be as long as the pickle says before any tensor is made from it.
+uncompressed; a deflated record, from a user's zip tool, is inflated), checked to be as long as
+the pickle says before any tensor is made from it. The records are checked first (zip_records.py:
+each name once, no zip bomb), and a storage key named with two types or sizes is refused: torch
+would read one of them.
 """
 
 from __future__ import annotations
@@ -15,18 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from orthocli import torch_pickle
+from orthocli import torch_pickle, zip_records
 from orthocli.errors import InputFileError, TrustError
 
-MAX_PICKLE = 1 << 30  # bytes: data.pkl holds the structure, never the weights
+MAX_PICKLE = torch_pickle.MAX_PICKLE  # bytes: data.pkl holds the structure, never the weights
 
 
 def read(path: Path) -> Any:
     """The object the archive holds, its tensors numpy arrays (read-only views of the file)."""
     try:
         with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
-            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            return _read(path, archive, buffer)
+            records = zip_records.check(path, archive)
+            buffer = _map(path, f)
+            return _read(path, archive, buffer, records.prefix)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError, RuntimeError, zlib.error) as e:
         # zipfile's words for a damaged archive: a bad header, a name that is not UTF-8, a bad CRC...
         raise InputFileError(
@@ -34,26 +38,44 @@ def read(path: Path) -> Any:
         ) from None
 
 
-def _read(path: Path, archive: zipfile.ZipFile, buffer: mmap.mmap) -> Any:
-    pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-    if len(pickles) != 1:
-        raise InputFileError(f"{path}: a zip archive without one top-level data.pkl; not a torch.save file")
-    prefix = pickles[0][: -len("data.pkl")]
-    info = archive.getinfo(pickles[0])
+def _map(path: Path, f: Any) -> mmap.mmap:
+    """The whole file, memory-mapped (only the pages read cost memory); a file larger than this
+    process may map (a 5 GB sparse file under a memory limit) is one error, not a crash."""
+    try:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, OverflowError, MemoryError) as e:
+        raise InputFileError(f"{path}: cannot be mapped into memory ({str(e)[:60]}); is it a checkpoint?") from None
+
+
+def _read(path: Path, archive: zipfile.ZipFile, buffer: mmap.mmap, prefix: str) -> Any:
+    if prefix + "data.pkl" not in archive.NameToInfo:
+        raise InputFileError(f"{path}: a zip archive without {prefix}data.pkl; not a torch.save file")
+    info = archive.getinfo(prefix + "data.pkl")
     if info.file_size > MAX_PICKLE:
-        raise InputFileError(f"{path}: its data.pkl claims {info.file_size} bytes; the file is damaged")
+        raise InputFileError(
+            f"{path}: its data.pkl claims {info.file_size} bytes, more than the {MAX_PICKLE >> 20} MiB a "
+            "checkpoint's structure needs; the file is damaged or crafted"
+        )
     data = archive.read(info)
     byteorder = "little"
-    if prefix + "byteorder" in archive.namelist():
-        byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+    if prefix + "byteorder" in archive.NameToInfo:
+        with archive.open(prefix + "byteorder") as f:  # "little" or "big": never more than a few bytes read
+            byteorder = f.read(16).decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
             raise InputFileError(f"{path}: its byteorder record says {byteorder[:20]!r}; the file is damaged")
+    named: dict[str, torch_pickle.StorageRef] = {}
 
     def storage(pid: tuple) -> torch_pickle.StorageRef:
         _, _, key, _, numel = _fields(pid)
         if prefix + "data/" + key not in archive.NameToInfo:
-            raise InputFileError(f"data.pkl names the storage 'data/{key}', which the archive lacks")
-        return torch_pickle.StorageRef(key, torch_pickle.storage_dtype(pid), numel)
+            raise InputFileError(f"data.pkl names the storage 'data/{key[:40]}', which the archive lacks")
+        ref = named.setdefault(key, torch_pickle.StorageRef(key, torch_pickle.storage_dtype(pid), numel))
+        if ref.numel != numel or ref.dtype != torch_pickle.storage_dtype(pid):
+            raise InputFileError(
+                f"data.pkl names the storage 'data/{key[:40]}' with two types or sizes; torch would read one of "
+                "them: refused as ambiguous"
+            )
+        return ref
 
     def storage_bytes(ref: torch_pickle.StorageRef) -> np.ndarray:
         record = archive.getinfo(prefix + "data/" + ref.key)
