@@ -50,6 +50,10 @@ def _map(path: Path, f: Any) -> mmap.mmap:
 def _read(path: Path, archive: zipfile.ZipFile, buffer: mmap.mmap, prefix: str) -> Any:
     if prefix + "data.pkl" not in archive.NameToInfo:
         raise InputFileError(f"{path}: a zip archive without {prefix}data.pkl; not a torch.save file")
+    if prefix + "version" not in archive.NameToInfo and prefix + ".data/version" not in archive.NameToInfo:
+        raise InputFileError(
+            f"{path}: a zip archive without {prefix}version, which torch requires; not a torch.save file"
+        )
     info = archive.getinfo(prefix + "data.pkl")
     if info.file_size > MAX_PICKLE:
         raise InputFileError(
