@@ -60,13 +60,23 @@ def _read(path: Path, archive: zipfile.ZipFile, buffer: mmap.mmap, prefix: str) 
             f"{path}: its data.pkl claims {info.file_size} bytes, more than the {MAX_PICKLE >> 20} MiB a "
             "checkpoint's structure needs; the file is damaged or crafted"
         )
-    data = archive.read(info)
-    byteorder = "little"
-    if prefix + "byteorder" in archive.NameToInfo:
-        with archive.open(prefix + "byteorder") as f:  # "little" or "big": never more than a few bytes read
-            byteorder = f.read(16).decode("ascii", "replace").strip()
-        if byteorder not in ("little", "big"):
-            raise InputFileError(f"{path}: its byteorder record says {byteorder[:20]!r}; the file is damaged")
+    if info.compress_type == zipfile.ZIP_STORED:  # the bytes torch reads: it does not check the CRC, zipfile would
+        start = _data_start(buffer, info)
+        if start + info.file_size > len(buffer):
+            raise InputFileError(f"{path}: its data.pkl runs past the end of the file; the file is truncated")
+        data = bytes(buffer[start : start + info.file_size])
+    else:
+        data = archive.read(info)
+    # the small records torch reads, read as it reads them: a value it refuses is refused
+    byteorder = _small_record(path, archive, buffer, prefix + "byteorder") or b"little"
+    if byteorder not in (b"little", b"big"):
+        raise InputFileError(f"{path}: its byteorder record says {byteorder[:20]!r}; the file is damaged")
+    byteorder = byteorder.decode()
+    for name in ("version", ".data/version", ".storage_alignment"):
+        value = _small_record(path, archive, buffer, prefix + name)
+        if value is not None and not value.strip().isdigit():
+            raise InputFileError(f"{path}: its {name} record says {value[:20]!r}, not a number; the file is damaged")
+    _small_record(path, archive, buffer, prefix + ".format_version")
     named: dict[str, torch_pickle.StorageRef] = {}
 
     def storage(pid: tuple) -> torch_pickle.StorageRef:
@@ -104,6 +114,23 @@ def _read(path: Path, archive: zipfile.ZipFile, buffer: mmap.mmap, prefix: str) 
         raise InputFileError(f"{path}: {e}") from None
     except TrustError as e:
         raise TrustError(f"{path}: {e}") from None
+
+
+def _small_record(path: Path, archive: zipfile.ZipFile, buffer: mmap.mmap, name: str) -> bytes | None:
+    """A record of a few bytes (byteorder, version), or None where the archive has none. A stored
+    one is read from its local header on, as torch reads it (no CRC, no name comparison)."""
+    if name not in archive.NameToInfo:
+        return None
+    info = archive.getinfo(name)
+    if info.file_size > 64:
+        raise InputFileError(f"{path}: its {name.split('/', 1)[1]} record holds {info.file_size} bytes; damaged")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with archive.open(info) as f:
+            return f.read(64)
+    start = _data_start(buffer, info)
+    if start + info.file_size > len(buffer):
+        raise InputFileError(f"{path}: its {name.split('/', 1)[1]} record runs past the end of the file; truncated")
+    return bytes(buffer[start : start + info.file_size])
 
 
 def _fields(pid: tuple) -> tuple:

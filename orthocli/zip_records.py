@@ -4,7 +4,8 @@ reader alike (zip_checkpoint.py for `score`, checkpoint.py's torch.load for the 
 - every name once: a record stored twice holds two byte strings, torch reads one and Python's
   zipfile the other, so the gate could be shown other weights than torch loads; refused as ambiguous;
 - every record under one folder, the first record's (torch finds `data.pkl` there, nowhere else);
-- stored or deflated, the two methods torch's reader knows;
+- stored or deflated, the two methods torch's reader knows, with the sizes its reader (miniz)
+  checks: a stored record's two sizes equal, every record inside the file;
 - deflated records inflating, all together, to at most MAX_RATIO times the file's size (MIN_INFLATED
   at least): deflate reaches 1000:1 on zeros, real weights reach 2:1, so a few kilobytes can never
   ask for gigabytes.
@@ -15,6 +16,7 @@ reader alike (zip_checkpoint.py for `score`, checkpoint.py's torch.load for the 
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,12 @@ def check(path: Path, archive: zipfile.ZipFile) -> Records:
     seen: set[str] = set()
     prefix = infos[0].filename.split("/")[0] + "/"
     inflated, size = 0, path.stat().st_size
+    with open(path, "rb") as f:
+        _directory(path, f, archive, size)
+        for info in infos:  # torch's reader finds each record by its local header; Python's zipfile only on opening
+            f.seek(info.header_offset)
+            if f.read(4) != b"PK\x03\x04":
+                raise InputFileError(f"{path}: the zip record '{info.filename[:80]}' has no local header; damaged")
     for info in infos:
         name = info.filename
         if name in seen:
@@ -56,6 +64,13 @@ def check(path: Path, archive: zipfile.ZipFile) -> Records:
                 f"{path}: the zip record '{name[:80]}' is compressed by method {info.compress_type}, which torch does "
                 "not read; re-save it with torch.save"
             )
+        # what torch's zip reader (miniz) checks of each central-directory entry, and Python's does not
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise InputFileError(f"{path}: the zip record '{name[:80]}' is stored with two different sizes; damaged")
+        if info.volume not in (0, 1):  # miniz: a record on another disk of a multi-disk archive
+            raise InputFileError(f"{path}: the zip record '{name[:80]}' is on disk {info.volume}; damaged")
+        if info.header_offset + 30 + info.compress_size > size:
+            raise InputFileError(f"{path}: the zip record '{name[:80]}' runs past the end of the file; truncated")
         if info.compress_type == zipfile.ZIP_DEFLATED:
             inflated += info.file_size
     if inflated > max(MIN_INFLATED, MAX_RATIO * size):
@@ -64,3 +79,31 @@ def check(path: Path, archive: zipfile.ZipFile) -> Records:
             f"{MAX_RATIO} times); refused as a zip bomb. Re-save it with torch.save, which does not compress"
         )
     return Records(prefix, all(i.compress_type == zipfile.ZIP_STORED for i in infos))
+
+
+def _directory(path: Path, f, archive: zipfile.ZipFile, size: int) -> None:
+    """What miniz checks of the end records and Python's zipfile does not: one disk (all entries on
+    it), and central directory entries that fit the directory (an entry whose comment length was
+    damaged runs past it)."""
+    tail_len = min(size, 22 + 0xFFFF + 56 + 20)
+    f.seek(size - tail_len)
+    tail = f.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or end + 22 > len(tail):
+        return  # zipfile found it where this does not: its own checks stand
+    disk, cd_disk, here, total, cd_size = struct.unpack_from("<HHHHI", tail, end + 4)
+    z64 = tail.rfind(b"PK\x06\x06", 0, end)
+    if z64 >= 0 and z64 + 56 <= end:
+        disk, cd_disk, here, total, cd_size = struct.unpack_from("<IIQQQ", tail, z64 + 16)
+    if disk != 0 or cd_disk != 0 or here != total:
+        raise InputFileError(f"{path}: a zip archive spanning several disks, which torch does not read; damaged")
+    f.seek(archive.start_dir)
+    directory = f.read(min(cd_size, size))
+    at = 0
+    for _ in archive.infolist():
+        if directory[at : at + 4] != b"PK\x01\x02" or at + 46 > len(directory):
+            raise InputFileError(f"{path}: its zip directory is damaged")
+        names, extra, comment = struct.unpack_from("<HHH", directory, at + 28)
+        at += 46 + names + extra + comment
+        if at > len(directory):
+            raise InputFileError(f"{path}: its zip directory's entries overrun the directory; damaged")
