@@ -95,6 +95,10 @@ def _directory(path: Path, f, archive: zipfile.ZipFile, size: int) -> None:
     z64 = tail.rfind(b"PK\x06\x06", 0, end)
     if z64 >= 0 and z64 + 56 <= end:
         disk, cd_disk, here, total, cd_size = struct.unpack_from("<IIQQQ", tail, z64 + 16)
+        if end >= 20 and tail[end - 20 : end - 16] == b"PK\x06\x07":  # the locator: miniz follows its offset
+            at_disk, offset, disks = struct.unpack_from("<IQI", tail, end - 16)
+            if offset != size - tail_len + z64 or at_disk != 0 or disks > 1:
+                raise InputFileError(f"{path}: its zip64 end locator points elsewhere; damaged")
     if disk != 0 or cd_disk != 0 or here != total:
         raise InputFileError(f"{path}: a zip archive spanning several disks, which torch does not read; damaged")
     f.seek(archive.start_dir)
