@@ -34,7 +34,7 @@ from orthocli.arrays import BFLOAT16
 from orthocli.errors import InputFileError, ReadWithTorch, TrustError
 from orthocli.pickle_vm import Machine, Refused
 
-MAX_PICKLE = 64 << 20  # bytes of one pickle: it holds the structure (names, shapes), never the weights
+MAX_PICKLE = 32 << 20  # bytes of one pickle: it holds the structure (names, shapes), never the weights
 MAX_DIMS = 64  # numpy's limit; torch reads more, so a tensor with more is left to torch
 MAX_DIM = 1 << 62  # any one size, stride or offset: beyond it no tensor of any length is addressable
 # A tensor may view more bytes than its storage holds only by repeating elements (stride 0): allowed up

@@ -229,6 +229,12 @@ def test_a_huge_memo_index_costs_nothing(tmp_path):
     assert conv_scores(path) == conv_scores(good)
 
 
+def test_a_pickle_larger_than_a_structure_needs_is_refused_unread(tmp_path):
+    """data.pkl holds names and shapes: 32 MiB is ten times what 100,000 tensors need."""
+    path = write_zip(tmp_path / "long.pt", pkl(NONE * (33 << 20)), {})
+    assert_refused(run_limited("score", path, with_torch=False), 3, "more than the 32 MiB")
+
+
 @pytest.mark.parametrize("depth", [5000, 1_000_000])
 def test_deeply_nested_tuple_keys_are_refused(tmp_path, depth):
     """A tuple nested a million deep used as a dict key overflowed the C stack (SIGSEGV) in hashing."""
