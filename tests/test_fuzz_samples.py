@@ -101,3 +101,50 @@ def test_damaged_samples_read_as_torch_reads_them(run_cli, tmp_path, kind):
         errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
         assert "Traceback" not in result.stderr and len(errors) == (result.exit_code != 0), what
     assert verdicts["both read"] >= 5 and verdicts["both refuse"] >= 5, verdicts  # the sample reaches both
+
+
+# Pickles assembled at random from the opcodes and globals torch's weights-only unpickler knows:
+# each is an object or a typed error (exit 3, or 6 for a persistent id that is not a storage).
+_OPS = [b"}", b"]", b")", b"N", b"(", b"t", b"\x85", b"\x86", b"\x87", b"R", b"b", b"a", b"e", b"s", b"u"]
+_OPS += [b"\x81", b"Q", b"\x88", b"\x89", b"\x8f", b"\x8a\x02\xff\x7f", b"X\x07\x00\x00\x00storage"]
+_GLOBALS = ["torch._utils _rebuild_tensor_v2", "collections OrderedDict", "builtins set", "builtins bytearray"]
+_GLOBALS += ["torch FloatStorage", "torch Size", "_codecs encode", "torch._utils _rebuild_parameter", "torch float32"]
+_GLOBALS += ["torch._tensor _rebuild_from_type_v2", "torch Tensor", "builtins complex", "torch device"]
+
+
+def _random_pickle(rng: random.Random) -> bytes:
+    parts = []
+    for _ in range(rng.randint(1, 30)):
+        r = rng.random()
+        if r < 0.25:
+            parts.append(b"K" + bytes([rng.randrange(256)]))
+        elif r < 0.35:
+            parts.append(rng.choice([b"q", b"h"]) + bytes([rng.randrange(4)]))
+        elif r < 0.45:
+            parts.append(b"X\x03\x00\x00\x00" + rng.choice([b"abc", b"cpu"]))
+        elif r < 0.6:
+            module, name = rng.choice(_GLOBALS).split()
+            parts.append(f"c{module}\n{name}\n".encode())
+        else:
+            parts.append(rng.choice(_OPS))
+    return b"\x80\x02" + b"".join(parts) + b"."
+
+
+def test_random_pickles_give_an_object_or_a_typed_error():
+    from orthocli import torch_pickle
+    from orthocli.errors import ReadWithTorch
+
+    def storage(pid):
+        numel = pid[4] if type(pid[4]) is int and pid[4] >= 0 else 0
+        return torch_pickle.StorageRef(str(pid[2]), torch_pickle.storage_dtype(pid), numel)
+
+    rng, seen = random.Random(32), set()
+    for _ in range(3000):
+        data = _random_pickle(rng)
+        try:
+            obj, _ = torch_pickle.load(data, storage)
+            torch_pickle.materialize(obj, lambda ref: np.zeros(ref.numel * ref.dtype.itemsize, np.uint8))
+            seen.add("object")
+        except (OrthoError, ReadWithTorch) as e:  # anything else would be exit 70
+            seen.add(type(e).__name__)
+    assert {"object", "InputFileError"} <= seen, seen
