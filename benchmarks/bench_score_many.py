@@ -92,7 +92,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="orthocli-bench-"))
-    orthocli = [sys.executable, "-m", "orthocli", "score", "--json"]
+    # --trust: loading TorchScript runs its code, so orthocli reads it only when trusted (these are tests/data's)
+    orthocli = [sys.executable, "-m", "orthocli", "score", "--json", "--trust"]
     floor = [sys.executable, "-c", FLOOR]
     try:
         files = copies(work / "n", args.copies)

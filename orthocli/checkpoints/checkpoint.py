@@ -1,9 +1,9 @@
 """Reading and writing checkpoints. The only module that touches checkpoint files.
 
 Reads, with no model class needed: torch.save files (zip and legacy pickle), dicts wrapping a
-state dict (Lightning, training scripts), safetensors, TorchScript archives, and -- only when the
-user trusts the file -- whole pickled nn.Modules; the format is told by the content, never the
-name. Writes orthocli checkpoints atomically (atomic.py), as a torch.save zip or, with a
+state dict (Lightning, training scripts), safetensors, and -- only when the user trusts the file --
+TorchScript archives and whole pickled nn.Modules (loading either runs code the file holds); the
+format is told by the content, never the name. Writes orthocli checkpoints atomically (atomic.py), as a torch.save zip or, with a
 .safetensors name, as safetensors (layout: safetensors_layout.py). Building the model a checkpoint
 records, and what it says of the model, is model.py's job.
 """
@@ -87,18 +87,57 @@ def checkpoint_format(path: Path) -> str:
     return kind
 
 
+def _read_as_score_does(path: Path, fmt: str, trust: bool) -> bool:
+    """Read the file with `score`'s own reader first (numpy_checkpoint.py's: bounded, and refusing
+    what is ambiguous or crafted), so that every command accepts and refuses what `score` does
+    and torch is never handed a file that would crash or exhaust it (a tuple nested a million deep
+    overflows torch's unpickler too). Returns whether the zip records are all stored, uncompressed:
+    only then does torch's mmap path read the values (on a deflated record it returns the
+    compressed bytes). What only torch reads (ReadWithTorch), and pickled objects with --trust,
+    go on to torch."""
+    from orthocli.errors import ReadWithTorch
+
+    stored = True
+    if fmt == "torch-zip":
+        import zipfile
+
+        import orthocli.checkpoints.readers.zip_records as zip_records
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                stored = zip_records.check(path, archive).stored
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+            raise InputFileError(f"{path}: damaged or truncated zip archive ({first_line(e, 100)})") from None
+    try:
+        if fmt == "torch-zip":
+            import orthocli.checkpoints.readers.zip as zip_checkpoint
+
+            zip_checkpoint.read(path)
+        elif fmt == "torch-legacy":
+            import orthocli.checkpoints.readers.legacy as legacy_checkpoint
+
+            legacy_checkpoint.read(path)
+    except ReadWithTorch:
+        pass
+    except TrustError:
+        if not trust:
+            raise
+    return stored
+
+
 def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
     import pickle
 
     import torch
 
+    stored = _read_as_score_does(path, fmt, trust)
     # torch.load reads a path ending in .safetensors as safetensors, whatever it holds: a torch file
     # under that name is given as an open file (which cannot be memory-mapped) so that content decides.
     by_name = str(path).endswith(".safetensors")
     try:
         with warnings.catch_warnings(), open(path, "rb") if by_name else contextlib.nullcontext(path) as source:
             warnings.simplefilter("ignore", UserWarning)  # a damaged file makes torch warn before it fails
-            mmap = fmt == "torch-zip" and not by_name
+            mmap = fmt == "torch-zip" and not by_name and stored
             return torch.load(source, map_location="cpu", weights_only=not trust, mmap=mmap or None)
     except pickle.UnpicklingError as e:
         msg = str(e)
@@ -230,6 +269,11 @@ def _load_safetensors(path: Path) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
+    import orthocli.checkpoints.readers.safetensors as safetensors_reader
+    from orthocli.errors import ReadWithTorch
+
+    with contextlib.suppress(ReadWithTorch):  # `score`'s reader first: every command refuses what it refuses
+        safetensors_reader.read(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -240,6 +284,15 @@ def _load_safetensors(path: Path) -> Checkpoint:
 
     state, extras = decode(state, meta, path)
     return Checkpoint(path, "safetensors", state, extras=extras)
+
+
+def torchscript_refusal(path: Path) -> TrustError:
+    """The error for a TorchScript archive read without --trust: torch.jit.load runs the code the
+    archive holds (its methods and `__setstate__`, which can write any file the user can)."""
+    return TrustError(
+        f"{path}: a TorchScript archive; loading it runs code the file holds (its methods and __setstate__). "
+        "If you trust where it came from, rerun with --trust"
+    )
 
 
 def _load_torchscript(path: Path) -> Checkpoint:
@@ -255,16 +308,22 @@ def _load_torchscript(path: Path) -> Checkpoint:
 
 
 def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False) -> Checkpoint:
-    """Read any supported checkpoint. Pickles run no code unless `trust` is set."""
+    """Read any supported checkpoint. Nothing from the file runs unless `trust` is set: without it a
+    TorchScript archive or a pickle of Python objects is a TrustError (exit 6)."""
     p = Path(path)
     check_readable(p)
     fmt = checkpoint_format(p)
     if fmt == "safetensors":
         ckpt = _load_safetensors(p)
     elif fmt == "torchscript":
+        if not trust:
+            raise torchscript_refusal(p)
         ckpt = _load_torchscript(p)
     else:
         ckpt = unwrap(_torch_load(p, fmt, trust), p, fmt, key)
+    for name, t in ckpt.state_dict.items():  # torch reads tensors without values (meta); nothing can use them
+        if getattr(t, "is_meta", False):
+            raise InputFileError(f"{p}: '{str(name)[:80]}' is a tensor on the meta device, without values")
     return ckpt
 
 

@@ -4,9 +4,10 @@ does, so that the redundancy gate installs without PyTorch and starts in a tenth
 safetensors files, torch.save's zip archives and its legacy pickles are read into numpy arrays
 (readers/: safetensors.py, zip.py, legacy.py); the wrapper around the state
 dict is found by the same rules as checkpoint.py's (`unwrap`: --key, Lightning's `state_dict`,
-nested dicts). What only torch can read -- a TorchScript archive, a pickled module with --trust,
+nested dicts). What only torch can read -- a TorchScript archive or a pickled module with --trust,
 tensors numpy has no type for -- is read by checkpoint.py where torch is installed, and is a
-NeedsTorch error (exit 2, one line saying what to install) where it is not.
+NeedsTorch error (exit 2, one line saying what to install) where it is not. Without --trust a
+TorchScript archive is a TrustError (exit 6) with or without torch: loading it runs its code.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import orthocli.checkpoints.checkpoint as torch_checkpoint
-from orthocli.checkpoints.checkpoint import Checkpoint, check_readable, checkpoint_format, unwrap
+from orthocli.checkpoints.checkpoint import Checkpoint, check_readable, checkpoint_format, torchscript_refusal, unwrap
 from orthocli.errors import CheckpointError, NeedsTorch, ReadWithTorch, TrustError
 from orthocli.network.layers import ConvLayer, convs_from_state_dict
 
@@ -61,6 +62,8 @@ def load(path: str | os.PathLike, *, key: str | None = None, trust: bool = False
         if not trust:
             raise
         return _with_torch(p, key, trust, f"{p}: --trust (unpickling the objects it holds)")
+    if not trust:
+        raise torchscript_refusal(p)
     return _with_torch(p, key, trust, f"{p}: a TorchScript archive")
 
 

@@ -52,8 +52,8 @@ TrustOpt = Annotated[
     bool,
     typer.Option(
         "--trust",
-        help="Allow loading pickled Python objects (whole nn.Modules). This runs code from the file: only for files"
-        " you trust.",
+        help="Allow loading TorchScript archives and pickled Python objects (whole nn.Modules). This runs code from"
+        " the file: only for files you trust.",
     ),
 ]
 CkptsArg = Annotated[

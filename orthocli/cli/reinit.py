@@ -11,6 +11,7 @@ from orthocli.cli.common import (
     ForceOpt,
     JsonOpt,
     OutOpt,
+    TrustOpt,
     command,
     log,
     name_column,
@@ -41,6 +42,7 @@ def reinit(
     reinit_scale: ReinitScaleOpt = DEFAULTS.reinit_scale,
     reinit_fan_out: ReinitFanOutOpt = DEFAULTS.reinit_fan_out,
     force: ForceOpt = False,
+    trust: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
@@ -50,7 +52,7 @@ def reinit(
 
     config = config_from(ReprConfig, params)
     output_folder(output)  # a missing folder is created, as every command's
-    report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)
+    report = run_reinit(checkpoint, output, config, cycle=cycle, force=force, trust=trust)
     doc = report.to_json()
     if json_out:
         print_json(doc)

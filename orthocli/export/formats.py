@@ -198,7 +198,7 @@ def _read_checkpoint(path: Path) -> tuple[Any, dict | None, dict]:
 
 
 def _read_torchscript(path: Path) -> tuple[Any, dict | None, dict]:
-    return ckpt_io.load(path).module.eval(), None, {}
+    return ckpt_io.load(path, trust=True).module.eval(), None, {}  # the file this command just wrote, not the user's
 
 
 def _read_pt2(path: Path) -> tuple[Any, dict | None, dict]:

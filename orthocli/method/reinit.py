@@ -59,6 +59,7 @@ def reinit(
     *,
     cycle: int = 1,
     force: bool = False,
+    trust: bool = False,
 ) -> ReinitReport:
     """Re-introduce the filters `source` dropped, by `config`'s re-introduction options
     (`reinit_scale`, `reinit_fan_out`, `seed`; default: train's); write the checkpoint to `output`.
@@ -75,7 +76,7 @@ def reinit(
     if cycle < 1:
         raise UsageError(f"--cycle must be at least 1, got {cycle}")
     check_output(output, force=force, inputs=[source])
-    ckpt = ckpt_io.load(source)
+    ckpt = ckpt_io.load(source, trust=trust)  # a TorchScript or pickled-object source runs code: --trust only
     record = ckpt.extras.get("prune")
     if not record:
         raise CheckpointError(f"{source}: has no dropped filters to re-introduce; make one with 'orthocli prune'")

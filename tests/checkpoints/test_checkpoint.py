@@ -183,7 +183,11 @@ def test_torchscript(save_ckpt):
     torch.manual_seed(0)
     model = GroupedAndTransposed()
     path = save_ckpt(model, "torchscript")
-    ckpt = checkpoint.load(path)
+    with pytest.raises(TrustError) as refused:  # torch.jit.load runs the archive's code
+        checkpoint.load(path)
+    assert_one_line_error(refused.value, path)
+    assert "--trust" in str(refused.value)
+    ckpt = checkpoint.load(path, trust=True)
     assert ckpt.format == "torchscript"
     assert ckpt.module is not None
     _check_known_layers(CheckpointModel(ckpt).convs())
@@ -336,5 +340,5 @@ def test_truncated_safetensors(tmp_path, save_ckpt, tiny_state_dict):
 def test_truncated_torchscript(tmp_path, save_ckpt):
     path = _truncated(save_ckpt(GroupedAndTransposed(), "torchscript"), tmp_path / "cut.jit", 0.6)
     with pytest.raises(InputFileError) as e:
-        checkpoint.load(path)
+        checkpoint.load(path, trust=True)
     assert_one_line_error(e.value, path)

@@ -469,7 +469,13 @@ def test_without_torch_score_reads_every_format_with_the_same_scores(run_cli, tm
 
 
 def test_without_torch_what_needs_it_says_how_to_get_it(tmp_path, data_dir, save_ckpt, tiny_model):
-    proc = run_without_torch("score", data_dir / "silero_vad.jit", data_dir / "crepe_tiny.pt")
+    proc = run_without_torch("score", data_dir / "silero_vad.jit")
+    assert proc.returncode == 6  # loading TorchScript runs its code: --trust first, with or without torch
+    assert proc.stderr.splitlines()[0] == (
+        f"Error: {data_dir / 'silero_vad.jit'}: a TorchScript archive; loading it runs code the file holds (its "
+        "methods and __setstate__). If you trust where it came from, rerun with --trust"
+    )
+    proc = run_without_torch("score", data_dir / "silero_vad.jit", data_dir / "crepe_tiny.pt", "--trust")
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert lines[0] == (

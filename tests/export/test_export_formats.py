@@ -121,6 +121,8 @@ def test_torchscript_says_it_is_for_older_runtimes_and_pt2_refuses_a_torchscript
     assert "For PyTorch 2.x use --format pt2" in result.stderr
     assert "Warning: `torch.jit" not in result.stderr and "DeprecationWarning" not in result.stderr
     result = run_cli("export", tmp_path / "m.ts", "-o", tmp_path / "m.pt2")
+    assert result.exit_code == 6  # a TorchScript source runs code: refused before anything without --trust
+    result = run_cli("export", tmp_path / "m.ts", "-o", tmp_path / "m.pt2", "--trust")
     assert result.exit_code == 4
     assert "pt2 export needs a Python model" in result.stderr
     assert not (tmp_path / "m.pt2").exists()

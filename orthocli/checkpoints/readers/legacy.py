@@ -3,10 +3,13 @@ without torch. The file is a stream: four pickles (a magic number, the protocol 
 system's byte order and type sizes, then the object itself, whose storages are persistent ids),
 a fifth pickle listing the storage keys, then each storage's bytes in that order, each preceded
 by its element count as 8 bytes. Every pickle goes through torch_pickle's restricted unpickler.
+The file is memory-mapped: bytes after the last storage (torch ignores them) cost nothing. Like
+torch, the reader takes counts and values as little-endian whatever byte order the file records.
 """
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,11 @@ PROTOCOL = 1001
 
 def read(path: Path) -> Any:
     """The object the file holds, its tensors numpy arrays."""
-    data = path.read_bytes()
+    try:
+        with open(path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, OverflowError, MemoryError) as e:
+        raise InputFileError(f"{path}: cannot be mapped into memory ({str(e)[:60]}); is it a checkpoint?") from None
     try:
         return _read(data)
     except InputFileError as e:
@@ -30,7 +37,7 @@ def read(path: Path) -> Any:
         raise TrustError(f"{path}: {e}") from None
 
 
-def _read(data: bytes) -> Any:
+def _read(data: Any) -> Any:
     def no_storage(pid: tuple) -> torch_pickle.StorageRef:
         raise InputFileError("a storage before the object; not a torch.save file")
 
@@ -39,7 +46,9 @@ def _read(data: bytes) -> Any:
     info, at = torch_pickle.load(data, no_storage, at)
     if magic != MAGIC or protocol != PROTOCOL or not isinstance(info, dict):
         raise InputFileError("a pickle, but not one written by torch.save")
-    byteorder = "little" if info.get("little_endian", True) else "big"
+    # torch's reader (THPStorage_readFileRaw) takes counts and values as little-endian whatever the
+    # file records; so does this one, so that both read the same numbers
+    byteorder = "little"
     storages: dict[str, torch_pickle.StorageRef] = {}
 
     def storage(pid: tuple) -> torch_pickle.StorageRef:
@@ -57,7 +66,7 @@ def _read(data: bytes) -> Any:
 
     obj, at = torch_pickle.load(data, storage, at)
     keys, at = torch_pickle.load(data, no_storage, at)
-    if not isinstance(keys, list) or set(keys) != set(storages):
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or set(keys) != set(storages):
         raise InputFileError("its list of storages does not match the object's")
     raw: dict[str, np.ndarray] = {}
     for key in keys:

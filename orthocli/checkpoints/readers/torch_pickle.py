@@ -10,7 +10,11 @@ torch. It accepts only what `torch.load(weights_only=True)` accepts, and less:
   meta tensors, tensor subclasses) raise errors.ReadWithTorch: the caller reads the file with
   torch where it is installed;
 - the allowed globals are stand-ins defined here: a tensor becomes a TensorRef (a storage, offset,
-  shape and strides), made an array by `materialize` once the storages' bytes are known.
+  shape and strides), made an array by `materialize` once the storages' bytes are known;
+- the pickle is run by pickle_vm.py's interpreter, not `pickle.Unpickler`: BUILD, APPEND, SETITEM
+  and calls are allowed on what torch allows them on and nothing else, and a file's claims are
+  bounded (MAX_PICKLE, tuple depth, memo, work; tensor sizes against the bytes stored), so a
+  small file can cost neither gigabytes nor minutes.
 
 The container formats (torch's zip archive, the legacy pickle stream) are zip.py's and
 legacy.py's; they hand their storages' bytes to `materialize`.
@@ -18,15 +22,24 @@ legacy.py's; they hand their storages' bytes to `materialize`.
 
 from __future__ import annotations
 
-import io
+import math
 import pickle
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from orthocli.arrays import BFLOAT16
+from orthocli.checkpoints.readers.pickle_vm import Machine, Refused
 from orthocli.errors import InputFileError, ReadWithTorch, TrustError
+
+MAX_PICKLE = 32 << 20  # bytes of one pickle: it holds the structure (names, shapes), never the weights
+MAX_DIMS = 64  # numpy's limit; torch reads more, so a tensor with more is left to torch
+MAX_DIM = 1 << 62  # any one size, stride or offset: beyond it no tensor of any length is addressable
+# A tensor may view more bytes than its storage holds only by repeating elements (stride 0): allowed up
+# to this, so that a tiny file cannot claim a 13 GiB tensor of one stored float.
+MAX_REPEATED_BYTES = 1 << 20
 
 # Storage classes (torch.<Name>) by their element type; torch.save names a storage by its class.
 STORAGES = {
@@ -213,11 +226,13 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: np.dtype | None = None) -> TensorRef:
-    if not isinstance(storage, StorageRef) or type(offset) is not int or offset < 0:
+    if not isinstance(storage, StorageRef) or type(offset) is not int or not 0 <= offset < MAX_DIM:
         raise pickle.UnpicklingError("a tensor without a storage")
     shape, strides = _ints(size, "a tensor's size"), _ints(stride, "a tensor's stride")
-    if len(shape) != len(strides) or any(d < 0 for d in shape) or any(s < 0 for s in strides):
-        raise pickle.UnpicklingError(f"a tensor of size {shape} and stride {strides}")
+    if len(shape) != len(strides) or not all(0 <= d < MAX_DIM for d in (*shape, *strides)):
+        raise pickle.UnpicklingError(f"a tensor of size {str(shape)[:80]} and stride {str(strides)[:80]}")
+    if len(shape) > MAX_DIMS:
+        raise ReadWithTorch(f"a tensor of {len(shape)} dimensions")
     return TensorRef(storage, offset, shape, strides, storage.dtype if dtype is None else dtype)
 
 
@@ -238,6 +253,8 @@ def _rebuild_tensor_v3(storage: Any, offset: Any, size: Any, stride: Any, _grad:
 
 
 def _rebuild_parameter(data: Any, *_flags: Any) -> Any:
+    if data is None:  # nn.Parameter(None): torch makes it an empty float tensor
+        return np.zeros(0, np.float32)
     if not isinstance(data, TensorRef):
         raise pickle.UnpicklingError("a parameter without a tensor")
     return data
@@ -313,7 +330,7 @@ def check(data: bytes, start: int = 0) -> int:
     implement (as torch.load(weights_only=True) refuses them), ReadWithTorch for a global only
     torch rebuilds, InputFileError for a damaged pickle. A scan of the bytes, not pickletools:
     the opcodes torch.save writes have simple arguments, and this runs on every file `score` reads."""
-    i, end = start, len(data)
+    i, end = start, min(len(data), start + MAX_PICKLE)
     try:
         while i < end:
             op = data[i]
@@ -329,9 +346,11 @@ def check(data: bytes, start: int = 0) -> int:
             elif op in (_LONG1, _SHORT_BINSTRING):
                 i += 1 + data[i]
             elif op == _GLOBAL:
-                eol = data.index(b"\n", i)
-                eol2 = data.index(b"\n", eol + 1)
-                name = _global_name(data[i:eol].decode("utf-8"), data[eol + 1 : eol2].decode("utf-8"))
+                eol = data.find(b"\n", i, end)
+                eol2 = data.find(b"\n", eol + 1, end)
+                if eol < 0 or eol2 < 0:
+                    break
+                name = _global_name(bytes(data[i:eol]).decode("utf-8"), bytes(data[eol + 1 : eol2]).decode("utf-8"))
                 i = eol2 + 1
                 if name in TORCH_ONLY:
                     raise ReadWithTorch(name)
@@ -346,6 +365,10 @@ def check(data: bytes, start: int = 0) -> int:
                 raise InputFileError(f"its pickled data is damaged (byte {op:#04x} at {i - 1} is no pickle opcode)")
     except (IndexError, ValueError, UnicodeDecodeError):  # a length past the end, a name without its newline
         pass
+    if end - start == MAX_PICKLE:
+        raise InputFileError(
+            f"its pickled data runs past {MAX_PICKLE >> 20} MiB, the most a checkpoint's structure needs"
+        )
     raise InputFileError("its pickled data is damaged or cut short")
 
 
@@ -355,45 +378,99 @@ def _global_name(module: str, name: str) -> str:
     return f"{module}.{name}"
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, storage: Callable[[tuple], StorageRef]) -> None:
-        super().__init__(file, encoding="utf-8")
+_CALLABLE = {
+    _Dict,
+    set,
+    _bytearray,
+    _complex,
+    _size,
+    _device,
+    _encode,
+    _rebuild_tensor,
+    _rebuild_tensor_v2,
+    _rebuild_tensor_v3,
+    _rebuild_parameter,
+    _rebuild_from_type_v2,
+}
+# NEWOBJ: what torch's cls.__new__(cls, *args) makes of each class it allows
+_NEW = [(_Dict, lambda *a: _Dict()), (set, lambda *a: set()), (_bytearray, lambda *a: bytearray())]
+_NEW += [(_complex, _complex), (_size, _size), (_device, _device)]
+
+
+class _TorchMachine(Machine):
+    """pickle_vm's interpreter with torch's rules: the globals of ALLOWED, storages for persistent
+    ids, calls of the allowed functions, BUILD on an OrderedDict only (its `_metadata`)."""
+
+    def __init__(self, data: Any, start: int, end: int, storage: Callable[[tuple], StorageRef]) -> None:
+        super().__init__(data, start, end)
         self._storage = storage
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_global(self, module: str, name: str) -> Any:
         full = _global_name(module, name)
         if full not in ALLOWED:  # check() already refused it; never import anything
             raise TrustError(UNSAFE.format(full))
         return ALLOWED[full]
 
+    def call(self, func: Any, args: tuple) -> Any:
+        if func is _TENSOR_TYPE:
+            raise ReadWithTorch("a tensor built by its class")
+        if not any(func is f for f in _CALLABLE):
+            raise Refused(f"a call of {_kind(func)}, which torch refuses too")
+        return func(*args)
+
+    def new_object(self, cls: Any, args: tuple) -> Any:
+        if cls is _TENSOR_TYPE:
+            raise ReadWithTorch("a tensor built by its class")
+        new = next((make for c, make in _NEW if c is cls), None)
+        if new is None:
+            raise Refused(f"NEWOBJ of {_kind(cls)}, which torch refuses too")
+        return new(*args)
+
+    def build(self, inst: Any, state: Any) -> None:
+        if type(inst) is _Dict and isinstance(state, dict):
+            return  # an OrderedDict's attributes (a state dict's _metadata): not weights
+        if isinstance(inst, TensorRef):
+            raise ReadWithTorch("a tensor with Python attributes")
+        raise Refused(f"BUILD on {_kind(inst)}, which torch refuses too")
+
     def persistent_load(self, pid: Any) -> Any:
         if not isinstance(pid, tuple) or not pid:
-            raise pickle.UnpicklingError(f"a persistent id that is not a storage ({type(pid).__name__})")
-        kind = pid[0].decode("ascii") if isinstance(pid[0], bytes) else pid[0]
+            raise Refused(f"a persistent id that is not a storage ({type(pid).__name__})")
+        kind = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
         if kind != "storage":
-            raise TrustError(UNSAFE.format(f"a persistent {kind!r}"))
+            raise TrustError(UNSAFE.format(f"a persistent {str(kind)[:40]!r}"))
         if len(pid) < 5 or not isinstance(pid[1], _StorageType):
-            raise pickle.UnpicklingError("a storage without its class")
+            raise Refused("a storage without its class")
         if pid[1].name not in STORAGES:
             raise ReadWithTorch(f"torch.{pid[1].name}")
         return self._storage(pid)
 
 
-def load(data: bytes, storage: Callable[[tuple], StorageRef], start: int = 0) -> tuple[Any, int]:
-    """Unpickle the pickle at `start` (checked first); `storage(pid)` turns each persistent id
-    ('storage', class, key, location, numel[, view]) into a StorageRef. Returns (the object, with
-    TensorRef leaves; where the pickle ended)."""
+def _kind(x: Any) -> str:
+    if isinstance(x, (TorchDtype, _StorageType)):
+        return f"torch.{x.name}"
+    return getattr(x, "__name__", None) or f"a {type(x).__name__}"
+
+
+def load(data: Any, storage: Callable[[tuple], StorageRef], start: int = 0) -> tuple[Any, int]:
+    """Unpickle the pickle at `start` of `data` (bytes, or an mmap), checked first; `storage(pid)`
+    turns each persistent id ('storage', class, key, location, numel[, view]) into a StorageRef.
+    Returns (the object, with TensorRef leaves; where the pickle ended)."""
     end = check(data, start)
-    stream = io.BytesIO(data)
-    stream.seek(start)
     try:
-        obj = _Unpickler(stream, storage).load()
+        obj, _ = _TorchMachine(data, start, end, storage).run()
     except (TrustError, ReadWithTorch, InputFileError):
         raise
+    except Refused as e:
+        raise InputFileError(f"its pickled data is damaged or crafted ({str(e)[:120]})") from None
     except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError) as e:
+        raise InputFileError(f"its pickled data is damaged ({type(e).__name__}: {str(e)[:80]})") from None
+    except (OverflowError, struct.error) as e:
         raise InputFileError(f"its pickled data is damaged ({type(e).__name__}: {str(e)[:80]})") from None
     except RecursionError:
         raise InputFileError("its pickled data nests too deeply") from None
+    except MemoryError:
+        raise InputFileError("its pickled data asks for more memory than there is") from None
     return obj, end
 
 
@@ -413,13 +490,22 @@ def materialize(obj: Any, storage_bytes: Callable[[StorageRef], np.ndarray], byt
             raw = cache[t.storage] = storage_bytes(t.storage)
         dtype = t.dtype if byteorder == "little" or t.dtype.itemsize == 1 else _big_endian(t.dtype)
         item = dtype.itemsize
+        shape = str(list(t.shape))[:100]
         if any(d == 0 for d in t.shape):
+            if math.prod(d for d in t.shape if d) * item >= 1 << 62:
+                raise InputFileError(f"a tensor of shape {shape}, which no memory can address")
             return np.zeros(t.shape, t.dtype)
         last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride))  # the farthest element, inclusive
         if (last + 1) * item > raw.nbytes:
             raise InputFileError(
-                f"a tensor of shape {list(t.shape)} needs {(last + 1) * item} bytes of storage '{t.storage.key}', "
+                f"a tensor of shape {shape} needs {(last + 1) * item} bytes of storage '{str(t.storage.key)[:40]}', "
                 f"which holds {raw.nbytes}"
+            )
+        values = math.prod(t.shape) * item
+        if values > max(raw.nbytes, MAX_REPEATED_BYTES):  # strides of 0 repeat elements: a view, until scored
+            raise InputFileError(
+                f"a tensor of shape {shape} claims {values} bytes of values from the {raw.nbytes} its storage holds "
+                "(strides that repeat elements); refused as crafted"
             )
         flat = raw[: raw.nbytes // item * item].view(dtype)
         view = np.lib.stride_tricks.as_strided(flat[t.offset :], t.shape, [s * item for s in t.stride], writeable=False)
