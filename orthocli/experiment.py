@@ -55,6 +55,8 @@ class ModelOptions:
     pool: str | None = None  # convnet: "max", "avg" or "none" after each block
     batchnorm: bool | None = None  # convnet: BatchNorm after each conv
     activation: str = "relu"
+    # --arch-args: keyword arguments for a package.module:callable builder (JSON values), given as is
+    arch_args: dict[str, Any] | None = None
 
     def arch_options(self) -> dict[str, Any]:
         """The architecture options given, by name (what `models.arch_spec` takes)."""
@@ -126,6 +128,7 @@ class RunMeta:
             "trust": m.trust,
             "arch_name": m.arch,
             "arch_options": {k: getattr(m, k) for k in _ARCH_OPTIONS},
+            "arch_args": dict(m.arch_args or {}),
             "data": path(d.data),
             "builtin": d.builtin,
             "test_data": path(d.test_data),
@@ -162,6 +165,7 @@ class RunMeta:
                     trust=bool(doc["trust"]),
                     arch=doc["arch_name"],
                     **{**arch_options, "activation": arch_options.get("activation") or "relu"},
+                    arch_args=doc.get("arch_args") or None,  # absent from state files before --arch-args
                 ),
                 # state files from before named sets had no "builtin": no data was the built-in digits
                 data=DataOptions(
@@ -385,13 +389,29 @@ class Experiment:
                 in_channels=data.in_channels,
                 num_classes=data.num_classes,
                 input_shape=list(data.spatial_shape),
+                arch_args=m.arch_args,
                 **opts,
             )
             model = build_model(arch)
             if arch["name"] != "callable":
                 init_weights(model, opts.get("activation", "relu"))
+            else:
+                self.warn_outputs(model, arch, data)
             return model, arch, None
         return model_from_checkpoint(m, data)
+
+    def warn_outputs(self, model, arch: dict, data) -> None:
+        """A builder not told the number of classes (torchvision's take `num_classes` through **kwargs,
+        given only by --arch-args) keeps its own, often 1,000: trainable, but not what was meant."""
+        from torch import nn
+
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        if last and last[0].out_features != data.num_classes and "num_classes" not in arch["args"]:
+            self.reporter.log(
+                f"Warning: the model's last Linear has {last[0].out_features} outputs and the data"
+                f" {data.num_classes} classes; give the builder its argument for that"
+                f" (--arch-args num_classes={data.num_classes})"
+            )
 
     # -- training ------------------------------------------------------------------------------
     def train_all(self) -> None:
@@ -704,13 +724,15 @@ def model_from_checkpoint(m: ModelOptions, data):
             in_channels=data.in_channels,
             num_classes=data.num_classes,
             input_shape=list(data.spatial_shape),
+            arch_args=m.arch_args,
             **m.arch_options(),
         )
     ck.check_finite()
     if arch is not None:
         # a `callable` architecture the file records runs code: only with --trust, or when the user names it
         trusted = m.trust or ck.extras.get("arch") is None or m.arch == arch.get("target")
-        model = load_weights(rebuild(arch, trusted=trusted, where=path), ck.state_dict, path, arch)
+        error = CheckpointError if ck.extras.get("arch") else UsageError  # the file's record, or the user's --arch
+        model = load_weights(rebuild(arch, trusted=trusted, where=path, error=error), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:

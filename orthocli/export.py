@@ -147,10 +147,9 @@ def _dropped(extras: dict) -> dict[str, torch.Tensor]:
 def _input_shape(arch: dict | None, given: list[int] | None) -> list[int] | None:
     if given:
         return list(given)
-    args = (arch or {}).get("args", {})
-    if "in_channels" in args and "input_shape" in args:
-        return [int(args["in_channels"]), *map(int, args["input_shape"])]
-    return None
+    from orthocli.models import sample_shape
+
+    return sample_shape(arch)
 
 
 def probe_batch(shape: list[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -248,7 +247,7 @@ def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe
     if fmt == "pt":
         torch.save(_plain(spec.state_dict), buf)
     elif fmt == "orthocli":
-        ckpt_io.writer(_payload(ckpt, spec, compact_doc), output)(buf)  # safetensors or torch zip, by the name
+        ckpt_io.writer(_payload(ckpt, spec, compact_doc, output), output)(buf)  # safetensors or torch zip, by the name
     elif fmt == "pt2":
         torch.export.save(_exported_program(spec.model, probe), buf)
     elif fmt == "torchscript":
@@ -318,18 +317,18 @@ def _quiet(logger: str):
         log.setLevel(level)
 
 
-def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
+def _load_back(fmt: str, path: Path, trust: bool = False) -> tuple[Any, dict | None, dict]:
     """(runnable module or None, state dict or None, orthocli extras) of a written file, read as
     any checkpoint is (checkpoint.py); ONNX and pt2 programs, which are no checkpoints, through their
-    runtimes."""
+    runtimes. `trust`: the file may hold the pickled model (`_payload`), as its source did."""
     if fmt == "onnx":
         return _OnnxRunner(path), None, {}
     if fmt == "pt2":  # from a buffer: torch.export.load goes by the name, and the temporary file's ends in .part
         return torch.export.load(io.BytesIO(path.read_bytes())).module(), None, {}
-    ckpt = ckpt_io.load(path)
+    ckpt = ckpt_io.load(path, trust=trust)
     if fmt == "torchscript":
         return ckpt.module.eval(), None, {}
-    return None, ckpt.state_dict, ckpt.extras
+    return (ckpt.module.eval() if ckpt.module is not None else None), ckpt.state_dict, ckpt.extras
 
 
 class _OnnxRunner:
@@ -349,11 +348,11 @@ class _OnnxRunner:
         return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
 
 
-def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) -> tuple[float, str]:
+def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None, trust: bool) -> tuple[float, str]:
     """Load the written file once: the max abs difference to the source, and what was compared
     ("outputs" on the probe batch, or "tensors" where there is no model to run)."""
     try:
-        runnable, state, got_meta = _load_back(fmt, path)
+        runnable, state, got_meta = _load_back(fmt, path, trust)
         if fmt == "safetensors" and not got_meta:
             raise CheckpointError(f"verification failed: the written {fmt} file lost its metadata; nothing was written")
         if (
@@ -391,11 +390,11 @@ def _rebuild(spec: ExportSpec, arch: dict | None):
     return copy.deepcopy(spec.model).eval()
 
 
-def _checked(fmt: str, spec: ExportSpec, probe, result: dict):
+def _checked(fmt: str, spec: ExportSpec, probe, result: dict, trust: bool):
     """The check `atomic_write` runs on the temporary file; fills `result`."""
 
     def check(path: Path) -> None:
-        diff, against = _verify(fmt, path, spec, probe)
+        diff, against = _verify(fmt, path, spec, probe, trust)
         result.update(max_abs_diff=diff, against=against)
         if not diff <= VERIFY_TOL:
             raise CheckpointError(
@@ -453,7 +452,7 @@ def export(
     check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     model, arch, dropped = _source_model(ckpt, trust), ckpt.extras.get("arch"), _dropped(ckpt.extras)
-    _refuse(ckpt, fmt, compact, model, arch, dropped)
+    _refuse(ckpt, fmt, compact, model, arch, dropped, output)
     shape = _input_shape(arch, input_shape)
     if shape is None and (compact or fmt in _NEEDS_MODEL):
         raise UsageError("needs the input shape for the probe batch: give --input-shape, e.g. 3,32,32 (channels first)")
@@ -474,7 +473,7 @@ def export(
     data = _serialize(fmt, spec, ckpt, compact_doc, probe, output)
     result: dict = {}
     atomic_write(
-        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, spec, probe, result)
+        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, spec, probe, result, trust)
     )
 
     timed = [model, spec.model] if compact else [spec.model]
@@ -561,10 +560,16 @@ def _compact_spec(graph, masked, dropped: dict, arch: dict | None, probe: torch.
     return ExportSpec(small, small.state_dict(), out_arch, expected), report
 
 
-def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
+def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict, output) -> None:
     """One clear message for what cannot be exported, before any work."""
     what = f"{ckpt.path} is a bare state dict ({ckpt.format})"
     fix = "give an orthocli checkpoint (it records the architecture) or a whole pickled model with --trust"
+    if ckpt.extras.get("prune") or ckpt.extras.get("reinit"):  # made by orthocli from a bare state dict
+        what = f"{ckpt.path} records no architecture and holds no model"
+        fix = (
+            "prune the model's orthocli checkpoint, or the whole pickled model (with --trust; a .pt output keeps"
+            " it, a .safetensors one cannot)"
+        )
     if model is None and fmt in _NEEDS_MODEL:
         raise CheckpointError(
             f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}"
@@ -586,7 +591,7 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
         raise CheckpointError(
             f"--compact: {ckpt.path} drops no filters (no drop record); prune it first with 'orthocli prune'"
         )
-    if fmt == "orthocli" and not arch:
+    if fmt == "orthocli" and not arch and _module_of(model, output) is None:
         raise CheckpointError(
             f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} "
             "records none; "
@@ -594,16 +599,26 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
         )
 
 
-def _payload(ckpt, spec: ExportSpec, compact_doc: dict | None) -> dict:
+def _module_of(model, output) -> Any:
+    """The Python model an orthocli export keeps (pickled, read back with --trust) where no
+    architecture rebuilds it: a trusted pickled source's, to a torch file (safetensors holds no code)."""
+    if isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule):
+        return None if ckpt_io.writes_safetensors(output) else model
+    return None
+
+
+def _payload(ckpt, spec: ExportSpec, compact_doc: dict | None, output) -> dict:
     """An orthocli checkpoint of the exported weights: the source's extras, the new architecture;
     a compact one drops the drop record (its filter indices no longer exist) and records how it
-    was made under "compact"."""
+    was made under "compact". A model no architecture describes travels whole (`_module_of`)."""
     extras = {k: v for k, v in ckpt.extras.items() if k not in ("format", "format_version")}
     if compact_doc is not None:
         extras.pop("prune", None)
         extras["compact"] = compact_doc
     if spec.arch is not None:
         extras["arch"] = spec.arch
+    elif ckpt.module is not None:
+        extras["module"] = _module_of(spec.model, output)
     if ckpt.extras.get("format") != ckpt_io.FORMAT_NAME:  # as `orthocli prune` records a foreign input
         extras.setdefault("source", {"path": str(ckpt.path), "format": ckpt.format, "key": ckpt.key})
     return ckpt_io.make_payload(_plain(spec.state_dict), **extras)

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from orthocli.cli.common import CkptArg, ForceOpt, JsonOpt, OutOpt, command, log, name_column, print_json, print_table
+from orthocli.cli.common import (
+    CkptArg,
+    ForceOpt,
+    JsonOpt,
+    OutOpt,
+    TrustOpt,
+    command,
+    log,
+    name_column,
+    print_json,
+    print_table,
+)
 from orthocli.cli.options import DEFAULTS, ReinitFanOutOpt, ReinitScaleOpt
 
 EPILOG = "Example: orthocli reinit pruned.pt -o reinit.pt --seed 0"
@@ -30,6 +41,7 @@ def reinit(
     reinit_scale: ReinitScaleOpt = DEFAULTS.reinit_scale,
     reinit_fan_out: ReinitFanOutOpt = DEFAULTS.reinit_fan_out,
     force: ForceOpt = False,
+    trust: TrustOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-introduce dropped filters from the null space of the kept ones (QR)."""
@@ -37,7 +49,7 @@ def reinit(
     from orthocli.reinit import reinit as run_reinit
 
     config = ReprConfig(seed=seed, reinit_scale=reinit_scale, reinit_fan_out=reinit_fan_out)
-    report = run_reinit(checkpoint, output, config, cycle=cycle, force=force)
+    report = run_reinit(checkpoint, output, config, cycle=cycle, force=force, trust=trust)
     doc = report.to_json()
     if json_out:
         print_json(doc)

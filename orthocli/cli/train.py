@@ -146,8 +146,19 @@ def train(
         _opt(
             "--arch",
             panel=ARCH,
-            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape"
-            " and the options below it accepts). Default: convnet.",
+            help="convnet | resnet20 | package.module:callable (called with those of in_channels, num_classes,"
+            " input_shape and the options below that it names as parameters, and --arch-args). Default: convnet.",
+            show_default=False,
+        ),
+    ] = None,
+    arch_args: Annotated[
+        Optional[list[str]],
+        _opt(
+            "--arch-args",
+            panel=ARCH,
+            help="KEY=VALUE (repeatable): a keyword argument for the --arch builder, VALUE read as JSON where it"
+            " is (10, 0.5, true, [1,2]), else as text; e.g. --arch-args num_classes=10. A builder's **kwargs gets"
+            " only these.",
             show_default=False,
         ),
     ] = None,
@@ -435,6 +446,7 @@ def train(
         Reporter,
         state_path,
     )
+    from orthocli.models import parse_arch_args
 
     reporter: Reporter = _Progress()
     hardware = HardwareOptions(device=device, precision=precision, threads=threads, compile=compile)
@@ -476,6 +488,7 @@ def train(
                 key=key,
                 trust=trust,
                 arch=arch,
+                arch_args=parse_arch_args(arch_args),
                 width=width,
                 depth=depth,
                 kernel=kernel,
