@@ -277,3 +277,20 @@ def test_the_documented_timm_route_runs_as_written(in_tmp, route):
     arch = ckpt_io.load(where / "t18.pt").extras["arch"]
     assert arch["args"] == {"model_name": "resnet18", "in_chans": 1, "num_classes": 10}
     _check_compact(where, "t18")
+
+
+def test_a_resumed_run_keeps_its_arch_args(tmp_path):
+    """--resume rebuilds the run from its state file: the builder's --arch-args are in it (a state
+    file written before --arch-args, without the key, reads as none)."""
+    from orthocli.experiment import DataOptions, HardwareOptions, ModelOptions, OutputOptions, RunMeta
+
+    meta = RunMeta(
+        model=ModelOptions(arch="pkg.mod:net", arch_args={"num_classes": 10, "dims": [1, 2]}),
+        data=DataOptions(),
+        outputs=OutputOptions(output=tmp_path / "r.pt"),
+        hardware=HardwareOptions(),
+    )
+    doc = json.loads(json.dumps(meta.to_dict()))  # as the state file stores it
+    assert RunMeta.from_dict(doc, tmp_path).model.arch_args == {"num_classes": 10, "dims": [1, 2]}
+    del doc["arch_args"]
+    assert RunMeta.from_dict(doc, tmp_path).model.arch_args is None
