@@ -116,7 +116,7 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
             ) from None
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
-        if trust and isinstance(e, (AttributeError, ModuleNotFoundError)):
+        if trust and (isinstance(e, (AttributeError, ModuleNotFoundError)) or _raised_importing(e)):
             raise CheckpointError(
                 f"{path}: the pickled model needs code that is not importable here ({first_line(e)})"
             ) from None
@@ -127,6 +127,14 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
         # The weights-only unpickler runs no code, so anything else it raises means a malformed
         # file (torch itself raises AssertionError on some corrupt legacy files).
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {first_line(e)})") from None
+
+
+def _raised_importing(e: BaseException) -> bool:
+    """Whether `e` came from importing the code a pickle names (a package whose import fails here,
+    as a CUDA torchvision beside a CPU torch does), not from reading the file."""
+    import traceback
+
+    return any(frame.name == "find_class" for frame in traceback.extract_tb(e.__traceback__))
 
 
 def _pickles_parse(path: Path) -> bool:

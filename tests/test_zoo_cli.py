@@ -294,3 +294,19 @@ def test_a_resumed_run_keeps_its_arch_args(tmp_path):
     assert RunMeta.from_dict(doc, tmp_path).model.arch_args == {"num_classes": 10, "dims": [1, 2]}
     del doc["arch_args"]
     assert RunMeta.from_dict(doc, tmp_path).model.arch_args is None
+
+
+def test_a_pickled_model_whose_package_fails_to_import_is_not_called_damaged(run_cli, tmp_path, monkeypatch):
+    """With --trust, unpickling imports the model's package; one whose import raises (a CUDA
+    torchvision beside a CPU torch: RuntimeError) is a checkpoint error naming the failure (exit 4),
+    not a "damaged or truncated" file (exit 3)."""
+    (tmp_path / "fragile_zoo.py").write_text(KWARGS_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fragile_zoo
+
+    torch.save(fragile_zoo.Net(num_classes=3), tmp_path / "m.pt")
+    (tmp_path / "fragile_zoo.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    monkeypatch.delitem(sys.modules, "fragile_zoo")
+    res = run_cli("score", tmp_path / "m.pt", "--trust")
+    assert res.exit_code == EXIT_CHECKPOINT, res.stderr
+    assert "needs code that is not importable here (operator torchvision::nms does not exist)" in res.stderr
