@@ -155,7 +155,7 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
             ) from None
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
-        if trust and isinstance(e, (AttributeError, ModuleNotFoundError)):
+        if trust and (isinstance(e, (AttributeError, ModuleNotFoundError)) or _raised_importing(e)):
             raise CheckpointError(
                 f"{path}: the pickled model needs code that is not importable here ({first_line(e)})"
             ) from None
@@ -166,6 +166,14 @@ def _torch_load(path: Path, fmt: str, trust: bool) -> Any:
         # The weights-only unpickler runs no code, so anything else it raises means a malformed
         # file (torch itself raises AssertionError on some corrupt legacy files).
         raise InputFileError(f"{path}: damaged or truncated checkpoint ({type(e).__name__}: {first_line(e)})") from None
+
+
+def _raised_importing(e: BaseException) -> bool:
+    """Whether `e` came from importing the code a pickle names (a package whose import fails here,
+    as a CUDA torchvision beside a CPU torch does), not from reading the file."""
+    import traceback
+
+    return any(frame.name == "find_class" for frame in traceback.extract_tb(e.__traceback__))
 
 
 def _pickles_parse(path: Path) -> bool:
@@ -229,8 +237,9 @@ def unwrap(obj: Any, path: Path, fmt: str, key: str | None, is_tensor: Callable[
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or model")
     if obj.get("format") == FORMAT_NAME:
-        extras = {k: v for k, v in obj.items() if k != "state_dict"}
-        return Checkpoint(path, fmt, _only_tensors(obj.get("state_dict", {}), is_tensor), extras=extras)
+        extras = {k: v for k, v in obj.items() if k not in ("state_dict", "module")}
+        module = obj.get("module") if _is_module(obj.get("module")) else None  # `module_for`: read with --trust
+        return Checkpoint(path, fmt, _only_tensors(obj.get("state_dict", {}), is_tensor), extras=extras, module=module)
     if key is not None:
         node: Any = obj
         for part in key.split("."):
@@ -337,6 +346,24 @@ def make_payload(state_dict: dict, **extras: Any) -> dict:
     payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "state_dict": state_dict}
     payload.update({k: v for k, v in extras.items() if v is not None})
     return payload
+
+
+def module_for(ckpt: Checkpoint, output: str | os.PathLike, state_dict: dict | None = None) -> Any:
+    """The Python module (a trusted pickled nn.Module) `ckpt` holds, with `state_dict` loaded, to
+    travel as the "module" entry of an orthocli checkpoint written to `output`: a model that no
+    recorded architecture rebuilds keeps its code, so `export --compact` can still build it (the
+    file then needs --trust, as its source did). None where there is none, or for a .safetensors
+    output, which holds no code."""
+    import torch
+
+    module = ckpt.module
+    if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
+        return None
+    if writes_safetensors(output) or ckpt.extras.get("arch"):
+        return None
+    if state_dict is not None:
+        module.load_state_dict(state_dict)
+    return module
 
 
 def save(path: str | os.PathLike, payload: dict, *, force: bool = False, inputs=()) -> Path:

@@ -24,26 +24,28 @@ from orthocli.network.graph import ModelGraph, TraceError
 from orthocli.network.layer_patterns import check as check_patterns
 from orthocli.network.layer_patterns import listing
 from orthocli.network.layers import ConvLayer, convs_from_module, convs_from_state_dict, select
-from orthocli.network.models import build_model
+from orthocli.network.models import build_model, sample_shape
 
 
-def rebuild(arch: dict, *, trusted: bool = True, where: object = "the checkpoint") -> nn.Module:
+def rebuild(
+    arch: dict, *, trusted: bool = True, where: object = "the checkpoint", error: type[Exception] = CheckpointError
+) -> nn.Module:
     """The model `arch` describes, without weights. A compact model (`orthocli export --compact`)
     records `"widths"`: {conv name: filters kept}; the model is narrowed to them.
 
     A `callable` architecture names code (`package.module:function`) that building the model
     imports and calls with arguments the record gives: from a file, that is code the file chooses,
-    so it is built only when `trusted` (the user's --trust); a TrustError (exit 6) otherwise."""
+    so it is built only when `trusted` (the user's --trust); a TrustError (exit 6) otherwise. A
+    builder that cannot be imported or refuses the arguments raises `error`."""
     if arch.get("name") == "callable" and not trusted:
         raise TrustError(
             f"{where}: records the architecture '{arch.get('target')}', code that building the model would import"
             " and run with arguments the file gives; rerun with --trust if you trust the file"
         )
-    model = build_model(arch)
+    model = build_model(arch, error=error)
     if arch.get("widths"):
-        args = arch.get("args", {})
-        shape = [args.get("in_channels"), *args.get("input_shape", [])]
-        example = torch.zeros(1, *shape) if all(isinstance(n, int) for n in shape) and len(shape) > 1 else None
+        shape = sample_shape(arch)
+        example = torch.zeros(1, *shape) if shape is not None and len(shape) > 1 else None
         apply_widths(model, arch["widths"], example)
     return model
 

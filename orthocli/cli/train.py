@@ -154,8 +154,19 @@ def train(
         _opt(
             "--arch",
             panel=ARCH,
-            help="convnet | resnet20 | package.module:callable (called with in_channels, num_classes, input_shape"
-            " and the options below it accepts). Default: convnet.",
+            help="convnet | resnet20 | package.module:callable (called with those of in_channels, num_classes,"
+            " input_shape and the options below that it names as parameters, and --arch-args). Default: convnet.",
+            show_default=False,
+        ),
+    ] = None,
+    arch_args: Annotated[
+        Optional[list[str]],
+        _opt(
+            "--arch-args",
+            panel=ARCH,
+            help="KEY=VALUE (repeatable): a keyword argument for the --arch builder, VALUE read as JSON where it"
+            " is (10, 0.5, true, [1,2]), else as text; e.g. --arch-args num_classes=10. A builder's **kwargs gets"
+            " only these.",
             show_default=False,
         ),
     ] = None,
@@ -427,6 +438,7 @@ def train(
     if config is not None:  # once more, with the file's values for the options not given on the command line
         return train(ctx, **{**ctx.params, **from_toml(ctx, config), "config": None})
     args = {name: value for name, value in locals().items() if name != "ctx"}  # the parameters, by name
+    from orthocli.network.models import parse_arch_args
     from orthocli.training.experiment import Experiment, Reporter, state_path
     from orthocli.training.options import HardwareOptions, ModelOptions, OutputOptions
 
@@ -437,7 +449,7 @@ def train(
     else:
         cfg = config_from(TrainConfig, args)
         options = dict(
-            model=_group(ModelOptions, args),
+            model=_group(ModelOptions, args, arch_args=parse_arch_args(arch_args)),
             data=_data_options(args, reporter),
             outputs=_group(OutputOptions, args),
             hardware=hardware,

@@ -76,16 +76,26 @@ def _plain(state_dict: dict) -> dict:
     return {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
 
 
-def _payload(ckpt, spec: ExportSpec, compact_doc: dict | None) -> dict:
+def module_of(model, output) -> Any:
+    """The Python model an orthocli export keeps (pickled, read back with --trust) where no
+    architecture rebuilds it: a trusted pickled source's, to a torch file (safetensors holds no code)."""
+    if isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule):
+        return None if ckpt_io.writes_safetensors(output) else model
+    return None
+
+
+def _payload(ckpt, spec: ExportSpec, compact_doc: dict | None, output) -> dict:
     """An orthocli checkpoint of the exported weights: the source's extras, the new architecture;
     a compact one drops the drop record (its filter indices no longer exist) and records how it
-    was made under "compact"."""
+    was made under "compact". A model no architecture describes travels whole (`module_of`)."""
     extras = {k: v for k, v in ckpt.extras.items() if k not in ("format", "format_version")}
     if compact_doc is not None:
         extras.pop("prune", None)
         extras["compact"] = compact_doc
     if spec.arch is not None:
         extras["arch"] = spec.arch
+    elif ckpt.module is not None:
+        extras["module"] = module_of(spec.model, output)
     if ckpt.extras.get("format") != ckpt_io.FORMAT_NAME:  # as `orthocli prune` records a foreign input
         extras.setdefault("source", {"path": str(ckpt.path), "format": ckpt.format, "key": ckpt.key})
     return ckpt_io.make_payload(_plain(spec.state_dict), **extras)
@@ -108,7 +118,7 @@ def _write_pt(spec: ExportSpec, ckpt, compact_doc: dict | None, probe, output) -
 
 def _write_orthocli(spec: ExportSpec, ckpt, compact_doc: dict | None, probe, output) -> bytes:
     buf = io.BytesIO()
-    ckpt_io.writer(_payload(ckpt, spec, compact_doc), output)(buf)  # safetensors or torch zip, by the name
+    ckpt_io.writer(_payload(ckpt, spec, compact_doc, output), output)(buf)  # safetensors or torch zip, by the name
     return buf.getvalue()
 
 
@@ -188,25 +198,26 @@ def _quiet(logger: str):
         log.setLevel(level)
 
 
-# --- readers: a written file -> (runnable module or None, state dict or None, orthocli extras) -----
+# --- readers: (a written file, trust) -> (runnable module or None, state dict or None, orthocli extras)
+# `trust`: the file may hold the pickled model (`_payload`), as its source did.
 
 
-def _read_checkpoint(path: Path) -> tuple[Any, dict | None, dict]:
+def _read_checkpoint(path: Path, trust: bool) -> tuple[Any, dict | None, dict]:
     """Read as any checkpoint is (checkpoint.py)."""
-    ckpt = ckpt_io.load(path)
-    return None, ckpt.state_dict, ckpt.extras
+    ckpt = ckpt_io.load(path, trust=trust)
+    return (ckpt.module.eval() if ckpt.module is not None else None), ckpt.state_dict, ckpt.extras
 
 
-def _read_torchscript(path: Path) -> tuple[Any, dict | None, dict]:
+def _read_torchscript(path: Path, trust: bool) -> tuple[Any, dict | None, dict]:
     return ckpt_io.load(path, trust=True).module.eval(), None, {}  # the file this command just wrote, not the user's
 
 
-def _read_pt2(path: Path) -> tuple[Any, dict | None, dict]:
+def _read_pt2(path: Path, trust: bool) -> tuple[Any, dict | None, dict]:
     # from a buffer: torch.export.load goes by the name, and the temporary file's ends in .part
     return torch.export.load(io.BytesIO(path.read_bytes())).module(), None, {}
 
 
-def _read_onnx(path: Path) -> tuple[Any, dict | None, dict]:
+def _read_onnx(path: Path, trust: bool) -> tuple[Any, dict | None, dict]:
     return _OnnxRunner(path), None, {}
 
 
@@ -246,7 +257,7 @@ class Format:
     name: str  # --format
     suffixes: tuple[str, ...]  # the output names that choose it without --format
     write: Callable[..., bytes]
-    read: Callable[[Path], tuple[Any, dict | None, dict]]
+    read: Callable[[Path, bool], tuple[Any, dict | None, dict]]
     needs_model: bool = False  # holds the model's code, not only its weights
     dynamic_batch: bool = False  # exported with a dynamic batch dimension
     requires: Callable[[], None] | None = None  # UsageError when an optional extra is missing

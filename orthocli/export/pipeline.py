@@ -50,7 +50,7 @@ import orthocli.checkpoints.checkpoint as ckpt_io
 from orthocli.atomic import atomic_write, check_output
 from orthocli.checkpoints.model import CheckpointModel
 from orthocli.errors import CheckpointError, UsageError, first_line
-from orthocli.export.formats import FORMATS, SUFFIXES, TABLE, ExportSpec
+from orthocli.export.formats import FORMATS, SUFFIXES, TABLE, ExportSpec, module_of
 from orthocli.method.masking import masked_model
 
 VERIFY_TOL = 1e-4  # max abs difference between the loaded file's output and the source model's
@@ -106,10 +106,9 @@ def _dropped(extras: dict) -> dict[str, torch.Tensor]:
 def _input_shape(arch: dict | None, given: list[int] | None) -> list[int] | None:
     if given:
         return list(given)
-    args = (arch or {}).get("args", {})
-    if "in_channels" in args and "input_shape" in args:
-        return [int(args["in_channels"]), *map(int, args["input_shape"])]
-    return None
+    from orthocli.network.models import sample_shape
+
+    return sample_shape(arch)
 
 
 def probe_batch(shape: list[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -141,16 +140,16 @@ def _serialize(fmt: str, spec: ExportSpec, ckpt, compact_doc: dict | None, probe
     return TABLE[fmt].write(spec, ckpt, compact_doc, probe, output)
 
 
-def _load_back(fmt: str, path: Path) -> tuple[Any, dict | None, dict]:
+def _load_back(fmt: str, path: Path, trust: bool = False) -> tuple[Any, dict | None, dict]:
     """(runnable module or None, state dict or None, orthocli extras) of a written file (formats.py)."""
-    return TABLE[fmt].read(path)
+    return TABLE[fmt].read(path, trust)
 
 
-def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None) -> tuple[float, str]:
+def _verify(fmt: str, path: Path, spec: ExportSpec, probe: torch.Tensor | None, trust: bool) -> tuple[float, str]:
     """Load the written file once: the max abs difference to the source, and what was compared
     ("outputs" on the probe batch, or "tensors" where there is no model to run)."""
     try:
-        runnable, state, got_meta = _load_back(fmt, path)
+        runnable, state, got_meta = _load_back(fmt, path, trust)
         if fmt == "safetensors" and not got_meta:
             raise CheckpointError(f"verification failed: the written {fmt} file lost its metadata; nothing was written")
         if (
@@ -188,11 +187,11 @@ def _rebuild(spec: ExportSpec, arch: dict | None):
     return copy.deepcopy(spec.model).eval()
 
 
-def _checked(fmt: str, spec: ExportSpec, probe, result: dict):
+def _checked(fmt: str, spec: ExportSpec, probe, result: dict, trust: bool):
     """The check `atomic_write` runs on the temporary file; fills `result`."""
 
     def check(path: Path) -> None:
-        diff, against = _verify(fmt, path, spec, probe)
+        diff, against = _verify(fmt, path, spec, probe, trust)
         result.update(max_abs_diff=diff, against=against)
         if not diff <= VERIFY_TOL:
             raise CheckpointError(
@@ -250,7 +249,7 @@ def export(
     check_output(output, force=force, inputs=[source])
     ckpt = ckpt_io.load(source, key=key, trust=trust)
     model, arch, dropped = _source_model(ckpt, trust), ckpt.extras.get("arch"), _dropped(ckpt.extras)
-    _refuse(ckpt, fmt, compact, model, arch, dropped)
+    _refuse(ckpt, fmt, compact, model, arch, dropped, output)
     shape = _input_shape(arch, input_shape)
     if shape is None and (compact or TABLE[fmt].needs_model):
         raise UsageError("needs the input shape for the probe batch: give --input-shape, e.g. 3,32,32 (channels first)")
@@ -271,7 +270,7 @@ def export(
     data = _serialize(fmt, spec, ckpt, compact_doc, probe, output)
     result: dict = {}
     atomic_write(
-        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, spec, probe, result)
+        output, lambda f: f.write(data), force=force, inputs=[source], check=_checked(fmt, spec, probe, result, trust)
     )
 
     timed = [model, spec.model] if compact else [spec.model]
@@ -358,10 +357,16 @@ def _compact_spec(graph, masked, dropped: dict, arch: dict | None, probe: torch.
     return ExportSpec(small, small.state_dict(), out_arch, expected), report
 
 
-def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
+def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict, output) -> None:
     """One clear message for what cannot be exported, before any work."""
     what = f"{ckpt.path} is a bare state dict ({ckpt.format})"
     fix = "give an orthocli checkpoint (it records the architecture) or a whole pickled model with --trust"
+    if ckpt.extras.get("prune") or ckpt.extras.get("reinit"):  # made by orthocli from a bare state dict
+        what = f"{ckpt.path} records no architecture and holds no model"
+        fix = (
+            "prune the model's orthocli checkpoint, or the whole pickled model (with --trust; a .pt output keeps"
+            " it, a .safetensors one cannot)"
+        )
     if model is None and TABLE[fmt].needs_model:
         raise CheckpointError(
             f"{fmt} export needs the model architecture: {what}; export to safetensors or pt, or {fix}"
@@ -383,7 +388,7 @@ def _refuse(ckpt, fmt: str, compact: bool, model, arch, dropped: dict) -> None:
         raise CheckpointError(
             f"--compact: {ckpt.path} drops no filters (no drop record); prune it first with 'orthocli prune'"
         )
-    if fmt == "orthocli" and not arch:
+    if fmt == "orthocli" and not arch and module_of(model, output) is None:
         raise CheckpointError(
             f"--format orthocli --compact needs the model architecture to rebuild the compact model: {ckpt.path} "
             "records none; "

@@ -56,6 +56,7 @@ def prune(
         record = make_record(ckpt.state_dict, view.banks(), plan.drops, plan.rule_dict(), view.graph)
         apply_drops(ckpt.state_dict, record)
         extras = ckpt.extras or {"source": {"path": str(source), "format": ckpt.format, "key": ckpt.key}}
-        payload = ckpt_io.make_payload(ckpt.state_dict, **{**extras, "prune": record})
+        module = ckpt_io.module_for(ckpt, output, ckpt.state_dict)  # a pickled model stays one
+        payload = ckpt_io.make_payload(ckpt.state_dict, **{**extras, "prune": record, "module": module})
         ckpt_io.save(output, payload, force=force, inputs=[source])
     return PruneReport(Path(source), None if output is None else Path(output), plan)

@@ -64,7 +64,8 @@ def reinit(
     """Re-introduce the filters `source` dropped, by `config`'s re-introduction options
     (`reinit_scale`, `reinit_fan_out`, `seed`; default: train's); write the checkpoint to `output`.
     The random directions come from the generator `orthocli train --seed seed` uses in its cycle
-    `cycle` (`seeding.reinit_seed`), so the steps run one by one give `train`'s values."""
+    `cycle` (`seeding.reinit_seed`), so the steps run one by one give `train`'s values. `trust`:
+    `source` may hold a pickled model (pruned from one), read only then and kept in `output`."""
     import torch
 
     import orthocli.checkpoints.checkpoint as ckpt_io
@@ -85,6 +86,7 @@ def reinit(
     counts = reintroduce(ckpt.state_dict, record, generator, config.reinit_scale, config.reinit_fan_out)
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
     extras["reinit"] = {"seed": config.seed, "cycle": cycle, "scale": config.reinit_scale, "layers": counts}
+    extras["module"] = ckpt_io.module_for(ckpt, output, ckpt.state_dict)  # a pickled model stays one
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[source])
     layers = [ReinitLayer(name, **c) for name, c in counts.items()]
     return ReinitReport(Path(source), Path(output), config.seed, cycle, layers)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from orthocli.errors import CheckpointError, UsageError
+from orthocli.errors import CheckpointError, OrthoError, UsageError, first_line
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -162,51 +163,135 @@ def init_weights(model: nn.Module, activation: str) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _call_user(target: str, args: dict) -> nn.Module:
+DATA_ARGS = ("in_channels", "num_classes", "input_shape")  # what the data says, given to parameters so named
+
+
+def _import_builder(target: str, error: type[Exception] = UsageError):
+    """The callable `target` ('package.module:callable') names; `error` when it cannot be had."""
     if ":" not in target:
-        raise UsageError(f"--arch '{target}': expected 'package.module:callable'")
+        raise error(f"--arch '{target}': expected 'package.module:callable'")
     mod_name, _, attr = target.partition(":")
     try:
         fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise UsageError(
-            f"--arch '{target}': cannot import it ({e}); is the package installed or on PYTHONPATH?"
+    except Exception as e:  # an import runs the package's code, which can raise anything
+        raise error(
+            f"--arch '{target}': cannot import it ({type(e).__name__}: {first_line(e)}); is the package installed"
+            " (and importable on this machine) or on PYTHONPATH?"
         ) from None
-    params = inspect.signature(fn).parameters
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    model = fn(**{k: v for k, v in args.items() if accepts_any or k in params})
+    if not callable(fn):
+        raise error(f"--arch '{target}' is a {type(fn).__name__}, not a callable")
+    return fn
+
+
+def _parameters(fn) -> tuple[set[str], bool]:
+    """The keyword parameters `fn` names, and whether it also takes **kwargs."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: give it only what the user asks
+        return set(), True
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _call_user(target: str, args: dict, error: type[Exception] = UsageError) -> nn.Module:
+    fn = _import_builder(target, error)
+    named, accepts_any = _parameters(fn)
+    # records written before the builder's arguments were chosen at `arch_spec` carry every data
+    # argument: a builder gets those it names (and all of them through **kwargs, as it did then)
+    given = {k: v for k, v in args.items() if accepts_any or k in named}
+    try:
+        model = fn(**given)
+    except OrthoError:
+        raise
+    except Exception as e:  # the builder's own refusal (TypeError: an argument it does not take)
+        shown = ", ".join(f"{k}={v!r}" for k, v in given.items()) or "no arguments"
+        if error is UsageError:
+            raise error(
+                f"--arch '{target}' failed when called with {shown}: {type(e).__name__}: {first_line(e)}; give"
+                " the arguments it takes with --arch-args KEY=VALUE"
+            ) from None
+        raise error(
+            f"the recorded architecture '{target}' failed when called with the recorded {shown}:"
+            f" {type(e).__name__}: {first_line(e)}; does the installed package still take them?"
+        ) from None
     if not isinstance(model, nn.Module):
-        raise UsageError(f"--arch '{target}' returned a {type(model).__name__}, not an nn.Module")
+        raise error(f"--arch '{target}' returned a {type(model).__name__}, not an nn.Module")
     return model
 
 
-def build_model(arch: dict) -> nn.Module:
+def build_model(arch: dict, *, error: type[Exception] = UsageError) -> nn.Module:
     """Build the model a recorded architecture dict describes, without weights (a compact export's
-    recorded widths: `checkpoints.model.rebuild`)."""
+    recorded widths: `checkpoints.model.rebuild`). A user's builder that cannot be imported or
+    refuses its arguments raises `error`: a UsageError for `--arch`, a CheckpointError for the
+    architecture a file records."""
     name, args = arch.get("name"), dict(arch.get("args", {}))
     if name == "convnet":
         return ConvNet(**args)
     if name == "resnet20":
         return ResNet20(**args)
     if name == "callable":
-        return _call_user(arch["target"], args)
+        return _call_user(arch["target"], args, error)
     raise CheckpointError(f"unknown architecture '{name}' recorded in the checkpoint")
 
 
-def arch_spec(name: str, *, in_channels: int, num_classes: int, input_shape: list[int], **options) -> dict:
+def parse_arch_args(items: list[str] | None) -> dict:
+    """`--arch-args KEY=VALUE` (repeatable) -> {KEY: VALUE}; each VALUE is read as JSON where it is
+    JSON (10, 0.5, true, null, [1, 2], "text"), else kept as text (relu)."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--arch-args '{item}': expected KEY=VALUE, e.g. num_classes=10")
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
+def arch_spec(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    input_shape: list[int],
+    arch_args: dict | None = None,
+    **options,
+) -> dict:
     """The architecture dict for `--arch NAME` and the data's shape. Options not given are left
-    to the model's defaults; unknown options are a usage error."""
+    to the model's defaults; unknown options are a usage error.
+
+    A user's builder (`package.module:callable`) is called with exactly the recorded `args`: the
+    data's `in_channels`, `num_classes`, `input_shape` and the options (`width`, ...) where it names
+    a parameter so called, and every `arch_args` entry (the user's `--arch-args`, which win). Its
+    `**kwargs` gets nothing else: torchvision's and timm's builders forward them to the model
+    class, which would refuse names it does not know. `sample_shape` records one sample's shape
+    (C x spatial) for the probe batches of later commands."""
+    arch_args = dict(arch_args or {})
+    data = {"in_channels": in_channels, "num_classes": num_classes, "input_shape": list(input_shape)}
     if name in BUILTIN:
         cls = {"convnet": ConvNet, "resnet20": ResNet20}[name]
         allowed = set(inspect.signature(cls).parameters)
-        bad = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+        given = {**{k: v for k, v in options.items() if v is not None}, **arch_args}
+        bad = sorted(k for k in given if k not in allowed)
         if bad:
             raise UsageError(f"--arch {name} does not take {', '.join(bad)}")
-        args = {"in_channels": in_channels, "num_classes": num_classes, "input_shape": list(input_shape)}
-        args.update({k: v for k, v in options.items() if v is not None})
-        return {"name": name, "args": args}
+        return {"name": name, "args": {**data, **given}}
     if ":" in name:
-        args = {"in_channels": in_channels, "num_classes": num_classes, "input_shape": list(input_shape)}
-        args.update({k: v for k, v in options.items() if v is not None})
-        return {"name": "callable", "target": name, "args": args}
+        named, _ = _parameters(_import_builder(name))
+        args = {k: v for k, v in {**data, **options}.items() if v is not None and k in named}
+        args.update(arch_args)
+        return {"name": "callable", "target": name, "args": args, "sample_shape": [in_channels, *input_shape]}
     raise UsageError(f"unknown architecture '{name}'; choose {', '.join(BUILTIN)} or give 'package.module:callable'")
+
+
+def sample_shape(arch: dict | None) -> list[int] | None:
+    """One sample's shape (C x spatial) an architecture dict records, or None."""
+    arch = arch or {}
+    if isinstance(arch.get("sample_shape"), list):
+        return [int(n) for n in arch["sample_shape"]]
+    args = arch.get("args", {})
+    if isinstance(args.get("in_channels"), int) and isinstance(args.get("input_shape"), list):
+        return [int(args["in_channels"]), *map(int, args["input_shape"])]
+    return None

@@ -235,13 +235,29 @@ class Experiment:
                 in_channels=data.in_channels,
                 num_classes=data.num_classes,
                 input_shape=list(data.spatial_shape),
+                arch_args=m.arch_args,
                 **opts,
             )
             model = build_model(arch)
             if arch["name"] != "callable":
                 init_weights(model, opts.get("activation", "relu"))
+            else:
+                self.warn_outputs(model, arch, data)
             return model, arch, None
         return model_from_checkpoint(m, data)
+
+    def warn_outputs(self, model, arch: dict, data) -> None:
+        """A builder not told the number of classes (torchvision's take `num_classes` through **kwargs,
+        given only by --arch-args) keeps its own, often 1,000: trainable, but not what was meant."""
+        from torch import nn
+
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        if last and last[0].out_features != data.num_classes and "num_classes" not in arch["args"]:
+            self.reporter.log(
+                f"Warning: the model's last Linear has {last[0].out_features} outputs and the data"
+                f" {data.num_classes} classes; give the builder its argument for that"
+                f" (--arch-args num_classes={data.num_classes})"
+            )
 
     # -- training ------------------------------------------------------------------------------
     def train_all(self) -> None:
@@ -528,13 +544,15 @@ def model_from_checkpoint(m: ModelOptions, data):
             in_channels=data.in_channels,
             num_classes=data.num_classes,
             input_shape=list(data.spatial_shape),
+            arch_args=m.arch_args,
             **m.arch_options(),
         )
     ck.check_finite()
     if arch is not None:
         # a `callable` architecture the file records runs code: only with --trust, or when the user names it
         trusted = m.trust or ck.extras.get("arch") is None or m.arch == arch.get("target")
-        model = load_weights(rebuild(arch, trusted=trusted, where=path), ck.state_dict, path, arch)
+        error = CheckpointError if ck.extras.get("arch") else UsageError  # the file's record, or the user's --arch
+        model = load_weights(rebuild(arch, trusted=trusted, where=path, error=error), ck.state_dict, path, arch)
     elif isinstance(ck.module, torch.nn.Module) and not isinstance(ck.module, torch.jit.ScriptModule):
         model = ck.module.float()
     elif ck.module is not None:

@@ -108,6 +108,20 @@ def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return F.cross_entropy
 
 
+def _channels_hint(model: nn.Module, channels: int) -> str:
+    """Where the model's first conv reads another number of channels than the data has: how to
+    make them agree (a builder is given `in_channels` only where it names that parameter)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if first is None or first.in_channels == channels:
+        return ""
+    return (
+        f"; the model's first conv reads {first.in_channels} channels and the data has {channels}: give your"
+        f" builder its argument for the input channels (--arch-args in_chans={channels} for timm; a builder"
+        " with an in_channels parameter gets it unasked), or wrap the builder to replace that conv"
+        " (docs/commands.md, 'Models from torchvision and timm')"
+    )
+
+
 def check_fits(model: nn.Module, data: DataSplits) -> None:
     """The model takes the data's samples and has an output per class; else DataError."""
     x = head(data.train, 2).to(_device_of(model))
@@ -120,7 +134,7 @@ def check_fits(model: nn.Module, data: DataSplits) -> None:
         shape = "x".join(map(str, x.shape[1:]))
         raise DataError(
             f"the data does not fit the model: samples of shape {shape} (C x spatial) fail in its forward pass"
-            f" ({first_line(e)})"
+            f" ({first_line(e)}){_channels_hint(model, x.shape[1])}"
         ) from None
     finally:
         model.train(was_training)

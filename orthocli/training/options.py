@@ -31,6 +31,8 @@ class ModelOptions:
     pool: str | None = None  # convnet: "max", "avg" or "none" after each block
     batchnorm: bool | None = None  # convnet: BatchNorm after each conv
     activation: str = "relu"
+    # --arch-args: keyword arguments for a package.module:callable builder (JSON values), given as is
+    arch_args: dict[str, Any] | None = None
 
     def arch_options(self) -> dict[str, Any]:
         """The architecture options given, by name (what `models.arch_spec` takes)."""
