@@ -11,12 +11,14 @@ model) a bank is the conv weight and its bias only.
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import weakref
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from orthocli.graph import ModelGraph
 from orthocli.layers import ConvLayer, filter_count
@@ -28,7 +30,10 @@ class Channel:
 
     key: str
     dim: int
-    role: str  # conv_weight | conv_bias | bn_weight | bn_bias | bn_mean | bn_var | other; dw_<role>: see `follow`
+    # conv_weight | conv_bias | bn_weight | bn_bias | bn_mean | bn_var | other; dw_<role>: see `follow`;
+    # rd_<role>: a BatchNorm that reads the channels further on (after a concatenation), at `offset`
+    role: str
+    offset: int = 0  # the bank's filter i is index offset + i of this tensor
 
 
 @dataclass
@@ -43,6 +48,9 @@ class FilterBank:
     # dropped channel takes their filter, bias and BatchNorm with it (roles "dw_*" in `channels`),
     # and their output is masked too, so the sub-network is what compaction leaves.
     follow: list[str] = field(default_factory=list)
+    # Why a dropped filter of this conv could not be silent at every reader (a step after the mask
+    # point maps zero to non-zero where no mask can go); None: it can. Such a conv is never dropped from.
+    unsilenceable: str | None = None
 
 
 PER_CHANNEL_MODULES = (
@@ -55,7 +63,15 @@ PER_CHANNEL_MODULES = (
     nn.SiLU,
     nn.ELU,
     nn.Hardswish,
+    nn.Hardsigmoid,
     nn.Hardtanh,
+    nn.SELU,
+    nn.CELU,
+    nn.Softsign,
+    nn.LogSigmoid,
+    nn.Tanhshrink,
+    nn.Softshrink,
+    nn.Hardshrink,
     nn.Mish,
     nn.Softplus,
     nn.Identity,
@@ -89,6 +105,12 @@ PER_CHANNEL_FUNCTIONS = {
     F.elu,
     F.relu6,
     F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.softplus,
+    F.mish,
+    F.selu,
+    F.celu,
     F.dropout,
     F.max_pool1d,
     F.max_pool2d,
@@ -101,6 +123,99 @@ PER_CHANNEL_FUNCTIONS = {
     F.adaptive_avg_pool3d,
 }
 PER_CHANNEL_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+
+# What an operation not in the lists above does is found by running it (`_probe`) on small random
+# inputs: per channel when channel c of its output depends on channel c of its input only, and
+# whether it maps an all-zero input to zero. Only parameter-free modules and calls whose other
+# arguments are constants are run; anything else is taken as mixing channels.
+_REDUCTIONS = {"mean", "sum", "amax", "amin", torch.mean, torch.sum, torch.amax, torch.amin}
+_PROBE_SHAPES = ((2, 3, 5, 5), (2, 3, 7), (2, 3, 4, 4, 4))
+_probed_modules: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_probed_calls: dict = {}
+
+
+def _probe(fn) -> tuple[bool, bool]:
+    """(per channel, maps zero to zero) for a function of one tensor; (False, False) where it
+    fails on every probe shape or returns something else."""
+    for shape in _PROBE_SHAPES:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=gen)
+        other = x.clone()
+        other[:, 1] = torch.randn(other[:, 1].shape, generator=gen)
+        try:
+            with torch.no_grad():
+                out, again, moved, zero = fn(x.clone()), fn(x.clone()), fn(other), fn(torch.zeros(shape))
+        except Exception:  # not for this spatial rank, or not a tensor function at all
+            continue
+        if not all(isinstance(t, torch.Tensor) and t.shape == out.shape for t in (out, again, moved, zero)):
+            return False, False
+        if out.dim() != x.dim() or out.shape[:2] != x.shape[:2] or not torch.equal(out, again):
+            return False, False
+        per_channel = torch.equal(out[:, [0, 2]], moved[:, [0, 2]])
+        return per_channel, per_channel and bool((zero == 0).all())
+    return False, False
+
+
+def _probed(node, modules: dict[str, nn.Module]) -> tuple[bool, bool]:
+    """`_probe` of what `node` does to its first argument, cached; (False, False) where it takes
+    another tensor or holds parameters or buffers (its values would decide)."""
+    if not node.args or not isinstance(node.args[0], fx.Node):
+        return False, False
+    others: list = []
+    fx.node.map_arg((node.args[1:], node.kwargs), others.append)
+    if others:
+        return False, False
+    rest, kwargs = node.args[1:], dict(node.kwargs)
+    if node.op == "call_module":
+        mod = modules.get(node.target)
+        if mod is None or rest or kwargs or next(iter(mod.parameters()), None) is not None:
+            return False, False
+        if next(iter(mod.buffers()), None) is not None:
+            return False, False
+        if mod not in _probed_modules:
+            _probed_modules[mod] = _probe(mod)
+        return _probed_modules[mod]
+    if node.op == "call_function":
+        fn = lambda x: node.target(x, *rest, **kwargs)  # noqa: E731
+    elif node.op == "call_method":
+        fn = lambda x: getattr(x, node.target)(*rest, **kwargs)  # noqa: E731
+    else:
+        return False, False
+    try:
+        key = (node.op, node.target, repr(rest), repr(kwargs))
+    except Exception:  # an argument without a repr: probe every time
+        return _probe(fn)
+    if key not in _probed_calls:
+        _probed_calls[key] = _probe(fn)
+    return _probed_calls[key]
+
+
+def per_channel(node, modules: dict[str, nn.Module]) -> bool:
+    """Whether `node` acts on each channel of its first argument by itself (an activation,
+    pooling, dropout: the listed ones, or any such step found by running it). BatchNorm and PReLU,
+    which hold per-channel tensors, are their callers' to handle."""
+    if node.op == "call_module" and isinstance(modules.get(node.target), PER_CHANNEL_MODULES):
+        return True
+    if node.op == "call_function" and node.target in PER_CHANNEL_FUNCTIONS:
+        return True
+    if node.op == "call_method" and node.target in PER_CHANNEL_METHODS:
+        return True
+    if node.target in _REDUCTIONS:  # per channel too, but followed as a reduction (channel_readers.py)
+        return False
+    return _probed(node, modules)[0]
+
+
+def keeps_zero(node, modules: dict[str, nn.Module]) -> bool:
+    """Whether this per-channel step maps a dropped (all-zero) channel to zero, decided by what it
+    does to zero, not by its name: a BatchNorm by its affine parameters (zero for a dropped
+    filter; without them (0 - mean) / std != 0), a PReLU always, anything else by running it on
+    zeros (a sigmoid and a hard sigmoid give 0.5, a softplus log 2)."""
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        return mod.affine
+    if isinstance(mod, nn.PReLU):
+        return True
+    return _probed(node, modules)[1]
 
 
 def _conv_channels(prefix: str, conv: nn.Module) -> list[Channel]:
@@ -144,23 +259,57 @@ def _banks(graph: ModelGraph) -> list[FilterBank]:
                             Channel(p + "running_mean", 0, "bn_mean"),
                             Channel(p + "running_var", 0, "bn_var"),
                         ]
-                elif isinstance(mod, nn.PReLU) and mod.weight.numel() > 1:
-                    bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
-                elif not isinstance(mod, PER_CHANNEL_MODULES):
+                elif isinstance(mod, nn.PReLU):
+                    if mod.weight.numel() > 1:
+                        bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
+                elif not per_channel(nxt, modules):
                     break
-            elif (
-                nxt.op == "call_function"
-                and nxt.target not in PER_CHANNEL_FUNCTIONS
-                or nxt.op == "call_method"
-                and nxt.target not in PER_CHANNEL_METHODS
-                or nxt.op not in ("call_module", "call_function", "call_method")
-            ):
+            elif nxt.op not in ("call_function", "call_method") or not per_channel(nxt, modules):
                 break
             cur = nxt
         bank.mask_node = cur.name
         banks.append(bank)
     _link_depthwise(graph, banks)
+    _readers_on_the_way(graph, banks)
     return banks
+
+
+def _readers_on_the_way(graph: ModelGraph, banks: list[FilterBank]) -> None:
+    """A dropped channel is zero where it is handed on (the mask point); past it, on the way to the
+    convs and Linears that read it, every step must keep it zero. A BatchNorm there (DenseNet's,
+    after each concatenation) maps zero to beta - gamma * mean / std: its scale and shift for the
+    channel become the bank's too (roles "rd_*", at the channel's offset in what it reads), zeroed
+    and frozen with the filter, restored on re-introduction. Any other step there that maps zero to
+    non-zero, or a BatchNorm without affine parameters, makes the bank `unsilenceable`."""
+    from orthocli.channel_readers import Blocked, module_width, readers  # (they read the banks)
+
+    by_name = {b.name: b for b in banks}
+    width = module_width(graph)
+    for bank in banks:
+        found, steps = [], []
+        with contextlib.suppress(Blocked):  # what was found before the walk stopped still reads the channel
+            readers(graph, bank, by_name, width, found=found, steps=steps)
+        for r in found:
+            mod = graph.modules[r.target]
+            if r.kind != "bn":
+                continue
+            if not mod.affine:
+                bank.unsilenceable = (
+                    f"its channels reach the BatchNorm '{r.target}', which has no affine parameters and maps a zero"
+                    " channel to non-zero"
+                )
+                continue
+            prefix = f"{r.target}."
+            roles = [("weight", "rd_bn_weight"), ("bias", "rd_bn_bias")]
+            if mod.track_running_stats:
+                roles += [("running_mean", "rd_bn_mean"), ("running_var", "rd_bn_var")]
+            bank.channels += [Channel(prefix + attr, 0, role, r.offset) for attr, role in roles]
+        for node in steps:
+            if not keeps_zero(node, graph.modules):
+                bank.unsilenceable = (
+                    f"its channels pass '{node.name}' after they are handed on, which maps a zero channel to"
+                    " non-zero where no mask can go"
+                )
 
 
 def is_depthwise(conv: nn.Module) -> bool:

@@ -12,6 +12,9 @@ The convs that never lose filters, and why:
   Dropping one would delete an output, and re-introducing it from a null space would reset it.
 - A conv module called more than once in the forward pass (shared weights): one filter serves
   several places, and the masks, the freezer and compaction all act on one place per filter.
+- A conv whose dropped filters could not be silent at every reader: past the point where its
+  channels are handed on, a step maps zero to non-zero where no mask can go
+  (`banks.FilterBank.unsilenceable`).
 
 Without a model (a bare state dict) the graph is unknown: `drops.plan_drops` then leaves out the
 last conv layer (skip_last), the likeliest output layer.
@@ -128,6 +131,11 @@ class ModelGraph:
                         "its channels are model outputs (they reach the output without another conv or Linear); "
                         "dropping one would delete an output"
                     )
+            from orthocli.banks import banks_from_model  # (the banks are read from this graph)
+
+            for bank in banks_from_model(self):
+                if bank.unsilenceable and bank.name not in fixed:
+                    fixed[bank.name] = f"a dropped filter would not be silent: {bank.unsilenceable}"
             self.cache["fixed"] = fixed
         return self.cache["fixed"]
 
