@@ -1,10 +1,8 @@
 """torchvision's classification families, built small (few channels where a width multiplier
 exists, small inputs) for tests/test_torchvision_zoo.py.
 
-torchvision is a test-only dependency (the test extra). On a CPU build of torch, the torchvision
-wheel built for CUDA fails to load its C extension, and its import then fails on two undefined
-detection ops; defining their schemas first is enough for the classification models, which call
-no detection op. This is a test helper, never runtime code.
+torchvision is a test-only dependency (the test extra); tests/conftest.py makes a CUDA build of
+it importable on a CPU torch.
 """
 
 from __future__ import annotations
@@ -17,19 +15,14 @@ from torch import nn
 
 
 def import_torchvision():
-    """torchvision, or a skip with the reason (a failure under CI=1, where it must be installed)."""
+    """torchvision (made importable on a CPU torch by tests/conftest.py), or a skip with the
+    reason; under CI=1, where the test extra installs it, its absence is a failure."""
     try:
         import torchvision
-    except ModuleNotFoundError:
+    except ImportError:
         if os.environ.get("CI"):
             raise
         pytest.skip("torchvision is not installed (pip install -e '.[test]' installs it)")
-    except Exception:  # the CUDA wheel on a CPU torch: its ops are undefined, define the two it needs
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import_torchvision.lib = lib  # keep the definitions alive
-        import torchvision
     return torchvision
 
 
