@@ -143,8 +143,7 @@ def _probe(fn) -> tuple[bool, bool]:
         other = x.clone()
         other[:, 1] = torch.randn(other[:, 1].shape, generator=gen)
         try:
-            with torch.no_grad():
-                out, again, moved, zero = fn(x.clone()), fn(x.clone()), fn(other), fn(torch.zeros(shape))
+            out, again, moved, zero = (_seeded(fn, t) for t in (x.clone(), x.clone(), other, torch.zeros(shape)))
         except Exception:  # not for this spatial rank, or not a tensor function at all
             continue
         if not all(isinstance(t, torch.Tensor) and t.shape == out.shape for t in (out, again, moved, zero)):
@@ -154,6 +153,14 @@ def _probe(fn) -> tuple[bool, bool]:
         per_channel = torch.equal(out[:, [0, 2]], moved[:, [0, 2]])
         return per_channel, per_channel and bool((zero == 0).all())
     return False, False
+
+
+def _seeded(fn, x: torch.Tensor):
+    """fn(x) with the same random numbers every call (a dropout in training mode drops the same
+    elements), leaving the global random state as it was: probing changes no seeded run."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        return fn(x)
 
 
 def _probed(node, modules: dict[str, nn.Module]) -> tuple[bool, bool]:

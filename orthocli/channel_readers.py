@@ -171,6 +171,8 @@ def readers(
                     f"its channels meet another tensor at '{node.name}' (a residual add or the like), which needs both"
                     " at the same width; exclude the layer from dropping ({exclude}) if it should keep every filter",
                 )
+            if steps is not None:
+                steps.append(node)  # x * 2 keeps a zero channel zero, x + 1 does not
             stack.extend((user, node, path) for user in node.users)  # x * 2, x + 1: element-wise with a constant
             continue
         if not node.args or node.args[0] is not src:
