@@ -63,6 +63,7 @@ def test_a_step_past_the_mask_point_that_maps_zero_to_non_zero_leaves_the_conv_o
     assert "maps a zero channel to non-zero" in reasons["a"] and "maps a zero channel to non-zero" in reasons["b"]
     plan = plan_drops(model, ratio=0.5, skip_first=False)
     assert "a" not in plan.drops and "b" not in plan.drops and "c" in plan.drops
+    assert "would not be silent: its channels pass 'add'" in plan.reasons["a"]
 
 
 def test_probing_a_step_leaves_the_global_random_state_alone():
