@@ -21,7 +21,7 @@ from orthocli.method.drops import DropPlan
 from orthocli.method.drops import plan_drops as _plan
 from orthocli.method.layer_scores import score_layers
 from orthocli.method.subnet import apply_drops, make_record, reintroduce
-from orthocli.network.banks import FilterBank, banks_from_layers, banks_from_model
+from orthocli.network.banks import FilterBank, banks_from_layers, banks_from_model, fixed_layers
 from orthocli.network.graph import ModelGraph, method_graph, unwrap
 from orthocli.network.layers import ConvLayer, convs_from_module, convs_from_state_dict
 
@@ -73,7 +73,7 @@ def plan_drops(
     config = _config(config, options)
     model = unwrap(source) if isinstance(source, nn.Module) else None
     graph = ModelGraph.try_trace(model)
-    return _plan(_layers(source), config, fixed=None if graph is None else graph.fixed_layers(), counts=counts)
+    return _plan(_layers(source), config, fixed=None if graph is None else fixed_layers(graph), counts=counts)
 
 
 def drop(source: Source, drops: DropPlan | Mapping[str, torch.Tensor]) -> dict:

@@ -18,7 +18,7 @@ from torch import nn
 
 from orthocli.checkpoints.checkpoint import Checkpoint
 from orthocli.errors import CheckpointError, OptionError, TrustError
-from orthocli.network.banks import FilterBank, banks_from_layers, banks_from_model
+from orthocli.network.banks import FilterBank, banks_from_layers, banks_from_model, fixed_layers
 from orthocli.network.compact import apply_widths
 from orthocli.network.graph import ModelGraph, TraceError
 from orthocli.network.layer_patterns import check as check_patterns
@@ -95,7 +95,7 @@ class CheckpointModel:
 
     def fixed_layers(self) -> dict[str, str] | None:
         """The convs that keep every filter (output layers, shared convs), or None without a graph."""
-        return None if self.graph is None else self.graph.fixed_layers()
+        return None if self.graph is None else fixed_layers(self.graph)
 
     def convs(self) -> list[ConvLayer]:
         """The conv layers: from the checkpoint's module where it holds one, from its recorded

@@ -1,5 +1,5 @@
 """The method's steps (docs/method.md): Score (orthogonality.py, layer_scores.py), Drop
-(drops.py, ranking.py), the sub-network (subnet.py, masking.py, fan_out.py), Re-introduce
+(drops.py, ranking.py), the sub-network (subnet.py, masking.py; what reads a channel: network/fan_out.py), Re-introduce
 (nullspace.py), whether there is anything to remove (redundancy.py), the `RePr` controller that runs
 the schedule in any training loop (controller.py), and the library side of `prune` and `reinit`."""
 

@@ -36,7 +36,7 @@ from orthocli.errors import CheckpointError, OptionError, UsageError
 from orthocli.method.drops import plan_drops
 from orthocli.method.masking import ChannelMasks
 from orthocli.method.subnet import SubNetwork, apply_drops, make_record, reintroduce, reset_optimizer_rows
-from orthocli.network.banks import FilterBank, banks_from_model
+from orthocli.network.banks import FilterBank, banks_from_model, fixed_layers
 from orthocli.network.graph import ModelGraph, method_graph, unwrap
 from orthocli.network.layers import convs_from_module
 from orthocli.seeding import ranking_seed, reinit_seed
@@ -323,10 +323,10 @@ class RePr:
         ratio of 0.5 stands in). The names of the layers that may lose filters."""
         c = self.config
         rule = replace(c, ratio=0.5, threshold=None) if c.ratio is None else c
-        plan = plan_drops(convs_from_module(self.model), rule, fixed=self.graph.fixed_layers())
+        plan = plan_drops(convs_from_module(self.model), rule, fixed=fixed_layers(self.graph))
         names = [s.layer.name for s in plan.candidates]
         for cycle_counts in (self.matched or {}).values():  # bad counts are refused before training too
-            plan_drops(convs_from_module(self.model), rule, fixed=self.graph.fixed_layers(), counts=cycle_counts)
+            plan_drops(convs_from_module(self.model), rule, fixed=fixed_layers(self.graph), counts=cycle_counts)
         return names
 
     def _choose(self, cycle: int) -> dict[str, torch.Tensor]:
@@ -338,7 +338,7 @@ class RePr:
             plan = plan_drops(
                 convs_from_module(self.model),
                 c,
-                fixed=self.graph.fixed_layers(),  # output layers and shared convs keep every filter
+                fixed=fixed_layers(self.graph),  # output layers and shared convs keep every filter
                 seed=ranking_seed(c.seed, cycle),
                 counts=None if self.matched is None else self.matched.get(cycle, {}),
             )

@@ -10,8 +10,9 @@ user's loop calls its own model, not a copy, and here the same result comes from
   zero (BatchNorm with its affine parameters, ReLU and the like, pooling, dropout), the channel is
   zero at the mask point without any mask. Most networks need nothing else, so their forward pass
   is the user's own, untouched, and `torch.compile` sees it as it is.
-- **A forward hook, where zero does not stay zero** (a sigmoid, sigmoid(0) = 0.5; a BatchNorm
-  without affine parameters, (0 - mean) / std): the hook multiplies by a mask tensor, on the module
+- **A forward hook, where zero does not stay zero** (a sigmoid, sigmoid(0) = 0.5; a hard sigmoid;
+  a BatchNorm without affine parameters, (0 - mean) / std; decided by what each step does to zero,
+  `zero_steps.keeps_zero`, not by its name): the hook multiplies by a mask tensor, on the module
   at the mask point when that module is called once per forward pass, else on the latest module of
   the chain from the conv to the mask point that is called once and after which every operation
   maps a zero channel to zero. (A shared activation module, such as a ResNet block's one `relu`
@@ -30,36 +31,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from orthocli.errors import CheckpointError, UsageError
-from orthocli.network.banks import (
-    PER_CHANNEL_FUNCTIONS,
-    PER_CHANNEL_METHODS,
-    PER_CHANNEL_MODULES,
-    FilterBank,
-    banks_from_model,
-    masked_forward,
-)
+from orthocli.network.banks import FilterBank, banks_from_model, masked_forward, needs_mask
 from orthocli.network.graph import ModelGraph
-
-# Per-channel operations that map a zero channel to a non-zero one (sigmoid(0) = 0.5).
-_NOT_ZERO_AT_ZERO_MODULES = (nn.Sigmoid, nn.Softplus)
-_NOT_ZERO_AT_ZERO_FUNCTIONS = {torch.sigmoid, F.sigmoid, F.softplus}
-_NOT_ZERO_AT_ZERO_METHODS = {"sigmoid"}
-
-
-def keeps_zero(node, modules: dict[str, nn.Module]) -> bool:
-    """Whether this per-channel step maps a dropped (all-zero, zero-affine) channel to zero."""
-    if node.op == "call_module":
-        mod = modules[node.target]
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            return mod.affine  # gamma = beta = 0 for a dropped filter; without them (0 - mean)/std != 0
-        return isinstance(mod, (*PER_CHANNEL_MODULES, nn.PReLU)) and not isinstance(mod, _NOT_ZERO_AT_ZERO_MODULES)
-    if node.op == "call_function":
-        return node.target in PER_CHANNEL_FUNCTIONS and node.target not in _NOT_ZERO_AT_ZERO_FUNCTIONS
-    return node.target in PER_CHANNEL_METHODS and node.target not in _NOT_ZERO_AT_ZERO_METHODS
+from orthocli.network.zero_steps import keeps_zero
 
 
 def hook_points(graph: ModelGraph, banks: Iterable[FilterBank]) -> dict[str, str | None]:
@@ -82,18 +59,6 @@ def hook_points(graph: ModelGraph, banks: Iterable[FilterBank]) -> dict[str, str
                 break
         points[bank.name] = point
     return points
-
-
-def needs_mask(graph: ModelGraph, bank: FilterBank) -> bool:
-    """Whether a dropped filter of `bank` can be non-zero at the mask point although its weight,
-    bias and BatchNorm affine parameters are zero: a step from the conv to the mask point maps zero
-    to non-zero."""
-    node = next(n for n in graph.nodes if n.op == "call_module" and n.target == bank.name)
-    while node.name != bank.mask_node:  # the walk of `banks_from_model`, replayed
-        node = next(iter(node.users))
-        if not keeps_zero(node, graph.modules):
-            return True
-    return False
 
 
 class ChannelMasks:

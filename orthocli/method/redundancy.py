@@ -17,6 +17,7 @@ from torch import nn
 from orthocli.config import ReprConfig
 from orthocli.method.drops import candidate_layers, excess_quota
 from orthocli.method.layer_scores import LayerScores, score_layers
+from orthocli.network.banks import fixed_layers
 from orthocli.network.graph import ModelGraph, unwrap
 from orthocli.network.layers import ConvLayer, convs_from_module
 
@@ -86,7 +87,7 @@ def watched_layers(model: nn.Module, config: ReprConfig, graph: ModelGraph | Non
     if graph is None:
         graph = ModelGraph.try_trace(model)
     layers = convs_from_module(model)
-    return candidate_layers(layers, config, fixed=None if graph is None else graph.fixed_layers())[0]
+    return candidate_layers(layers, config, fixed=None if graph is None else fixed_layers(graph))[0]
 
 
 def live_means(layers: list[ConvLayer]) -> dict[str, float]:

@@ -83,10 +83,17 @@ def reinit(
         raise CheckpointError(f"{source}: has no dropped filters to re-introduce; make one with 'orthocli prune'")
     generator = torch.Generator().manual_seed(reinit_seed(config.seed, cycle))
     # as train's re-introduction
-    counts = reintroduce(ckpt.state_dict, record, generator, config.reinit_scale, config.reinit_fan_out)
+    counts = reintroduce(ckpt.state_dict, record, generator, config.reinit_scale, config.reinit_fan_out, render=_flag)
     extras = {k: v for k, v in ckpt.extras.items() if k != "prune"}
     extras["reinit"] = {"seed": config.seed, "cycle": cycle, "scale": config.reinit_scale, "layers": counts}
     extras["module"] = ckpt_io.module_for(ckpt, output, ckpt.state_dict)  # a pickled model stays one
     ckpt_io.save(output, ckpt_io.make_payload(ckpt.state_dict, **extras), force=force, inputs=[source])
     layers = [ReinitLayer(name, **c) for name, c in counts.items()]
     return ReinitReport(Path(source), Path(output), config.seed, cycle, layers)
+
+
+def _flag(field: str) -> str:
+    """An option as `orthocli reinit`'s notes name it: its flag (`exclude` -> `--exclude`)."""
+    from orthocli.config import option_name
+
+    return "--" + option_name(field).replace("_", "-")

@@ -13,13 +13,13 @@ A drop record, saved in the checkpoint under extras["prune"], is plain data:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-import orthocli.method.fan_out as fanout
-from orthocli.errors import CheckpointError
+import orthocli.network.fan_out as fanout
+from orthocli.errors import CheckpointError, render_options
 from orthocli.method.masking import ChannelMasks
 from orthocli.method.nullspace import filter_scale, new_filters
 from orthocli.method.orthogonality import filter_rows
@@ -29,6 +29,14 @@ from orthocli.network.graph import ModelGraph, method_graph, unwrap
 # What a re-introduced filter starts from. A dropped one's tensors are set to `DROPPED_VALUE`
 # (banks.py: zero weight and bias, so the filter is dead even where the model is loaded without
 # orthocli's masks).
+
+
+def channel_index(layer: dict, ch: dict) -> torch.Tensor:
+    """The indices of a layer's dropped filters in the channel tensor `ch` (at its offset: a
+    BatchNorm after a concatenation reads them further on)."""
+    return layer["dropped"] + ch.get("offset", 0)
+
+
 _FRESH_VALUE = {"conv_bias": 0.0, "bn_weight": 1.0, "bn_bias": 0.0, "bn_mean": 0.0, "bn_var": 1.0}
 
 
@@ -56,14 +64,15 @@ def make_record(
         channels = []
         for ch in bank.channels:
             t = state_dict[ch.key]
-            channels.append(
-                {
-                    "key": ch.key,
-                    "dim": ch.dim,
-                    "role": ch.role,
-                    "old": t.detach().index_select(ch.dim, idx.to(t.device)).cpu(),
-                }
-            )
+            entry = {
+                "key": ch.key,
+                "dim": ch.dim,
+                "role": ch.role,
+                "old": t.detach().index_select(ch.dim, (idx + ch.offset).to(t.device)).cpu(),
+            }
+            if ch.offset:
+                entry["offset"] = ch.offset
+            channels.append(entry)
         idx = idx.detach().cpu().clone()
         readers = fanout.plan(graph, bank, by_name, idx)
         layers[bank.name] = {
@@ -86,7 +95,7 @@ def apply_drops(state_dict: dict[str, torch.Tensor], record: dict) -> None:
         for layer in record["layers"].values():
             for ch in layer["channels"]:
                 if ch["role"] in DROPPED_VALUE:
-                    zero_dropped(state_dict[ch["key"]], ch["role"], ch["dim"], layer["dropped"])
+                    zero_dropped(state_dict[ch["key"]], ch["role"], ch["dim"], channel_index(layer, ch))
 
 
 class Freezer:
@@ -105,7 +114,7 @@ class Freezer:
         for layer in record["layers"].values():
             for ch in layer["channels"]:
                 t = tensors[ch["key"]]
-                idx = layer["dropped"].to(t.device)
+                idx = channel_index(layer, ch).to(t.device)
                 self.items.append((t, ch["dim"], idx, t.detach().index_select(ch["dim"], idx).clone()))
 
     def zero_grads(self) -> None:
@@ -125,6 +134,7 @@ def reintroduce(
     generator: torch.Generator,
     scale: float,
     fan_out: str,
+    render: Callable[[str], str] | None = None,
 ) -> dict[str, dict]:
     """Give every dropped filter new values from the null space of [kept filters; its old value],
     in place. Kept filters are not touched. Returns, per layer, how many filters came from the
@@ -139,7 +149,9 @@ def reintroduce(
     add, its `silence` entries: the filter's BatchNorm scale and shift start at 0), so the output is
     unchanged at re-introduction and the next layers learn to use the new filter from there. Per
     layer, the report's "fan_out" says which happened: "zeroed", "silenced", "kept", or "unknown"
-    (the readers could not be found; "fan_out_note" says why: the output was not kept)."""
+    (the readers could not be found; "fan_out_note" says why, and what can be done: the output
+    was not kept). The note names options by `render` (the library's parameter names by default;
+    the flags for `orthocli reinit`)."""
     report = {}
     with torch.no_grad():
         for name, layer in record["layers"].items():
@@ -171,14 +183,16 @@ def reintroduce(
                 t = state_dict[ch["key"]]
                 if ch["role"] in _FRESH_VALUE:
                     t.index_fill_(ch["dim"], dropped.to(t.device), _FRESH_VALUE[ch["role"]])
-                elif ch["role"] == "other" or ch["role"].startswith("dw_"):  # as it was before the drop
-                    t.index_copy_(ch["dim"], dropped.to(t.device), ch["old"].to(t.device, t.dtype))
-            counts.update(_fan_out(state_dict, layer, fan_out))
+                elif ch["role"] == "other" or ch["role"].startswith(("dw_", "rd_")):  # as it was before the drop
+                    t.index_copy_(
+                        ch["dim"], channel_index(layer, ch).cpu().to(t.device), ch["old"].to(t.device, t.dtype)
+                    )
+            counts.update(_fan_out(state_dict, layer, fan_out, render))
             report[name] = counts
     return report
 
 
-def _fan_out(state_dict: dict[str, torch.Tensor], layer: dict, policy: str) -> dict:
+def _fan_out(state_dict: dict[str, torch.Tensor], layer: dict, policy: str, render=None) -> dict:
     """Zero (policy "zero") what reads the re-introduced channels, or silence their branch; say which."""
     readers, silence = fanout.entries(layer), layer.get("silence") or []
     if policy == "keep":
@@ -190,6 +204,8 @@ def _fan_out(state_dict: dict[str, torch.Tensor], layer: dict, policy: str) -> d
     else:
         status = "unknown"
     note = layer.get("fan_out_note") if policy == "zero" else None
+    if note is not None:
+        note = render_options(note, render or (lambda field: field))
     return {"fan_out": status, "fan_out_zeroed": status in ("zeroed", "silenced"), "fan_out_note": note}
 
 
@@ -214,7 +230,7 @@ def reset_optimizer_rows(
             state = optimizer.state.get(p) if p is not None else None
             for value in (state or {}).values():
                 if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                    value.index_fill_(ch["dim"], layer["dropped"].to(value.device), 0)
+                    value.index_fill_(ch["dim"], channel_index(layer, ch).to(value.device), 0)
         for entry in fanout.entries(layer) if fan_out else []:
             p = params.get(entry["key"])
             state = optimizer.state.get(p) if p is not None else None
@@ -238,7 +254,7 @@ def write_frozen_values(model: nn.Module, record: dict) -> None:
         for layer in record["layers"].values():
             for ch in layer["channels"]:
                 t = tensors[ch["key"]]
-                idx = layer["dropped"].to(t.device)
+                idx = channel_index(layer, ch).to(t.device)
                 # as `apply_drops` leaves them (a following depthwise conv's too), else the saved values
                 if not zero_dropped(t, ch["role"], ch["dim"], idx):
                     t.index_copy_(ch["dim"], idx, ch["old"].to(t.device, t.dtype))

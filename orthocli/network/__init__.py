@@ -25,6 +25,7 @@ _WHERE = {
     "FilterBank": "orthocli.network.banks",
     "banks_from_layers": "orthocli.network.banks",
     "banks_from_model": "orthocli.network.banks",
+    "fixed_layers": "orthocli.network.banks",
     "masked_forward": "orthocli.network.banks",
     "zero_dropped": "orthocli.network.banks",
     "Blocked": "orthocli.network.channel_readers",
@@ -60,6 +61,7 @@ __all__ = [
     "convs_from_module",
     "convs_from_state_dict",
     "filter_count",
+    "fixed_layers",
     "init_weights",
     "listing",
     "masked_forward",
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
         FilterBank,
         banks_from_layers,
         banks_from_model,
+        fixed_layers,
         masked_forward,
         zero_dropped,
     )

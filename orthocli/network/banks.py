@@ -11,19 +11,22 @@ model) a bank is the conv weight and its bias only.
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from orthocli.network.channel_readers import Blocked, module_width, readers
+from orthocli.network.filter_bank import Channel, FilterBank
 from orthocli.network.graph import ModelGraph
 from orthocli.network.layers import ConvLayer, filter_count
+from orthocli.network.zero_steps import keeps_zero, per_channel
 
 # What a dropped filter's tensors hold while it is dropped (subnet.py) and after compaction
 DROPPED_VALUE = {"conv_weight": 0.0, "conv_bias": 0.0, "bn_weight": 0.0, "bn_bias": 0.0}
 DROPPED_VALUE.update({f"dw_{role}": value for role, value in DROPPED_VALUE.items()})  # a following depthwise conv
+DROPPED_VALUE.update({"rd_bn_weight": 0.0, "rd_bn_bias": 0.0})  # a BatchNorm reading the channel (Channel.offset)
 
 
 def zero_dropped(tensor: torch.Tensor, role: str, dim: int, idx: torch.Tensor) -> bool:
@@ -38,85 +41,16 @@ def zero_dropped(tensor: torch.Tensor, role: str, dim: int, idx: torch.Tensor) -
     return True
 
 
-@dataclass
-class Channel:
-    """One tensor indexed by a conv's output channels along `dim`."""
-
-    key: str
-    dim: int
-    role: str  # conv_weight | conv_bias | bn_weight | bn_bias | bn_mean | bn_var | other; dw_<role>: see `follow`
-
-
-@dataclass
-class FilterBank:
-    name: str  # the conv's weight key without ".weight"
-    key: str
-    groups: int = 1
-    transposed: bool = False
-    channels: list[Channel] = field(default_factory=list)
-    mask_node: str | None = None  # fx node after which the channels are masked
-    # Depthwise convs that read this bank's channels one to one (channel i -> their filter i): a
-    # dropped channel takes their filter, bias and BatchNorm with it (roles "dw_*" in `channels`),
-    # and their output is masked too, so the sub-network is what compaction leaves.
-    follow: list[str] = field(default_factory=list)
-
-
-PER_CHANNEL_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.Hardswish,
-    nn.Hardtanh,
-    nn.Mish,
-    nn.Softplus,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-)
-PER_CHANNEL_FUNCTIONS = {
-    torch.relu,
-    F.relu,
-    torch.sigmoid,
-    F.sigmoid,
-    torch.tanh,
-    F.tanh,
-    F.gelu,
-    F.silu,
-    F.leaky_relu,
-    F.elu,
-    F.relu6,
-    F.hardswish,
-    F.dropout,
-    F.max_pool1d,
-    F.max_pool2d,
-    F.max_pool3d,
-    F.avg_pool1d,
-    F.avg_pool2d,
-    F.avg_pool3d,
-    F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d,
-    F.adaptive_avg_pool3d,
-}
-PER_CHANNEL_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+def needs_mask(graph: ModelGraph, bank: FilterBank) -> bool:
+    """Whether a dropped filter of `bank` can be non-zero at the mask point although its weight,
+    bias and BatchNorm affine parameters are zero: a step from the conv to the mask point maps zero
+    to non-zero."""
+    node = next(n for n in graph.nodes if n.op == "call_module" and n.target == bank.name)
+    while node.name != bank.mask_node:  # the walk of `banks_from_model`, replayed
+        node = next(iter(node.users))
+        if not keeps_zero(node, graph.modules):
+            return True
+    return False
 
 
 def _conv_channels(prefix: str, conv: nn.Module) -> list[Channel]:
@@ -124,6 +58,19 @@ def _conv_channels(prefix: str, conv: nn.Module) -> list[Channel]:
     if conv.bias is not None:
         chans.append(Channel(f"{prefix}bias", 0, "conv_bias"))
     return chans
+
+
+def fixed_layers(graph: ModelGraph) -> dict[str, str]:
+    """Conv layer name -> why it keeps every filter: the graph's reasons (output layers, shared
+    convs: `ModelGraph.fixed_layers`), then the convs whose dropped filter could not be silent at
+    every reader (`FilterBank.unsilenceable`). Computed once per graph."""
+    if "fixed_layers" not in graph.cache:
+        fixed = dict(graph.fixed_layers())
+        for bank in banks_from_model(graph):
+            if bank.unsilenceable and bank.name not in fixed:
+                fixed[bank.name] = f"a dropped filter would not be silent: {bank.unsilenceable}"
+        graph.cache["fixed_layers"] = fixed
+    return graph.cache["fixed_layers"]
 
 
 def banks_from_model(model: nn.Module | ModelGraph) -> list[FilterBank]:
@@ -160,23 +107,55 @@ def _banks(graph: ModelGraph) -> list[FilterBank]:
                             Channel(p + "running_mean", 0, "bn_mean"),
                             Channel(p + "running_var", 0, "bn_var"),
                         ]
-                elif isinstance(mod, nn.PReLU) and mod.weight.numel() > 1:
-                    bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
-                elif not isinstance(mod, PER_CHANNEL_MODULES):
+                elif isinstance(mod, nn.PReLU):
+                    if mod.weight.numel() > 1:
+                        bank.channels.append(Channel(f"{nxt.target}.weight", 0, "other"))
+                elif not per_channel(nxt, modules):
                     break
-            elif (
-                nxt.op == "call_function"
-                and nxt.target not in PER_CHANNEL_FUNCTIONS
-                or nxt.op == "call_method"
-                and nxt.target not in PER_CHANNEL_METHODS
-                or nxt.op not in ("call_module", "call_function", "call_method")
-            ):
+            elif nxt.op not in ("call_function", "call_method") or not per_channel(nxt, modules):
                 break
             cur = nxt
         bank.mask_node = cur.name
         banks.append(bank)
     _link_depthwise(graph, banks)
+    _readers_on_the_way(graph, banks)
     return banks
+
+
+def _readers_on_the_way(graph: ModelGraph, banks: list[FilterBank]) -> None:
+    """A dropped channel is zero where it is handed on (the mask point); past it, on the way to the
+    convs and Linears that read it, every step must keep it zero. A BatchNorm there (DenseNet's,
+    after each concatenation) maps zero to beta - gamma * mean / std: its scale and shift for the
+    channel become the bank's too (roles "rd_*", at the channel's offset in what it reads), zeroed
+    and frozen with the filter, restored on re-introduction. Any other step there that maps zero to
+    non-zero, or a BatchNorm without affine parameters, makes the bank `unsilenceable`."""
+    by_name = {b.name: b for b in banks}
+    width = module_width(graph)
+    for bank in banks:
+        found, steps = [], []
+        with contextlib.suppress(Blocked):  # what was found before the walk stopped still reads the channel
+            readers(graph, bank, by_name, width, found=found, steps=steps)
+        for r in found:
+            mod = graph.modules[r.target]
+            if r.kind != "bn":
+                continue
+            if not mod.affine:
+                bank.unsilenceable = (
+                    f"its channels reach the BatchNorm '{r.target}', which has no affine parameters and maps a zero"
+                    " channel to non-zero"
+                )
+                continue
+            prefix = f"{r.target}."
+            roles = [("weight", "rd_bn_weight"), ("bias", "rd_bn_bias")]
+            if mod.track_running_stats:
+                roles += [("running_mean", "rd_bn_mean"), ("running_var", "rd_bn_var")]
+            bank.channels += [Channel(prefix + attr, 0, role, r.offset) for attr, role in roles]
+        for node in steps:
+            if not keeps_zero(node, graph.modules):
+                bank.unsilenceable = (
+                    f"its channels pass '{node.name}' after they are handed on, which maps a zero channel to"
+                    " non-zero where no mask can go"
+                )
 
 
 def is_depthwise(conv: nn.Module) -> bool:

@@ -32,17 +32,21 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from orthocli.network.banks import PER_CHANNEL_FUNCTIONS, PER_CHANNEL_METHODS, PER_CHANNEL_MODULES, FilterBank
+from orthocli.network.filter_bank import FilterBank
 from orthocli.network.graph import ModelGraph
+from orthocli.network.zero_steps import per_channel
 
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}
+_PRODUCTS = {operator.mul, torch.mul}  # x * g is zero where x is, whatever g holds
 _CONCAT = {torch.cat, torch.concat}
 _SHAPE_READS = {"size", "dim"}  # methods that read the batch size and the like, not the values
 _REDUCTIONS = {"mean", "sum", "amax", "amin"}  # over the spatial dims: per channel
-PATTERNS = ("concatenation", "spatial reduction", "depthwise")
+PATTERNS = ("concatenation", "spatial reduction", "depthwise", "gate")
+# Messages name options as `{field}` (errors.render_options): the library's parameter through the
+# API, the flag on the command line.
 _UNFOLLOWED = (
     "its channels reach {}, which orthocli cannot follow (docs/compaction.md lists what it follows); write that "
-    "step with a followed operation, or exclude the layer when pruning (--exclude) so it keeps its filters"
+    "step with a followed operation, or exclude the layer from dropping ({{exclude}}) so it keeps its filters"
 )
 
 
@@ -87,13 +91,24 @@ def readers(
     bank: FilterBank,
     banks: dict[str, FilterBank],
     width_of: Callable[[fx.Node], int | None] | None,
+    *,
+    couple: bool = False,
+    found: list[Reader] | None = None,
+    steps: list[fx.Node] | None = None,
 ) -> tuple[list[Reader], set[str]]:
     """Every module whose weights read `bank`'s channels, and the patterns passed on the way;
-    raises Blocked. `width_of`: a node's channel count, for concatenations (None: unknown)."""
+    raises Blocked. `width_of`: a node's channel count, for concatenations (None: unknown).
+
+    A product with another tensor (`x * gate`, a squeeze-excite block) is followed: its channel c
+    is zero wherever x's is. With `couple` (compaction, which must narrow both factors) only where
+    the other factor is a gate: made by a conv of the same width through per-channel steps that
+    nothing else reads (a "gate" Reader: that conv loses the same output channels), or broadcast
+    over the channels. `found` and `steps`, where given, collect the readers and the per-channel
+    steps passed, also when the walk ends in Blocked."""
     modules, calls = graph.modules, graph.calls
     start = graph.node(bank.mask_node)
     filters = modules[bank.name].out_channels
-    found: list[Reader] = []
+    found = [] if found is None else found
     patterns: set[str] = set()
     stack = [(user, start, _Path(0, filters, modules[bank.name].weight.dim())) for user in start.users]
     seen = set()
@@ -125,7 +140,7 @@ def readers(
                 raise Blocked(
                     "widths",
                     f"its channels are concatenated at '{node.name}'; following a concatenation needs the widths of its"
-                    " inputs, from a run of an example input (give --input-shape)",
+                    " inputs, which the modules that make them do not say: an example input must be run",
                 )
             for i, p in enumerate(parts):
                 if p is src:
@@ -134,12 +149,31 @@ def readers(
                     stack.extend((user, node, more) for user in node.users)
             continue
         if node.op == "call_function" and node.target in _ELEMENTWISE | {torch.stack}:
-            if node.target is torch.stack or sum(isinstance(a, fx.Node) for a in node.args) != 1:
+            tensors = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
+            if node.target in _PRODUCTS and len(tensors) == 2 and not path.flat:
+                other, gate = tensors[1] if tensors[0] is src else tensors[0], None
+                if couple:
+                    gate = _gate(graph, other, src, path, width_of)
+                    if gate is None:
+                        raise Blocked(
+                            "combined",
+                            f"its channels are multiplied at '{node.name}' by a tensor that other layers read too; both"
+                            " factors would have to lose the channels; exclude the layer from dropping ({exclude}) if"
+                            " it should keep every filter",
+                        )
+                    if gate:
+                        found.append(Reader("gate", gate, path.offset, path.width))
+                        patterns.add("gate")
+                stack.extend((user, node, path.via("gate") if gate else path) for user in node.users)
+                continue
+            if node.target is torch.stack or len(tensors) != 1:
                 raise Blocked(
                     "combined",
                     f"its channels meet another tensor at '{node.name}' (a residual add or the like), which needs both"
-                    " at the same width; exclude the layer when pruning (--exclude) if it should keep every filter",
+                    " at the same width; exclude the layer from dropping ({exclude}) if it should keep every filter",
                 )
+            if steps is not None:
+                steps.append(node)  # x * 2 keeps a zero channel zero, x + 1 does not
             stack.extend((user, node, path) for user in node.users)  # x * 2, x + 1: element-wise with a constant
             continue
         if not node.args or node.args[0] is not src:
@@ -194,8 +228,10 @@ def readers(
             ndim = path.ndim if keep else path.ndim - len(dims)
             path = path.via("spatial reduction", ndim=ndim, flat=ndim == 2)
             patterns.add("spatial reduction")
-        elif not _per_channel(node, mod):
+        elif not per_channel(node, modules):
             raise Blocked("unfollowed", _UNFOLLOWED.format(_describe(node)))
+        elif steps is not None:
+            steps.append(node)
         if follow:
             stack.extend((user, nxt, path) for user in nxt.users)
     return found, patterns
@@ -223,7 +259,7 @@ def module_width(graph: ModelGraph) -> Callable[[fx.Node], int | None]:
             if node.op == "call_function" and node.target in _CONCAT and isinstance(node.args[0], (list, tuple)):
                 parts = [width(p) if isinstance(p, fx.Node) else None for p in node.args[0]]
                 return None if any(w is None for w in parts) else sum(parts)
-            if not node.args or not isinstance(node.args[0], fx.Node) or not _per_channel(node, mod):
+            if not node.args or not isinstance(node.args[0], fx.Node) or not per_channel(node, modules):
                 return None
             node = node.args[0]
         return None
@@ -249,14 +285,27 @@ def flatten_start(node: fx.Node, modules: dict) -> int | None:
     return None
 
 
-def _per_channel(node: fx.Node, mod) -> bool:
-    return (
-        isinstance(mod, PER_CHANNEL_MODULES)
-        or node.op == "call_function"
-        and node.target in PER_CHANNEL_FUNCTIONS
-        or node.op == "call_method"
-        and node.target in PER_CHANNEL_METHODS
-    )
+def _gate(graph: ModelGraph, other: fx.Node, src: fx.Node, path: _Path, width_of) -> str | bool | None:
+    """What multiplies the followed channels at a product: the conv whose output channels are the
+    gate's (a squeeze-excite block's last conv), walked back through per-channel steps that
+    nothing else reads; False for a factor broadcast over the channels (nothing to narrow);
+    None where the factor is anything else."""
+    modules = graph.modules
+    if width_of is not None and width_of(other) == 1:
+        return False
+    node = other
+    for _ in range(100):
+        if len(node.users) != 1 or node is src:
+            return None
+        mod = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            ok = mod.groups == 1 and not mod.transposed and graph.calls[node.target] == 1
+            return node.target if ok and mod.out_channels == path.width else None
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) or per_channel(node, modules):
+            node = node.args[0]
+            continue
+        return None
+    return None
 
 
 def _describe(node: fx.Node) -> str:

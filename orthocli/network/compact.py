@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from orthocli.errors import CheckpointError, first_line
-from orthocli.network.banks import banks_from_model, zero_dropped
-from orthocli.network.channel_readers import PATTERNS, Blocked, Reader, readers, shape_width
+import orthocli.network.fan_out as fanout
+from orthocli.errors import CheckpointError, first_line, render_options
+from orthocli.network.banks import banks_from_model, needs_mask, zero_dropped
+from orthocli.network.channel_readers import PATTERNS, Blocked, Reader, module_width, readers, shape_width
 from orthocli.network.graph import ModelGraph, TraceError
 from orthocli.network.layers import filter_count
 
@@ -68,19 +69,25 @@ class _KeepWidth(Exception):
 
 def _consumers(graph: ModelGraph, bank, banks: dict, shaped: bool) -> tuple[list[Reader], set[str]]:
     """Every module whose weights read the bank's channels, and the patterns passed on the way;
-    raises _KeepWidth, or refuses a grouped reader."""
+    raises _KeepWidth (a grouped reader included: removing its input channels would change its groups)."""
     try:
-        found, patterns = readers(graph, bank, banks, shape_width if shaped else None)
+        found, patterns = readers(graph, bank, banks, shape_width if shaped else None, couple=True)
     except Blocked as e:
-        raise _KeepWidth(str(e)) from None
+        reason = render_options(str(e), _flag)
+        if e.kind == "widths" and not shaped:
+            reason += " (give --input-shape)"
+        raise _KeepWidth(reason) from None
     for r in found:
         if r.kind == "conv_in" and r.groups > 1:
-            raise CheckpointError(
-                f"--compact: layer '{bank.name}' feeds the grouped conv '{r.target}' (groups={r.groups}); removing "
-                "its filters would change that conv's groups. Exclude the layer when pruning, or export without "
-                "--compact"
+            raise _KeepWidth(
+                f"its channels reach the grouped conv '{r.target}' (groups={r.groups}), whose groups would change if it"
+                " lost input channels; exclude the layer from dropping (--exclude) if it should keep every filter"
             )
     return found, patterns
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def _replace(model: nn.Module, key: str, dim: int, keep: torch.Tensor) -> torch.Tensor:
@@ -143,6 +150,7 @@ def compact(
     modules, calls = graph.modules, graph.calls
     report = CompactReport()
     keeps: dict[str, torch.Tensor] = {}
+    out_gone: dict[str, set[int]] = {}  # conv -> its output channels removed (its drops, or a gated layer's)
     removed: dict[tuple[str, str], tuple[int, set[int]]] = {}  # (consumer, kind) -> (width read, channels gone)
     for name, idx in dropped.items():
         bank = banks.get(name)
@@ -163,37 +171,48 @@ def compact(
                 "cannot be removed at one call only. Prune again (prune and train no longer drop from a shared conv), "
                 "or export without --compact"
             )
-        if conv.groups > 1:
-            raise CheckpointError(
-                f"--compact: layer '{name}' is a grouped conv (groups={conv.groups}); removing some of its filters would "
-                "unbalance its groups. Exclude it when pruning, or export without --compact"
-            )
         if idx.numel() == filters:
             raise CheckpointError(
                 f"--compact: the drop record drops all {filters} filters of layer '{name}'; nothing would be left"
             )
         try:
+            if conv.groups > 1:
+                raise _KeepWidth(
+                    f"a grouped conv (groups={conv.groups}): removing some of its filters would leave its groups"
+                    " uneven; exclude it from dropping (--exclude) if it should keep every filter"
+                )
             consumers, patterns = _consumers(graph, bank, banks, example is not None)
         except _KeepWidth as why:
             report.kept_width[name] = str(why)
             _zero_dropped(model, bank, idx)
+            if needs_mask(graph, bank):  # the zeros do not silence it: what reads it must not read it
+                _zero_readers(graph, bank, banks, idx)
             continue
         for c in consumers:
+            if c.kind == "gate":  # the gate's conv loses the same output channels (`_gate`)
+                out_gone.setdefault(c.target, set()).update((idx + c.offset).tolist())
+                continue
             width, gone = removed.setdefault((c.target, c.kind), (c.width, set()))
             if width != c.width:
                 raise CheckpointError(f"--compact: '{c.target}' reads the channels of '{name}' at two different widths")
             gone.update((idx + c.offset).tolist())
-        keep = torch.ones(filters, dtype=torch.bool)
-        keep[idx] = False
-        keeps[name] = keep.nonzero().flatten()
+        out_gone.setdefault(name, set()).update(idx.tolist())
         report.layers[name] = {
             "filters": filters,
-            "kept": len(keeps[name]),
+            "kept": filters - len(idx),
             "patterns": [p for p in PATTERNS if p in patterns],
         }
+    for name, gone in out_gone.items():
+        conv = modules[name]
+        filters = filter_count(conv.weight, conv.groups, conv.transposed)
+        if len(gone) == filters:
+            raise CheckpointError(f"--compact: the drop record removes all {filters} output channels of layer '{name}'")
+        keeps[name] = torch.tensor([i for i in range(filters) if i not in gone], dtype=torch.long)
     with torch.no_grad():
         for name, keep in keeps.items():
             for ch in banks[name].channels:
+                if ch.role.startswith("rd_"):
+                    continue  # a BatchNorm reading the channels further on: one of the readers below
                 _replace(model, ch.key, ch.dim, keep)
                 _sync_sizes(modules[ch.key.rpartition(".")[0]])
             for dw in banks[name].follow:
@@ -224,11 +243,32 @@ def compact(
 
 
 def _zero_dropped(model: nn.Module, bank, idx: torch.Tensor) -> None:
-    """What `method.subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters."""
+    """What `method.subnet.apply_drops` does: zero weight, bias and BatchNorm affine of dropped filters
+    (a BatchNorm reading them after a concatenation too, at their offset there)."""
     tensors = dict(model.named_parameters())
     for ch in bank.channels:
         if ch.key in tensors:
-            zero_dropped(tensors[ch.key], ch.role, ch.dim, idx)
+            zero_dropped(tensors[ch.key], ch.role, ch.dim, idx + ch.offset)
+
+
+def _zero_readers(graph: ModelGraph, bank, banks: dict, idx: torch.Tensor) -> None:
+    """Zero the weights that read a kept-width layer's dropped channels, where zeroed filters do
+    not silence them (a sigmoid gate after the conv gives 0.5, which a mask made 0 in the
+    sub-network): the compact model holds no mask. CheckpointError where they cannot be found."""
+    try:
+        found, _ = readers(graph, bank, banks, module_width(graph))
+    except Blocked as e:
+        raise CheckpointError(
+            f"--compact: layer '{bank.name}' keeps its width and its dropped filters are silenced by a mask, which a"
+            f" compact model cannot hold, and what reads them cannot be found ({render_options(str(e), _flag)});"
+            " export without --compact"
+        ) from None
+    with torch.no_grad():
+        for r in found:
+            if r.kind in ("conv_in", "linear_flat"):
+                mod = graph.modules[r.target]
+                for entry in fanout.reader_entries(mod, f"{r.target}.weight", r, idx) or []:
+                    fanout.zero(mod.weight.data, entry)
 
 
 def compacted(

@@ -12,6 +12,10 @@ The convs that never lose filters, and why:
   Dropping one would delete an output, and re-introducing it from a null space would reset it.
 - A conv module called more than once in the forward pass (shared weights): one filter serves
   several places, and the masks, the freezer and compaction all act on one place per filter.
+- A conv whose dropped filters could not be silent at every reader: past the point where its
+  channels are handed on, a step maps zero to non-zero where no mask can go
+  (`filter_bank.FilterBank.unsilenceable`). The filter banks tell this one, so `banks.fixed_layers`
+  adds it to the graph's own (`ModelGraph.fixed_layers`).
 
 Without a model (a bare state dict) the graph is unknown: `drops.plan_drops` then leaves out the
 last conv layer (skip_last), the likeliest output layer.
@@ -111,7 +115,9 @@ class ModelGraph:
         return [n for n in self.gm.graph.nodes if n.op == "call_module" and is_conv(self.modules.get(n.target))]
 
     def fixed_layers(self) -> dict[str, str]:
-        """Conv layer name -> why it is never a drop candidate, in graph order (see the module doc)."""
+        """Conv layer name -> why it is never a drop candidate, in graph order (see the module doc), as
+        far as the graph's shape tells; `banks.fixed_layers` adds the convs whose dropped filter could
+        not be silent, which the filter banks tell."""
         if "fixed" not in self.cache:
             fixed: dict[str, str] = {}
             for node in self.conv_nodes():

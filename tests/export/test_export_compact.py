@@ -105,13 +105,15 @@ def test_resnet20_compacts_inner_convs_and_keeps_residual_ones():
 
 
 def test_compact_refuses_a_kept_width_layer_that_leaks(run_cli, tmp_path):
-    # c1 feeds a residual add (kept at full width) through sigmoid: sigmoid(0) != 0 leaks
+    # c1 feeds a residual add (kept at full width) through sigmoid: sigmoid(0) != 0, which the
+    # sub-network's mask silences and a compact model (no mask) cannot: refused, naming the layer
     src = save_pruned(tmp_path / "r.pt", SIGRES_ARCH, {"c1": [0], "c2": [1]})
     result = run_cli("export", src, "-o", tmp_path / "r.safetensors", "--compact", "--trust")  # its own code
     assert result.exit_code == 4
     assert (
-        "differs from the masked sub-network" in result.stderr
-        and "c1: its channels meet another tensor at 'add'" in result.stderr
+        "layer 'c1' keeps its width and its dropped filters are silenced by a mask" in result.stderr
+        and "meet another tensor at 'add'" in result.stderr
+        and "export without --compact" in result.stderr
     )
     assert not (tmp_path / "r.safetensors").exists()
 

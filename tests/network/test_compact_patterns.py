@@ -160,13 +160,17 @@ def test_where_torch_pruning_is_wrong_orthocli_keeps_width_or_refuses():
     dropped = _pruned(model, {"layer1.0.conv2": [0]})
     _, report = compacted(model, dropped, x)
     assert report.layers == {} and "residual add" in report.kept_width["layer1.0.conv2"]
-    # a grouped conv: some filters of one group only would leave the groups uneven
+    # a grouped conv: some filters of one group only would leave the groups uneven; it keeps its
+    # width, and so does a layer it reads (its input channels would change its groups), both exact
     grouped = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.Flatten(), nn.LazyLinear(2))
-    grouped(torch.randn(1, 3, 6, 6))
-    with pytest.raises(CheckpointError, match="grouped conv"):
-        compacted(grouped, {"2": torch.tensor([0, 1])}, torch.randn(1, 3, 6, 6))
-    with pytest.raises(CheckpointError, match="grouped conv '2'"):
-        compacted(grouped, {"0": torch.tensor([0])}, torch.randn(1, 3, 6, 6))
+    x = torch.randn(2, 3, 6, 6)
+    grouped(x)
+    for layer, reason in (("2", "a grouped conv (groups=2)"), ("0", "the grouped conv '2'")):
+        dropped = _pruned(grouped, {layer: [0, 1]})
+        small, report = compacted(grouped, dropped, x)
+        assert report.layers == {} and reason in report.kept_width[layer] and "--exclude" in report.kept_width[layer]
+        with torch.no_grad():
+            assert (small(x) - masked_model(grouped, dropped)(x)).abs().max() <= 1e-6
 
 
 class SharedNet(nn.Module):
@@ -330,12 +334,12 @@ def test_a_layer_kept_at_full_width_says_what_stopped_it_and_what_to_do():
             self.fc = nn.Linear(4, 2)
 
         def forward(self, x):
-            y = torch.relu(self.b(torch.relu(self.a(x)).transpose(2, 3)))
+            y = torch.relu(self.b(torch.roll(torch.relu(self.a(x)), 1, 1)))  # channels moved: not followed
             return self.fc(y.mean((2, 3)))
 
     model, x = Transposed().eval(), torch.randn(2, 3, 8, 8)
     dropped = _pruned(model, {"a": [1], "b": [2]})
     small, report = compacted(model, dropped, x)
-    assert set(report.layers) == {"b"} and "transpose" in report.kept_width["a"]
+    assert set(report.layers) == {"b"} and "roll" in report.kept_width["a"]
     assert "--exclude" in report.kept_width["a"] and "docs/compaction.md" in report.kept_width["a"]
     assert (small(x) - masked_model(model, dropped)(x)).abs().max() <= 1e-5

@@ -14,8 +14,8 @@ new filter. Which weights those are comes from the walk of `channel_readers.py` 
   start at 0 instead ("silence"), so its branch adds nothing until they learn (where a step after
   the BatchNorm maps zero to non-zero, or there is no BatchNorm, this cannot be done);
 - where the walk cannot follow the channel, or there is no graph (a bare state dict), the readers
-  are unknown; the record says why (`note`), and the re-introduction report says the output was
-  not kept.
+  are unknown; the record says why and what the user can do (`note`), and the re-introduction
+  report says the output was not kept.
 
 A plan is plain data (saved in drop records): {"fan_out": [{"key", "dim", "index", "rows"?}],
 "silence": [{"key", "dim", "index"}], "note": str | None}. An entry zeroes `index` along `dim` of
@@ -27,12 +27,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from orthocli.method.masking import keeps_zero
-from orthocli.network.banks import FilterBank
 from orthocli.network.channel_readers import Blocked, module_width, readers
+from orthocli.network.filter_bank import FilterBank
 from orthocli.network.graph import ModelGraph
+from orthocli.network.zero_steps import keeps_zero
 
-UNKNOWN_GRAPH = "the model's graph is unknown (a bare state dict): the layers reading these channels are not known"
+# Notes name options as `{field}` (errors.render_options): `subnet.reintroduce` renders them as the
+# library's parameters, `orthocli reinit` as its flags. Each says what the user can do.
+UNKNOWN_GRAPH = (
+    "the model's graph is unknown (a bare state dict): the layers reading these channels are not known; give the"
+    " model (a module, or a checkpoint with its model) to keep the output at re-introduction"
+)
+_REMEDY = (
+    "; the output changes at re-introduction (training goes on from there); to keep it, exclude the layer from"
+    " dropping ({exclude})"
+)
+_NO_SILENCE = (
+    "; and no BatchNorm right after the conv can start the branch at zero: the output changes at re-introduction"
+    " (training goes on from there). To keep it, exclude the layer from dropping ({exclude}), or put a BatchNorm"
+    " after the conv"
+)
 
 
 def plan(graph: ModelGraph | None, bank: FilterBank, banks: dict[str, FilterBank], idx: torch.Tensor) -> dict:
@@ -43,23 +57,29 @@ def plan(graph: ModelGraph | None, bank: FilterBank, banks: dict[str, FilterBank
         found, _ = readers(graph, bank, banks, module_width(graph))
     except Blocked as e:
         if e.kind != "combined":
-            return {"fan_out": [], "silence": [], "note": str(e)}
+            note = str(e) if "{exclude}" in str(e) else f"{e}{_REMEDY}"
+            return {"fan_out": [], "silence": [], "note": note}
         silence = _silence(graph, bank, idx)
-        note = None if silence else f"{e}; and no BatchNorm after the conv can start it at zero"
+        note = None if silence else f"{e}{_NO_SILENCE}"
         return {"fan_out": [], "silence": silence, "note": note}
     entries, notes = [], []
     for r in found:
         if r.kind not in ("conv_in", "linear_flat"):
             continue  # per-channel tensors (a BatchNorm after a concatenation) mix nothing
-        entry = _entry(graph.modules[r.target], f"{r.target}.weight", r, idx)
+        entry = reader_entries(graph.modules[r.target], f"{r.target}.weight", r, idx)
         if entry is None:
-            notes.append(f"its channels reach the grouped transposed conv '{r.target}', whose weights are not followed")
+            notes.append(
+                f"its channels reach the grouped transposed conv '{r.target}', whose weights are not followed; exclude"
+                " the layer from dropping ({exclude}) to keep the output at re-introduction"
+            )
         else:
             entries.extend(entry)
     return {"fan_out": entries, "silence": [], "note": "; ".join(notes) or None}
 
 
-def _entry(mod: nn.Module, key: str, r, idx: torch.Tensor) -> list[dict] | None:
+def reader_entries(mod: nn.Module, key: str, r, idx: torch.Tensor) -> list[dict] | None:
+    """The entries that zero what the reader `r` (of `mod`, weight `key`) reads of the channels `idx`;
+    None for a grouped transposed conv."""
     channels = idx.to(torch.long) + r.offset
     weight = mod.weight
     if r.kind == "linear_flat":
@@ -80,9 +100,12 @@ def _entry(mod: nn.Module, key: str, r, idx: torch.Tensor) -> list[dict] | None:
 
 def _silence(graph: ModelGraph, bank: FilterBank, idx: torch.Tensor) -> list[dict]:
     """The BatchNorm scale and shift to start at zero, where the steps after that BatchNorm keep a
-    zero channel zero up to the residual add; else nothing."""
+    zero channel zero up to the residual add; else nothing. Nothing either where the channel passes
+    tensors that re-introduction restores on its way (a following depthwise conv and its
+    BatchNorm, a BatchNorm after a concatenation: they map the zero to non-zero once restored, as
+    EfficientNet's expand conv -> depthwise conv -> BatchNorm -> squeeze-excite would)."""
     affine = [ch for ch in bank.channels if ch.role in ("bn_weight", "bn_bias")]
-    if len(affine) != 2:
+    if len(affine) != 2 or bank.follow or any(ch.role.startswith("rd_") for ch in bank.channels):
         return []
     bn = affine[0].key.rpartition(".")[0]
     node = next(n for n in graph.nodes if n.op == "call_module" and n.target == bank.name)
