@@ -354,6 +354,30 @@ def train(
             show_default=False,
         ),
     ] = None,
+    jobs: Annotated[
+        Optional[int],
+        _opt(
+            "--jobs",
+            "-j",
+            panel=HW,
+            min=1,
+            envvar="ORTHOCLI_JOBS",
+            help="Worker processes training runs side by side (--baseline's arms, --seeds' seeds), each run's results"
+            " bit-identical to --jobs 1 with the same --threads. Default: one per free CPU core (at most the runs),"
+            " each with cores/jobs threads unless --threads is given; --jobs 1: one after another in this process.",
+            show_default=False,
+        ),
+    ] = None,
+    devices: Annotated[
+        Optional[str],
+        _opt(
+            "--devices",
+            panel=HW,
+            help="With --jobs: the workers' devices, round robin: all (every visible GPU) or cuda:0,cuda:1,...;"
+            " default: --device for every run.",
+            show_default=False,
+        ),
+    ] = None,
     # -- output
     output: Output = None,
     force: OutputForce = False,
@@ -506,8 +530,18 @@ def train(
             state_every=state_every,
             reporter=reporter,
         )
+        from orthocli.cli.train_parallel import devices_option, resolve_jobs
+
+        chosen = devices_option(devices)
+        arms = 1 + baseline + (control is not None)
         if seeds is not None:
-            return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, **options)
+            jobs = resolve_jobs(jobs, runs=seeds * arms, devices=chosen)
+            return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, jobs=jobs, devices=chosen, **options)
+        writer = "--metrics" if metrics else "--plot" if plot else None
+        if baseline and resolve_jobs(jobs, runs=arms, devices=chosen, one_process_only=writer) > 1:
+            return _train_arms(
+                cfg, json_out, jobs=resolve_jobs(jobs, runs=arms, devices=chosen), devices=chosen, **options
+            )
         run = Experiment.fresh(cfg, **options)
     try:
         run.train_all()
@@ -534,18 +568,44 @@ _THE_ARM = {"repr": "the RePr run", "baseline": "the control", "random": "the ra
 _COLUMN = {"repr": "RePr", "baseline": "control", "random": "random"}  # the arms' columns in tables
 
 
-def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
-    """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
+def _train_arms(cfg: TrainConfig, json_out: bool, **options: Any) -> None:
+    """The experiment's arms side by side (`train_parallel`), rendered and ended as one after another."""
+    from orthocli.cli.train_parallel import arms_document, fail_failed
+
+    doc, diverged, failed = arms_document(cfg, **options)
+    if json_out:
+        print_json(doc)
+    else:
+        _render(doc)
+    fail_failed(failed)
+    if diverged:
+        lost = " and ".join(_THE_ARM[r] for r in diverged)
+        fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
+
+
+def _train_seeds(
+    cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, jobs: int, devices: list[str] | None, **options: Any
+) -> None:
+    """--seeds N: the pairs one after another (--jobs 1) or side by side, then the per-seed table and
+    the paired summary."""
     from orthocli.paired_runs import run_seeds
 
-    try:
-        doc = run_seeds(cfg, n, resume=resume, **options)
-    except KeyboardInterrupt:
-        fail("interrupted; continue with the same command and --resume (finished seeds are kept)", EXIT_INTERRUPTED)
+    if jobs > 1:
+        from orthocli.cli.train_parallel import seeds_document
+
+        doc = seeds_document(cfg, n, resume=resume, jobs=jobs, devices=devices, **options)
+    else:
+        try:
+            doc = run_seeds(cfg, n, resume=resume, **options)
+        except KeyboardInterrupt:
+            fail("interrupted; continue with the same command and --resume (finished seeds are kept)", EXIT_INTERRUPTED)
     if json_out:
         print_json(doc)
     else:
         _render_seeds(doc)
+    from orthocli.cli.train_parallel import fail_failed
+
+    fail_failed(doc["failed"])
     if doc["diverged"]:
         lost = ", ".join(f"seed {d['seed']} {_COLUMN[d['run']]}" for d in doc["diverged"])
         fail(f"runs diverged ({lost}); they are left out of the summary; lower --lr", EXIT_DIVERGED)
@@ -564,6 +624,8 @@ def _render_seeds(doc: dict) -> None:
         table.add_column(f"{_COLUMN[a]} - {_COLUMN[b]}" if len(pairs) > 1 else "difference", justify="right")
 
     def cell(r: dict) -> str:
+        if "failed" in r:
+            return "failed"
         if "diverged" in r:
             return f"diverged in epoch {r['diverged']['epoch']}"
         if "skipped" in r:
@@ -852,6 +914,8 @@ def _render(doc: dict) -> None:
         table.add_row(label, *(_pct(r.get(k)) for _, r in runs), *diffs)
 
     def epochs(r: dict) -> str:
+        if "failed" in r:
+            return "failed"
         if "diverged" in r:
             return f"diverged in {r['diverged']['epoch']}"
         return "not trained" if "skipped" in r else str(r["epochs"])
