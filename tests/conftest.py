@@ -21,6 +21,11 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")  # third-party checkpoints, see data/SOURCES.md
 
+# `orthocli train --baseline` runs its arms in worker processes by default on a machine with more
+# than one free core; the suite's runs are tiny, where starting workers costs more than it saves,
+# so they go one after another unless a test asks otherwise (tests/test_parallel_runs.py does).
+os.environ.setdefault("ORTHOCLI_JOBS", "1")
+
 
 def make_tiny_model(seed: int = 0) -> torch.nn.Module:
     """conv1 (8 filters of 3x3x3), conv2 (16 filters, groups=2), fc (Linear, not a conv)."""
