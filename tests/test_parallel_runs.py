@@ -85,6 +85,13 @@ def test_metrics_are_written_by_one_process(run_cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_devices_need_runs_to_spread(run_cli, tmp_path):
+    result = run_cli("train", *TINY, "--devices", "cpu", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 2
+    assert "--devices spreads the runs of --baseline or --seeds; one run trains on --device" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- the same runs, bit for bit ----------------------------------------------------------------------
 
 SWEEP = [*TINY, "--baseline", "--control", "random", "--seeds", "2", "--threads", "1", "--json"]
@@ -122,9 +129,11 @@ def test_the_main_job_runs_its_arms_side_by_side_by_default(run_cli, tmp_path, m
     monkeypatch.setattr(parallel_runs, "free_cores", lambda: 2)  # a machine with two free cores
     args = ["train", *TINY, "--baseline", "--threads", "1", "--json"]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    side = run_cli(*args, "-o", tmp_path / "a" / "m.pt", env={"ORTHOCLI_JOBS": None})
+    terminal = {"ORTHOCLI_JOBS": None, "NO_COLOR": None, "FORCE_COLOR": "1"}  # Rich's display, as on a terminal
+    side = run_cli(*args, "-o", tmp_path / "a" / "m.pt", env=terminal)
     assert side.exit_code == 0, side.stderr
     assert "[RePr] Training on cpu" in side.stderr and "[control] Training on cpu" in side.stderr
+    assert "experiment 1/1 done, runs 2/2" in side.stderr and "\x1b[" in side.stderr  # drawn by Rich
     alone = run_cli(*args, "--jobs", "1", "-o", tmp_path / "b" / "m.pt", env={"ORTHOCLI_JOBS": None})
     assert alone.exit_code == 0, alone.stderr
     assert "[RePr]" not in alone.stderr and "Control: training, writing" in alone.stderr
@@ -133,6 +142,21 @@ def test_the_main_job_runs_its_arms_side_by_side_by_default(run_cli, tmp_path, m
     for arm in ARMS[:2]:
         _same_files(tmp_path / "a" / f"m{arm}.pt", tmp_path / "b" / f"m{arm}.pt")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.baseline.pt", "m.pt"]
+
+
+def test_a_diverged_run_is_reported_as_one_after_another(run_cli, tmp_path):
+    args = ["train", *TINY, "--baseline", "--seeds", "2", "--threads", "1", "--reinit-scale", "1e30", "--json"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    side = run_cli(*args, "--jobs", "2", "-o", tmp_path / "a" / "d.pt")
+    alone = run_cli(*args, "--jobs", "1", "-o", tmp_path / "b" / "d.pt")
+    assert side.exit_code == alone.exit_code == 8
+    assert side.stderr.splitlines()[-1] == alone.stderr.splitlines()[-1]
+    assert _renamed(json.loads(side.stdout), str(tmp_path / "a"), str(tmp_path / "b")) == _renamed(
+        json.loads(alone.stdout), "", ""
+    )
+    assert json.loads(side.stdout)["diverged"] == [{"seed": 0, "run": "repr"}]  # seed 1 dropped nothing
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert "d.seed0.pt" not in {p.name for p in (tmp_path / "a").iterdir()}
 
 
 # -- a run that fails, Ctrl-C, --resume ----------------------------------------------------------------

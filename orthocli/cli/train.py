@@ -538,7 +538,13 @@ def train(
             jobs = resolve_jobs(jobs, runs=seeds * arms, devices=chosen)
             return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, jobs=jobs, devices=chosen, **options)
         writer = "--metrics" if metrics else "--plot" if plot else None
-        if baseline and resolve_jobs(jobs, runs=arms, devices=chosen, one_process_only=writer) > 1:
+        if chosen and (writer or not baseline):
+            raise UsageError(
+                f"--devices spreads runs side by side; {writer} is written by one process: use --device"
+                if writer
+                else "--devices spreads the runs of --baseline or --seeds; one run trains on --device"
+            )
+        if baseline and (chosen or resolve_jobs(jobs, runs=arms, devices=chosen, one_process_only=writer) > 1):
             return _train_arms(
                 cfg, json_out, jobs=resolve_jobs(jobs, runs=arms, devices=chosen), devices=chosen, **options
             )
@@ -590,7 +596,7 @@ def _train_seeds(
     the paired summary."""
     from orthocli.paired_runs import run_seeds
 
-    if jobs > 1:
+    if jobs > 1 or devices:
         from orthocli.cli.train_parallel import seeds_document
 
         doc = seeds_document(cfg, n, resume=resume, jobs=jobs, devices=devices, **options)

@@ -91,7 +91,8 @@ class Display:
         self.rich = self.console.is_terminal and not os.environ.get("NO_COLOR")
         self.bar = None
         self.overall = None
-        self.tasks: dict[str, Any] = {}
+        self.tasks: dict[str, Any] = {}  # per running run, its line
+        self.left: dict[str, int] = {}  # per run that started, the epochs it has not done yet
         self.done = 0
         self.runs = self.experiments = self.epochs = 0
         self.t0 = time.monotonic()
@@ -136,12 +137,15 @@ class Display:
         self._print(text)
 
     def started(self, label: str, role: str, total: int) -> None:
+        self.left[label] = total
         if self.bar is not None:
             self.tasks[label] = self.bar.add_task(f"{label:16}", total=total, stats="")
         else:
             self._print(f"{label}: training ({total} epochs)")
 
     def epoch(self, label: str, role: str, e: dict) -> None:
+        left = e["total"] - e["epoch"]
+        done, self.left[label] = self.left.get(label, left) - left, left
         if self.bar is None or label not in self.tasks:
             return
         from orthocli.cli.train import _pct
@@ -151,7 +155,7 @@ class Display:
         self.bar.update(
             self.tasks[label], completed=e["epoch"], total=e["total"], description=f"{label:16} {where:10}", stats=stats
         )
-        self.bar.update(self.overall, advance=1)
+        self.bar.update(self.overall, advance=max(0, done))
 
     def cycle(self, label: str, role: str, entry: dict) -> None:
         from orthocli.cli.train import _cycle_line
@@ -172,9 +176,9 @@ class Display:
         if self.bar is not None:
             task = self.tasks.pop(label, None)
             if task is not None:
-                left = self.bar.tasks[task].remaining if task in self.bar.task_ids else 0
                 self.bar.remove_task(task)
-                self.bar.update(self.overall, advance=left or 0)
+            # the epochs a run did not take (early stopping, a failure) count as done for the estimate
+            self.bar.update(self.overall, advance=self.left.pop(label, self.epochs))
             self.bar.update(self.overall, description=self._headline(experiments_done))
         s = result.summary
         if "failed" in s:
