@@ -284,6 +284,7 @@ def _worker(index: int, plans, tasks, events, hardware: HardwareOptions, state_e
                 result = ArmResult(task.role, {"failed": message, "output": None})
             events.put(("done", index, task, result))
     except KeyboardInterrupt:
+        events.cancel_join_thread()  # exit now, even with messages the main process will not read
         return
 
 
@@ -304,6 +305,7 @@ class Interrupted(KeyboardInterrupt):
 class _PlanState:
     results: dict[str, ArmResult] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    resume: bool = False  # its method run's state file was there: its arms continue the saved experiment
 
 
 def read_back(output: Path, role: str) -> ArmResult | None:
@@ -348,7 +350,7 @@ def run_plans(
                 done = read_back(plan.output, role)
                 if done is not None:
                     st.results[role] = done
-        has_state = resume and state_path(plan.output).exists()
+        has_state = st.resume = resume and state_path(plan.output).exists()
         for role in plan.roles:
             if role in st.results:
                 continue
@@ -451,7 +453,7 @@ def _release_random(plans, states, i: int, ready: deque, labels, display) -> Non
         if not _open(st, plans[i]):
             _close(plans[i], st)
         return
-    ready.appendleft(Task(i, "random", False, method.counts, f"{labels[i]} {_ARM['random']}".strip()))
+    ready.appendleft(Task(i, "random", st.resume, method.counts, f"{labels[i]} {_ARM['random']}".strip()))
 
 
 def _close(plan: Plan, st: _PlanState) -> None:
