@@ -91,7 +91,7 @@ def main() -> None:
     print(
         f"{a.data}, {a.seeds} seeds x 3 runs ({' '.join(schedule) or 'the default schedule'}); main job --cycles"
         f" {a.main_cycles} --baseline; {cores} free cores, torch {torch.__version__} (default threads"
-        f" {torch.get_num_threads()}); best of {a.repeats}",
+        f" {torch.get_num_threads()}); best of {a.repeats}; load average {os.getloadavg()[0]:.2f} at the start",
         flush=True,
     )
     best: dict[str, float] = {}
@@ -114,6 +114,7 @@ def main() -> None:
         print(
             f"main job after (default)       {after:8.1f} s  {before / after:.2f}x faster (default --jobs here: {default_jobs(2, cores)})"
         )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     if not same:
         sys.exit("the J=2 sweep's results differ from J=1's")
 
