@@ -22,6 +22,11 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")  # third-party checkpoints, see data/SOURCES.md
 
+# `orthocli train --baseline` runs its arms in worker processes by default on a machine with more
+# than one free core; the suite's runs are tiny, where starting workers costs more than it saves,
+# so they go one after another unless a test asks otherwise (tests/training/test_parallel_runs.py does).
+os.environ.setdefault("ORTHOCLI_JOBS", "1")
+
 
 def _torchvision_importable() -> None:
     """Where the torchvision installed is a CUDA build on a CPU torch (the only build for torch

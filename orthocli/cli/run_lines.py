@@ -21,7 +21,7 @@ def control_line(entry: dict, schedule: tuple[int, int] | None) -> str:
     """The control's progress line where the method ends cycle `entry["cycle"]`. The control drops
     nothing, has no sub-network and re-introduces nothing: it says its validation accuracy at the
     epochs where the method drops and re-introduces (`schedule`: (s1, s2); None when not known)."""
-    before, after = _pct(entry.get("val_before_drop")), _pct(entry.get("val_after_subnet"))
+    before, after = pct(entry.get("val_before_drop")), pct(entry.get("val_after_subnet"))
     if schedule is None:
         return f"control at RePr's cycle {entry['cycle']}: val {before} at its drop -> {after} at its re-init"
     drop, reinit = cycle_epochs(int(entry["cycle"]), *schedule)
@@ -49,5 +49,6 @@ def single_seed_note(doc: dict) -> str:
     )
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
+    """An accuracy as a percentage with one decimal; "-" where there is none."""
     return "-" if v is None else f"{100 * v:.1f}%"

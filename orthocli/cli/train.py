@@ -39,7 +39,7 @@ from orthocli.cli.options import (
 )
 from orthocli.cli.train_render import COLUMN, Progress, render, render_seeds
 from orthocli.config import TrainConfig
-from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED
+from orthocli.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, UsageError
 from orthocli.training.options import STATE_EVERY
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ TRAIN = TrainConfig()  # read, never changed: the defaults of every option below
 # builds the typed options from the parameters by name. A test checks both ways (a field without a
 # parameter, a parameter that is no field and not one of these).
 TRAIN_OPTIONS = [name for name in TRAIN.to_dict() if name != "ranking"]  # ranking: each arm's own
-COMMAND_ONLY = ("config", "state_every", "resume", "seeds", "force", "json_out")  # how it runs, not what
+COMMAND_ONLY = ("config", "state_every", "resume", "seeds", "jobs", "devices", "force", "json_out")  # how it runs, not what
 
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
@@ -373,6 +373,30 @@ def train(
             show_default=False,
         ),
     ] = None,
+    jobs: Annotated[
+        Optional[int],
+        _opt(
+            "--jobs",
+            "-j",
+            panel=HW,
+            min=1,
+            envvar="ORTHOCLI_JOBS",
+            help="Worker processes training runs side by side (--baseline's arms, --seeds' seeds), each run's results"
+            " bit-identical to --jobs 1 with the same --threads. Default: one per free CPU core (at most the runs),"
+            " each with cores/jobs threads unless --threads is given; --jobs 1: one after another in this process.",
+            show_default=False,
+        ),
+    ] = None,
+    devices: Annotated[
+        Optional[str],
+        _opt(
+            "--devices",
+            panel=HW,
+            help="With --jobs: the workers' devices, round robin: all (every visible GPU) or cuda:0,cuda:1,...;"
+            " default: --device for every run.",
+            show_default=False,
+        ),
+    ] = None,
     # -- output
     output: Output = None,
     force: OutputForce = False,
@@ -459,8 +483,24 @@ def train(
         )
         for path in (output, metrics, plot):  # a missing folder is created, as the default runs/ is
             output_folder(path)
+        from orthocli.cli.train_parallel import devices_option, resolve_jobs
+
+        chosen = devices_option(devices)
+        arms = 1 + baseline + (control is not None)
         if seeds is not None:
-            return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, **options)
+            jobs = resolve_jobs(jobs, runs=seeds * arms, devices=chosen)
+            return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, jobs=jobs, devices=chosen, **options)
+        writer = "--metrics" if metrics else "--plot" if plot else None
+        if chosen and (writer or not baseline):
+            raise UsageError(
+                f"--devices spreads runs side by side; {writer} is written by one process: use --device"
+                if writer
+                else "--devices spreads the runs of --baseline or --seeds; one run trains on --device"
+            )
+        if baseline and (chosen or resolve_jobs(jobs, runs=arms, devices=chosen, one_process_only=writer) > 1):
+            return _train_arms(
+                cfg, json_out, jobs=resolve_jobs(jobs, runs=arms, devices=chosen), devices=chosen, **options
+            )
         run = Experiment.fresh(cfg, **options)
     try:
         run.train_all()
@@ -486,18 +526,44 @@ def train(
 _THE_ARM = {"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"}
 
 
-def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
-    """--seeds N: the pairs one after another, then the per-seed table and the paired summary."""
+def _train_arms(cfg: TrainConfig, json_out: bool, **options: Any) -> None:
+    """The experiment's arms side by side (`train_parallel`), rendered and ended as one after another."""
+    from orthocli.cli.train_parallel import arms_document, fail_failed
+
+    doc, diverged, failed = arms_document(cfg, **options)
+    if json_out:
+        print_json(doc)
+    else:
+        render(doc)
+    fail_failed(failed)
+    if diverged:
+        lost = " and ".join(_THE_ARM[r] for r in diverged)
+        fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
+
+
+def _train_seeds(
+    cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, jobs: int, devices: list[str] | None, **options: Any
+) -> None:
+    """--seeds N: the pairs one after another (--jobs 1) or side by side, then the per-seed table and
+    the paired summary."""
     from orthocli.training.paired_runs import run_seeds
 
-    try:
-        doc = run_seeds(cfg, n, resume=resume, **options)
-    except KeyboardInterrupt:
-        fail("interrupted; continue with the same command and --resume (finished seeds are kept)", EXIT_INTERRUPTED)
+    if jobs > 1 or devices:
+        from orthocli.cli.train_parallel import seeds_document
+
+        doc = seeds_document(cfg, n, resume=resume, jobs=jobs, devices=devices, **options)
+    else:
+        try:
+            doc = run_seeds(cfg, n, resume=resume, **options)
+        except KeyboardInterrupt:
+            fail("interrupted; continue with the same command and --resume (finished seeds are kept)", EXIT_INTERRUPTED)
     if json_out:
         print_json(doc)
     else:
         render_seeds(doc)
+    from orthocli.cli.train_parallel import fail_failed
+
+    fail_failed(doc["failed"])
     if doc["diverged"]:
         lost = ", ".join(f"seed {d['seed']} {COLUMN[d['run']]}" for d in doc["diverged"])
         fail(f"runs diverged ({lost}); they are left out of the summary; lower --lr", EXIT_DIVERGED)

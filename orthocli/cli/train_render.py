@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from orthocli.cli.common import log, stderr, stdout
-from orthocli.cli.run_lines import control_line, print_outputs, single_seed_note
+from orthocli.cli.run_lines import control_line, pct, print_outputs, single_seed_note
 
 if TYPE_CHECKING:
     from orthocli.config import TrainConfig
@@ -30,11 +30,13 @@ def render_seeds(doc: dict) -> None:
         table.add_column(f"{COLUMN[a]} - {COLUMN[b]}" if len(pairs) > 1 else "difference", justify="right")
 
     def cell(r: dict) -> str:
+        if "failed" in r:
+            return "failed"
         if "diverged" in r:
             return f"diverged in epoch {r['diverged']['epoch']}"
         if "skipped" in r:
             return "not trained"
-        return f"{_pct(r.get('test_accuracy'))} ({_pct(r.get('val_accuracy'))})"
+        return f"{pct(r.get('test_accuracy'))} ({pct(r.get('val_accuracy'))})"
 
     def diff(m: dict, c: dict) -> str:
         both = "test_accuracy" in m and "test_accuracy" in c
@@ -80,18 +82,14 @@ def _comparisons(roles: list[str]) -> list[tuple[str, str, str]]:
     return [c for c in COMPARISONS if c[1] in roles and c[2] in roles]
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
-def _cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> str:
+def cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> str:
     if role == "baseline":  # the control drops nothing: no phases of the method in its line
         return control_line(c, schedule)
     label = _LABEL[role]
     dropped = sum(c["dropped"].values())
     text = (
-        f"{label} cycle {c['cycle']}: val {_pct(c['val_before_drop'])} before drop"
-        f" -> {_pct(c['val_after_subnet'])} after sub-net -> {_pct(c['val_after_reinit'])} after re-init"
+        f"{label} cycle {c['cycle']}: val {pct(c['val_before_drop'])} before drop"
+        f" -> {pct(c['val_after_subnet'])} after sub-net -> {pct(c['val_after_reinit'])} after re-init"
     )
     if dropped:
         text += f"; {dropped} filter{'s' if dropped != 1 else ''} dropped and re-introduced" + (
@@ -112,7 +110,7 @@ def _cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> 
 _LABEL = {"repr": "RePr", "baseline": "baseline", "random": "random"}  # progress and cycle lines
 
 
-def _redundancy_lines(note: RedundancyNote) -> list[str]:
+def redundancy_lines(note: RedundancyNote) -> list[str]:
     """What `train` says of the method's candidate layers against random filters (experiment.RedundancyNote)."""
     report = note.report
     if note.when == "start":
@@ -185,7 +183,7 @@ class Progress:
             return
         where = self.PHASES.get(e["phase"], e["phase"]) + (f" {e['cycle']}" if e["cycle"] else "")
         label = _LABEL[role]
-        stats = f"loss {e['loss']:.4f}  acc {_pct(e['train_acc'])}  val {_pct(e['val_acc'])}"
+        stats = f"loss {e['loss']:.4f}  acc {pct(e['train_acc'])}  val {pct(e['val_acc'])}"
         self.bar.update(
             self.tasks[role], completed=e["epoch"], total=e["total"], description=f"{label:8} {where:11}", stats=stats
         )
@@ -194,14 +192,14 @@ class Progress:
         if self.quiet:
             return
         (self.bar.console if self.bar is not None else self.console).print(
-            _cycle_line(role, entry, self.schedule.get(role)), markup=False
+            cycle_line(role, entry, self.schedule.get(role)), markup=False
         )
 
     def redundancy(self, note: RedundancyNote) -> None:
         if self.quiet or (note.when == "start" and self.told_start):
             return
         self.told_start = self.told_start or note.when == "start"
-        for line in _redundancy_lines(note):
+        for line in redundancy_lines(note):
             (self.bar.console if self.bar is not None else self.console).print(line, markup=False)
 
 
@@ -235,9 +233,9 @@ def render(doc: dict) -> None:
             )
             table.add_row(
                 str(c["cycle"]),
-                _pct(c["val_before_drop"]),
-                _pct(c["val_after_subnet"]),
-                _pct(c["val_after_reinit"]),
+                pct(c["val_before_drop"]),
+                pct(c["val_after_subnet"]),
+                pct(c["val_after_reinit"]),
                 per_layer,
                 fallbacks,
             )
@@ -261,9 +259,11 @@ def render(doc: dict) -> None:
             else "-"
             for a, b in pairs
         ]
-        table.add_row(label, *(_pct(r.get(k)) for _, r in runs), *diffs)
+        table.add_row(label, *(pct(r.get(k)) for _, r in runs), *diffs)
 
     def epochs(r: dict) -> str:
+        if "failed" in r:
+            return "failed"
         if "diverged" in r:
             return f"diverged in {r['diverged']['epoch']}"
         return "not trained" if "skipped" in r else str(r["epochs"])

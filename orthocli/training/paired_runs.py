@@ -71,29 +71,20 @@ def run_seeds(
 ) -> dict[str, Any]:
     """Train the N pairs in seed order; the document `train --json` prints."""
     import orthocli.checkpoints.checkpoint as ckpt_io
-    from orthocli.training.experiment import default_output
 
-    if n < 1:
-        raise UsageError(f"--seeds must be at least 1, got {n}")
-    if not outputs.baseline:
-        raise UsageError("--seeds compares the method with its control seed by seed: add --baseline")
-    check_control(cfg, outputs)
-    if outputs.save_cycles or outputs.metrics or outputs.plot:
-        raise UsageError("--seeds writes one model pair per seed; --save-cycles, --metrics and --plot need one run")
-    if resume and outputs.output is None:
-        raise UsageError("--resume needs -o/--output: the output path of the interrupted run")
-    output = outputs.output or default_output(model.arch or "convnet")
+    output = check_sweep(cfg, n, model=model, outputs=outputs, resume=resume)
     roles = ("repr", "baseline") + (("random",) if outputs.control == "random" else ())
     arms = "RePr then control" if len(roles) == 2 else "RePr, control, then random drops"
-    results, diverged, last = [], [], {}
+    results, diverged, last, read = [], [], {}, {}
     for i, seed in enumerate(range(cfg.seed, cfg.seed + n)):
         out = seed_output(output, seed)
         reporter.log(f"Seed {seed} ({i + 1} of {n}): {arms}, writing {out}")
         files = [role_output(out, role) for role in roles]
         finished = all(p.exists() for p in files) and not state_path(out).exists()
         if resume and finished:  # done before the interruption: read its summaries back
-            done = [{**ckpt_io.load(p).extras["summary"], "output": str(p)} for p in files]
-            results.append(SeedResult(seed, *done))
+            extras = [ckpt_io.load(p).extras for p in files]
+            results.append(SeedResult(seed, *({**e["summary"], "output": str(p)} for e, p in zip(extras, files))))
+            read = extras[0]  # a gather that trains nothing: its config and data from the method run's file
             continue
         if resume and state_path(out).exists():
             run = Experiment.resumed(out, hardware=hardware, state_every=state_every, reporter=reporter)
@@ -117,11 +108,28 @@ def run_seeds(
         results.append(SeedResult(seed, method, baseline, random))
         diverged += [(seed, role) for role in run.diverged]
         last = doc
-    return summarise(results, diverged, last)
+    return summarise(results, diverged, last or {"config": read.get("config"), "data": read.get("data")})
+
+
+def check_sweep(cfg: TrainConfig, n: int, *, model: ModelOptions, outputs: OutputOptions, resume: bool) -> Path:
+    """The options of --seeds N checked; the output path its seeds' files are named after."""
+    from orthocli.training.experiment import default_output
+
+    if n < 1:
+        raise UsageError(f"--seeds must be at least 1, got {n}")
+    if not outputs.baseline:
+        raise UsageError("--seeds compares the method with its control seed by seed: add --baseline")
+    check_control(cfg, outputs)
+    if outputs.save_cycles or outputs.metrics or outputs.plot:
+        raise UsageError("--seeds writes one model pair per seed; --save-cycles, --metrics and --plot need one run")
+    if resume and outputs.output is None:
+        raise UsageError("--resume needs -o/--output: the output path of the interrupted run")
+    return outputs.output or default_output(model.arch or "convnet")
 
 
 def _finished(run: dict | None) -> bool:
-    return run is not None and "diverged" not in run and "skipped" not in run
+    # a run that diverged, was not trained, or failed (--jobs: an error in its worker) has no result
+    return run is not None and not {"diverged", "skipped", "failed"} & set(run)
 
 
 def compare(results: list[SeedResult], first: str, second: str) -> dict[str, Any]:
@@ -138,9 +146,11 @@ def compare(results: list[SeedResult], first: str, second: str) -> dict[str, Any
     return out
 
 
-def summarise(results: list[SeedResult], diverged: list[tuple[int, str]], last: dict) -> dict[str, Any]:
+def summarise(
+    results: list[SeedResult], diverged: list[tuple[int, str]], last: dict, failed: list[dict] | None = None
+) -> dict[str, Any]:
     """Per seed results, the paired statistics over the seeds where both runs of a comparison
-    finished, and the verdict."""
+    finished, and the verdict; `failed`: the runs whose worker raised (--jobs), {seed, run, error}."""
     both = [r for r in results if _finished(r.repr) and _finished(r.baseline)]
     summary: dict[str, Any] = {"pairs": len(both)}
     summary.update(compare(results, "repr", "baseline"))  # test_accuracy, val_accuracy: RePr against the control
@@ -153,6 +163,7 @@ def summarise(results: list[SeedResult], diverged: list[tuple[int, str]], last: 
         "seeds": [r.to_dict() for r in results],
         "summary": summary,
         "diverged": [{"seed": s, "run": role} for s, role in diverged],
+        "failed": failed or [],
         "runtime": last.get("runtime"),
         "config": {k: v for k, v in (last.get("config") or {}).items() if k != "seed"},
         "data": last.get("data"),
