@@ -374,13 +374,15 @@ def train(
         ),
     ] = False,
     control: Annotated[
-        Optional[Literal["random"]],
+        Optional[str],
         _opt(
             "--control",
             panel=OUT,
             help="With --baseline: also train a third arm that drops, in every cycle, as many filters per layer as the"
             " RePr run, chosen at random (seeded), and re-introduces them the same way, written to OUT.random.pt: is"
-            " it the ranking that helps, or dropping and re-introducing any filters?",
+            " it the ranking that helps, or dropping and re-introducing any filters? Several criteria, comma"
+            " separated, one matched arm each (OUT.<criterion>.pt): random, least, l1, bn-scale, taylor, activation"
+            " (--control random,l1,taylor).",
             show_default=False,
         ),
     ] = None,
@@ -468,7 +470,12 @@ def train(
         fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
 
 
-_THE_ARM = {"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"}
+class _TheArm(dict):
+    def __missing__(self, role: str) -> str:
+        return f"the {role} arm"
+
+
+_THE_ARM = _TheArm({"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"})
 
 
 def _train_seeds(cfg: TrainConfig, n: int, *, resume: bool, json_out: bool, **options: Any) -> None:
