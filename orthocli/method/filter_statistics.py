@@ -34,10 +34,11 @@ def bn_scales(banks: Iterable[FilterBank], state: dict[str, torch.Tensor]) -> di
     return out
 
 
-def _channel_sums(t: torch.Tensor) -> torch.Tensor:
-    """Per output channel (dim 1), the sum over every other dim, in float64 on the CPU."""
+def _abs_sums(t: torch.Tensor) -> torch.Tensor:
+    """Per output channel (dim 1), the sum of |t| over every other dim, accumulated in float64 (one
+    pass, no float64 copy of `t`), on the CPU."""
     dims = [d for d in range(t.dim()) if d != 1]
-    return t.detach().to(torch.float64).sum(dim=dims).cpu()
+    return torch.linalg.vector_norm(t.detach(), ord=1, dim=dims, dtype=torch.float64).cpu()
 
 
 class FilterStatistics:
@@ -61,12 +62,12 @@ class FilterStatistics:
                 return
             per_channel = output.numel() // output.shape[1] if output.dim() > 1 else 0  # values per channel
             if ACTIVATION in self.wanted:
-                self._add(name, ACTIVATION, _channel_sums(output.abs()), per_channel)
+                self._add(name, ACTIVATION, _abs_sums(output), per_channel)
             if TAYLOR in self.wanted and output.requires_grad:
                 act = output.detach()
 
                 def on_grad(grad: torch.Tensor) -> None:
-                    self._add(name, TAYLOR, _channel_sums((act * grad).abs()), per_channel)
+                    self._add(name, TAYLOR, _abs_sums(act * grad), per_channel)
 
                 output.register_hook(on_grad)
 
