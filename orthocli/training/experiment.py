@@ -277,6 +277,7 @@ class Experiment:
                 " choice of the best epoch; the last epoch's weights are kept. Give more data to have one"
             )
         self.reporter.quiet = not self.rt.is_main
+        self.check_arms(data)
         with self.reporter:
             for role in self.roles:
                 if role in control_arms(self.meta.outputs.control) and self.matched_counts() is None:
@@ -291,6 +292,19 @@ class Experiment:
                     # runs compared: keep and report the others' results instead of losing them all
                     self.diverged[role] = e
                     self.reporter.log(f"{ARM_NAMES[role]}: {e}")
+
+    def check_arms(self, data) -> None:
+        """Before anything trains: each matched arm's ranking applies to this model (bn-scale: a
+        BatchNorm after every candidate conv; taylor, activation: --s1 of 1 or more), by creating
+        its controller on a fresh model (OptionError, nothing written, otherwise)."""
+        import torch
+
+        from orthocli.method.controller import RePr
+
+        for role in control_arms(self.meta.outputs.control):
+            model, _, record = self.model(data)
+            if record is None:
+                RePr(model, torch.optim.SGD(model.parameters(), lr=0.0), self.arm_config(role)).remove()
 
     def arm_config(self, role: str) -> TrainConfig:
         """The configuration an arm trains with: the control drops nothing, the random arm ranks at random."""

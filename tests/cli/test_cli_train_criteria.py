@@ -122,3 +122,20 @@ def test_a_taylor_arm_resumes_bit_identically(run_cli, tmp_path, monkeypatch):
         assert same(tmp_path / f"run{tag}.pt", tmp_path / f"full{tag}.pt"), tag
     a, b = json.loads(full.stdout), json.loads(resumed.stdout)
     assert [c["dropped"] for c in b["taylor"]["cycles"]] == [c["dropped"] for c in a["cycles"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["--control", "random,bn-scale"],
+            "the bn-scale ranking reads the scale of the BatchNorm after each conv, and",
+        ),
+        (["--control", "taylor", "--s1", "0"], "the taylor ranking reads statistics gathered during the last standard"),
+    ],
+)
+def test_an_arm_whose_criterion_cannot_apply_is_refused_before_training(run_cli, tmp_path, args, says):
+    res = run_cli("train", *TINY, "--baseline", *args, "-o", tmp_path / "m.pt")
+    assert res.exit_code == 2 and says in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and "training, writing" not in res.stderr
+    assert list(tmp_path.iterdir()) == []
