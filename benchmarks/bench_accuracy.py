@@ -28,7 +28,10 @@ A configuration with `"counts": "method"` is a matched control: its job first tr
 configuration with the method's ranking, then this one with `train(counts=...)`, dropping in each
 cycle exactly the per-layer counts the method run dropped: the computation of `orthocli train
 --baseline --control random` (`--grid ranking-matched`; `benchmarks/compare_control_arms.py` checks
-the two agree run for run).
+the two agree run for run). `--grid criteria` does it for every criterion (`train --control
+random,l1,taylor,...`) under the default rule and the paper's; the commands are in docs/results.md
+("Which criterion?"). The matched job reports the method run it matched (`method_test_accuracy`),
+so each criterion is compared with the method seed by seed.
 """
 
 from __future__ import annotations
@@ -74,6 +77,24 @@ _KEPT_03 = {"reinit_fan_out": "keep", "ratio": 0.3}  # the paper's re-introducti
 _ROUND1 = {"scope": "global", "reinit_fan_out": "keep", "ratio": 0.3}  # round 1's defaults
 # train --control random's arm: the default rule's counts, cycle by cycle, from the method run
 MATCHED = {"ratio": None, "ranking": "random", "counts": "method"}
+
+
+# issue 35: every criterion with the method's counts (`train --control <criterion>`), under the
+# default rule and the paper's; bn-scale needs a BatchNorm after each conv, so its runs (and their
+# control and the method run they match) have one
+CRITERIA = ("random", "least", "l1", "bn-scale", "taylor", "activation")
+_RULES = (("excess over chance", {"ratio": None, "threshold": None}), ("the paper's rule", _KEPT_03))
+
+
+def _criteria() -> list[tuple[str, dict]]:
+    out = []
+    for rule, settings in _RULES:
+        out.append((f"{rule}, orthogonality (the method)", settings))
+        for name in CRITERIA:
+            bn = {"batchnorm": True} if name == "bn-scale" else {}
+            label = f"{rule}, {name} filters, the method's counts" + (", BatchNorm" if bn else "")
+            out.append((label, {**settings, **bn, "ranking": name, "counts": "method"}))
+    return out
 
 
 def _full(ratios: tuple[float, ...]) -> list[tuple[str, dict]]:
@@ -192,6 +213,11 @@ GRIDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
             ("excess over chance", {"ratio": None, "threshold": None}),  # the defaults, as in adaptive-rule
             ("excess over chance, random filters, the method's counts", MATCHED),
         ],
+    ),
+    "criteria": (
+        "issue 35: which criterion? Each of random, least, l1, bn-scale, taylor, activation choosing as many"
+        " filters per layer as the method run dropped in each cycle, under the default rule and the paper's",
+        _criteria(),
     ),
     "ranking-ratio": (
         "round 6: the ranking ablation for round 4's rule, 10% of each layer",

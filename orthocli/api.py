@@ -19,7 +19,9 @@ from torch import nn
 from orthocli.config import ReprConfig
 from orthocli.method.drops import DropPlan
 from orthocli.method.drops import plan_drops as _plan
+from orthocli.method.filter_statistics import bn_scales
 from orthocli.method.layer_scores import score_layers
+from orthocli.method.ranking import BN_SCALE, BY_NAME, Ranking, needs
 from orthocli.method.subnet import apply_drops, make_record, reintroduce
 from orthocli.network.banks import FilterBank, banks_from_layers, banks_from_model, fixed_layers
 from orthocli.network.graph import ModelGraph, method_graph, unwrap
@@ -60,6 +62,7 @@ def plan_drops(
     config: ReprConfig | None = None,
     *,
     counts: Mapping[str, int] | None = None,
+    ranking: Ranking | None = None,
     **options: Any,
 ) -> DropPlan:
     """Which filters `orthocli prune` (and each cycle of `orthocli train`) would drop, by the same
@@ -67,13 +70,24 @@ def plan_drops(
     layers were left alone and why. Options: a `ReprConfig`, or its fields as keywords (`ratio`,
     `threshold`, `scope`, `min_keep`, `ranking`, `layers`, `exclude`, `skip_first`, `skip_last`,
     `seed`). `counts` (layer -> filters) replaces the rule: exactly that many per layer, chosen by
-    the ranking (another run's counts). A module's output layers and shared convs (seen by torch.fx)
+    the ranking (another run's counts). `ranking`: a `method.ranking.Ranking` object of your own,
+    or a name as `ranking=` takes it. A module's output layers and shared convs (seen by torch.fx)
     keep every filter; for a state dict `skip_last` leaves the likely output convs alone instead.
-    Changes nothing."""
+    The bn-scale ranking reads the BatchNorm after each conv from a traced module; taylor and
+    activation need training batches (`RePr`), so here they are a UsageError. Changes nothing."""
+    if isinstance(ranking, str):
+        options["ranking"] = ranking
+        ranking = None
     config = _config(config, options)
     model = unwrap(source) if isinstance(source, nn.Module) else None
     graph = ModelGraph.try_trace(model)
-    return _plan(_layers(source), config, fixed=None if graph is None else fixed_layers(graph), counts=counts)
+    rank = ranking if ranking is not None else BY_NAME[config.ranking]
+    scales = None
+    if BN_SCALE in needs(rank):
+        state, banks, _ = _state_banks_graph(source) if graph is not None else (dict(source.state_dict()), [], None)
+        scales = bn_scales(banks, state)
+    fixed = None if graph is None else fixed_layers(graph)
+    return _plan(_layers(source), config, fixed=fixed, counts=counts, ranking=ranking, bn_scales=scales)
 
 
 def drop(source: Source, drops: DropPlan | Mapping[str, torch.Tensor]) -> dict:

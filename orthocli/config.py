@@ -24,8 +24,12 @@ SCOPES = ("layer", "global")
 FAN_OUTS = ("zero", "keep")
 # Which filters of a layer a cycle drops, as many as the drop rule says (orthocli.method.ranking):
 # "orthogonality" the most redundant first (the method), "random" a seeded random choice (the
-# control that asks whether the ranking matters), "least" the least redundant first.
-RANKINGS = ("orthogonality", "random", "least")
+# control that asks whether the ranking matters), "least" the least redundant first; the pruning
+# criteria "l1" (smallest filter weight L1 norm), "bn-scale" (smallest |scale| of the following
+# BatchNorm), and, from the batches of the last standard epoch before each drop, "taylor" (smallest
+# mean |activation x gradient|) and "activation" (smallest mean |activation|).
+RANKINGS = ("orthogonality", "random", "least", "l1", "bn-scale", "taylor", "activation")
+DATA_RANKINGS = ("taylor", "activation")  # need training batches: not `prune` on a checkpoint
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}  # TrainConfig.lr when not given, per optimizer
 # The most the adaptive rule drops of a layer at once: the patent's 30%. Filters of thousands of
 # weights lie far above the chance score without being copies (crepe_tiny: 50-70% of a layer).
@@ -61,7 +65,7 @@ class ReprConfig:
     scope: str = "layer"  # "layer": each layer by itself; "global": ranked across the network by ratio (the authors')
     min_keep: int = 1  # filters every layer keeps
     # --- which filters of a layer: the ranking (`orthocli.method.ranking`) ---
-    ranking: str = "orthogonality"  # "orthogonality" (the method), "random" (a control), "least" (an ablation)
+    ranking: str = "orthogonality"  # one of RANKINGS: "orthogonality" (the method), a control, a pruning criterion
     # --- which layers may lose filters ---
     layers: list[str] = field(default_factory=list)  # only conv layers matching these patterns (empty: all)
     exclude: list[str] = field(default_factory=list)  # never drop from layers matching these patterns

@@ -157,7 +157,10 @@ def test_a_ranked_run_drops_the_same_count_chosen_another_way(bench):
     assert {r: run["dropped"] for r, run in runs.items()} == {r: [4, 4] for r in rankings}
     ortho = runs["orthogonality"]["test_accuracy"]
     assert runs["random"]["test_accuracy"] != ortho and runs["least"]["test_accuracy"] != ortho  # other filters
-    with pytest.raises(UsageError, match="ranking must be one of orthogonality, random, least, got 'norm'"):
+    with pytest.raises(
+        UsageError,
+        match="ranking must be one of orthogonality, random, least, l1, bn-scale, taylor, activation, got 'norm'",
+    ):
         bench.run_one({**job, "baseline": False, "overrides": {"ranking": "norm"}})
 
 
@@ -235,3 +238,17 @@ def test_best_of_chooses_by_validation_and_pairs_the_chosen_arms_by_seed(tmp_pat
     half = T_975[2] * statistics.stdev(diffs) / math.sqrt(3)
     mean = statistics.mean(diffs)
     assert f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}], RePr better 3/3" in out
+
+
+def test_the_criteria_grid_matches_every_criterion_to_the_method_under_both_rules(bench):
+    configs = dict(bench.grid("criteria"))
+    for rule in ("excess over chance", "the paper's rule"):
+        method = configs[f"{rule}, orthogonality (the method)"]
+        assert "ranking" not in method and "counts" not in method
+        for name in ("random", "least", "l1", "bn-scale", "taylor", "activation"):
+            label = f"{rule}, {name} filters, the method's counts" + (", BatchNorm" if name == "bn-scale" else "")
+            arm = configs[label]
+            assert arm["ranking"] == name and arm["counts"] == "method"
+            assert {k: v for k, v in arm.items() if k not in ("ranking", "counts", "batchnorm")} == method
+            # the same drop rule as the method: one control per seed, but bn-scale's BatchNorm network's
+            assert (bench.control_key(arm) == bench.control_key(method)) == (name != "bn-scale")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 
 import typer
 
-from orthocli.config import ADAPTIVE_CAP, ReprConfig, option_name
+from orthocli.config import ADAPTIVE_CAP, DATA_RANKINGS, RANKINGS, ReprConfig, option_name
 
 DEFAULTS = ReprConfig()  # read, never changed: each command's parameter defaults come from it
 LIST_OPTIONS = ("layers", "exclude")  # None when not given; an empty list in the config
@@ -81,5 +81,14 @@ ReinitFanOutOpt = Annotated[
         "--reinit-fan-out",
         help="What the next layer does with a re-introduced filter's channel: zero its weights, so the output is"
         " unchanged at re-introduction and the next layer learns the new filter, or keep them (the paper).",
+    ),
+]
+RankingOpt = Annotated[
+    str,
+    typer.Option(
+        "--ranking",
+        help=f"Which filters of a layer drop, as many as the rule says: {', '.join(r for r in RANKINGS if r not in DATA_RANKINGS)}"
+        " (orthogonality: the most redundant first; l1: smallest weight L1 norm; bn-scale: smallest |scale| of the"
+        f" following BatchNorm). {' and '.join(DATA_RANKINGS)} need training batches: orthocli train --control.",
     ),
 ]

@@ -27,6 +27,7 @@ from orthocli.cli.config_file import config_option, from_toml
 from orthocli.cli.options import (
     DEFAULTS,
     MinKeepOpt,
+    RankingOpt,
     RatioOpt,
     ScopeOpt,
     SkipFirstOpt,
@@ -55,6 +56,7 @@ def prune(
     threshold: ThresholdOpt = None,
     scope: ScopeOpt = DEFAULTS.scope,
     min_keep: MinKeepOpt = DEFAULTS.min_keep,
+    ranking: RankingOpt = DEFAULTS.ranking,
     skip_first: SkipFirstOpt = DEFAULTS.skip_first,
     skip_last: SkipLastOpt = DEFAULTS.skip_last,
     layers: LayersOpt = None,

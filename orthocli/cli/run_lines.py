@@ -31,7 +31,7 @@ def control_line(entry: dict, schedule: tuple[int, int] | None) -> str:
 def print_outputs(out: Any, doc: dict, arms: dict[str, dict]) -> None:
     """The files the run wrote, one per line under the result table, never cut or wrapped (a
     terminal folds a long line; a pipe gets it whole): `arms` role -> that arm's summary."""
-    rows = [(ARM_LABEL[role], arm.get("output")) for role, arm in arms.items()]
+    rows = [(ARM_LABEL.get(role, role), arm.get("output")) for role, arm in arms.items()]
     rows += [(what, doc[what]) for what in ("metrics", "plot") if doc.get(what)]
     width = max(len(label) for label, _ in rows)
     out.print("Outputs:", markup=False)

@@ -65,7 +65,16 @@ TRAIN = TrainConfig()  # read, never changed: the defaults of every option below
 # builds the typed options from the parameters by name. A test checks both ways (a field without a
 # parameter, a parameter that is no field and not one of these).
 TRAIN_OPTIONS = [name for name in TRAIN.to_dict() if name != "ranking"]  # ranking: each arm's own
-COMMAND_ONLY = ("config", "state_every", "resume", "seeds", "jobs", "devices", "force", "json_out")  # how it runs, not what
+COMMAND_ONLY = (
+    "config",
+    "state_every",
+    "resume",
+    "seeds",
+    "jobs",
+    "devices",
+    "force",
+    "json_out",
+)  # how it runs, not what
 
 # The shared options, in this command's panels
 DropRatio = in_panel(RatioOpt, DROP)
@@ -410,13 +419,15 @@ def train(
         ),
     ] = False,
     control: Annotated[
-        Optional[Literal["random"]],
+        Optional[str],
         _opt(
             "--control",
             panel=OUT,
             help="With --baseline: also train a third arm that drops, in every cycle, as many filters per layer as the"
             " RePr run, chosen at random (seeded), and re-introduces them the same way, written to OUT.random.pt: is"
-            " it the ranking that helps, or dropping and re-introducing any filters?",
+            " it the ranking that helps, or dropping and re-introducing any filters? Several criteria, comma"
+            " separated, one matched arm each (OUT.<criterion>.pt): random, least, l1, bn-scale, taylor, activation"
+            " (--control random,l1,taylor).",
             show_default=False,
         ),
     ] = None,
@@ -486,7 +497,9 @@ def train(
         from orthocli.cli.train_parallel import devices_option, resolve_jobs
 
         chosen = devices_option(devices)
-        arms = 1 + baseline + (control is not None)
+        from orthocli.training.arms import control_arms
+
+        arms = 1 + baseline + len(control_arms(control))
         if seeds is not None:
             jobs = resolve_jobs(jobs, runs=seeds * arms, devices=chosen)
             return _train_seeds(cfg, seeds, resume=resume, json_out=json_out, jobs=jobs, devices=chosen, **options)
@@ -523,7 +536,12 @@ def train(
         fail(f"{lost} diverged (the loss stopped being finite; see above); lower --lr", EXIT_DIVERGED)
 
 
-_THE_ARM = {"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"}
+class _TheArm(dict):
+    def __missing__(self, role: str) -> str:
+        return f"the {role} arm"
+
+
+_THE_ARM = _TheArm({"repr": "the RePr run", "baseline": "the control", "random": "the random-drop arm"})
 
 
 def _train_arms(cfg: TrainConfig, json_out: bool, **options: Any) -> None:

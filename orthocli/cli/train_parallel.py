@@ -81,7 +81,7 @@ def fail_failed(failed: list[dict]) -> None:
 
 
 def _run_name(d: dict) -> str:
-    arm = {"repr": "RePr", "baseline": "control", "random": "random"}.get(d["run"], d["run"])
+    arm = {"repr": "RePr", "baseline": "control"}.get(d["run"], d["run"])  # a matched arm by its criterion
     return f"seed {d['seed']} {arm}"
 
 

@@ -9,19 +9,26 @@ from typing import TYPE_CHECKING, Any
 
 from orthocli.cli.common import log, stderr, stdout
 from orthocli.cli.run_lines import control_line, pct, print_outputs, single_seed_note
+from orthocli.training.arms import CONTROLS, comparisons
 
 if TYPE_CHECKING:
     from orthocli.config import TrainConfig
     from orthocli.training.experiment import RedundancyNote
 
-COLUMN = {"repr": "RePr", "baseline": "control", "random": "random"}  # the arms' columns in tables
+
+class _Columns(dict):
+    def __missing__(self, role: str) -> str:
+        return role  # a matched arm: its criterion's name
+
+
+COLUMN = _Columns({"repr": "RePr", "baseline": "control"})  # the arms' columns in tables
 
 
 def render_seeds(doc: dict) -> None:
     from rich.table import Table
 
     out = stdout()
-    roles = ["repr", "baseline"] + (["random"] if any("random" in row for row in doc["seeds"]) else [])
+    roles = ["repr", "baseline"] + [k for k in (doc["seeds"][0] if doc["seeds"] else {}) if k in CONTROLS]
     table = Table(title="Per seed: test accuracy (val accuracy)")
     for col in ("seed", *(COLUMN[r] for r in roles)):
         table.add_column(col, justify="right")
@@ -51,8 +58,8 @@ def render_seeds(doc: dict) -> None:
     for col in ("", "test accuracy", "val accuracy"):
         table.add_column(col, justify="right", no_wrap=True)
     arms = {"repr": ("repr_vs_control", "method"), "baseline": ("repr_vs_control", "control")}
-    if "random" in roles:
-        arms["random"] = ("random_vs_control", "method")
+    for role in roles[2:]:
+        arms[role] = (f"{role}_vs_control", "method")
     for role, (key, side) in arms.items():
         cells = []
         for metric in ("test_accuracy", "val_accuracy"):
@@ -77,9 +84,7 @@ def render_seeds(doc: dict) -> None:
 
 
 def _comparisons(roles: list[str]) -> list[tuple[str, str, str]]:
-    from orthocli.training.paired_runs import COMPARISONS
-
-    return [c for c in COMPARISONS if c[1] in roles and c[2] in roles]
+    return [c for c in comparisons([r for r in roles if r in CONTROLS]) if c[1] in roles and c[2] in roles]
 
 
 def cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> str:
@@ -95,7 +100,7 @@ def cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> s
         text += f"; {dropped} filter{'s' if dropped != 1 else ''} dropped and re-introduced" + (
             " (random ones)" if role == "random" else ""
         )
-    elif role == "random":
+    elif role in CONTROLS:
         text += "; no filter dropped (the RePr run dropped none in this cycle)"
     elif role != "baseline":
         text += "; no filter dropped (the rule chose none: the whole network trained)"
@@ -107,7 +112,7 @@ def cycle_line(role: str, c: dict, schedule: tuple[int, int] | None = None) -> s
     return text
 
 
-_LABEL = {"repr": "RePr", "baseline": "baseline", "random": "random"}  # progress and cycle lines
+_LABEL = _Columns({"repr": "RePr", "baseline": "baseline"})  # progress and cycle lines
 
 
 def redundancy_lines(note: RedundancyNote) -> list[str]:
@@ -240,7 +245,7 @@ def render(doc: dict) -> None:
                 fallbacks,
             )
         out.print(table)
-    arms = {"repr": doc, **{r: doc[r] for r in ("baseline", "random") if r in doc}}
+    arms = {"repr": doc, **{r: doc[r] for r in doc if r in ("baseline", *CONTROLS)}}
     runs = [(COLUMN[r], a) for r, a in arms.items()]  # "control", as the seeds' tables and the outputs say
     pairs = [(a, b) for _, a, b in _comparisons(list(arms))]
     table = Table(title="Result" + (" (one seed; same budget and data order)" if len(runs) > 1 else ""))

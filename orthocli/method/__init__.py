@@ -20,6 +20,8 @@ _WHERE = {
     "most_redundant": "orthocli.method.layer_scores",
     "score_layers": "orthocli.method.layer_scores",
     "BY_NAME": "orthocli.method.ranking",
+    "LayerFacts": "orthocli.method.ranking",
+    "Ranking": "orthocli.method.ranking",
     "DropPlan": "orthocli.method.drops",
     "choose_drops": "orthocli.method.drops",
     "drop_counts": "orthocli.method.drops",
@@ -48,7 +50,9 @@ __all__ = [
     "Cycle",
     "DEAD_SCORE",
     "DropPlan",
+    "LayerFacts",
     "LayerScores",
+    "Ranking",
     "RePr",
     "Redundancy",
     "SubNetwork",
@@ -86,7 +90,7 @@ if TYPE_CHECKING:
     from orthocli.method.nullspace import filter_scale, new_filters, null_space_basis, row_space_basis
     from orthocli.method.orthogonality import DEAD_SCORE, chance_score, dead_filters, filter_rows, orthogonality_scores
     from orthocli.method.prune import prune
-    from orthocli.method.ranking import BY_NAME
+    from orthocli.method.ranking import BY_NAME, LayerFacts, Ranking
     from orthocli.method.redundancy import Redundancy, assess, live_means, watched_layers
     from orthocli.method.reinit import reinit
     from orthocli.method.subnet import SubNetwork, apply_drops, make_record, reintroduce

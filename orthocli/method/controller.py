@@ -34,7 +34,9 @@ from torch import nn
 from orthocli.config import ReprConfig
 from orthocli.errors import CheckpointError, OptionError, UsageError
 from orthocli.method.drops import plan_drops
+from orthocli.method.filter_statistics import FilterStatistics, bn_scales
 from orthocli.method.masking import ChannelMasks
+from orthocli.method.ranking import BN_SCALE, BY_NAME, GATHERED, Ranking, needs, ranking_name
 from orthocli.method.subnet import SubNetwork, apply_drops, make_record, reintroduce, reset_optimizer_rows
 from orthocli.network.banks import FilterBank, banks_from_model, fixed_layers
 from orthocli.network.graph import ModelGraph, method_graph, unwrap
@@ -140,6 +142,12 @@ class RePr:
     (a cycle or layer not named: none), chosen by the config's ranking. Another run's `counts`
     property gives them: a `ranking="random"` control that drops as many filters per layer as the
     method did, cycle by cycle (`orthocli train --control random`). Give the same ones on resuming.
+
+    `ranking`: a `ranking.Ranking` object of your own instead of the one `config.ranking` names (it
+    receives a `ranking.LayerFacts` per layer). A ranking that reads gathered statistics ("taylor",
+    "activation", or one whose `needs` names them) has them gathered by forward and gradient hooks
+    during the last standard unit before each drop (`filter_statistics.FilterStatistics`); it needs
+    `s1` of at least 1, and the statistics are in `state_dict()`.
     """
 
     def __init__(
@@ -149,11 +157,18 @@ class RePr:
         config: ReprConfig | None = None,
         *,
         counts: Mapping[int, Mapping[str, int]] | None = None,
+        ranking: Ranking | None = None,
         **options: Any,
     ) -> None:
         if config is not None and options:
             raise TypeError("give either a ReprConfig or keyword options, not both")
+        if isinstance(ranking, str):  # a name, as ReprConfig's `ranking` takes it
+            config = replace(config, ranking=ranking) if config is not None else None
+            options = options if config is not None else {**options, "ranking": ranking}
+            ranking = None
         self.config = config if config is not None else ReprConfig(**options)
+        self.ranking: Ranking = ranking if ranking is not None else BY_NAME[self.config.ranking]
+        self._stats: FilterStatistics | None = None  # gathered for a data-dependent ranking
         self.matched = None if counts is None else {int(c): dict(n) for c, n in counts.items()}
         self.model, self.optimizer = unwrap(model), optimizer
         self.epoch = 0  # epochs finished (epoch_end calls)
@@ -175,6 +190,7 @@ class RePr:
             candidates = self._check_rule()
             _check_holds(optimizer, self.model, [b for b in self._banks if b.name in candidates])
             self._masks.install(candidates)  # before any compiled call: see masking.py
+            self._watch(candidates)
             if self._masks.hooked and _compiled(model):
                 torch.compiler.reset()  # a module compiled without the hooks would run on without them
         self._handles = [
@@ -260,7 +276,8 @@ class RePr:
                 self._sub_steps = 0
                 if drops:
                     state = self.model.state_dict()  # shares the parameters' storage: edits are live
-                    record = make_record(state, self._banks, drops, self.config.rule_dict(), self.graph)
+                    rule = {**self.config.rule_dict(), "ranking": ranking_name(self.ranking)}
+                    record = make_record(state, self._banks, drops, rule, self.graph)
                     apply_drops(state, record)
                     self._sub = SubNetwork(self.model, self.optimizer, record, masks=self._masks, hooks=False)
         return self.record
@@ -270,6 +287,8 @@ class RePr:
         self._disarm()
         if self._sub is not None:
             self._sub.remove()
+        if self._stats is not None:
+            self._stats.remove()
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -288,6 +307,7 @@ class RePr:
             "sub_steps": self._sub_steps,
             "record": self.record,
             "cycles": [asdict(c) for c in self.cycles],
+            "statistics": None if self._stats is None else self._stats.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -310,9 +330,13 @@ class RePr:
         self.epoch, self.step, self._dropped_cycle = int(state["epoch"]), int(state["step"]), state["dropped_cycle"]
         self._sub_steps = int(state.get("sub_steps", 0))  # (absent from states saved before it was counted)
         self.cycles = [Cycle(**c) for c in state["cycles"]]
+        if self._stats is not None:  # (absent from states saved before rankings gathered statistics)
+            self._stats.load_state_dict(state.get("statistics"))
         self._stepped = True  # (a Lightning resume catches up with an epoch_end of its own)
         if state["record"] is not None:
             self._sub = SubNetwork(self.model, self.optimizer, state["record"], masks=self._masks, hooks=False)
+        if self._stats is not None:
+            self._stats.active = self._gathering()
         self._arm()
 
     # --- internals ----------------------------------------------------------------------------
@@ -323,10 +347,27 @@ class RePr:
         ratio of 0.5 stands in). The names of the layers that may lose filters."""
         c = self.config
         rule = replace(c, ratio=0.5, threshold=None) if c.ratio is None else c
-        plan = plan_drops(convs_from_module(self.model), rule, fixed=fixed_layers(self.graph))
+        check = BY_NAME["orthogonality"]  # which layers and counts, not which filters: any ranking will do
+        plan = plan_drops(convs_from_module(self.model), rule, fixed=fixed_layers(self.graph), ranking=check)
         names = [s.layer.name for s in plan.candidates]
+        wanted = needs(self.ranking)
+        if wanted & set(GATHERED) and c.s1 < 1:
+            raise OptionError(
+                f"the {ranking_name(self.ranking)} ranking reads statistics gathered during the last standard"
+                " {unit} before each drop: {s1} must be at least 1"
+            )
+        if BN_SCALE in wanted:
+            scales = bn_scales(self._banks, self.model.state_dict())
+            bare = [n for n in names if scales.get(n) is None]
+            if bare:
+                raise OptionError(
+                    f"the bn-scale ranking reads the scale of the BatchNorm after each conv, and none follows"
+                    f" {', '.join(bare[:3])}; leave it out with {{exclude}}, or choose another ranking"
+                )
         for cycle_counts in (self.matched or {}).values():  # bad counts are refused before training too
-            plan_drops(convs_from_module(self.model), rule, fixed=fixed_layers(self.graph), counts=cycle_counts)
+            plan_drops(
+                convs_from_module(self.model), rule, fixed=fixed_layers(self.graph), counts=cycle_counts, ranking=check
+            )
         return names
 
     def _choose(self, cycle: int) -> dict[str, torch.Tensor]:
@@ -341,12 +382,18 @@ class RePr:
                 fixed=fixed_layers(self.graph),  # output layers and shared convs keep every filter
                 seed=ranking_seed(c.seed, cycle),
                 counts=None if self.matched is None else self.matched.get(cycle, {}),
+                ranking=self.ranking,
+                bn_scales=bn_scales(self._banks, self.model.state_dict()) if BN_SCALE in needs(self.ranking) else None,
+                stats=None if self._stats is None else self._stats.result(),
             )
             drops = plan.drops
         except OptionError:
             if c.ratio is not None:
                 raise
             drops = {}
+        finally:
+            if self._stats is not None:
+                self._stats.clear()  # the next cycle's choice reads its own epoch's batches
         if _distributed():
             import torch.distributed as dist
 
@@ -360,6 +407,8 @@ class RePr:
         the next is a cycle's first. Made here, not at the next forward pass: a compiled forward
         pass runs no hook added after it was compiled."""
         report = None
+        if self._stats is not None:
+            self._stats.active = self._gathering()
         ended = self.config.phase_at(self.units - 1) if self.units else None
         if ended is not None and ended.reinit_after:
             with _full_precision(self.model):
@@ -388,6 +437,19 @@ class RePr:
             entry = Cycle(cycle, dropped, report, self._sub_steps)
         self.cycles.append(entry)
         return entry
+
+    def _watch(self, candidates: list[str]) -> None:
+        """For a ranking that reads gathered statistics: the hooks that gather them (switched on in
+        the last standard unit before each drop, `_gathering`)."""
+        wanted = needs(self.ranking) & set(GATHERED)
+        if wanted:
+            self._stats = FilterStatistics(self.model, candidates, wanted)
+            self._stats.active = self._gathering()
+
+    def _gathering(self) -> bool:
+        """Whether the unit now running is the last standard one before a drop."""
+        c = self.config
+        return c.phase_at(self.units).name == "standard" and c.phase_at(self.units + 1).drop_before
 
     def _arm(self) -> None:
         """While a drop is due from the start (s1 = 0, or a state saved before it), the first

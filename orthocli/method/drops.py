@@ -30,7 +30,7 @@ import torch
 from orthocli.config import ADAPTIVE_CAP, ReprConfig
 from orthocli.errors import OptionError, UsageError, render_options
 from orthocli.method.layer_scores import LayerScores, score_layers
-from orthocli.method.ranking import BY_NAME, Ranking
+from orthocli.method.ranking import BY_NAME, GATHERED, LayerFacts, Ranking, needs, no_data_message, ranking_name
 from orthocli.network.layer_patterns import check as check_patterns
 from orthocli.network.layers import ConvLayer, select
 from orthocli.seeding import sub_seed
@@ -85,19 +85,44 @@ def choose_drops(
     seed: int = 0,
     ranking: Ranking | None = None,
     counts: Sequence[int] | None = None,
+    layers: Sequence[ConvLayer] | None = None,
+    bn_scales: Mapping[str, torch.Tensor | None] | None = None,
+    stats: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> list[torch.Tensor]:
     """Indices (sorted, int64) of the filters to drop in each layer, one tensor per layer: as many
     as `drop_counts` says (or `counts`, one per layer, matched to another run's), the first ones of
     the ranking's order (`ranking`, else the one `config.ranking` names). seed: this cycle's ranking
-    seed (`seeding.ranking_seed`); layer i draws from sub-seed i of it."""
+    seed (`seeding.ranking_seed`); layer i draws from sub-seed i of it. What the ranking reads
+    besides the scores (`ranking.LayerFacts`): `layers` (the scored conv layers, for their names and
+    weights), `bn_scales` and `stats` (layer name -> the following BatchNorm's scale; the gathered
+    statistics)."""
     rank = ranking if ranking is not None else BY_NAME[config.ranking]
     if counts is not None and len(counts) != len(scores):
         raise ValueError(f"counts has {len(counts)} entries for {len(scores)} layers")
     out = []
     for li, count in enumerate(drop_counts(scores, config, chance) if counts is None else counts):
-        order = rank.order(scores[li], sub_seed(seed, 0, li)) if count else torch.zeros(0, dtype=torch.long)
+        if count:
+            order = rank.order(_facts(li, scores[li], seed, layers, bn_scales, stats))
+        else:
+            order = torch.zeros(0, dtype=torch.long)
         out.append(torch.sort(order[:count].to(torch.long)).values)
     return out
+
+
+def _facts(li, scores, seed, layers, bn_scales, stats) -> LayerFacts:
+    """What a ranking knows of layer `li` (`ranking.LayerFacts`)."""
+    layer = None if layers is None else layers[li]
+    name = f"layer {li}" if layer is None else layer.name
+    weight = torch.zeros(len(scores), 0) if layer is None else layer.weight
+    return LayerFacts(
+        name=name,
+        scores=scores,
+        weight=weight,
+        generator=torch.Generator().manual_seed(sub_seed(seed, 0, li)),
+        bn_scale=(bn_scales or {}).get(name),
+        stats=dict((stats or {}).get(name) or {}),
+        transposed=bool(layer is not None and layer.transposed),
+    )
 
 
 def _quota(ratio: float, filters: int) -> int:
@@ -209,6 +234,9 @@ def plan_drops(
     fixed: dict[str, str] | None = None,
     seed: int = 0,
     counts: Mapping[str, int] | None = None,
+    ranking: Ranking | None = None,
+    bn_scales: Mapping[str, torch.Tensor | None] | None = None,
+    stats: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> DropPlan:
     """Score the candidate layers and choose what to drop, by `config`'s rule, ranking and layer
     choice (`layers`, `exclude`, `skip_first`, `skip_last`).
@@ -226,7 +254,14 @@ def plan_drops(
     counts: layer name -> how many filters it drops, instead of the rule (matched to another run;
     a candidate not named drops none, and dropping nothing is no error); UsageError for a layer
     that is not a candidate or a count above what the layer may lose (`min_keep`).
+    ranking: a `Ranking` object instead of the one `config.ranking` names; bn_scales, stats: what
+    it may read besides scores and weights (`choose_drops`). A ranking that needs gathered
+    statistics, given none, is a UsageError naming it (`prune` has no training batches).
     """
+    rank = ranking if ranking is not None else BY_NAME[config.ranking]
+    missing = sorted(needs(rank) & set(GATHERED))
+    if missing and stats is None:
+        raise UsageError(no_data_message(ranking_name(rank), "a checkpoint without training"))
     candidates, why = candidate_layers(layers, config, fixed=fixed)
     excluded = [layer.name for layer in layers if layer.name in why]
     if not candidates:
@@ -236,7 +271,17 @@ def plan_drops(
         )
     scored = score_layers(candidates)
     matched = None if counts is None else _matched(counts, candidates, config.min_keep)
-    drops = choose_drops([s.scores for s in scored], config, [s.chance for s in scored], seed=seed, counts=matched)
+    drops = choose_drops(
+        [s.scores for s in scored],
+        config,
+        [s.chance for s in scored],
+        seed=seed,
+        counts=matched,
+        ranking=ranking,
+        layers=[s.layer for s in scored],
+        bn_scales=bn_scales,
+        stats=stats,
+    )
     plan = DropPlan(config, scored, excluded, {s.layer.name: d for s, d in zip(scored, drops) if len(d)}, why)
     if counts is None:  # matched counts are another run's: they may be zero, and say nothing of a threshold
         _check_plan(plan)

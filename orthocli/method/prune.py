@@ -42,6 +42,8 @@ def prune(
     import orthocli.checkpoints.checkpoint as ckpt_io
     from orthocli.atomic import check_output
     from orthocli.checkpoints.model import CheckpointModel
+    from orthocli.method.filter_statistics import bn_scales
+    from orthocli.method.ranking import BN_SCALE, BY_NAME, needs
     from orthocli.method.subnet import apply_drops, make_record
 
     config = config if config is not None else ReprConfig()
@@ -51,7 +53,8 @@ def prune(
     if "prune" in ckpt.extras:
         raise UsageError(f"{source}: already pruned; run 'orthocli reinit' (or train) on it first")
     view = CheckpointModel(ckpt, trust=trust)
-    plan = plan_drops(view.select_convs(), config, fixed=view.fixed_layers())
+    scales = bn_scales(view.banks(), ckpt.state_dict) if BN_SCALE in needs(BY_NAME[config.ranking]) else None
+    plan = plan_drops(view.select_convs(), config, fixed=view.fixed_layers(), bn_scales=scales)
     if output is not None:
         record = make_record(ckpt.state_dict, view.banks(), plan.drops, plan.rule_dict(), view.graph)
         apply_drops(ckpt.state_dict, record)

@@ -1,7 +1,8 @@
 """One `orthocli train` invocation, an experiment: the method run, with --baseline the control
 beside it, with --control random a third arm that drops as many filters per layer as the method in
 every cycle, chosen at random (is it the ranking that helps, or dropping and re-introducing any
-filters?), and every file they write. Its options arrive typed (`ModelOptions`, `DataOptions`,
+filters?), with --control random,l1,taylor one such matched arm per criterion (`training/arms.py`,
+OUT.<arm>.pt), and every file they write. Its options arrive typed (`ModelOptions`, `DataOptions`,
 `OutputOptions`, `HardwareOptions`, and `config.TrainConfig`); what it needs to continue is saved
 as a `RunMeta` in its state files. Training itself is `orthocli.training.loop`; what the user sees is the
 caller's (a `Reporter` gets progress and messages).
@@ -30,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from orthocli.errors import CheckpointError, Diverged, OutputError, UsageError
 from orthocli.scoring.plot import need_matplotlib
+from orthocli.training.arms import arm_name, check_arms, control_arms
 from orthocli.training.options import (
-    CONTROLS,
     STATE_EVERY,
     DataOptions,
     HardwareOptions,
@@ -90,7 +91,12 @@ def role_output(output: Path, role: str) -> Path:
     return output if role == "repr" else sibling(output, role)
 
 
-ARM_NAMES = {"repr": "RePr", "baseline": "Control", "random": "Random drops"}  # in messages
+class _ArmNames(dict):
+    def __missing__(self, role: str) -> str:
+        return arm_name(role)
+
+
+ARM_NAMES = _ArmNames()  # in messages: "RePr", "Control", "Random drops", "L1 drops" (training/arms.py)
 
 
 class Experiment:
@@ -183,7 +189,7 @@ class Experiment:
         """The arms this experiment trains, in order: the method, the control (--baseline), the
         random-drop arm (--control random), which needs the method's counts."""
         o = self.meta.outputs
-        return ("repr",) + (("baseline",) if o.baseline else ()) + (("random",) if o.control == "random" else ())
+        return ("repr",) + (("baseline",) if o.baseline else ()) + control_arms(o.control)
 
     def paths(self) -> list[Path]:
         o, out = self.meta.outputs, self.output
@@ -287,9 +293,10 @@ class Experiment:
                 " choice of the best epoch; the last epoch's weights are kept. Give more data to have one"
             )
         self.reporter.quiet = not self.rt.is_main
+        self.check_arms(data)
         with self.reporter:
             for role in self.roles:
-                if role == "random" and self.matched_counts() is None:
+                if role in control_arms(self.meta.outputs.control) and self.matched_counts() is None:
                     self.skipped[role] = "the RePr run diverged before its last cycle: no drop counts to match"
                     self.reporter.log(f"{ARM_NAMES[role]}: not trained ({self.skipped[role]})")
                     continue
@@ -302,10 +309,23 @@ class Experiment:
                     self.diverged[role] = e
                     self.reporter.log(f"{ARM_NAMES[role]}: {e}")
 
+    def check_arms(self, data) -> None:
+        """Before anything trains: each matched arm's ranking applies to this model (bn-scale: a
+        BatchNorm after every candidate conv; taylor, activation: --s1 of 1 or more), by creating
+        its controller on a fresh model (OptionError, nothing written, otherwise)."""
+        import torch
+
+        from orthocli.method.controller import RePr
+
+        for role in control_arms(self.meta.outputs.control):
+            model, _, record = self.model(data)
+            if record is None:
+                RePr(model, torch.optim.SGD(model.parameters(), lr=0.0), self.arm_config(role)).remove()
+
     def arm_config(self, role: str) -> TrainConfig:
         """The configuration an arm trains with: the control drops nothing, the random arm ranks at random."""
-        if role == "random":
-            return dataclasses.replace(self.cfg, baseline=False, ranking="random")
+        if role in control_arms(self.meta.outputs.control):  # a matched arm: its criterion ranks
+            return dataclasses.replace(self.cfg, baseline=False, ranking=role)
         return dataclasses.replace(self.cfg, baseline=role == "baseline")
 
     def matched_counts(self) -> dict[int, dict[str, int]] | None:
@@ -354,7 +374,7 @@ class Experiment:
             state_every=self.state_every,
             meta=dataclasses.replace(self.meta, role=role).to_dict(),
             runtime=self.rt,
-            counts=self.matched_counts() if role == "random" else None,
+            counts=self.matched_counts() if role in control_arms(self.meta.outputs.control) else None,
         )
         if self.rt.is_main:
             self.write_model(output, result, arch, cfg, role)
@@ -517,15 +537,14 @@ def check_control(cfg: TrainConfig, outputs: OutputOptions) -> None:
     """--control names a third arm beside the method and its control; it needs both, and drops."""
     if outputs.control is None:
         return
-    if outputs.control not in CONTROLS:
-        raise UsageError(f"--control must be one of {', '.join(CONTROLS)}, got {outputs.control!r}")
+    check_arms(outputs.control)
     if not outputs.baseline:
         raise UsageError(
             f"--control {outputs.control} trains a third arm beside the plain control: add --baseline"
             f" (orthocli train --baseline --control {outputs.control})"
         )
     if cfg.cycles == 0:
-        raise UsageError(f"--control {outputs.control} compares the method's drops with random ones: --cycles is 0")
+        raise UsageError(f"--control {outputs.control} compares the method's drops with other criteria': --cycles is 0")
 
 
 def model_from_checkpoint(m: ModelOptions, data):

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from orthocli.errors import CheckpointError
+from orthocli.training.arms import CONTROLS  # noqa: F401 (--control's criteria, named here before arms.py)
 
 # Default seconds between two saves of the training state (at the end of an epoch; the last epoch
 # always): saving after every epoch of a small model would cost more than the epoch itself.
 STATE_EVERY = 5.0
-CONTROLS = ("random",)  # --control choices: the third arm's ranking
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,9 @@ class OutputOptions:
 
     output: Path | None = None  # the trained model; None: runs/<arch>-<time>.pt
     baseline: bool = False  # also train the control, written to OUT.baseline.pt
-    control: str | None = None  # "random": also the random-drop arm, written to OUT.random.pt (needs baseline)
+    # "random": also the random-drop arm, written to OUT.random.pt (needs baseline); "random,l1,taylor":
+    # one matched arm per criterion, OUT.<criterion>.pt (training/arms.py)
+    control: str | None = None
     save_cycles: bool = False  # also write OUT.cycle<k>.pt after each re-introduction
     metrics: Path | None = None  # one JSON line per epoch
     plot: Path | None = None  # validation accuracy per epoch (PNG)
@@ -87,7 +89,7 @@ class RunMeta:
     data: DataOptions
     outputs: OutputOptions  # with `output` resolved (never None)
     hardware: HardwareOptions
-    role: str = "repr"  # "repr" (the method), "baseline" (the control) or "random": which run a state file is
+    role: str = "repr"  # "repr" (the method), "baseline" (the control) or a matched arm's criterion ("random", ...)
 
     @property
     def output(self) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orthocli.errors import UsageError
+from orthocli.training.arms import comparisons, control_arms
 from orthocli.training.experiment import Experiment, Reporter, check_control, role_output, sibling, state_path
 from orthocli.training.options import DataOptions, HardwareOptions, ModelOptions, OutputOptions
 
@@ -26,12 +27,9 @@ if TYPE_CHECKING:
     from orthocli.config import TrainConfig
 
 
-# The comparisons of a sweep: (JSON key, first arm, second arm); differences are first minus second.
-COMPARISONS = (
-    ("repr_vs_control", "repr", "baseline"),
-    ("random_vs_control", "random", "baseline"),
-    ("repr_vs_random", "repr", "random"),
-)
+# The comparisons of a sweep with --control random: (JSON key, first arm, second arm); differences
+# are first minus second. Other arms: `arms.comparisons`.
+COMPARISONS = tuple(comparisons(("random",)))
 
 
 def seed_output(output: Path, seed: int) -> Path:
@@ -44,16 +42,18 @@ class SeedResult:
     seed: int
     repr: dict  # the experiment's summary of the method run (or {"diverged": ..., "output": None})
     baseline: dict  # the same for the control
-    random: dict | None = None  # the same for the random-drop arm (--control random); {"skipped": ...} untrained
+    # the same per matched arm (--control random,l1,...), by its criterion; {"skipped": ...} untrained
+    arms: dict[str, dict] = dataclasses.field(default_factory=dict)
+
+    @property
+    def random(self) -> dict | None:
+        return self.arms.get("random")
 
     def arm(self, role: str) -> dict | None:
-        return {"repr": self.repr, "baseline": self.baseline, "random": self.random}[role]
+        return {"repr": self.repr, "baseline": self.baseline}.get(role, self.arms.get(role))
 
     def to_dict(self) -> dict:
-        doc = {"seed": self.seed, "repr": self.repr, "baseline": self.baseline}
-        if self.random is not None:
-            doc["random"] = self.random
-        return doc
+        return {"seed": self.seed, "repr": self.repr, "baseline": self.baseline, **self.arms}
 
 
 def run_seeds(
@@ -73,8 +73,9 @@ def run_seeds(
     import orthocli.checkpoints.checkpoint as ckpt_io
 
     output = check_sweep(cfg, n, model=model, outputs=outputs, resume=resume)
-    roles = ("repr", "baseline") + (("random",) if outputs.control == "random" else ())
-    arms = "RePr then control" if len(roles) == 2 else "RePr, control, then random drops"
+    matched = control_arms(outputs.control)
+    roles = ("repr", "baseline") + matched
+    arms = "RePr then control" if not matched else f"RePr, control, then {', '.join(matched)} drops"
     results, diverged, last, read = [], [], {}, {}
     for i, seed in enumerate(range(cfg.seed, cfg.seed + n)):
         out = seed_output(output, seed)
@@ -83,7 +84,8 @@ def run_seeds(
         finished = all(p.exists() for p in files) and not state_path(out).exists()
         if resume and finished:  # done before the interruption: read its summaries back
             extras = [ckpt_io.load(p).extras for p in files]
-            results.append(SeedResult(seed, *({**e["summary"], "output": str(p)} for e, p in zip(extras, files))))
+            done = [{**e["summary"], "output": str(p)} for e, p in zip(extras, files)]
+            results.append(SeedResult(seed, done[0], done[1], dict(zip(matched, done[2:]))))
             read = extras[0]  # a gather that trains nothing: its config and data from the method run's file
             continue
         if resume and state_path(out).exists():
@@ -103,9 +105,9 @@ def run_seeds(
         doc = run.close()
         if doc is None:  # not rank 0
             continue
-        baseline, random = doc.pop("baseline"), doc.pop("random", None)
+        baseline, others = doc.pop("baseline"), {arm: doc.pop(arm) for arm in matched if arm in doc}
         method = {k: doc[k] for k in doc if k not in ("runtime", "config", "data")}
-        results.append(SeedResult(seed, method, baseline, random))
+        results.append(SeedResult(seed, method, baseline, others))
         diverged += [(seed, role) for role in run.diverged]
         last = doc
     return summarise(results, diverged, last or {"config": read.get("config"), "data": read.get("data")})
@@ -154,11 +156,16 @@ def summarise(
     both = [r for r in results if _finished(r.repr) and _finished(r.baseline)]
     summary: dict[str, Any] = {"pairs": len(both)}
     summary.update(compare(results, "repr", "baseline"))  # test_accuracy, val_accuracy: RePr against the control
-    with_random = any(r.random is not None for r in results)
-    for key, first, second in COMPARISONS:
-        if with_random or "random" not in (first, second):
-            summary[key] = compare(results, first, second)
+    matched = [a for a in (results[0].arms if results else {})]
+    with_random = "random" in matched
+    for key, first, second in comparisons(matched):
+        summary[key] = compare(results, first, second)
     summary["verdict"] = _verdict(results, summary, with_random)
+    if matched != ["random"] and matched:  # several criteria: which did best on this data?
+        from orthocli.training.criteria_summary import best_criterion
+
+        summary["criteria"] = best_criterion(results, matched, compare, _metric(summary))
+        summary["verdict"] += " " + summary["criteria"]["verdict"]
     return {
         "seeds": [r.to_dict() for r in results],
         "summary": summary,
@@ -170,12 +177,16 @@ def summarise(
     }
 
 
+def _metric(summary: dict[str, Any]) -> str:
+    """Test accuracy where the method's comparison has it, else validation accuracy."""
+    return "test_accuracy" if "test_accuracy" in summary["repr_vs_control"] else "val_accuracy"
+
+
 def _verdict(results: list[SeedResult], summary: dict[str, Any], with_random: bool) -> str:
     from orthocli.training.stats import Arm, Paired
     from orthocli.training.verdicts import verdict
 
-    # test accuracy where the method's comparison has it, else validation accuracy
-    key = "test_accuracy" if "test_accuracy" in summary["repr_vs_control"] else "val_accuracy"
+    key = _metric(summary)
 
     def read(name: str) -> Paired | None:
         doc = summary.get(name, {}).get(key)

@@ -1,10 +1,10 @@
-"""Runs side by side: `orthocli train --baseline [--control random] [--seeds N] --jobs J`.
+"""Runs side by side: `orthocli train --baseline [--control random,l1,...] [--seeds N] --jobs J`.
 
 An experiment (`experiment.Experiment`) trains its arms one after another in one process; they are
-independent but for one thing: the random-drop arm drops, cycle by cycle, as many filters per
-layer as the method run did. So every arm of every seed is one *run*, and J worker processes
-(spawned: no state inherited from this one) take runs as they come free; a seed's random arm waits
-for its method run and receives its counts. Each run builds the same `Experiment` the sequential
+independent but for one thing: a matched arm (`--control`) drops, cycle by cycle, as many filters
+per layer as the method run did. So every arm of every seed is one *run*, and J worker processes
+(spawned: no state inherited from this one) take runs as they come free; a seed's matched arms
+wait for its method run and receive its counts. Each run builds the same `Experiment` the sequential
 path builds (the same options, the same seed, the same files), trains only its own arm (`_OneArm`)
 and sends back the arm's summary: the files and results are those of the sequential run with the
 same --threads, bit for bit (every arm re-seeds its model, data order and re-initialisation from
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from orthocli.errors import OrthoError, UsageError
+from orthocli.training.arms import control_arms
 from orthocli.training.experiment import ARM_NAMES, Experiment, role_output, state_path
 from orthocli.training.options import STATE_EVERY, DataOptions, HardwareOptions, ModelOptions, OutputOptions
 
@@ -125,7 +126,12 @@ class Plan:
     @property
     def roles(self) -> tuple[str, ...]:
         o = self.outputs
-        return ("repr",) + (("baseline",) if o.baseline else ()) + (("random",) if o.control == "random" else ())
+        return ("repr",) + (("baseline",) if o.baseline else ()) + self.matched
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        """The matched arms (--control random,l1,...): each drops the method run's counts."""
+        return control_arms(self.outputs.control)
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class Task:
     plan: int  # index into the plans
     role: str
     resume: bool  # the method run's state file is there: the experiment's saved options (Experiment.resumed)
-    counts: dict | None = None  # the random arm: the method run's drops per cycle
+    counts: dict | None = None  # a matched arm (--control): the method run's drops per cycle
     label: str = ""  # "seed 3 control", for the display
 
 
@@ -178,7 +184,7 @@ class Display(Protocol):
 
 
 class _OneArm(Experiment):
-    """The experiment the sequential path builds, training one of its arms; the random arm gets
+    """The experiment the sequential path builds, training one of its arms; a matched arm gets
     the method run's counts from the run that trained it."""
 
     arm: tuple[str, ...] = ("repr",)
@@ -345,10 +351,10 @@ def run_plans(
         for role in plan.roles:
             if role in st.results:
                 continue
-            if role == "random" and "repr" not in st.results:
+            if role in plan.matched and "repr" not in st.results:
                 st.waiting.add(role)
                 continue
-            counts = st.results["repr"].counts if role == "random" else None
+            counts = st.results["repr"].counts if role in plan.matched else None
             ready.append(Task(i, role, has_state, counts, f"{labels[i]} {_ARM[role]}".strip()))
     runs = len(ready) + sum(len(st.waiting) for st in states)
     epochs = max(p.cfg.total_epochs for p in plans) if plans else 0
@@ -405,7 +411,7 @@ def run_plans(
                     st, plan = states[task.plan], plans[task.plan]
                     st.results[task.role] = result
                     if task.role == "repr":
-                        _release_random(plans, states, task.plan, ready, labels, display)
+                        _release_matched(plans, states, task.plan, ready, labels, display)
                     if not _open(st, plan):
                         done_plans += 1
                         _close(plan, st)
@@ -423,28 +429,35 @@ def run_plans(
     return [st.results for st in states]
 
 
-_ARM = {"repr": "RePr", "baseline": "control", "random": "random"}
+class _Labels(dict):
+    def __missing__(self, role: str) -> str:
+        return role  # a matched arm by its criterion ("random", "l1", ...)
+
+
+_ARM = _Labels(repr="RePr", baseline="control")
 
 
 def _open(st: _PlanState, plan: Plan) -> bool:
     return any(role not in st.results for role in plan.roles)
 
 
-def _release_random(plans, states, i: int, ready: deque, labels, display) -> None:
-    """The method run of plan i is done: its random arm may go (or is skipped, as Experiment skips it)."""
+def _release_matched(plans, states, i: int, ready: deque, labels, display) -> None:
+    """The method run of plan i is done: its matched arms may go (or are skipped, as Experiment skips them)."""
     st = states[i]
-    if "random" not in st.waiting or "repr" not in st.results:
+    if "repr" not in st.results:
         return
-    st.waiting.discard("random")
     method = st.results["repr"]
-    if method.counts is None:
-        why = FAILED_COUNTS if "failed" in method.summary else NO_COUNTS
-        display.log(f"[{labels[i]}] {ARM_NAMES['random']}: not trained ({why})")
-        st.results["random"] = ArmResult("random", {"skipped": why, "output": None})
-        if not _open(st, plans[i]):
-            _close(plans[i], st)
-        return
-    ready.appendleft(Task(i, "random", st.resume, method.counts, f"{labels[i]} {_ARM['random']}".strip()))
+    waiting = [r for r in plans[i].matched if r in st.waiting]
+    for role in reversed(waiting):  # appended to the left: they start in --control's order
+        st.waiting.discard(role)
+        if method.counts is None:
+            why = FAILED_COUNTS if "failed" in method.summary else NO_COUNTS
+            display.log(f"[{labels[i]}] {ARM_NAMES[role]}: not trained ({why})")
+            st.results[role] = ArmResult(role, {"skipped": why, "output": None})
+            continue
+        ready.appendleft(Task(i, role, st.resume, method.counts, f"{labels[i]} {_ARM[role]}".strip()))
+    if waiting and method.counts is None and not _open(st, plans[i]):
+        _close(plans[i], st)
 
 
 def _close(plan: Plan, st: _PlanState) -> None:
@@ -541,7 +554,11 @@ def run_seeds_parallel(
     )
     seeds, diverged, failed, last, read = [], [], [], {}, {}
     for plan, res in zip(plans, results):
-        seeds.append(SeedResult(plan.seed, *(res[r].summary for r in plan.roles)))
+        seeds.append(
+            SeedResult(
+                plan.seed, res["repr"].summary, res["baseline"].summary, {r: res[r].summary for r in plan.matched}
+            )
+        )
         diverged += [(plan.seed, r) for r in plan.roles if res[r].diverged]
         failed += _failed(plan.seed, res, plan.roles)
         trained = [res[r].extras for r in plan.roles if not res[r].read_back and res[r].extras]

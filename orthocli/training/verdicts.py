@@ -28,6 +28,9 @@ def _points(p: Paired, metric: str | None = None) -> str:
     return f"{100 * p.mean_difference:+.2f}{ci} points{of} ({p.wins}/{p.n} seeds)"
 
 
+points = _points  # other verdict sentences (criteria_summary.py) word their numbers alike
+
+
 def _above(p: Paired | None) -> bool:
     return p is not None and p.ci_low is not None and p.ci_low > 0
 

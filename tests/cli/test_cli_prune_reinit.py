@@ -254,3 +254,21 @@ def test_prune_reads_its_options_from_a_config_file_and_flags_win(run_cli, tmp_p
     config.write_text("ratio = 2.0\n")
     result = run_cli("prune", SAMPLE, "--dry-run", "--config", config)
     assert result.exit_code == 2 and "ratio" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prune_ranks_by_l1_and_refuses_a_criterion_that_needs_training_batches(run_cli, tmp_path):
+    w = load_payload(SAMPLE)["state_dict"]
+    res = run_cli("prune", SAMPLE, "--dry-run", "--ratio", "0.25", "--ranking", "l1", "--json")
+    assert res.exit_code == 0, res.stderr
+    plan = json.loads(res.stdout)
+    assert plan["rule"]["ranking"] == "l1"
+    for layer in plan["layers"]:
+        norms = w[f"{layer['name']}.weight"].double().flatten(1).abs().sum(dim=1)
+        assert sorted(layer["dropped"]) == sorted(norms.argsort()[: len(layer["dropped"])].tolist())
+    for name in ("taylor", "activation"):
+        res = run_cli("prune", SAMPLE, "-o", tmp_path / "p.pt", "--ratio", "0.25", "--ranking", name)
+        assert (
+            res.exit_code == 2 and f"the {name} ranking reads statistics gathered from training batches" in res.stderr
+        )
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "p.pt").exists()

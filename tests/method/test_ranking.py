@@ -30,7 +30,13 @@ def test_a_ranking_changes_which_filters_never_how_many(sizes, ratio, seed, rank
     g = torch.Generator().manual_seed(seed)
     scores = [torch.rand(n, generator=g) for n in sizes]
     config = ReprConfig(ratio=ratio, ranking=ranking)
-    drops = choose_drops(scores, config, seed=seed)
+    # what the criteria read besides the scores, under the names layers without a ConvLayer get
+    bn = {f"layer {i}": torch.rand(n, generator=g) for i, n in enumerate(sizes)}
+    stats = {
+        f"layer {i}": {"taylor": torch.rand(n, generator=g), "activation": torch.rand(n, generator=g)}
+        for i, n in enumerate(sizes)
+    }
+    drops = choose_drops(scores, config, seed=seed, bn_scales=bn, stats=stats)
     assert [len(d) for d in drops] == drop_counts(scores, config)
     for d, n in zip(drops, sizes):
         assert d.dtype == torch.long and d.tolist() == sorted(set(d.tolist())) and all(0 <= i < n for i in d.tolist())
@@ -63,5 +69,8 @@ def test_the_least_redundant_ranking_keeps_the_near_copies_on_a_real_layer():
 
 
 def test_an_unknown_ranking_is_an_option_error():
-    with pytest.raises(UsageError, match="ranking must be one of orthogonality, random, least, got 'norm'"):
+    with pytest.raises(
+        UsageError,
+        match="ranking must be one of orthogonality, random, least, l1, bn-scale, taylor, activation, got 'norm'",
+    ):
         ReprConfig(ranking="norm")

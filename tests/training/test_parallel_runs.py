@@ -22,7 +22,7 @@ import orthocli.training.parallel_runs as parallel_runs
 from orthocli.errors import UsageError
 from orthocli.training.parallel_runs import assign_devices, default_jobs, parse_devices, threads_per_run
 
-ARMS = ("", ".baseline", ".random")
+ARMS = ("", ".baseline", ".random", ".l1")
 
 
 def _same_files(a: Path, b: Path) -> None:
@@ -94,7 +94,7 @@ def test_devices_need_runs_to_spread(run_cli, tmp_path):
 
 # -- the same runs, bit for bit ----------------------------------------------------------------------
 
-SWEEP = [*TINY, "--baseline", "--control", "random", "--seeds", "2", "--threads", "1", "--json"]
+SWEEP = [*TINY, "--baseline", "--control", "random,l1", "--seeds", "2", "--threads", "1", "--json"]  # two matched arms
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,8 @@ def test_seeds_in_two_workers_equal_one_after_another(run_cli, tmp_path, one_aft
             _same_files(tmp_path / f"s.seed{seed}{arm}.pt", where / f"s.seed{seed}{arm}.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in where.iterdir())  # no state left
     # one display for both workers: each run's start and end, the seeds done
-    assert "seed 1 random: done" in result.stderr and "seeds 2/2 done, runs 6/6" in result.stderr
+    assert "seed 1 random: done" in result.stderr and "seed 1 l1: done" in result.stderr
+    assert "seeds 2/2 done, runs 8/8" in result.stderr
 
 
 def test_the_main_job_runs_its_arms_side_by_side_by_default(run_cli, tmp_path, monkeypatch):
@@ -210,7 +211,7 @@ SLOW = [*TINY, "--max-samples", "600", "--min-steps", "40", "--cycles", "2", "--
 
 
 def test_ctrl_c_stops_every_worker_and_resume_finishes_the_same_runs(tmp_path, run_cli):
-    args = [*SLOW, "--baseline", "--control", "random", "--seeds", "2", "--threads", "1", "--state-every", "0"]
+    args = [*SLOW, "--baseline", "--control", "random,l1", "--seeds", "2", "--threads", "1", "--state-every", "0"]
     (tmp_path / "ref").mkdir()
     reference = run_cli("train", *args, "--jobs", "1", "-o", tmp_path / "ref" / "s.pt", "--json")
     assert reference.exit_code == 0, reference.stderr
