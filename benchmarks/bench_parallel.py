@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orthocli.training.parallel_runs import default_jobs  # noqa: E402
+from orthocli.training.job_slots import default_jobs  # noqa: E402
 
 
 def timed(args: list[str], jobs: int | None, threads: int | None) -> tuple[float, dict]:

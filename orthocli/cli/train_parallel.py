@@ -16,7 +16,7 @@ from orthocli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UsageError
 def resolve_jobs(jobs: int | None, *, runs: int, devices: list[str] | None, one_process_only: str | None = None) -> int:
     """--jobs as given (a usage error where only one process can write the outputs), else one
     worker per free core, at most `runs`; 1 under torchrun, whose processes are the parallelism."""
-    from orthocli.training.parallel_runs import default_jobs, free_cores
+    from orthocli.training.job_slots import default_jobs, free_cores
 
     if one_process_only is not None:
         if jobs is not None and jobs > 1:
@@ -38,7 +38,7 @@ def devices_option(spec: str | None) -> list[str] | None:
         return None
     import torch
 
-    from orthocli.training.parallel_runs import parse_devices
+    from orthocli.training.job_slots import parse_devices
 
     return parse_devices(spec, cuda_count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
 

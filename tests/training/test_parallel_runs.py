@@ -18,9 +18,10 @@ import torch
 from train_helpers import TINY
 
 import orthocli.checkpoints.checkpoint as ckpt_io
+import orthocli.training.job_slots as job_slots
 import orthocli.training.parallel_runs as parallel_runs
 from orthocli.errors import UsageError
-from orthocli.training.parallel_runs import assign_devices, default_jobs, parse_devices, threads_per_run
+from orthocli.training.job_slots import assign_devices, default_jobs, parse_devices, threads_per_run
 
 ARMS = ("", ".baseline", ".random", ".l1")
 
@@ -127,7 +128,8 @@ def test_seeds_in_two_workers_equal_one_after_another(run_cli, tmp_path, one_aft
 
 
 def test_the_main_job_runs_its_arms_side_by_side_by_default(run_cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(parallel_runs, "free_cores", lambda: 2)  # a machine with two free cores
+    for module in (job_slots, parallel_runs):  # a machine with two free cores
+        monkeypatch.setattr(module, "free_cores", lambda: 2)
     args = ["train", *TINY, "--baseline", "--threads", "1", "--json"]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     terminal = {"ORTHOCLI_JOBS": None, "NO_COLOR": None, "FORCE_COLOR": "1"}  # Rich's display, as on a terminal
