@@ -147,6 +147,23 @@ def test_the_main_job_runs_its_arms_side_by_side_by_default(run_cli, tmp_path, m
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.baseline.pt", "m.pt"]
 
 
+def test_the_main_job_with_matched_arms_side_by_side_equals_one_after_another(run_cli, tmp_path):
+    """--control random,l1: both matched arms wait for the RePr run's counts, then train beside each
+    other; the document and every file are those of the arms one after another."""
+    args = ["train", *TINY, "--baseline", "--control", "random,l1", "--threads", "1", "--json"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    side = run_cli(*args, "--jobs", "2", "-o", tmp_path / "a" / "m.pt")
+    assert side.exit_code == 0, side.stderr
+    assert "random: done" in side.stderr and "l1: done" in side.stderr
+    alone = run_cli(*args, "--jobs", "1", "-o", tmp_path / "b" / "m.pt")
+    assert alone.exit_code == 0, alone.stderr
+    a, b = json.loads(side.stdout), json.loads(alone.stdout)
+    assert {"baseline", "random", "l1"} <= set(a)
+    assert _renamed(a, str(tmp_path / "a"), str(tmp_path / "b")) == _renamed(b, "", "")
+    for arm in ARMS:
+        _same_files(tmp_path / "a" / f"m{arm}.pt", tmp_path / "b" / f"m{arm}.pt")
+
+
 def test_a_diverged_run_is_reported_as_one_after_another(run_cli, tmp_path):
     args = ["train", *TINY, "--baseline", "--seeds", "2", "--threads", "1", "--reinit-scale", "1e30", "--json"]
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
