@@ -31,29 +31,6 @@ def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def drops_seen(monkeypatch):
-    """Every cycle's choice the controllers make: (ranking, {layer: dropped indices})."""
-    import orthocli.method.controller
-    from orthocli.errors import OptionError
-
-    seen = []
-    real = orthocli.method.controller.plan_drops
-
-    def spy(layers, config, **kw):
-        try:
-            plan = real(layers, config, **kw)
-        except OptionError:  # the rule chose nothing: the cycle trains the whole network
-            seen.append((config.ranking, {}))
-            raise
-        if "seed" in kw:  # a cycle's choice (the check at construction passes none)
-            seen.append((config.ranking, {n: d.tolist() for n, d in plan.drops.items()}))
-        return plan
-
-    monkeypatch.setattr(orthocli.method.controller, "plan_drops", spy)
-    return seen
-
-
 def test_the_random_arm_drops_the_methods_counts_other_filters_reproducibly(run_cli, tmp_path, drops_seen):
     out = tmp_path / "m.pt"
     res = run_cli("train", *TWO_CYCLES, "--baseline", "--control", "random", "-o", out, "--json")

@@ -26,30 +26,6 @@ def same(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def drops_seen(monkeypatch):
-    """Every cycle's choice the controllers make: (ranking, {layer: dropped indices})."""
-    import orthocli.method.controller
-
-    seen = []
-    real = orthocli.method.controller.plan_drops
-
-    from orthocli.errors import OptionError
-
-    def spy(layers, config, **kw):
-        try:
-            plan = real(layers, config, **kw)
-        except OptionError:  # the rule chose nothing: the cycle trains the whole network
-            seen.append((config.ranking, {}))
-            raise
-        if "seed" in kw:  # a cycle's choice (the checks at construction pass none)
-            seen.append((config.ranking, {n: d.tolist() for n, d in plan.drops.items() if len(d)}))
-        return plan
-
-    monkeypatch.setattr(orthocli.method.controller, "plan_drops", spy)
-    return seen
-
-
 def test_several_matched_arms_over_seeds_compare_every_criterion(run_cli, tmp_path, drops_seen):
     out = tmp_path / "s.pt"
     args = ["train", *TWO_CYCLES, "--baseline", "--control", ",".join(ARMS), "--seeds", "2", "-o", out, "--json"]
