@@ -158,9 +158,6 @@ class StorageRef:
     def __hash__(self) -> int:
         return hash(self._id())
 
-    def __setstate__(self, state: Any) -> None:
-        raise pickle.UnpicklingError("BUILD on a storage")
-
 
 class TensorRef:
     """A tensor to rebuild: `shape` elements of `dtype` laid out by `stride` from `offset` in a storage."""
@@ -169,9 +166,6 @@ class TensorRef:
 
     def __init__(self, storage: StorageRef, offset: int, shape: tuple, stride: tuple, dtype: np.dtype) -> None:
         self.storage, self.offset, self.shape, self.stride, self.dtype = storage, offset, shape, stride, dtype
-
-    def __setstate__(self, state: Any) -> None:
-        raise ReadWithTorch("a tensor with Python attributes")
 
 
 class TorchDtype:
@@ -185,25 +179,15 @@ class TorchDtype:
     def __repr__(self) -> str:
         return f"torch.{self.name}"
 
-    def __setstate__(self, state: Any) -> None:
-        raise pickle.UnpicklingError("BUILD on a dtype")
-
 
 class _Dict(dict):
     """collections.OrderedDict and Counter: a plain dict. A state dict's OrderedDict carries its
-    `_metadata` (module versions) as BUILD state, which is dropped."""
-
-    def __setstate__(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError("BUILD on a dict with a state that is not a dict")
+    `_metadata` (module versions) as BUILD state, which `_TorchMachine.build` drops."""
 
 
 class _StorageType:
     def __init__(self, name: str) -> None:
         self.name = name
-
-    def __setstate__(self, state: Any) -> None:
-        raise pickle.UnpicklingError("BUILD on a storage class")
 
 
 class _TensorType:
@@ -211,9 +195,6 @@ class _TensorType:
 
     def __call__(self, *args: Any) -> Any:
         raise ReadWithTorch("a tensor built by its class")
-
-    def __setstate__(self, state: Any) -> None:
-        raise pickle.UnpicklingError("BUILD on a tensor class")
 
 
 _TENSOR_TYPE = _TensorType()
